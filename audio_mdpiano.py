@@ -1,0 +1,173 @@
+"""Audio input: every accepted form is decoded, checked, downmixed and resampled here, once."""
+
+import io
+import os
+
+import numpy as np
+
+MIN_SAMPLING_RATE = 1_000
+MAX_SAMPLING_RATE = 384_000
+# More channels than this in a 2-D array means the array is probably not (channels, samples).
+MAX_CHANNELS = 32
+
+
+class AudioDecodeError(ValueError):
+    """An audio file or byte string that exists but cannot be decoded."""
+
+
+def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: int = 22050) -> np.ndarray:
+    """
+    Turns one audio input into a mono float32 waveform at `target_sampling_rate`.
+
+    Args:
+        audio: one of
+            - a path (`str` or `os.PathLike`) to a file soundfile or ffmpeg can read (wav, flac, ogg, mp3, ...);
+            - encoded bytes of such a file;
+            - an array (`np.ndarray`, `torch.Tensor` or list of numbers) of shape (samples,), (channels, samples)
+              or (samples, channels), float or integer PCM, with `sampling_rate` given;
+            - a tuple `(array, sampling_rate)`;
+            - a `datasets` Audio value: a dict with `array` and `sampling_rate` (or `path` / `bytes`), or a
+              torchcodec `AudioDecoder`.
+        sampling_rate: rate of an array input in Hz. Ignored for inputs that carry their own rate.
+        target_sampling_rate: rate of the returned waveform in Hz.
+
+    Returns:
+        `np.ndarray` of shape (samples,), float32, channels averaged.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        IsADirectoryError: a path that is a directory.
+        AudioDecodeError: a file or bytes that cannot be decoded as audio.
+        ValueError: an array without a sampling rate, an empty or non-finite waveform, or an unusable shape or rate.
+    """
+    waveform, rate = _decode(audio, sampling_rate)
+    _check_rate(rate)
+    waveform = _to_mono_float32(waveform)
+    if waveform.size == 0:
+        raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
+    if not np.isfinite(waveform).all():
+        raise ValueError(
+            "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."
+        )
+    if rate != target_sampling_rate:
+        import librosa
+
+        waveform = librosa.resample(waveform, orig_sr=rate, target_sr=target_sampling_rate, res_type="soxr_hq")
+    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+
+def is_single_audio(audio) -> bool:
+    """Whether `audio` is one input for [`load_audio`] rather than a list of them."""
+    if isinstance(audio, (str, bytes, os.PathLike, np.ndarray, dict)) or hasattr(audio, "get_all_samples"):
+        return True
+    if type(audio).__module__.startswith("torch"):
+        return True
+    if isinstance(audio, tuple) and len(audio) == 2 and isinstance(audio[1], (int, np.integer)):
+        return not isinstance(audio[0], (int, float, np.number))  # (array, rate), not two samples
+    if isinstance(audio, (list, tuple)):
+        return len(audio) > 0 and isinstance(audio[0], (int, float, np.number))
+    return True
+
+
+def _decode(audio, sampling_rate):
+    if isinstance(audio, (str, os.PathLike)):
+        return _decode_file(os.fspath(audio))
+    if isinstance(audio, (bytes, bytearray)):
+        return _decode_encoded(bytes(audio), "the given bytes")
+    if isinstance(audio, dict):
+        if audio.get("array") is not None:
+            return _decode_array(audio["array"], audio.get("sampling_rate"))
+        if audio.get("bytes") is not None:
+            return _decode_encoded(bytes(audio["bytes"]), audio.get("path") or "the given bytes")
+        if audio.get("path") is not None:
+            return _decode_file(audio["path"])
+        raise ValueError(f"An audio dict needs `array` and `sampling_rate`, `bytes` or `path`; got keys {list(audio)}.")
+    if hasattr(audio, "get_all_samples"):  # torchcodec AudioDecoder, what `datasets` Audio columns return
+        samples = audio.get_all_samples()
+        return samples.data.numpy(), int(samples.sample_rate)
+    if isinstance(audio, tuple) and len(audio) == 2 and isinstance(audio[1], (int, np.integer)):
+        return _decode_array(audio[0], int(audio[1]))
+    return _decode_array(audio, sampling_rate)
+
+
+def _decode_array(array, sampling_rate):
+    if sampling_rate is None:
+        raise ValueError(
+            "An audio array needs its sampling rate: pass `sampling_rate=` (in Hz) or a tuple (array, sampling_rate)."
+        )
+    if type(array).__module__.startswith("torch"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array), int(sampling_rate)
+
+
+def _decode_file(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Audio file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Expected an audio file, got a directory: {path}")
+    if os.path.getsize(path) == 0:
+        raise AudioDecodeError(f"The audio file {path} is empty (0 bytes).")
+    return _decode_encoded(path, path)
+
+
+def _decode_encoded(source: str | bytes, name: str):
+    """Decodes a path or encoded bytes with libsndfile, falling back to ffmpeg (through torchcodec)."""
+    import soundfile
+
+    try:
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        waveform, rate = soundfile.read(stream, dtype="float32", always_2d=True)
+        return waveform.T, int(rate)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as soundfile_error:
+        first_error = soundfile_error
+    try:  # formats libsndfile lacks (m4a, aac, wma, ...)
+        from torchcodec.decoders import AudioDecoder
+
+        samples = AudioDecoder(source).get_all_samples()
+        return samples.data.numpy(), int(samples.sample_rate)
+    except Exception as ffmpeg_error:
+        raise AudioDecodeError(
+            f"Could not decode {name} as audio (soundfile: {first_error}; ffmpeg: {ffmpeg_error}). "
+            "Pass a wav, flac, ogg or mp3 file, or a waveform array with its sampling rate."
+        ) from ffmpeg_error
+
+
+def _check_rate(rate):
+    if not MIN_SAMPLING_RATE <= rate <= MAX_SAMPLING_RATE:
+        raise ValueError(
+            f"Sampling rate {rate} Hz is outside the supported {MIN_SAMPLING_RATE}-{MAX_SAMPLING_RATE} Hz; "
+            "check that the rate is in Hz and belongs to this audio."
+        )
+
+
+def _to_mono_float32(waveform: np.ndarray) -> np.ndarray:
+    waveform = np.asarray(waveform)
+    if waveform.dtype == np.bool_ or not np.issubdtype(waveform.dtype, np.number):
+        raise ValueError(f"Audio samples must be numbers, got dtype {waveform.dtype}.")
+    if np.issubdtype(waveform.dtype, np.complexfloating):
+        raise ValueError("Audio samples must be real, got complex values.")
+    if np.issubdtype(waveform.dtype, np.integer):
+        waveform = _pcm_to_float(waveform)
+    waveform = waveform.astype(np.float32, copy=False)
+    if waveform.ndim == 2:
+        channels_first = waveform.shape[0] <= waveform.shape[1]
+        if min(waveform.shape) > MAX_CHANNELS:
+            raise ValueError(
+                f"A 2-D audio array must be (channels, samples) or (samples, channels) with at most {MAX_CHANNELS} "
+                f"channels; got shape {waveform.shape}. Pass a batch as a list of 1-D arrays."
+            )
+        waveform = waveform.mean(axis=0 if channels_first else 1)
+    elif waveform.ndim != 1:
+        raise ValueError(f"Audio must be 1-D (samples,) or 2-D (channels, samples); got shape {waveform.shape}.")
+    return waveform
+
+
+def _pcm_to_float(waveform: np.ndarray) -> np.ndarray:
+    info = np.iinfo(waveform.dtype)
+    if info.min == 0:  # unsigned PCM (8-bit WAV) is centred on its midpoint
+        midpoint = (info.max + 1) / 2
+        return (waveform.astype(np.float64) - midpoint) / midpoint
+    return waveform.astype(np.float64) / float(-info.min)
+
+
+__all__ = ["AudioDecodeError", "load_audio", "is_single_audio"]

@@ -1,0 +1,283 @@
+"""Configuration of the mdpiano multi-domain piano emotion model."""
+
+from transformers import PreTrainedConfig
+
+QUADRANT_NAMES = {
+    "Q1": "happy (high arousal, positive valence)",
+    "Q2": "tense (high arousal, negative valence)",
+    "Q3": "sad (low arousal, negative valence)",
+    "Q4": "calm (low arousal, positive valence)",
+}
+# Russell's circumplex quadrants as used by EMOPIA: arousal is high for Q1/Q2, valence positive for Q1/Q4.
+QUADRANT_AROUSAL = {"Q1": 1, "Q2": 1, "Q3": 0, "Q4": 0}
+QUADRANT_VALENCE = {"Q1": 1, "Q2": 0, "Q3": 0, "Q4": 1}
+
+DOMAINS = ("both", "acoustic", "symbolic")
+ACOUSTIC_INPUTS = ("mixed", "stft")
+
+
+class MDPianoConfig(PreTrainedConfig):
+    r"""
+    Configuration of [`MDPianoForAudioClassification`]: the acoustic features, the acoustic ConvNet, the symbolic
+    token vocabulary and Transformer encoder, the cross-domain attention (CDA) fusion and the training losses of
+    Zhu et al., "Symbolic & Acoustic: Multi-domain Music Emotion Modeling for Instrumental Music" (ADMA 2023).
+
+    Args:
+        sampling_rate (`int`, *optional*, defaults to 22050):
+            Working sampling rate in Hz. Audio is resampled once to this rate; 22050 Hz is also the rate of the
+            basic-pitch transcriber, so both branches share one waveform.
+        n_fft (`int`, *optional*, defaults to 2048):
+            FFT size of the acoustic features (samples).
+        hop_length (`int`, *optional*, defaults to 512):
+            Hop between acoustic frames (samples).
+        n_mels (`int`, *optional*, defaults to 128):
+            Mel bands of the log-mel part of the mixed feature.
+        n_mfcc (`int`, *optional*, defaults to 20):
+            MFCC coefficients of the mixed feature.
+        fmin (`float`, *optional*, defaults to 27.5):
+            Lowest mel frequency in Hz (A0, the lowest piano key).
+        fmax (`float`, *optional*):
+            Highest mel frequency in Hz; `None` means the Nyquist frequency.
+        acoustic_input (`str`, *optional*, defaults to `"mixed"`):
+            `"mixed"`: log-mel, MFCC, spectral centroid and RMS energy stacked per frame (the paper's input);
+            `"stft"`: the log-magnitude STFT (the paper's Table 4 ablation).
+        chunk_length_s (`float`, *optional*, defaults to 30.0):
+            Length in seconds of one analysis window. Inputs are padded or truncated to it; longer recordings are
+            split into windows by the pipeline.
+        conv_channels (`list[int]`, *optional*, defaults to `[64, 128, 256]`):
+            Output channels of the acoustic ConvNet blocks (3x3 convolution, normalisation, ReLU, 2x2 max pooling).
+        conv_kernel_size (`int`, *optional*, defaults to 3):
+            Kernel size of the acoustic convolutions.
+        max_symbolic_length (`int`, *optional*, defaults to 2048):
+            Maximum number of symbolic tokens per window, special tokens included.
+        time_shift_resolution_ms (`int`, *optional*, defaults to 10):
+            Time grid of the symbolic tokens in milliseconds.
+        max_time_shift_ms (`int`, *optional*, defaults to 1000):
+            Longest single `Time-Shift` token; longer gaps use several tokens.
+        velocity_bins (`int`, *optional*, defaults to 32):
+            Number of `Velocity` tokens (uniform bins over MIDI velocity 0-127).
+        max_harmonic (`int`, *optional*, defaults to 16):
+            Largest `Harmonic` value; more simultaneous notes are clipped to it.
+        vocab_size (`int`, *optional*):
+            Size of the symbolic vocabulary. Derived from the token settings above when not given.
+        d_model (`int`, *optional*, defaults to 256):
+            Hidden size of the symbolic Transformer and of the fused representation.
+        num_encoder_layers (`int`, *optional*, defaults to 4):
+            Layers of the symbolic Transformer encoder.
+        num_attention_heads (`int`, *optional*, defaults to 8):
+            Attention heads of the symbolic Transformer encoder.
+        intermediate_size (`int`, *optional*, defaults to 1024):
+            Feed-forward size of the symbolic Transformer encoder.
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout in the encoders and the fusion.
+        attention_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on attention weights.
+        cda_num_heads (`int`, *optional*, defaults to 8):
+            Heads of each cross-domain attention (acoustic-to-symbolic and symbolic-to-acoustic).
+        classifier_dropout (`float`, *optional*, defaults to 0.1):
+            Dropout before the classification heads.
+        domains (`str`, *optional*, defaults to `"both"`):
+            Which domains the model uses: `"both"` (the full model), `"acoustic"` or `"symbolic"` (Table 4 ablations).
+        use_auxiliary_losses (`bool`, *optional*, defaults to `True`):
+            Add the arousal (acoustic head) and valence (symbolic head) binary cross-entropy losses; `False` is the
+            "single loss" ablation.
+        arousal_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the arousal loss.
+        valence_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the valence loss.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the normal initialiser of linear and embedding weights.
+
+    Example:
+
+    ```python
+    >>> from mdpiano import MDPianoConfig
+    >>> config = MDPianoConfig(domains="acoustic")  # the acoustic-only ablation
+    >>> config.id2label[0], config.quadrant_names["Q1"]
+    ('Q1', 'happy (high arousal, positive valence)')
+    ```
+    """
+
+    model_type = "mdpiano"
+
+    def __init__(
+        self,
+        sampling_rate=22050,
+        n_fft=2048,
+        hop_length=512,
+        n_mels=128,
+        n_mfcc=20,
+        fmin=27.5,
+        fmax=None,
+        acoustic_input="mixed",
+        chunk_length_s=30.0,
+        conv_channels=(64, 128, 256),
+        conv_kernel_size=3,
+        max_symbolic_length=2048,
+        time_shift_resolution_ms=10,
+        max_time_shift_ms=1000,
+        velocity_bins=32,
+        max_harmonic=16,
+        vocab_size=None,
+        d_model=256,
+        num_encoder_layers=4,
+        num_attention_heads=8,
+        intermediate_size=1024,
+        dropout=0.1,
+        attention_dropout=0.1,
+        cda_num_heads=8,
+        classifier_dropout=0.1,
+        domains="both",
+        use_auxiliary_losses=True,
+        arousal_loss_weight=1.0,
+        valence_loss_weight=1.0,
+        initializer_range=0.02,
+        **kwargs,
+    ):
+        self.sampling_rate = sampling_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.n_mfcc = n_mfcc
+        self.fmin = fmin
+        self.fmax = fmax
+        self.acoustic_input = acoustic_input
+        self.chunk_length_s = chunk_length_s
+        self.conv_channels = list(conv_channels)
+        self.conv_kernel_size = conv_kernel_size
+        self.max_symbolic_length = max_symbolic_length
+        self.time_shift_resolution_ms = time_shift_resolution_ms
+        self.max_time_shift_ms = max_time_shift_ms
+        self.velocity_bins = velocity_bins
+        self.max_harmonic = max_harmonic
+        self.d_model = d_model
+        self.num_encoder_layers = num_encoder_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.cda_num_heads = cda_num_heads
+        self.classifier_dropout = classifier_dropout
+        self.domains = domains
+        self.use_auxiliary_losses = use_auxiliary_losses
+        self.arousal_loss_weight = arousal_loss_weight
+        self.valence_loss_weight = valence_loss_weight
+        self.initializer_range = initializer_range
+        self._validate()
+        self.vocab_size = vocab_size if vocab_size is not None else self.default_vocab_size()
+
+        kwargs.setdefault("id2label", {i: q for i, q in enumerate(QUADRANT_NAMES)})
+        kwargs.setdefault("label2id", {q: i for i, q in enumerate(QUADRANT_NAMES)})
+        super().__init__(**kwargs)
+        if sorted(self.id2label.values()) != sorted(QUADRANT_NAMES):
+            raise ValueError(f"id2label must name the four quadrants {list(QUADRANT_NAMES)}, got {self.id2label}.")
+
+    def _validate(self):
+        positive_ints = (
+            "sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "conv_kernel_size", "max_symbolic_length",
+            "time_shift_resolution_ms", "max_time_shift_ms", "velocity_bins", "max_harmonic", "d_model",
+            "num_encoder_layers", "num_attention_heads", "intermediate_size", "cda_num_heads",
+        )  # fmt: skip
+        for name in positive_ints:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        for name in ("dropout", "attention_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
+        for name in ("arousal_loss_weight", "valence_loss_weight", "initializer_range"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"`{name}` must be a non-negative number, got {value!r}.")
+        if not isinstance(self.chunk_length_s, (int, float)) or not 0 < self.chunk_length_s <= 600:
+            raise ValueError(f"`chunk_length_s` must be in (0, 600] seconds, got {self.chunk_length_s!r}.")
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"`hop_length` ({self.hop_length}) must not exceed `n_fft` ({self.n_fft}).")
+        if self.fmin < 0 or (self.fmax is not None and not self.fmin < self.fmax <= self.sampling_rate / 2):
+            raise ValueError(
+                f"`fmin` ({self.fmin}) and `fmax` ({self.fmax}) must satisfy 0 <= fmin < fmax <= sampling_rate / 2."
+            )
+        if self.n_mfcc > self.n_mels:
+            raise ValueError(f"`n_mfcc` ({self.n_mfcc}) must not exceed `n_mels` ({self.n_mels}).")
+        if self.acoustic_input not in ACOUSTIC_INPUTS:
+            raise ValueError(f"`acoustic_input` must be one of {ACOUSTIC_INPUTS}, got {self.acoustic_input!r}.")
+        if self.domains not in DOMAINS:
+            raise ValueError(f"`domains` must be one of {DOMAINS}, got {self.domains!r}.")
+        if not isinstance(self.use_auxiliary_losses, bool):
+            raise ValueError(f"`use_auxiliary_losses` must be a bool, got {self.use_auxiliary_losses!r}.")
+        if not self.conv_channels or any(not isinstance(c, int) or c <= 0 for c in self.conv_channels):
+            raise ValueError(f"`conv_channels` must be a non-empty list of positive integers, got {self.conv_channels}.")
+        if self.max_time_shift_ms % self.time_shift_resolution_ms:
+            raise ValueError(
+                f"`max_time_shift_ms` ({self.max_time_shift_ms}) must be a multiple of `time_shift_resolution_ms` "
+                f"({self.time_shift_resolution_ms})."
+            )
+        if self.velocity_bins > 128:
+            raise ValueError(f"`velocity_bins` must be at most 128 (MIDI velocities), got {self.velocity_bins}.")
+        for heads_name in ("num_attention_heads", "cda_num_heads"):
+            if self.d_model % getattr(self, heads_name):
+                raise ValueError(
+                    f"`d_model` ({self.d_model}) must be divisible by `{heads_name}` ({getattr(self, heads_name)})."
+                )
+        if self.max_symbolic_length < 3:
+            raise ValueError(f"`max_symbolic_length` must leave room for <s> and </s>, got {self.max_symbolic_length}.")
+
+    @property
+    def quadrant_names(self) -> dict:
+        """Readable meaning of each quadrant label."""
+        return dict(QUADRANT_NAMES)
+
+    @property
+    def feature_size(self) -> int:
+        """Number of acoustic features per frame (the F of `input_features` (B, T, F))."""
+        if self.acoustic_input == "stft":
+            return self.n_fft // 2 + 1
+        return self.n_mels + self.n_mfcc + 2
+
+    @property
+    def num_frames(self) -> int:
+        """Acoustic frames in one analysis window (the T of `input_features` (B, T, F))."""
+        return 1 + int(round(self.chunk_length_s * self.sampling_rate)) // self.hop_length
+
+    def default_vocab_size(self) -> int:
+        """Vocabulary size of [`MDPianoTokenizer`] built from this configuration's token settings."""
+        return len(
+            symbolic_vocabulary(
+                self.time_shift_resolution_ms, self.max_time_shift_ms, self.velocity_bins, self.max_harmonic
+            )
+        )
+
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "mask_token": "<mask>", "unk_token": "<unk>"}
+
+
+def velocity_values(velocity_bins: int) -> list[int]:
+    """Representative MIDI velocity of each of `velocity_bins` uniform bins over 0-127 (their rounded centres)."""
+    width = 128 / velocity_bins
+    return sorted({min(127, max(1, int(round(width * (i + 0.5))))) for i in range(velocity_bins)})
+
+
+def symbolic_vocabulary(
+    time_shift_resolution_ms: int, max_time_shift_ms: int, velocity_bins: int, max_harmonic: int
+) -> list[str]:
+    """
+    The refined MIDI-like vocabulary, in id order: special tokens, `Note-On_<pitch>` and `Note-Off_<pitch>` for the
+    128 MIDI pitches, `Harmonic_<n>` for n = 1..max_harmonic, `Velocity_<v>` for each velocity bin, and
+    `Time-Shift_<ms>` for multiples of the time resolution up to `max_time_shift_ms`.
+
+    Every value a token stands for is written in its string, so a saved `vocab.json` fully describes the
+    quantisation.
+    """
+    tokens = list(SPECIAL_TOKENS.values())
+    tokens += [f"Note-On_{p}" for p in range(128)]
+    tokens += [f"Note-Off_{p}" for p in range(128)]
+    tokens += [f"Harmonic_{n}" for n in range(1, max_harmonic + 1)]
+    tokens += [f"Velocity_{v}" for v in velocity_values(velocity_bins)]
+    tokens += [
+        f"Time-Shift_{ms}" for ms in range(time_shift_resolution_ms, max_time_shift_ms + 1, time_shift_resolution_ms)
+    ]
+    return tokens
+
+
+__all__ = ["MDPianoConfig", "QUADRANT_NAMES", "QUADRANT_AROUSAL", "QUADRANT_VALENCE", "symbolic_vocabulary"]

@@ -1,0 +1,244 @@
+"""Acoustic features of mdpiano: the paper's mixed feature (log-mel, MFCC, spectral centroid, RMS) or a log STFT."""
+
+from collections.abc import Iterable
+
+import numpy as np
+from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+FEATURE_TYPES = ("mixed", "stft")
+
+
+class MDPianoFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Computes the acoustic input of mdpiano from mono audio at `sampling_rate`.
+
+    One magnitude STFT per waveform (Hann window `n_fft`, hop `hop_length`, centred frames) gives every feature
+    (librosa):
+
+    - `"mixed"` (the paper's input), per frame in this order: `n_mels` log-mel energies (dB), `n_mfcc` MFCCs of that
+      log-mel spectrum, the spectral centroid (kHz) and the RMS energy (dB), so `feature_size = n_mels + n_mfcc + 2`;
+    - `"stft"` (the Table 4 ablation): the log-magnitude spectrum (dB), `feature_size = n_fft // 2 + 1`.
+
+    Normalisation: each feature dimension is standardised with `feature_mean` and `feature_std`, statistics fitted on
+    training audio by [`~MDPianoFeatureExtractor.fit_normalization`] and saved in `preprocessor_config.json`.
+    Before fitting they are `None` and the features are returned in the units above.
+
+    Windows: audio longer than `chunk_length_s` is truncated to its first `chunk_length_s` seconds (recordings
+    longer than one window are split by the pipeline), shorter audio is padded with `padding_value` after
+    normalisation, and `attention_mask` marks the real frames. Every waveform is processed on its own, so a batch
+    gives the same features as its items one at a time.
+
+    Args:
+        sampling_rate (`int`, *optional*, defaults to 22050): rate the audio must have, in Hz.
+        n_fft (`int`, *optional*, defaults to 2048): FFT size.
+        hop_length (`int`, *optional*, defaults to 512): hop between frames.
+        n_mels (`int`, *optional*, defaults to 128): mel bands.
+        n_mfcc (`int`, *optional*, defaults to 20): MFCC coefficients.
+        fmin (`float`, *optional*, defaults to 27.5): lowest mel frequency (Hz).
+        fmax (`float`, *optional*): highest mel frequency (Hz); `None` is the Nyquist frequency.
+        feature_type (`str`, *optional*, defaults to `"mixed"`): `"mixed"` or `"stft"`.
+        chunk_length_s (`float`, *optional*, defaults to 30.0): window length in seconds.
+        feature_mean (`list[float]`, *optional*): per-feature mean for standardisation.
+        feature_std (`list[float]`, *optional*): per-feature standard deviation for standardisation.
+        padding_value (`float`, *optional*, defaults to 0.0): value of padded frames.
+        return_attention_mask (`bool`, *optional*, defaults to `True`): return the frame mask by default.
+    """
+
+    model_input_names = ["input_features", "attention_mask"]
+
+    def __init__(
+        self,
+        sampling_rate=22050,
+        n_fft=2048,
+        hop_length=512,
+        n_mels=128,
+        n_mfcc=20,
+        fmin=27.5,
+        fmax=None,
+        feature_type="mixed",
+        chunk_length_s=30.0,
+        feature_mean=None,
+        feature_std=None,
+        padding_value=0.0,
+        return_attention_mask=True,
+        **kwargs,
+    ):
+        if feature_type not in FEATURE_TYPES:
+            raise ValueError(f"`feature_type` must be one of {FEATURE_TYPES}, got {feature_type!r}.")
+        if hop_length <= 0 or n_fft <= 0 or hop_length > n_fft:
+            raise ValueError(f"Need 0 < hop_length <= n_fft, got hop_length={hop_length}, n_fft={n_fft}.")
+        if not chunk_length_s > 0:
+            raise ValueError(f"`chunk_length_s` must be positive, got {chunk_length_s}.")
+        feature_size = n_fft // 2 + 1 if feature_type == "stft" else n_mels + n_mfcc + 2
+        super().__init__(
+            feature_size=feature_size,
+            sampling_rate=sampling_rate,
+            padding_value=padding_value,
+            return_attention_mask=return_attention_mask,
+            **kwargs,
+        )
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.n_mfcc = n_mfcc
+        self.fmin = fmin
+        self.fmax = fmax
+        self.feature_type = feature_type
+        self.chunk_length_s = chunk_length_s
+        self.feature_mean = None if feature_mean is None else [float(v) for v in feature_mean]
+        self.feature_std = None if feature_std is None else [float(v) for v in feature_std]
+        for name in ("feature_mean", "feature_std"):
+            stats = getattr(self, name)
+            if stats is not None and len(stats) != feature_size:
+                raise ValueError(f"`{name}` has {len(stats)} values, but there are {feature_size} features per frame.")
+        if self.feature_std is not None and min(self.feature_std) <= 0:
+            raise ValueError("`feature_std` values must be positive.")
+        self.mel_filters = self._build_mel_filters() if feature_type == "mixed" else None
+
+    def _build_mel_filters(self) -> np.ndarray:
+        import librosa
+
+        return librosa.filters.mel(
+            sr=self.sampling_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax
+        ).astype(np.float32)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples in one window."""
+        return int(round(self.chunk_length_s * self.sampling_rate))
+
+    @property
+    def nb_max_frames(self) -> int:
+        """Frames in one window (centred STFT frames)."""
+        return 1 + self.n_samples // self.hop_length
+
+    def __call__(
+        self,
+        raw_audio: np.ndarray | list[float] | list[np.ndarray],
+        sampling_rate: int | None = None,
+        padding: bool | str = "max_length",
+        truncation: bool = True,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Featurises one waveform or a batch.
+
+        Args:
+            raw_audio: a mono waveform (`np.ndarray` of shape (samples,) or list of floats), a batch as a list of
+                such waveforms, or a 2-D array (batch, samples). Multi-channel audio must be downmixed first
+                ([`MDPianoProcessor`] does).
+            sampling_rate: rate of `raw_audio` in Hz; must equal `self.sampling_rate`.
+            padding: `"max_length"` (default) pads every item to one window, `"longest"` (or `True`) to the longest
+                item of the batch, `False` / `"do_not_pad"` leaves lengths as they are (batches must then be equal).
+            truncation: cut audio longer than one window to its first `chunk_length_s` seconds.
+            return_attention_mask: return the (batch, frames) mask of real frames; defaults to the init setting.
+            return_tensors: `"pt"`, `"np"` or `None` (lists).
+
+        Returns:
+            [`BatchFeature`] with `input_features` (batch, frames, feature_size) float32 and `attention_mask`
+            (batch, frames) int32.
+        """
+        if sampling_rate is None:
+            logger.warning(
+                f"No `sampling_rate` passed to {self.__class__.__name__}; assuming {self.sampling_rate} Hz. "
+                "Pass it to catch silent errors."
+            )
+        elif sampling_rate != self.sampling_rate:
+            raise ValueError(
+                f"{self.__class__.__name__} expects audio at {self.sampling_rate} Hz, got {sampling_rate} Hz. "
+                f"Resample it to {self.sampling_rate} Hz first, or pass it through MDPianoProcessor, which resamples."
+            )
+        waveforms = self._as_batch(raw_audio)
+        if truncation:
+            waveforms = [w[: self.n_samples] for w in waveforms]
+        features = [self.extract(w) for w in waveforms]
+        if padding in (False, "do_not_pad") and len({f.shape[0] for f in features}) > 1:
+            raise ValueError("Items of different lengths need padding: use padding='max_length' or 'longest'.")
+        if padding is True:
+            padding = "longest"
+        batch = self.pad(
+            BatchFeature({"input_features": features}),
+            padding=padding,
+            max_length=self.nb_max_frames,
+            return_attention_mask=self.return_attention_mask if return_attention_mask is None else return_attention_mask,
+        )
+        batch["input_features"] = [np.asarray(f, dtype=np.float32) for f in batch["input_features"]]
+        if "attention_mask" in batch:
+            batch["attention_mask"] = [np.asarray(m, dtype=np.int32) for m in batch["attention_mask"]]
+        return batch.convert_to_tensors(return_tensors) if return_tensors else batch
+
+    @staticmethod
+    def _as_batch(raw_audio) -> list[np.ndarray]:
+        if isinstance(raw_audio, np.ndarray) and raw_audio.ndim > 2:
+            raise ValueError(f"Only mono audio is supported: expected (samples,) or (batch, samples), got {raw_audio.shape}.")
+        is_batched = (isinstance(raw_audio, np.ndarray) and raw_audio.ndim == 2) or (
+            isinstance(raw_audio, (list, tuple)) and len(raw_audio) > 0 and isinstance(raw_audio[0], (np.ndarray, list, tuple))
+        )
+        items = list(raw_audio) if is_batched else [raw_audio]
+        waveforms = []
+        for index, item in enumerate(items):
+            waveform = np.asarray(item, dtype=np.float32)
+            if waveform.ndim != 1:
+                raise ValueError(f"Only mono audio is supported: item {index} has shape {waveform.shape}.")
+            if waveform.size == 0:
+                raise ValueError(f"Item {index} of the audio batch is empty (0 samples).")
+            if not np.isfinite(waveform).all():
+                raise ValueError(f"Item {index} of the audio batch contains NaN or infinite samples.")
+            waveforms.append(waveform)
+        return waveforms
+
+    def extract(self, waveform: np.ndarray, normalize: bool = True) -> np.ndarray:
+        """
+        Features of one mono waveform at `self.sampling_rate`, without padding or truncation.
+
+        Returns:
+            `np.ndarray` of shape (1 + samples // hop_length, feature_size), float32.
+        """
+        import librosa
+
+        magnitude = np.abs(
+            librosa.stft(waveform, n_fft=self.n_fft, hop_length=self.hop_length, center=True, pad_mode="constant")
+        )
+        if self.feature_type == "stft":
+            features = librosa.amplitude_to_db(magnitude, ref=1.0, amin=1e-5, top_db=None)
+        else:
+            log_mel = librosa.power_to_db(self.mel_filters @ magnitude**2, ref=1.0, amin=1e-10, top_db=None)
+            mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=self.n_mfcc)
+            centroid_khz = librosa.feature.spectral_centroid(S=magnitude, sr=self.sampling_rate, n_fft=self.n_fft) / 1000
+            rms = librosa.feature.rms(S=magnitude, frame_length=self.n_fft)
+            rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-5, top_db=None)
+            features = np.concatenate([log_mel, mfcc, centroid_khz, rms_db], axis=0)
+        features = features.T.astype(np.float32)
+        if normalize and self.feature_mean is not None:
+            features = (features - np.asarray(self.feature_mean, np.float32)) / np.asarray(self.feature_std, np.float32)
+        return features
+
+    def fit_normalization(self, waveforms: Iterable[np.ndarray], progress: bool = True) -> "MDPianoFeatureExtractor":
+        """
+        Fits `feature_mean` and `feature_std` (per feature dimension, over every frame of every window) on training
+        waveforms at `self.sampling_rate`, and returns `self`. Each waveform contributes its first window, as at
+        inference.
+        """
+        from tqdm.auto import tqdm
+
+        count, total, total_sq = 0, np.zeros(self.feature_size), np.zeros(self.feature_size)
+        for waveform in tqdm(waveforms, desc="Fitting feature statistics", disable=not progress):
+            features = self.extract(self._as_batch(waveform)[0][: self.n_samples], normalize=False).astype(np.float64)
+            count += features.shape[0]
+            total += features.sum(axis=0)
+            total_sq += (features**2).sum(axis=0)
+        if count == 0:
+            raise ValueError("fit_normalization needs at least one waveform.")
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+        self.feature_mean = mean.tolist()
+        self.feature_std = np.maximum(std, 1e-5).tolist()
+        return self
+
+
+__all__ = ["MDPianoFeatureExtractor"]

@@ -1,0 +1,163 @@
+"""Processor of mdpiano: one call turns piano audio (or MIDI) into both model inputs."""
+
+import os
+
+import numpy as np
+from transformers import BatchFeature, ProcessorMixin
+
+from .audio_mdpiano import is_single_audio, load_audio
+from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes
+from .transcription_mdpiano import MDPianoTranscriber
+
+TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
+
+
+class MDPianoProcessor(ProcessorMixin):
+    r"""
+    Wraps [`MDPianoFeatureExtractor`] (acoustic domain), [`MDPianoTranscriber`] and [`MDPianoTokenizer`] (symbolic
+    domain) into one processor.
+
+    Audio is decoded, downmixed and resampled once, to the feature extractor's rate (22050 Hz, basic-pitch's own),
+    and cut to the analysis window (`chunk_length_s` from its start); both domains read that same waveform. The
+    transcription settings are saved in `processor_config.json`.
+
+    Outputs (one [`BatchFeature`]; names do not collide):
+
+    - `input_features` (batch, frames, features) and `feature_attention_mask` (batch, frames): acoustic domain;
+    - `input_ids` (batch, tokens) and `attention_mask` (batch, tokens): symbolic domain.
+
+    Args:
+        feature_extractor ([`MDPianoFeatureExtractor`]): the acoustic feature extractor.
+        tokenizer ([`MDPianoTokenizer`]): the symbolic tokenizer.
+        onset_threshold, frame_threshold, minimum_note_length_ms, minimum_frequency, maximum_frequency,
+        melodia_trick: transcription settings, see [`MDPianoTranscriber`].
+    """
+
+    def __init__(
+        self,
+        feature_extractor,
+        tokenizer,
+        onset_threshold=TRANSCRIPTION_DEFAULTS["onset_threshold"],
+        frame_threshold=TRANSCRIPTION_DEFAULTS["frame_threshold"],
+        minimum_note_length_ms=TRANSCRIPTION_DEFAULTS["minimum_note_length_ms"],
+        minimum_frequency=TRANSCRIPTION_DEFAULTS["minimum_frequency"],
+        maximum_frequency=TRANSCRIPTION_DEFAULTS["maximum_frequency"],
+        melodia_trick=TRANSCRIPTION_DEFAULTS["melodia_trick"],
+    ):
+        super().__init__(feature_extractor, tokenizer)
+        self.onset_threshold = onset_threshold
+        self.frame_threshold = frame_threshold
+        self.minimum_note_length_ms = minimum_note_length_ms
+        self.minimum_frequency = minimum_frequency
+        self.maximum_frequency = maximum_frequency
+        self.melodia_trick = melodia_trick
+        self.transcriber  # validates the settings now rather than at the first call
+
+    @property
+    def transcriber(self) -> MDPianoTranscriber:
+        """The transcriber with this processor's settings (the ONNX session itself is shared per process)."""
+        return MDPianoTranscriber(**{name: getattr(self, name) for name in TRANSCRIPTION_DEFAULTS})
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.feature_extractor.sampling_rate
+
+    def __call__(
+        self,
+        audio=None,
+        sampling_rate: int | None = None,
+        midi=None,
+        notes=None,
+        padding: bool | str = "max_length",
+        truncation: bool = True,
+        return_tensors: str | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Prepares one input or a batch for the model.
+
+        Args:
+            audio: one recording or a list: paths, arrays (with `sampling_rate`), `(array, rate)` tuples or `datasets`
+                Audio values (see [`load_audio`]). Gives the acoustic features and, unless `midi` or `notes` is
+                given, the transcription for the symbolic domain.
+            sampling_rate: rate of array inputs in Hz (any rate; resampled once).
+            midi: a MIDI path or a list of them, used for the symbolic domain instead of a transcription.
+            notes: a set of notes or a list of sets (see [`MDPianoTokenizer.notes_to_ids`]), like `midi`.
+            padding: acoustic features: `"max_length"` (default) pads to one window, `"longest"` to the longest
+                recording of the batch. Tokens are padded to the longest sequence of the batch.
+            truncation: analyse the first `chunk_length_s` seconds (notes starting later are dropped, notes
+                overlapping the end are cut there) and keep at most `model_max_length` tokens.
+            return_tensors: `"pt"`, `"np"` or `None`.
+
+        Returns:
+            [`BatchFeature`] with `input_features` and `feature_attention_mask` when audio is given, and `input_ids`
+            and `attention_mask` always.
+        """
+        if midi is not None and notes is not None:
+            raise ValueError("Pass either `midi` or `notes`, not both.")
+        if audio is None and midi is None and notes is None:
+            raise ValueError("Pass `audio` (recordings), `midi` (MIDI files) or `notes`.")
+        if kwargs:
+            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+
+        waveforms = None
+        if audio is not None:
+            waveforms = self.load_audio(audio, sampling_rate, truncation)
+        if midi is not None:
+            paths = [midi] if isinstance(midi, (str, os.PathLike)) else list(midi)
+            note_sets = [read_midi_notes(path) for path in paths]
+        elif notes is not None:
+            note_sets = list(notes) if is_note_batch(notes) else [notes]
+        else:
+            note_sets = self.transcribe(waveforms, self.sampling_rate)
+        if waveforms is not None and len(note_sets) != len(waveforms):
+            raise ValueError(f"Got {len(waveforms)} recordings but {len(note_sets)} sets of notes.")
+        if truncation:
+            note_sets = [self._crop_notes(n) for n in note_sets]
+
+        # Tokens are padded to the longest sequence of the batch: a fixed length would mostly add padding.
+        symbolic = self.tokenizer.encode_notes(
+            note_sets, padding=bool(padding), truncation=truncation, return_attention_mask=True
+        )
+        data = {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
+        if waveforms is not None:
+            acoustic = self.feature_extractor(
+                waveforms, sampling_rate=self.sampling_rate, padding=padding, truncation=truncation, return_attention_mask=True
+            )
+            data["input_features"] = acoustic["input_features"]
+            data["feature_attention_mask"] = acoustic["attention_mask"]
+        return BatchFeature(data, tensor_type=return_tensors)
+
+    def load_audio(self, audio, sampling_rate: int | None = None, truncation: bool = True) -> list[np.ndarray]:
+        """
+        Decodes, downmixes and resamples one recording or a list to mono float32 at `self.sampling_rate`, cut to
+        the analysis window when `truncation`.
+        """
+        items = [audio] if is_single_audio(audio) else list(audio)
+        if not items:
+            raise ValueError("Got an empty list of recordings.")
+        waveforms = [load_audio(item, sampling_rate, self.sampling_rate) for item in items]
+        if truncation:
+            waveforms = [w[: self.feature_extractor.n_samples] for w in waveforms]
+        return waveforms
+
+    def transcribe(self, audio, sampling_rate: int | None = None) -> list[list[Note]]:
+        """Notes of one recording or a list (anything [`load_audio`] accepts), one list of notes per recording."""
+        transcriber = self.transcriber
+        items = [audio] if is_single_audio(audio) else list(audio)
+        return [transcriber(item, sampling_rate) for item in items]
+
+    def _crop_notes(self, notes) -> np.ndarray:
+        """Notes of the analysis window: onsets before its end, offsets cut at its end."""
+        array = notes_to_array(notes)
+        window = self.feature_extractor.chunk_length_s
+        array = array[array[:, 0] < window]
+        array[:, 1] = np.minimum(array[:, 1], window)
+        return array
+
+    @property
+    def model_input_names(self):
+        return ["input_features", "feature_attention_mask", "input_ids", "attention_mask"]
+
+
+__all__ = ["MDPianoProcessor"]

@@ -1,0 +1,79 @@
+"""Rendering MIDI to piano audio with FluidSynth and a SoundFont (EMOPIA ships MIDI, not audio)."""
+
+import os
+
+import numpy as np
+
+from .notes_mdpiano import read_midi_notes
+
+# SoundFonts by name: Debian's fluid-soundfont-gm, and the small TimGM6mb that ships inside pretty_midi.
+KNOWN_SOUNDFONTS = {
+    "FluidR3_GM": ["/usr/share/sounds/sf2/FluidR3_GM.sf2"],
+    "TimGM6mb": ["<pretty_midi>/TimGM6mb.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"],
+}
+
+
+def find_soundfont(name_or_path: str) -> str:
+    """
+    Path of a SoundFont given its path or one of the names in `KNOWN_SOUNDFONTS`.
+
+    Raises:
+        FileNotFoundError: with the package that provides it.
+    """
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    if name_or_path not in KNOWN_SOUNDFONTS:
+        raise FileNotFoundError(
+            f"SoundFont {name_or_path!r} is neither a file nor one of {sorted(KNOWN_SOUNDFONTS)}."
+        )
+    import pretty_midi
+
+    pretty_midi_dir = os.path.dirname(pretty_midi.__file__)
+    for candidate in KNOWN_SOUNDFONTS[name_or_path]:
+        candidate = candidate.replace("<pretty_midi>", pretty_midi_dir)
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"SoundFont {name_or_path} not found (looked in {KNOWN_SOUNDFONTS[name_or_path]}); "
+        "install Debian's fluid-soundfont-gm (scripts/install.sh does)."
+    )
+
+
+def render_midi(midi, soundfont: str = "FluidR3_GM", sampling_rate: int = 22050, max_duration_s: float | None = None, peak: float = 0.9) -> np.ndarray:
+    """
+    Renders a MIDI file (path) or `pretty_midi.PrettyMIDI` to mono float32 audio with FluidSynth, sustain pedal and
+    other controllers included.
+
+    Args:
+        midi: a MIDI path or a `pretty_midi.PrettyMIDI`.
+        soundfont: a SoundFont path or a name from `KNOWN_SOUNDFONTS`.
+        sampling_rate: output rate in Hz.
+        max_duration_s: keep only the first seconds.
+        peak: peak amplitude of the returned audio (pretty_midi normalises its output to 1).
+
+    Returns:
+        `np.ndarray` of shape (samples,), float32.
+    """
+    import pretty_midi
+
+    if not isinstance(midi, pretty_midi.PrettyMIDI):
+        read_midi_notes(midi)  # clear errors for missing or malformed files
+        midi = pretty_midi.PrettyMIDI(os.fspath(midi))
+    if max_duration_s is not None:
+        _crop_midi(midi, max_duration_s)
+    audio = midi.fluidsynth(fs=sampling_rate, sf2_path=find_soundfont(soundfont))
+    if max_duration_s is not None:
+        audio = audio[: int(round(max_duration_s * sampling_rate))]
+    return (audio * peak).astype(np.float32)
+
+
+def _crop_midi(midi, end_s: float) -> None:
+    """Drops notes starting after `end_s` and cuts the others there, so the release tail is not rendered."""
+    for instrument in midi.instruments:
+        instrument.notes = [n for n in instrument.notes if n.start < end_s]
+        for note in instrument.notes:
+            note.end = min(note.end, end_s)
+        instrument.control_changes = [c for c in instrument.control_changes if c.time < end_s]
+
+
+__all__ = ["KNOWN_SOUNDFONTS", "find_soundfont", "render_midi"]

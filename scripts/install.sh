@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs mdpiano and everything it needs on a fresh Debian machine (run as root, Python 3.11).
+# Idempotent: a second run with unchanged requirements only checks and returns in seconds.
+#
+#   bash scripts/install.sh            # venv in ./.venv
+#   MDPIANO_VENV=/opt/mdpiano bash scripts/install.sh
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=${MDPIANO_VENV:-$repo/.venv}
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+
+apt_packages=(ffmpeg libfluidsynth3 fluid-soundfont-gm)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[install] apt packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "[install] need root to install ${missing[*]}; run: sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "[install] creating venv at $venv"
+  "$python" -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
+
+# Everything below is skipped when the inputs that shape the venv have not changed.
+stamp="$venv/.mdpiano-install-stamp"
+digest=$(cat "$repo/requirements.txt" "$repo/pyproject.toml" "$repo/scripts/install.sh" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
+  echo "[install] up to date ($venv)"
+  exit 0
+fi
+
+# torch first and pinned: an unpinned torch (or one pulled in by another package) is a multi-GB CUDA build.
+echo "[install] torch"
+"${pip[@]}" install torch==2.13.0
+echo "[install] pinned requirements"
+"${pip[@]}" install -r "$repo/requirements.txt" torch==2.13.0
+# basic-pitch's own requirements force TensorFlow and numpy<2; mdpiano uses only its bundled ONNX model.
+echo "[install] basic-pitch (no deps)"
+"${pip[@]}" install --no-deps basic-pitch==0.4.0
+echo "[install] mdpiano (editable)"
+"${pip[@]}" install --no-deps -e "$repo"
+
+echo "$digest" > "$stamp"
+echo "[install] done: source $venv/bin/activate"

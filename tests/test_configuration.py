@@ -1,0 +1,67 @@
+import pytest
+from transformers import AutoConfig
+
+from mdpiano import MDPianoConfig, MDPianoTokenizer
+
+
+def test_defaults_follow_the_paper():
+    config = MDPianoConfig()
+    assert config.n_mfcc == 20
+    assert config.conv_channels == [64, 128, 256]
+    assert config.num_encoder_layers == 4
+    assert (config.domains, config.acoustic_input, config.use_auxiliary_losses) == ("both", "mixed", True)
+    assert config.id2label == {0: "Q1", 1: "Q2", 2: "Q3", 3: "Q4"}
+    assert config.label2id == {"Q1": 0, "Q2": 1, "Q3": 2, "Q4": 3}
+    assert config.quadrant_names["Q2"].startswith("tense")
+    assert config.feature_size == config.n_mels + config.n_mfcc + 2
+    assert MDPianoConfig(acoustic_input="stft").feature_size == config.n_fft // 2 + 1
+
+
+def test_vocab_size_matches_the_tokenizer():
+    for kwargs in ({}, {"velocity_bins": 16, "max_harmonic": 8, "time_shift_resolution_ms": 20}):
+        config = MDPianoConfig(**kwargs)
+        tokenizer = MDPianoTokenizer(
+            time_shift_resolution_ms=config.time_shift_resolution_ms,
+            max_time_shift_ms=config.max_time_shift_ms,
+            velocity_bins=config.velocity_bins,
+            max_harmonic=config.max_harmonic,
+        )
+        assert config.vocab_size == len(tokenizer)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("domains", "audio"),
+        ("acoustic_input", "cqt"),
+        ("n_mfcc", 0),
+        ("hop_length", 4096),
+        ("dropout", 1.5),
+        ("num_attention_heads", 7),
+        ("cda_num_heads", 3),
+        ("conv_channels", []),
+        ("chunk_length_s", -1),
+        ("max_time_shift_ms", 1005),
+        ("velocity_bins", 200),
+        ("use_auxiliary_losses", "yes"),
+        ("arousal_loss_weight", -1.0),
+        ("fmax", 20000.0),
+        ("max_symbolic_length", 2),
+    ],
+)
+def test_invalid_values_name_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        MDPianoConfig(**{field: value})
+
+
+def test_id2label_must_name_the_quadrants():
+    with pytest.raises(ValueError, match="id2label"):
+        MDPianoConfig(id2label={0: "happy", 1: "sad"})
+
+
+def test_save_load_round_trip(tmp_path):
+    config = MDPianoConfig(domains="symbolic", acoustic_input="stft", use_auxiliary_losses=False, d_model=128)
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, MDPianoConfig)
+    assert loaded.to_diff_dict() == config.to_diff_dict()
