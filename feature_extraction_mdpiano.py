@@ -1,5 +1,6 @@
 """Acoustic features of mdpiano: the paper's mixed feature (log-mel, MFCC, spectral centroid, RMS) or a log STFT."""
 
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -72,6 +73,7 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
             raise ValueError(f"Need 0 < hop_length <= n_fft, got hop_length={hop_length}, n_fft={n_fft}.")
         if not chunk_length_s > 0:
             raise ValueError(f"`chunk_length_s` must be positive, got {chunk_length_s}.")
+        kwargs.pop("feature_size", None)  # derived from the settings below, saved only for reference
         feature_size = n_fft // 2 + 1 if feature_type == "stft" else n_mels + n_mfcc + 2
         super().__init__(
             feature_size=feature_size,
@@ -201,9 +203,12 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         """
         import librosa
 
-        magnitude = np.abs(
-            librosa.stft(waveform, n_fft=self.n_fft, hop_length=self.hop_length, center=True, pad_mode="constant")
-        )
+        with warnings.catch_warnings():
+            # Inputs shorter than n_fft are valid (zero-padded by the centred STFT); librosa warns about them.
+            warnings.filterwarnings("ignore", message="n_fft=.*is too large for input signal")
+            magnitude = np.abs(
+                librosa.stft(waveform, n_fft=self.n_fft, hop_length=self.hop_length, center=True, pad_mode="constant")
+            )
         if self.feature_type == "stft":
             features = librosa.amplitude_to_db(magnitude, ref=1.0, amin=1e-5, top_db=None)
         else:

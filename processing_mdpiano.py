@@ -6,7 +6,9 @@ import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 
 from .audio_mdpiano import is_single_audio, load_audio
+from .feature_extraction_mdpiano import MDPianoFeatureExtractor
 from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes
+from .tokenization_mdpiano import MDPianoTokenizer
 from .transcription_mdpiano import MDPianoTranscriber
 
 TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
@@ -53,6 +55,29 @@ class MDPianoProcessor(ProcessorMixin):
         self.melodia_trick = melodia_trick
         self.transcriber  # validates the settings now rather than at the first call
 
+    @classmethod
+    def from_config(cls, config, **transcription_settings) -> "MDPianoProcessor":
+        """A processor whose feature extractor and tokenizer match an [`MDPianoConfig`]."""
+        feature_extractor = MDPianoFeatureExtractor(
+            sampling_rate=config.sampling_rate,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+            n_mfcc=config.n_mfcc,
+            fmin=config.fmin,
+            fmax=config.fmax,
+            feature_type=config.acoustic_input,
+            chunk_length_s=config.chunk_length_s,
+        )
+        tokenizer = MDPianoTokenizer(
+            time_shift_resolution_ms=config.time_shift_resolution_ms,
+            max_time_shift_ms=config.max_time_shift_ms,
+            velocity_bins=config.velocity_bins,
+            max_harmonic=config.max_harmonic,
+            model_max_length=config.max_symbolic_length,
+        )
+        return cls(feature_extractor, tokenizer, **transcription_settings)
+
     @property
     def transcriber(self) -> MDPianoTranscriber:
         """The transcriber with this processor's settings (the ONNX session itself is shared per process)."""
@@ -93,12 +118,12 @@ class MDPianoProcessor(ProcessorMixin):
             [`BatchFeature`] with `input_features` and `feature_attention_mask` when audio is given, and `input_ids`
             and `attention_mask` always.
         """
+        if kwargs:
+            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
         if midi is not None and notes is not None:
             raise ValueError("Pass either `midi` or `notes`, not both.")
         if audio is None and midi is None and notes is None:
             raise ValueError("Pass `audio` (recordings), `midi` (MIDI files) or `notes`.")
-        if kwargs:
-            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
 
         waveforms = None
         if audio is not None:

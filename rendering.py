@@ -61,7 +61,7 @@ def render_midi(midi, soundfont: str = "FluidR3_GM", sampling_rate: int = 22050,
         midi = pretty_midi.PrettyMIDI(os.fspath(midi))
     if max_duration_s is not None:
         _crop_midi(midi, max_duration_s)
-    audio = midi.fluidsynth(fs=sampling_rate, sf2_path=find_soundfont(soundfont))
+    audio = midi.fluidsynth(fs=sampling_rate, synthesizer=find_soundfont(soundfont))
     if max_duration_s is not None:
         audio = audio[: int(round(max_duration_s * sampling_rate))]
     return (audio * peak).astype(np.float32)

@@ -288,7 +288,7 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         batch = self.pad(
             {"input_ids": [e["input_ids"] for e in encoded]},
             padding=padding,
-            max_length=max_length,
+            max_length=max_length if padding == "max_length" else None,
             return_attention_mask=return_attention_mask,
         )
         if not batched:

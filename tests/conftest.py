@@ -40,7 +40,7 @@ def rendered_clip(clip_midi, tmp_path_factory):
 
     waveform = render_midi(clip_midi, "FluidR3_GM", SAMPLING_RATE, max_duration_s=CLIP_SECONDS)
     path = tmp_path_factory.mktemp("audio") / f"{TEST_CLIP}.wav"
-    soundfile.write(path, waveform, SAMPLING_RATE)
+    soundfile.write(path, waveform, SAMPLING_RATE, subtype="FLOAT")
     return path, waveform
 
 

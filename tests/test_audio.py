@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from mdpiano import AudioDecodeError, load_audio
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def tone():
+    t = np.arange(SR) / SR
+    return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def test_float_mono_at_the_working_rate_is_unchanged(tone):
+    np.testing.assert_array_equal(load_audio(tone, SR, SR), tone)
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 44100, 48000, 96000])
+def test_any_rate_is_resampled(rate):
+    t = np.arange(rate) / rate
+    audio = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    out = load_audio(audio, rate, SR)
+    assert out.dtype == np.float32 and abs(len(out) - SR) <= 1
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * SR / len(out) - 440) < 2
+
+
+@pytest.mark.parametrize("dtype, scale, step", [(np.int16, 32767, 2**-15), (np.int32, 2**31 - 1, 2**-31), (np.uint8, 127, 2**-7)])
+def test_integer_pcm_is_scaled(tone, dtype, scale, step):
+    pcm = np.round(tone * scale + (128 if dtype == np.uint8 else 0)).astype(dtype)
+    np.testing.assert_allclose(load_audio(pcm, SR, SR), tone, atol=2 * step + 1e-6)
+
+
+@pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
+@pytest.mark.parametrize("channels", [2, 6])
+def test_multichannel_is_downmixed(tone, layout, channels):
+    stacked = np.stack([tone] * channels)
+    out = load_audio(stacked if layout == "channels_first" else stacked.T, SR, SR)
+    np.testing.assert_allclose(out, tone, atol=1e-6)
+
+
+def test_tensor_tuple_and_dict_inputs(tone):
+    np.testing.assert_array_equal(load_audio(torch.from_numpy(tone), SR, SR), tone)
+    np.testing.assert_array_equal(load_audio((tone, SR), target_sampling_rate=SR), tone)
+    np.testing.assert_array_equal(load_audio({"array": tone, "sampling_rate": SR}, target_sampling_rate=SR), tone)
+
+
+def test_files_and_bytes(tmp_path, tone):
+    path = tmp_path / "tone.flac"
+    soundfile.write(path, np.stack([tone, tone], axis=1), 44100)  # stereo, declared at another rate
+    from_path = load_audio(path, target_sampling_rate=SR)
+    assert abs(len(from_path) - SR // 2) <= 1
+    np.testing.assert_array_equal(load_audio(path.read_bytes(), target_sampling_rate=SR), from_path)
+    np.testing.assert_array_equal(load_audio({"path": str(path), "bytes": None}, target_sampling_rate=SR), from_path)
+
+
+def test_mp3_through_ffmpeg_or_libsndfile(tmp_path, tone):
+    path = tmp_path / "tone.mp3"
+    soundfile.write(path, tone, SR, format="MP3")
+    out = load_audio(path, target_sampling_rate=SR)
+    assert abs(len(out) - SR) < SR * 0.1
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (lambda d: d / "missing.wav", FileNotFoundError, "not found"),
+        (lambda d: d, IsADirectoryError, "directory"),
+        (lambda d: (d / "empty.wav").write_bytes(b"") and d / "empty.wav" or d / "empty.wav", AudioDecodeError, "empty"),
+        (lambda d: (d / "text.wav").write_text("hello, not audio") and d / "text.wav", AudioDecodeError, "Could not decode"),
+    ],
+)
+def test_bad_files_are_clear_errors(tmp_path, make, error, message):
+    with pytest.raises(error, match=message):
+        load_audio(make(tmp_path), target_sampling_rate=SR)
+
+
+def test_truncated_file_gives_what_is_there(tmp_path, tone):
+    path = tmp_path / "full.wav"
+    soundfile.write(path, tone, SR, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    out = load_audio(cut, target_sampling_rate=SR)
+    assert 0 < len(out) < len(tone)
+    np.testing.assert_allclose(out, tone[: len(out)], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "audio, rate, message",
+    [
+        (np.zeros(0, np.float32), SR, "empty"),
+        (np.array([0.1, np.nan], np.float32), SR, "NaN"),
+        (np.array([0.1, np.inf], np.float32), SR, "NaN or infinite"),
+        (np.zeros(100, np.float32), None, "sampling rate"),
+        (np.zeros(100, np.float32), 10, "outside the supported"),
+        (np.zeros((2, 3, 4), np.float32), SR, "1-D"),
+        (np.zeros((64, 64), np.float32), SR, "channels"),
+        (np.array(["a", "b"]), SR, "numbers"),
+    ],
+)
+def test_bad_arrays_are_clear_errors(audio, rate, message):
+    with pytest.raises(ValueError, match=message):
+        load_audio(audio, rate, SR)

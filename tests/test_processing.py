@@ -1,0 +1,191 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from mdpiano import MDPianoFeatureExtractor, MDPianoProcessor, MDPianoTokenizer, MDPianoTranscriber, read_midi_notes
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return MDPianoProcessor(MDPianoFeatureExtractor(chunk_length_s=15.0), MDPianoTokenizer())
+
+
+@pytest.fixture
+def no_transcription(monkeypatch):
+    """Makes any transcription fail, to prove a code path skips it."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("transcription was run")
+
+    monkeypatch.setattr(MDPianoTranscriber, "__call__", refuse)
+
+
+def test_audio_path_gives_both_domains(processor, rendered_clip):
+    path, waveform = rendered_clip
+    batch = processor(audio=str(path), return_tensors="pt")
+    assert set(batch) == {"input_features", "feature_attention_mask", "input_ids", "attention_mask"}
+    fe = processor.feature_extractor
+    assert batch["input_features"].shape == (1, fe.nb_max_frames, fe.feature_size)
+    assert batch["feature_attention_mask"].all()  # 20 s of audio fill the 15-s window
+    assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"].shape[1] > 100
+    # The symbolic domain is the transcription of the window, tokenized.
+    notes = processor.tokenizer.decode_notes(batch["input_ids"][0])
+    transcribed = MDPianoTranscriber()(waveform[: SR * 15], SR)
+    assert len(notes) == len(transcribed)
+    assert max(abs(a.onset - b.onset) for a, b in zip(sorted(notes), sorted(transcribed))) <= 0.005 + 1e-9
+
+
+def test_array_at_any_rate_is_resampled_once(processor, rendered_clip):
+    _, waveform = rendered_clip
+    import librosa
+
+    at_48k = librosa.resample(waveform[: SR * 5], orig_sr=SR, target_sr=48000)
+    (loaded,) = processor.load_audio(at_48k, 48000)
+    assert abs(len(loaded) - SR * 5) <= 1
+    batch = processor(audio=at_48k, sampling_rate=48000, return_tensors="np")
+    reference = processor(audio=waveform[: SR * 5], sampling_rate=SR, return_tensors="np")
+    valid = reference["feature_attention_mask"][0].astype(bool)
+    got, expected = batch["input_features"][0][valid], reference["input_features"][0][valid]
+    # Resampling only touches the band near the Nyquist frequency: most values agree to the microdecibel.
+    assert np.median(np.abs(got - expected)) < 0.01
+    assert np.corrcoef(got.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_batched_equals_unbatched(processor, rendered_clip):
+    path, waveform = rendered_clip
+    items = [str(path), (waveform[: SR * 4], SR)]
+    batch = processor(audio=items, return_tensors="np")
+    assert batch["input_features"].shape[0] == batch["input_ids"].shape[0] == 2
+    for index, item in enumerate(items):
+        single = processor(audio=item, return_tensors="np")
+        np.testing.assert_array_equal(batch["input_features"][index], single["input_features"][0])
+        length = single["input_ids"].shape[1]
+        np.testing.assert_array_equal(batch["input_ids"][index, :length], single["input_ids"][0])
+        assert batch["attention_mask"][index].sum() == length
+
+
+def test_datasets_audio_value(processor, rendered_clip):
+    from datasets import Audio, Dataset
+
+    path, _ = rendered_clip
+    dataset = Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", Audio())
+    from_dataset = processor(audio=dataset[0]["audio"], return_tensors="np")
+    from_path = processor(audio=str(path), return_tensors="np")
+    for key in from_path:
+        np.testing.assert_array_equal(from_dataset[key], from_path[key])
+    resampled = Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", Audio(sampling_rate=16000))
+    assert processor(audio=resampled[0]["audio"])["input_features"][0].shape[0] == processor.feature_extractor.nb_max_frames
+
+
+def test_midi_skips_transcription(processor, clip_midi, no_transcription):
+    batch = processor(midi=str(clip_midi), return_tensors="pt")
+    assert set(batch) == {"input_ids", "attention_mask"}
+    window_notes = [n for n in read_midi_notes(clip_midi) if n.onset < 15.0]
+    decoded = processor.tokenizer.decode_notes(batch["input_ids"][0])
+    assert len(decoded) == len(window_notes)
+    assert max(n.offset for n in decoded) <= 15.0
+
+
+def test_notes_with_audio_skip_transcription(processor, rendered_clip, clip_notes, no_transcription):
+    _, waveform = rendered_clip
+    batch = processor(audio=waveform, sampling_rate=SR, notes=clip_notes, return_tensors="pt")
+    assert {"input_features", "input_ids"} <= set(batch)
+    same = processor(notes=clip_notes, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], same["input_ids"])
+    two = processor(notes=[clip_notes, clip_notes[:5]], return_tensors="pt")
+    assert two["input_ids"].shape[0] == 2 and torch.equal(two["input_ids"][0], same["input_ids"][0])
+
+
+def test_silence_gives_an_empty_symbolic_sequence(processor):
+    batch = processor(audio=np.zeros(SR * 3, np.float32), sampling_rate=SR, return_tensors="pt")
+    tokenizer = processor.tokenizer
+    assert batch["input_ids"].tolist() == [[tokenizer.bos_token_id, tokenizer.eos_token_id]]
+    assert torch.isfinite(batch["input_features"]).all()
+
+
+def test_save_and_load_round_trip(tmp_path, rendered_clip):
+    _, waveform = rendered_clip
+    processor = MDPianoProcessor(
+        MDPianoFeatureExtractor(chunk_length_s=10.0, n_mels=64).fit_normalization([waveform], progress=False),
+        MDPianoTokenizer(velocity_bins=16, model_max_length=512),
+        onset_threshold=0.6,
+        minimum_note_length_ms=80.0,
+    )
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["onset_threshold"] == 0.6 and saved["minimum_note_length_ms"] == 80.0
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(loaded, MDPianoProcessor)
+    assert loaded.transcriber.to_dict() == processor.transcriber.to_dict()
+    assert loaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
+    assert loaded.tokenizer.get_vocab() == processor.tokenizer.get_vocab() and loaded.tokenizer.model_max_length == 512
+    expected = processor(audio=waveform, sampling_rate=SR, return_tensors="np")
+    got = loaded(audio=waveform, sampling_rate=SR, return_tensors="np")
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_loads_as_remote_code_without_the_package(tmp_path, rendered_clip):
+    path, _ = rendered_clip
+    processor = MDPianoProcessor(MDPianoFeatureExtractor(chunk_length_s=10.0), MDPianoTokenizer())
+    processor.save_pretrained(tmp_path / "hub")
+    expected = processor(audio=str(path), return_tensors="np")
+    np.savez(tmp_path / "expected.npz", **expected)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["mdpiano"] = None  # the package must not be importable
+        sys.path = [p for p in sys.path if p not in ("", {str(os.getcwd())!r})]
+        import numpy as np
+        from transformers import AutoProcessor
+        processor = AutoProcessor.from_pretrained({str(tmp_path / "hub")!r}, trust_remote_code=True)
+        assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+        got = processor(audio={str(path)!r}, return_tensors="np")
+        expected = np.load({str(tmp_path / "expected.npz")!r})
+        for key in expected.files:
+            np.testing.assert_array_equal(got[key], expected[key])
+        print("remote code OK")
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "remote code OK" in result.stdout
+
+
+def test_readme_three_lines(rendered_clip, clip_midi, tmp_path):
+    path, _ = rendered_clip
+    processor = MDPianoProcessor(MDPianoFeatureExtractor(), MDPianoTokenizer())
+    processor.save_pretrained(tmp_path)
+    # The Quick start's three lines, with a saved processor folder in place of the default model.
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    inputs = processor(audio=str(path), return_tensors="pt")
+    assert inputs["input_features"].ndim == 3 and inputs["input_ids"].ndim == 2
+    assert processor(midi=str(clip_midi), return_tensors="pt")["input_ids"].shape[0] == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({}, ValueError, "Pass `audio`"),
+        ({"midi": "a.mid", "notes": []}, ValueError, "either `midi` or `notes`"),
+        ({"audio": [np.zeros(SR, np.float32)] * 2, "sampling_rate": SR, "notes": [[], [], []]}, ValueError, "2 recordings but 3"),
+        ({"audio": "missing.wav"}, FileNotFoundError, "missing.wav"),
+        ({"audio": np.zeros(SR, np.float32)}, ValueError, "sampling rate"),
+        ({"audio": [], "sampling_rate": SR}, ValueError, "empty list"),
+        ({"midi": "missing.mid"}, FileNotFoundError, "missing.mid"),
+        ({"text": "hello"}, TypeError, "Unexpected"),
+    ],
+)
+def test_errors(processor, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        processor(**kwargs)

@@ -1,0 +1,90 @@
+import mir_eval
+import numpy as np
+import pytest
+
+from mdpiano import MDPianoTranscriber, Note
+
+SR = 22050
+ONSET_F1_FLOOR = 0.7  # basic-pitch on a FluidR3_GM rendering of an EMOPIA clip; measured about 0.83
+
+
+def midi_to_hz(pitches):
+    return 440.0 * 2.0 ** ((np.asarray(pitches, dtype=float) - 69) / 12)
+
+
+def onset_scores(reference, estimate):
+    ref_intervals = np.array([[n.onset, n.offset] for n in reference])
+    est_intervals = np.array([[n.onset, max(n.offset, n.onset + 1e-3)] for n in estimate])
+    ref_intervals[:, 1] = np.maximum(ref_intervals[:, 1], ref_intervals[:, 0] + 1e-3)
+    precision, recall, f1, _ = mir_eval.transcription.precision_recall_f1_overlap(
+        ref_intervals, midi_to_hz([n.pitch for n in reference]), est_intervals, midi_to_hz([n.pitch for n in estimate]),
+        onset_tolerance=0.05, offset_ratio=None,
+    )  # fmt: skip
+    return precision, recall, f1
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    return MDPianoTranscriber()
+
+
+@pytest.fixture(scope="module")
+def transcription(transcriber, rendered_clip):
+    _, waveform = rendered_clip
+    return transcriber(waveform, SR)
+
+
+def test_onset_f1_against_the_clip_midi(transcription, clip_notes):
+    # Notes starting in the last half second may be cut by the end of the rendering.
+    reference = [n for n in clip_notes if n.onset < 19.5]
+    estimate = [n for n in transcription if n.onset < 19.5]
+    precision, recall, f1 = onset_scores(reference, estimate)
+    print(f"basic-pitch onset P/R/F1 (50 ms) on a FluidR3_GM rendering: {precision:.3f} / {recall:.3f} / {f1:.3f}")
+    assert f1 >= ONSET_F1_FLOOR
+
+
+def test_notes_are_well_formed(transcription):
+    assert transcription and all(isinstance(n, Note) for n in transcription)
+    assert all(0 <= n.onset < n.offset <= 20.0 for n in transcription)
+    assert all(21 <= n.pitch <= 108 and 0 <= n.velocity <= 127 for n in transcription)
+    assert transcription == sorted(transcription, key=lambda n: (n.onset, n.pitch))
+
+
+def test_accepts_other_rates_and_paths(transcriber, transcription, rendered_clip):
+    path, waveform = rendered_clip
+    assert transcriber(path) == transcription
+    import librosa
+
+    at_44k = librosa.resample(waveform, orig_sr=SR, target_sr=44100)
+    f1 = onset_scores(transcription, transcriber(at_44k, 44100))[2]
+    assert f1 > 0.9  # same music after two resamplings
+
+
+def test_silence_gives_no_notes(transcriber):
+    assert transcriber(np.zeros(SR * 5, np.float32), SR) == []
+    assert transcriber(np.zeros(100, np.float32), SR) == []
+
+
+def test_thresholds_change_the_output(rendered_clip, transcription):
+    _, waveform = rendered_clip
+    strict = MDPianoTranscriber(onset_threshold=0.8, frame_threshold=0.5)(waveform, SR)
+    assert len(strict) < len(transcription)
+
+
+def test_batch_size_does_not_change_notes(rendered_clip, transcription):
+    _, waveform = rendered_clip
+    assert MDPianoTranscriber(batch_size=1)(waveform, SR) == transcription
+
+
+def test_model_is_loaded_once(transcriber):
+    assert MDPianoTranscriber().session is transcriber.session
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [({"onset_threshold": 1.5}, "onset_threshold"), ({"frame_threshold": 0}, "frame_threshold"),
+     ({"minimum_frequency": 500, "maximum_frequency": 100}, "minimum_frequency"), ({"batch_size": 0}, "batch_size")],
+)  # fmt: skip
+def test_invalid_settings(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        MDPianoTranscriber(**kwargs)
