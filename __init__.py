@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoFeatureExtractor, AutoProcessor, AutoTokenizer
 
 from .audio_mdpiano import AudioDecodeError, load_audio
+from .checkpoints import DEFAULT_MODEL_DIR
 from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_NAMES, QUADRANT_VALENCE, MDPianoConfig
 from .feature_extraction_mdpiano import MDPianoFeatureExtractor
 from .notes_mdpiano import MidiReadError, Note, notes_to_midi, read_midi_notes
@@ -25,6 +26,7 @@ MDPianoProcessor.register_for_auto_class()
 
 __all__ = [
     "AudioDecodeError",
+    "DEFAULT_MODEL_DIR",
     "MDPianoConfig",
     "MDPianoFeatureExtractor",
     "MDPianoProcessor",

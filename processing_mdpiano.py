@@ -142,7 +142,7 @@ class MDPianoProcessor(ProcessorMixin):
 
         # Tokens are padded to the longest sequence of the batch: a fixed length would mostly add padding.
         symbolic = self.tokenizer.encode_notes(
-            note_sets, padding=bool(padding), truncation=truncation, return_attention_mask=True
+            note_sets, padding="longest", truncation=truncation, return_attention_mask=True
         )
         data = {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
         if waveforms is not None:

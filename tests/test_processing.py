@@ -162,13 +162,14 @@ def test_loads_as_remote_code_without_the_package(tmp_path, rendered_clip):
     assert "remote code OK" in result.stdout
 
 
-def test_readme_three_lines(rendered_clip, clip_midi, tmp_path):
+def test_readme_three_lines(rendered_clip, clip_midi):
     path, _ = rendered_clip
-    processor = MDPianoProcessor(MDPianoFeatureExtractor(), MDPianoTokenizer())
-    processor.save_pretrained(tmp_path)
-    # The Quick start's three lines, with a saved processor folder in place of the default model.
-    processor = AutoProcessor.from_pretrained(tmp_path)
-    inputs = processor(audio=str(path), return_tensors="pt")
+    # README's three lines, verbatim but for the file names.
+    import mdpiano, transformers
+    processor = transformers.AutoProcessor.from_pretrained(mdpiano.DEFAULT_MODEL_DIR)
+    inputs = processor(audio=str(path), return_tensors="pt")  # or midi="my_score.mid"
+
+    assert isinstance(processor, MDPianoProcessor)
     assert inputs["input_features"].ndim == 3 and inputs["input_ids"].ndim == 2
     assert processor(midi=str(clip_midi), return_tensors="pt")["input_ids"].shape[0] == 1
 
