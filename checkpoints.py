@@ -16,8 +16,8 @@ def remote_code_files() -> list[Path]:
 def save_for_package(folder: str | Path, *objects) -> Path:
     """
     Saves configs, processors or models with `save_pretrained` into `folder` for use with mdpiano installed: without
-    the module file copies and `auto_map` entries that make a folder Hub remote code (those copies would go stale
-    beside the package's own files).
+    the module file copies, `auto_map` and custom pipeline entries that make a folder Hub remote code (those copies
+    would go stale beside the package's own files).
     """
     folder = Path(folder)
     for obj in objects:
@@ -27,7 +27,7 @@ def save_for_package(folder: str | Path, *objects) -> Path:
 
 
 def strip_remote_code(folder: str | Path) -> None:
-    """Removes module file copies and `auto_map` entries from a saved folder."""
+    """Removes module file copies, `auto_map` and `custom_pipelines` entries from a saved folder."""
     folder = Path(folder)
     for module in remote_code_files():
         (folder / module.name).unlink(missing_ok=True)
@@ -43,6 +43,7 @@ def _drop_auto_map(data) -> bool:
     changed = False
     if isinstance(data, dict):
         changed = data.pop("auto_map", None) is not None
+        changed |= data.pop("custom_pipelines", None) is not None
         for value in data.values():
             changed |= _drop_auto_map(value)
     return changed

@@ -87,6 +87,8 @@ class MDPianoConfig(PreTrainedConfig):
             Weight of the valence loss.
         initializer_range (`float`, *optional*, defaults to 0.02):
             Standard deviation of the normal initialiser of linear and embedding weights.
+        pad_token_id (`int`, *optional*, defaults to 0):
+            Id of `<pad>` in the symbolic vocabulary.
 
     Example:
 
@@ -132,6 +134,7 @@ class MDPianoConfig(PreTrainedConfig):
         arousal_loss_weight=1.0,
         valence_loss_weight=1.0,
         initializer_range=0.02,
+        pad_token_id=0,
         **kwargs,
     ):
         self.sampling_rate = sampling_rate
@@ -163,9 +166,14 @@ class MDPianoConfig(PreTrainedConfig):
         self.arousal_loss_weight = arousal_loss_weight
         self.valence_loss_weight = valence_loss_weight
         self.initializer_range = initializer_range
+        self.pad_token_id = pad_token_id
         self._validate()
         self.vocab_size = vocab_size if vocab_size is not None else self.default_vocab_size()
 
+        if not type(self).__module__.startswith("transformers_modules"):
+            # Installed, mdpiano serves "audio-classification" with its own pipeline (registered on import); the
+            # custom pipeline entry of a Hub-ready folder is for remote code, where it would demand trust_remote_code.
+            kwargs.pop("custom_pipelines", None)
         kwargs.setdefault("id2label", {i: q for i, q in enumerate(QUADRANT_NAMES)})
         kwargs.setdefault("label2id", {q: i for i, q in enumerate(QUADRANT_NAMES)})
         super().__init__(**kwargs)

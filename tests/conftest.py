@@ -3,7 +3,6 @@
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile
 
@@ -36,7 +35,7 @@ def clip_midi(emopia_dir) -> Path:
 @pytest.fixture(scope="session")
 def rendered_clip(clip_midi, tmp_path_factory):
     """The first 20 s of an EMOPIA test clip rendered with FluidR3_GM: (wav path, waveform at 22050 Hz)."""
-    from mdpiano.rendering import render_midi
+    from mdpiano.rendering_mdpiano import render_midi
 
     waveform = render_midi(clip_midi, "FluidR3_GM", SAMPLING_RATE, max_duration_s=CLIP_SECONDS)
     path = tmp_path_factory.mktemp("audio") / f"{TEST_CLIP}.wav"
@@ -53,5 +52,31 @@ def clip_notes(clip_midi):
 
 
 @pytest.fixture(scope="session")
-def rng():
-    return np.random.default_rng(0)
+def quadrant_clips(emopia_dir, tmp_path_factory):
+    """The first 6 s of the first test-split clip of each quadrant, rendered: [(label, wav path, waveform)]."""
+    import csv
+
+    from mdpiano.rendering_mdpiano import render_midi
+
+    with open(emopia_dir / "split" / "emopia_cls" / "test.csv") as file:
+        rows = list(csv.DictReader(file))
+    folder = tmp_path_factory.mktemp("quadrants")
+    clips = []
+    for quadrant in ("Q1", "Q2", "Q3", "Q4"):
+        name = next(row["fname"] for row in rows if row["label"] == quadrant)
+        waveform = render_midi(emopia_dir / "midis" / f"{name}.mid", "FluidR3_GM", SAMPLING_RATE, max_duration_s=6.0)
+        path = folder / f"{name}.wav"
+        soundfile.write(path, waveform, SAMPLING_RATE, subtype="FLOAT")
+        clips.append((quadrant, path, waveform))
+    return clips
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """A small mdpiano configuration (same architecture, fewer channels and layers) for fast tests."""
+    from mdpiano import MDPianoConfig
+
+    return MDPianoConfig(
+        chunk_length_s=6.0, n_mels=32, conv_channels=(8, 16, 32), d_model=64, num_encoder_layers=2,
+        num_attention_heads=4, intermediate_size=128, cda_num_heads=4, max_symbolic_length=512,
+    )  # fmt: skip

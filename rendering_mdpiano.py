@@ -13,6 +13,14 @@ KNOWN_SOUNDFONTS = {
 }
 
 
+def default_soundfont() -> str:
+    """FluidR3_GM when Debian's fluid-soundfont-gm is installed, else the TimGM6mb that ships with pretty_midi."""
+    try:
+        return find_soundfont("FluidR3_GM")
+    except FileNotFoundError:
+        return find_soundfont("TimGM6mb")
+
+
 def find_soundfont(name_or_path: str) -> str:
     """
     Path of a SoundFont given its path or one of the names in `KNOWN_SOUNDFONTS`.
@@ -39,14 +47,20 @@ def find_soundfont(name_or_path: str) -> str:
     )
 
 
-def render_midi(midi, soundfont: str = "FluidR3_GM", sampling_rate: int = 22050, max_duration_s: float | None = None, peak: float = 0.9) -> np.ndarray:
+def render_midi(
+    midi,
+    soundfont: str | None = None,
+    sampling_rate: int = 22050,
+    max_duration_s: float | None = None,
+    peak: float = 0.9,
+) -> np.ndarray:
     """
     Renders a MIDI file (path) or `pretty_midi.PrettyMIDI` to mono float32 audio with FluidSynth, sustain pedal and
     other controllers included.
 
     Args:
         midi: a MIDI path or a `pretty_midi.PrettyMIDI`.
-        soundfont: a SoundFont path or a name from `KNOWN_SOUNDFONTS`.
+        soundfont: a SoundFont path or a name from `KNOWN_SOUNDFONTS`; `None` is [`default_soundfont`].
         sampling_rate: output rate in Hz.
         max_duration_s: keep only the first seconds.
         peak: peak amplitude of the returned audio (pretty_midi normalises its output to 1).
@@ -61,7 +75,13 @@ def render_midi(midi, soundfont: str = "FluidR3_GM", sampling_rate: int = 22050,
         midi = pretty_midi.PrettyMIDI(os.fspath(midi))
     if max_duration_s is not None:
         _crop_midi(midi, max_duration_s)
-    audio = midi.fluidsynth(fs=sampling_rate, synthesizer=find_soundfont(soundfont))
+    soundfont = default_soundfont() if soundfont is None else find_soundfont(soundfont)
+    try:
+        audio = midi.fluidsynth(fs=sampling_rate, synthesizer=soundfont)
+    except ImportError as error:
+        raise ImportError(
+            "Rendering MIDI to audio needs FluidSynth: install Debian's libfluidsynth3 and `pip install pyfluidsynth`."
+        ) from error
     if max_duration_s is not None:
         audio = audio[: int(round(max_duration_s * sampling_rate))]
     return (audio * peak).astype(np.float32)
@@ -76,4 +96,4 @@ def _crop_midi(midi, end_s: float) -> None:
         instrument.control_changes = [c for c in instrument.control_changes if c.time < end_s]
 
 
-__all__ = ["KNOWN_SOUNDFONTS", "find_soundfont", "render_midi"]
+__all__ = ["KNOWN_SOUNDFONTS", "default_soundfont", "find_soundfont", "render_midi"]

@@ -1,0 +1,469 @@
+"""The mdpiano model: acoustic ConvNet, symbolic Transformer, bidirectional cross-domain attention (Zhu et al., 2023)."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE, MDPianoConfig
+
+# Written into config.json of a Hub-ready folder, so `pipeline("audio-classification", model=<folder>,
+# trust_remote_code=True)` runs mdpiano's own pipeline without the package installed.
+CUSTOM_PIPELINES = {
+    "audio-classification": {
+        "impl": "pipeline_mdpiano.MDPianoAudioClassificationPipeline",
+        "pt": ["AutoModelForAudioClassification"],
+        "type": "audio",
+    }
+}
+
+
+@dataclass
+class MDPianoModelOutput(ModelOutput):
+    r"""
+    Output of [`MDPianoModel`].
+
+    Args:
+        pooled_output (`torch.FloatTensor` of shape (batch, fused_size)):
+            The fused representation: the masked means of both domains after cross-domain attention, concatenated
+            (`fused_size = 2 * d_model`), or the mean of the one domain in a single-domain ablation (`d_model`).
+        acoustic_pooled_output (`torch.FloatTensor` of shape (batch, d_model)):
+            Masked mean of the acoustic encoder output before fusion (read by the arousal head).
+        symbolic_pooled_output (`torch.FloatTensor` of shape (batch, d_model)):
+            Masked mean of the symbolic encoder output before fusion (read by the valence head).
+        acoustic_hidden_states (`torch.FloatTensor` of shape (batch, acoustic_steps, d_model)):
+            Acoustic sequence after fusion; `acoustic_steps` is the frame count divided by 2 per ConvNet block.
+        symbolic_hidden_states (`torch.FloatTensor` of shape (batch, tokens, d_model)):
+            Symbolic sequence after fusion.
+        acoustic_attention_mask (`torch.LongTensor` of shape (batch, acoustic_steps)):
+            Valid acoustic steps.
+    """
+
+    pooled_output: torch.FloatTensor | None = None
+    acoustic_pooled_output: torch.FloatTensor | None = None
+    symbolic_pooled_output: torch.FloatTensor | None = None
+    acoustic_hidden_states: torch.FloatTensor | None = None
+    symbolic_hidden_states: torch.FloatTensor | None = None
+    acoustic_attention_mask: torch.LongTensor | None = None
+
+
+@dataclass
+class MDPianoAudioClassifierOutput(ModelOutput):
+    r"""
+    Output of [`MDPianoForAudioClassification`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape ()):
+            Cross-entropy of the quadrant logits, plus the weighted binary cross-entropies of the arousal and valence
+            logits when `config.use_auxiliary_losses`; returned when `labels` are given.
+        logits (`torch.FloatTensor` of shape (batch, 4)):
+            Quadrant logits, in the order of `config.id2label`.
+        arousal_logits (`torch.FloatTensor` of shape (batch,)):
+            Logit of high arousal, from the acoustic branch (`None` without auxiliary losses).
+        valence_logits (`torch.FloatTensor` of shape (batch,)):
+            Logit of positive valence, from the symbolic branch (`None` without auxiliary losses).
+        pooled_output (`torch.FloatTensor` of shape (batch, fused_size)):
+            The fused representation the quadrant classifier reads.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    arousal_logits: torch.FloatTensor | None = None
+    valence_logits: torch.FloatTensor | None = None
+    pooled_output: torch.FloatTensor | None = None
+
+
+@dataclass
+class MDPianoMaskedLMOutput(ModelOutput):
+    r"""
+    Output of [`MDPianoSymbolicForMaskedLM`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape ()): cross-entropy over the masked positions (labels other than -100).
+        logits (`torch.FloatTensor` of shape (batch, tokens, vocab_size)): token prediction scores.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over dim 1 of (batch, length, dim) states where `mask` (batch, length) is 1."""
+    weights = mask.to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class MDPianoConvBlock(nn.Module):
+    """3x3 convolution, batch normalisation, ReLU, 2x2 max pooling: (B, C_in, T, F) -> (B, C_out, T // 2, F // 2)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.norm = nn.BatchNorm2d(out_channels)
+        self.activation = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.activation(self.norm(self.conv(hidden_states))))
+
+
+class MDPianoAcousticEncoder(nn.Module):
+    """
+    The acoustic ConvNet: (batch, frames, features) -> (batch, frames // 2^blocks, d_model).
+
+    Each block halves time and frequency; the channels x remaining frequencies of each time step are flattened and
+    projected to `d_model`. Padded frames are zeroed before every block, so valid steps never depend on how much
+    padding follows.
+    """
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__()
+        channels = [1, *config.conv_channels]
+        self.blocks = nn.ModuleList(
+            MDPianoConvBlock(c_in, c_out, config.conv_kernel_size) for c_in, c_out in zip(channels[:-1], channels[1:])
+        )
+        reduced_features = config.feature_size // 2 ** len(config.conv_channels)
+        if reduced_features < 1:
+            raise ValueError(
+                f"{len(config.conv_channels)} ConvNet blocks leave no frequency bins of {config.feature_size} features."
+            )
+        self.projection = nn.Linear(channels[-1] * reduced_features, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden_states = input_features.unsqueeze(1)
+        mask = attention_mask
+        for block in self.blocks:
+            hidden_states = block(hidden_states * mask[:, None, :, None].to(hidden_states.dtype))
+            steps = hidden_states.shape[2]
+            mask = mask[:, : 2 * steps].reshape(mask.shape[0], steps, 2).amax(dim=-1)
+        hidden_states = hidden_states * mask[:, None, :, None].to(hidden_states.dtype)
+        batch, channels, steps, bins = hidden_states.shape
+        hidden_states = hidden_states.permute(0, 2, 1, 3).reshape(batch, steps, channels * bins)
+        return self.dropout(self.projection(hidden_states)), mask
+
+
+class MDPianoSymbolicEncoder(nn.Module):
+    """
+    The symbolic Transformer encoder: token ids (batch, tokens) -> (batch, tokens, d_model), with learned absolute
+    positions and pre-norm layers.
+    """
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__()
+        self.token_embeddings = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_symbolic_length, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(
+            config.d_model,
+            config.num_attention_heads,
+            dim_feedforward=config.intermediate_size,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.layers = nn.TransformerEncoder(layer, config.num_encoder_layers, enable_nested_tensor=False)
+        self.final_layer_norm = nn.LayerNorm(config.d_model)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        length = input_ids.shape[1]
+        if length > self.position_embeddings.num_embeddings:
+            raise ValueError(
+                f"{length} symbolic tokens exceed `max_symbolic_length` ({self.position_embeddings.num_embeddings}); "
+                "tokenize with truncation (the processor does)."
+            )
+        if input_ids.max() >= self.token_embeddings.num_embeddings or input_ids.min() < 0:
+            raise ValueError(f"Token ids must lie in [0, {self.token_embeddings.num_embeddings}); check the tokenizer.")
+        positions = torch.arange(length, device=input_ids.device)
+        hidden_states = self.dropout(self.token_embeddings(input_ids) + self.position_embeddings(positions))
+        hidden_states = self.layers(hidden_states, src_key_padding_mask=attention_mask == 0)
+        return self.final_layer_norm(hidden_states)
+
+
+class MDPianoCrossDomainAttention(nn.Module):
+    """
+    Bidirectional cross-domain attention: acoustic queries attend to symbolic keys and values, symbolic queries to
+    acoustic ones (multi-head scaled dot-product attention), each with a residual connection and layer norm.
+    """
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__()
+        self.acoustic_to_symbolic = nn.MultiheadAttention(
+            config.d_model, config.cda_num_heads, dropout=config.attention_dropout, batch_first=True
+        )
+        self.symbolic_to_acoustic = nn.MultiheadAttention(
+            config.d_model, config.cda_num_heads, dropout=config.attention_dropout, batch_first=True
+        )
+        self.acoustic_norm = nn.LayerNorm(config.d_model)
+        self.symbolic_norm = nn.LayerNorm(config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, acoustic, acoustic_mask, symbolic, symbolic_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        attended_symbolic, _ = self.acoustic_to_symbolic(
+            acoustic, symbolic, symbolic, key_padding_mask=symbolic_mask == 0, need_weights=False
+        )
+        attended_acoustic, _ = self.symbolic_to_acoustic(
+            symbolic, acoustic, acoustic, key_padding_mask=acoustic_mask == 0, need_weights=False
+        )
+        acoustic = self.acoustic_norm(acoustic + self.dropout(attended_symbolic))
+        symbolic = self.symbolic_norm(symbolic + self.dropout(attended_acoustic))
+        return acoustic, symbolic
+
+
+class MDPianoPreTrainedModel(PreTrainedModel):
+    config: MDPianoConfig
+    config_class = MDPianoConfig
+    base_model_prefix = "mdpiano"
+    main_input_name = "input_features"
+    input_modalities = ("audio",)
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, nn.Conv2d):  # ReLU ConvNet: He initialisation
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+
+def _ensure_one_valid(mask: torch.Tensor) -> torch.Tensor:
+    """A fully masked row would make attention and means undefined: keep its first position."""
+    empty = mask.sum(dim=1) == 0
+    if empty.any():
+        mask = mask.clone()
+        mask[empty, 0] = 1
+    return mask
+
+
+class MDPianoModel(MDPianoPreTrainedModel):
+    """
+    Both domain encoders and their cross-domain attention. `config.domains` selects the branches: `"both"` (the full
+    model), `"acoustic"` or `"symbolic"` (single-domain ablations, without fusion).
+    """
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__(config)
+        self.acoustic_encoder = MDPianoAcousticEncoder(config) if config.domains in ("both", "acoustic") else None
+        self.symbolic_encoder = MDPianoSymbolicEncoder(config) if config.domains in ("both", "symbolic") else None
+        self.cross_attention = MDPianoCrossDomainAttention(config) if config.domains == "both" else None
+        self.post_init()
+
+    @property
+    def fused_size(self) -> int:
+        return 2 * self.config.d_model if self.config.domains == "both" else self.config.d_model
+
+    def forward(
+        self,
+        input_features: torch.FloatTensor | None = None,
+        feature_attention_mask: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> MDPianoModelOutput:
+        r"""
+        Args:
+            input_features (`torch.FloatTensor` of shape (batch, frames, feature_size)):
+                Acoustic features from [`MDPianoFeatureExtractor`].
+            feature_attention_mask (`torch.LongTensor` of shape (batch, frames)):
+                1 for real frames, 0 for padding; all ones when omitted.
+            input_ids (`torch.LongTensor` of shape (batch, tokens)):
+                Symbolic tokens from [`MDPianoTokenizer`].
+            attention_mask (`torch.LongTensor` of shape (batch, tokens)):
+                1 for real tokens, 0 for padding; derived from `pad_token_id` when omitted.
+        """
+        acoustic = acoustic_mask = symbolic = symbolic_mask = None
+        acoustic_pooled = symbolic_pooled = None
+        if self.acoustic_encoder is not None:
+            if input_features is None:
+                raise ValueError(
+                    f"This model (domains={self.config.domains!r}) needs `input_features`: pass the audio through "
+                    "MDPianoProcessor."
+                )
+            if input_features.ndim != 3 or input_features.shape[-1] != self.config.feature_size:
+                raise ValueError(
+                    f"`input_features` must have shape (batch, frames, {self.config.feature_size}) for "
+                    f"acoustic_input={self.config.acoustic_input!r}; got {tuple(input_features.shape)}."
+                )
+            if feature_attention_mask is None:
+                feature_attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
+            acoustic, acoustic_mask = self.acoustic_encoder(input_features, _ensure_one_valid(feature_attention_mask))
+            acoustic_mask = _ensure_one_valid(acoustic_mask)
+            acoustic_pooled = masked_mean(acoustic, acoustic_mask)
+        if self.symbolic_encoder is not None:
+            if input_ids is None:
+                raise ValueError(
+                    f"This model (domains={self.config.domains!r}) needs `input_ids`: pass the audio (or MIDI) through "
+                    "MDPianoProcessor."
+                )
+            if attention_mask is None:
+                attention_mask = (input_ids != self.config.pad_token_id).long()
+            symbolic_mask = _ensure_one_valid(attention_mask)
+            symbolic = self.symbolic_encoder(input_ids, symbolic_mask)
+            symbolic_pooled = masked_mean(symbolic, symbolic_mask)
+
+        if self.cross_attention is not None:
+            acoustic, symbolic = self.cross_attention(acoustic, acoustic_mask, symbolic, symbolic_mask)
+            pooled = torch.cat([masked_mean(acoustic, acoustic_mask), masked_mean(symbolic, symbolic_mask)], dim=-1)
+        else:
+            pooled = acoustic_pooled if acoustic_pooled is not None else symbolic_pooled
+        return MDPianoModelOutput(
+            pooled_output=pooled,
+            acoustic_pooled_output=acoustic_pooled,
+            symbolic_pooled_output=symbolic_pooled,
+            acoustic_hidden_states=acoustic,
+            symbolic_hidden_states=symbolic,
+            acoustic_attention_mask=acoustic_mask,
+        )
+
+
+class MDPianoForAudioClassification(MDPianoPreTrainedModel):
+    """
+    [`MDPianoModel`] with the quadrant classifier on the fused representation, an arousal head on the acoustic branch
+    and a valence head on the symbolic branch (in a single-domain ablation both heads read the one branch).
+    """
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__(config)
+        self.mdpiano = MDPianoModel(config)
+        fused_size = self.mdpiano.fused_size
+        self.classifier = nn.Sequential(
+            nn.Dropout(config.classifier_dropout),
+            nn.Linear(fused_size, config.d_model),
+            nn.ReLU(),
+            nn.Dropout(config.classifier_dropout),
+            nn.Linear(config.d_model, config.num_labels),
+        )
+        if config.use_auxiliary_losses:
+            self.arousal_head = nn.Sequential(nn.Dropout(config.classifier_dropout), nn.Linear(config.d_model, 1))
+            self.valence_head = nn.Sequential(nn.Dropout(config.classifier_dropout), nn.Linear(config.d_model, 1))
+        else:
+            self.arousal_head = self.valence_head = None
+        labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.register_buffer("label_arousal", torch.tensor([float(QUADRANT_AROUSAL[q]) for q in labels]), persistent=False)
+        self.register_buffer("label_valence", torch.tensor([float(QUADRANT_VALENCE[q]) for q in labels]), persistent=False)
+        self.post_init()
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """
+        `PreTrainedModel.save_pretrained`; when the class is registered for an Auto class (importing mdpiano does
+        it), the folder is Hub-ready: the module files, `auto_map`, and the custom pipeline in `config.json`.
+        """
+        hub_ready = self._auto_class is not None and not hasattr(self.config, "custom_pipelines")
+        if hub_ready:
+            self.config.custom_pipelines = CUSTOM_PIPELINES
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            if hub_ready:
+                del self.config.custom_pipelines
+        if hub_ready:
+            from transformers.dynamic_module_utils import custom_object_save
+
+            from .pipeline_mdpiano import MDPianoAudioClassificationPipeline
+
+            custom_object_save(MDPianoAudioClassificationPipeline, save_directory)
+
+    def forward(
+        self,
+        input_features: torch.FloatTensor | None = None,
+        feature_attention_mask: torch.LongTensor | None = None,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        arousal_labels: torch.FloatTensor | None = None,
+        valence_labels: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> MDPianoAudioClassifierOutput:
+        r"""
+        Args:
+            input_features, feature_attention_mask, input_ids, attention_mask: see [`MDPianoModel.forward`].
+            labels (`torch.LongTensor` of shape (batch,)):
+                Quadrant indices (`config.label2id`).
+            arousal_labels, valence_labels (`torch.FloatTensor` of shape (batch,)):
+                1 for high arousal / positive valence; derived from `labels` when omitted.
+        """
+        outputs = self.mdpiano(input_features, feature_attention_mask, input_ids, attention_mask)
+        logits = self.classifier(outputs.pooled_output)
+        arousal_logits = valence_logits = None
+        if self.arousal_head is not None:
+            acoustic = outputs.acoustic_pooled_output
+            symbolic = outputs.symbolic_pooled_output
+            arousal_logits = self.arousal_head(acoustic if acoustic is not None else symbolic).squeeze(-1)
+            valence_logits = self.valence_head(symbolic if symbolic is not None else acoustic).squeeze(-1)
+
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits, labels)
+            if self.arousal_head is not None:
+                if arousal_labels is None:
+                    arousal_labels = self.label_arousal[labels]
+                if valence_labels is None:
+                    valence_labels = self.label_valence[labels]
+                bce = nn.functional.binary_cross_entropy_with_logits
+                loss = (
+                    loss
+                    + self.config.arousal_loss_weight * bce(arousal_logits, arousal_labels.to(arousal_logits.dtype))
+                    + self.config.valence_loss_weight * bce(valence_logits, valence_labels.to(valence_logits.dtype))
+                )
+        return MDPianoAudioClassifierOutput(
+            loss=loss,
+            logits=logits,
+            arousal_logits=arousal_logits,
+            valence_logits=valence_logits,
+            pooled_output=outputs.pooled_output,
+        )
+
+
+class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
+    """
+    The symbolic encoder with a masked-token prediction head, for pretraining on MIDI. Its encoder weights are named
+    as in [`MDPianoForAudioClassification`] (`mdpiano.symbolic_encoder.*`), so
+    `MDPianoForAudioClassification.from_pretrained(<this model's folder>)` starts from them.
+    """
+
+    main_input_name = "input_ids"
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__(config)
+        self.mdpiano = nn.ModuleDict({"symbolic_encoder": MDPianoSymbolicEncoder(config)})
+        self.lm_head = nn.Sequential(
+            nn.Linear(config.d_model, config.d_model),
+            nn.GELU(),
+            nn.LayerNorm(config.d_model),
+            nn.Linear(config.d_model, config.vocab_size),
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> MDPianoMaskedLMOutput:
+        r"""
+        Args:
+            input_ids (`torch.LongTensor` of shape (batch, tokens)): tokens with some replaced by `<mask>`.
+            attention_mask (`torch.LongTensor` of shape (batch, tokens)): 1 for real tokens.
+            labels (`torch.LongTensor` of shape (batch, tokens)): original ids at masked positions, -100 elsewhere.
+        """
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        hidden_states = self.mdpiano["symbolic_encoder"](input_ids, _ensure_one_valid(attention_mask))
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        return MDPianoMaskedLMOutput(loss=loss, logits=logits)
+
+
+__all__ = [
+    "MDPianoAudioClassifierOutput",
+    "MDPianoForAudioClassification",
+    "MDPianoMaskedLMOutput",
+    "MDPianoModel",
+    "MDPianoModelOutput",
+    "MDPianoPreTrainedModel",
+    "MDPianoSymbolicForMaskedLM",
+]

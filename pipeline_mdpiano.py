@@ -1,0 +1,200 @@
+"""The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
+
+import os
+
+import numpy as np
+import torch
+from transformers.pipelines.base import ChunkPipeline
+from transformers.utils import logging
+
+from .audio_mdpiano import load_audio
+from .notes_mdpiano import read_midi_notes
+from .processing_mdpiano import MDPianoProcessor
+
+logger = logging.get_logger(__name__)
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
+    """
+    Start times of analysis windows over a recording: one window when it fits, else windows every `stride_s` and a
+    last one ending exactly at the end, so every window is full length and the whole recording is covered.
+    """
+    if duration_s <= window_s:
+        return [0.0]
+    starts = list(np.arange(0.0, duration_s - window_s, stride_s))
+    return [float(s) for s in starts] + [duration_s - window_s]
+
+
+class MDPianoAudioClassificationPipeline(ChunkPipeline):
+    r"""
+    Emotion quadrant classification of piano recordings with an mdpiano model.
+
+    Each input is decoded and resampled once, transcribed once (when the model reads the symbolic domain), and cut
+    into analysis windows of the model's `chunk_length_s` every `stride_length_s`; each window runs through the
+    model, and the quadrant probabilities are averaged over windows. The windows of several inputs are batched
+    together with `batch_size`.
+
+    Inputs: a path to an audio file or a MIDI file (`.mid`, `.midi`: its notes replace the transcription, and it is
+    rendered with FluidSynth for the acoustic domain), encoded audio bytes, a dict `{"array": ..., "sampling_rate":
+    ...}` (a `datasets` Audio value) or `{"raw": ..., "sampling_rate": ...}`, a torchcodec `AudioDecoder`, a tuple
+    `(array, sampling_rate)`, or an array with `sampling_rate=` given; or a list of those.
+
+    Call arguments:
+        top_k (`int`, *optional*): number of labels returned (all four by default).
+        sampling_rate (`int`, *optional*): rate of bare array inputs, in Hz.
+        stride_length_s (`float`, *optional*): hop between windows; defaults to half a window.
+        return_timeline (`bool`, *optional*, defaults to `False`): return a dict with the overall `labels` and a
+            `timeline` of per-window results (`start`, `end` in seconds, `labels`, `num_notes`).
+        soundfont (`str`, *optional*): SoundFont for rendering MIDI input (default: FluidR3_GM, else TimGM6mb).
+
+    Returns:
+        A list of `{"label": "Q1", "score": 0.61}` sorted by score (or, with `return_timeline`, a dict as above).
+    """
+
+    _load_processor = True
+    _load_feature_extractor = False
+    _load_tokenizer = False
+    _load_image_processor = False
+    _load_video_processor = False
+
+    def __init__(self, model, processor=None, feature_extractor=None, tokenizer=None, **kwargs):
+        if processor is None:
+            processor = self._default_processor(model, feature_extractor)
+        super().__init__(model=model, processor=processor, **kwargs)
+        # Batching pads `input_ids` with the tokenizer's pad id and features with the extractor's padding value.
+        self.tokenizer = processor.tokenizer
+        self.feature_extractor = processor.feature_extractor
+        self.model.eval()
+
+    @staticmethod
+    def _default_processor(model, feature_extractor=None) -> MDPianoProcessor:
+        """The processor saved beside the model, or one built from its config (with default transcription settings)."""
+        folder = getattr(model, "name_or_path", "") or ""
+        if folder and os.path.isfile(os.path.join(folder, "processor_config.json")):
+            return MDPianoProcessor.from_pretrained(folder)
+        processor = MDPianoProcessor.from_config(model.config)
+        if feature_extractor is not None:
+            processor.feature_extractor = feature_extractor
+        else:
+            logger.warning(
+                "No processor was given or found beside the model: using one built from its config, with unfitted "
+                "feature statistics. Pass `processor=` (e.g. the one saved with the model) for trained models."
+            )
+        return processor
+
+    @property
+    def uses_acoustic(self) -> bool:
+        return self.model.config.domains in ("both", "acoustic")
+
+    @property
+    def uses_symbolic(self) -> bool:
+        return self.model.config.domains in ("both", "symbolic")
+
+    def _sanitize_parameters(
+        self, top_k=None, sampling_rate=None, stride_length_s=None, return_timeline=None, soundfont=None, **kwargs
+    ):
+        if kwargs:
+            raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+        preprocess = {}
+        if sampling_rate is not None:
+            preprocess["sampling_rate"] = sampling_rate
+        if stride_length_s is not None:
+            if not stride_length_s > 0:
+                raise ValueError(f"`stride_length_s` must be positive, got {stride_length_s}.")
+            preprocess["stride_length_s"] = stride_length_s
+        if soundfont is not None:
+            preprocess["soundfont"] = soundfont
+        postprocess = {}
+        if top_k is not None:
+            if top_k < 1:
+                raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
+            postprocess["top_k"] = min(top_k, self.model.config.num_labels)
+        if return_timeline is not None:
+            postprocess["return_timeline"] = return_timeline
+        return preprocess, {}, postprocess
+
+    def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None):
+        rate = self.processor.sampling_rate
+        window_s = self.feature_extractor.chunk_length_s
+        stride_s = stride_length_s or window_s / 2
+        waveform, notes = self._load(inputs, sampling_rate, soundfont)
+        if waveform is not None:
+            duration = len(waveform) / rate
+        else:
+            duration = max((n.offset for n in notes), default=0.0)
+        starts = window_starts(duration, window_s, stride_s)
+        onsets = np.array([n.onset for n in notes]) if notes is not None else None
+        for index, start in enumerate(starts):
+            end = min(start + window_s, duration) if duration > 0 else window_s
+            kwargs = {}
+            if waveform is not None and self.uses_acoustic:
+                kwargs["audio"] = waveform[int(round(start * rate)) : int(round(start * rate)) + int(round(window_s * rate))]
+                kwargs["sampling_rate"] = rate
+            window_notes = []
+            if notes is not None:
+                selected = np.flatnonzero((onsets >= start) & (onsets < start + window_s))
+                window_notes = [
+                    (notes[i].onset - start, min(notes[i].offset, start + window_s) - start, notes[i].pitch, notes[i].velocity)
+                    for i in selected
+                ]
+            kwargs["notes"] = window_notes  # a model without the symbolic domain gets an empty sequence
+            model_inputs = self.processor(**kwargs, return_tensors="pt")
+            yield {
+                **model_inputs,
+                "is_last": index == len(starts) - 1,
+                "window": (float(start), float(end)),
+                "num_notes": len(window_notes),
+            }
+
+    def _load(self, inputs, sampling_rate, soundfont):
+        """The waveform (when the model reads audio) and notes (when it reads symbols) of one input."""
+        rate = self.processor.sampling_rate
+        is_midi = isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES)
+        if is_midi:
+            notes = read_midi_notes(inputs)
+            waveform = None
+            if self.uses_acoustic:
+                from .rendering_mdpiano import render_midi
+
+                waveform = render_midi(inputs, soundfont=soundfont, sampling_rate=rate)
+            return waveform, notes
+        if isinstance(inputs, dict) and "raw" in inputs:
+            inputs = {"array": inputs["raw"], "sampling_rate": inputs.get("sampling_rate")}
+        waveform = load_audio(inputs, sampling_rate, rate)
+        notes = self.processor.transcriber(waveform, rate) if self.uses_symbolic else None
+        return waveform, notes
+
+    def _forward(self, model_inputs):
+        is_last = model_inputs.pop("is_last")
+        window = model_inputs.pop("window")
+        num_notes = model_inputs.pop("num_notes")
+        outputs = self.model(**model_inputs)
+        return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes}
+
+    def postprocess(self, model_outputs, top_k=None, return_timeline=False):
+        id2label = self.model.config.id2label
+        top_k = top_k or self.model.config.num_labels
+        probabilities = torch.stack([output["logits"].reshape(-1).float().softmax(-1) for output in model_outputs])
+        labels = self._ranked(probabilities.mean(dim=0), id2label, top_k)
+        if not return_timeline:
+            return labels
+        timeline = [
+            {
+                "start": output["window"][0],
+                "end": output["window"][1],
+                "labels": self._ranked(window_probabilities, id2label, top_k),
+                "num_notes": int(output["num_notes"]),
+            }
+            for output, window_probabilities in zip(model_outputs, probabilities)
+        ]
+        return {"labels": labels, "timeline": timeline}
+
+    @staticmethod
+    def _ranked(probabilities: torch.Tensor, id2label: dict, top_k: int) -> list[dict]:
+        scores, ids = probabilities.topk(top_k)
+        return [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(scores, ids)]
+
+
+__all__ = ["MDPianoAudioClassificationPipeline", "window_starts"]

@@ -1,0 +1,210 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
+
+from mdpiano import (
+    MDPianoConfig,
+    MDPianoForAudioClassification,
+    MDPianoModel,
+    MDPianoProcessor,
+    MDPianoSymbolicForMaskedLM,
+)
+
+ABLATIONS = {
+    "full": {},
+    "acoustic-only": {"domains": "acoustic"},
+    "symbolic-only": {"domains": "symbolic"},
+    "stft": {"acoustic_input": "stft", "n_fft": 512},
+    "single-loss": {"use_auxiliary_losses": False},
+}
+
+
+def make_config(tiny_config, **overrides):
+    return MDPianoConfig(**{**tiny_config.to_diff_dict(), **overrides})
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_config, quadrant_clips):
+    """Processor output for the four rendered quadrant clips, with their labels."""
+    processor = MDPianoProcessor.from_config(tiny_config)
+    inputs = processor(audio=[path for _, path, _ in quadrant_clips], return_tensors="pt")
+    inputs["labels"] = torch.tensor([tiny_config.label2id[q] for q, _, _ in quadrant_clips])
+    return inputs
+
+
+def inputs_for(config, batch):
+    """The batch, with STFT features when the config asks for them."""
+    if config.acoustic_input == "mixed":
+        return dict(batch)
+    stft = torch.randn(batch["input_features"].shape[0], batch["input_features"].shape[1], config.feature_size)
+    return {**batch, "input_features": stft}
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_forward_backward_every_ablation(tiny_config, batch, ablation):
+    torch.manual_seed(0)
+    config = make_config(tiny_config, **ABLATIONS[ablation])
+    model = MDPianoForAudioClassification(config)
+    outputs = model(**inputs_for(config, batch))
+    assert outputs.logits.shape == (4, 4)
+    if config.use_auxiliary_losses:
+        assert outputs.arousal_logits.shape == outputs.valence_logits.shape == (4,)
+    else:
+        assert outputs.arousal_logits is None and outputs.valence_logits is None
+    assert outputs.pooled_output.shape == (4, model.mdpiano.fused_size)
+    assert torch.isfinite(outputs.loss)
+    outputs.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_single_domain_models_hold_only_their_branch(tiny_config):
+    acoustic = MDPianoModel(make_config(tiny_config, domains="acoustic"))
+    symbolic = MDPianoModel(make_config(tiny_config, domains="symbolic"))
+    assert acoustic.symbolic_encoder is None and acoustic.cross_attention is None
+    assert symbolic.acoustic_encoder is None and symbolic.cross_attention is None
+
+
+def test_auxiliary_losses_add_to_cross_entropy(tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    outputs = model(**batch)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    arousal = torch.tensor([1.0, 1.0, 0.0, 0.0])  # Q1 Q2 Q3 Q4
+    valence = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    expected = (
+        torch.nn.functional.cross_entropy(outputs.logits, batch["labels"])
+        + tiny_config.arousal_loss_weight * bce(outputs.arousal_logits, arousal)
+        + tiny_config.valence_loss_weight * bce(outputs.valence_logits, valence)
+    )
+    torch.testing.assert_close(outputs.loss, expected)
+
+
+def test_loss_falls_when_overfitting_real_clips(tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    print(f"overfitting 4 rendered clips: loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    assert losses[-1] < 0.3 * losses[0]
+    model.eval()
+    with torch.no_grad():
+        assert (model(**batch).logits.argmax(-1) == batch["labels"]).all()
+
+
+def test_padding_is_ignored_in_both_domains(tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    single = {k: v[:1] for k, v in batch.items() if k != "labels"}
+    length = int(single["attention_mask"].sum())
+    single = {**single, "input_ids": single["input_ids"][:, :length], "attention_mask": single["attention_mask"][:, :length]}
+    padded = dict(single)
+    padded["input_ids"] = torch.nn.functional.pad(single["input_ids"], (0, 37), value=tiny_config.pad_token_id)
+    padded["attention_mask"] = torch.nn.functional.pad(single["attention_mask"], (0, 37))
+    # Half of the audio frames marked as padding, and garbage in them: the result must equal the truncated input.
+    frames = single["input_features"].shape[1]
+    half = frames // 2 // 8 * 8  # a multiple of the ConvNet's total pooling, so both inputs pool the same frames
+    garbage = single["input_features"].clone()
+    garbage[:, half:] = 1e3
+    mask = single["feature_attention_mask"].clone()
+    mask[:, half:] = 0
+    with torch.no_grad():
+        reference = model(**single).logits
+        torch.testing.assert_close(model(**padded).logits, reference, atol=1e-5, rtol=1e-5)
+        truncated = model(input_features=single["input_features"][:, :half], feature_attention_mask=mask[:, :half],
+                          input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits  # fmt: skip
+        masked = model(input_features=garbage, feature_attention_mask=mask,
+                       input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits  # fmt: skip
+    torch.testing.assert_close(masked, truncated, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ablation", ["full", "symbolic-only"])
+def test_silence_gives_finite_outputs(tiny_config, ablation):
+    config = make_config(tiny_config, **ABLATIONS[ablation])
+    processor = MDPianoProcessor.from_config(config)
+    inputs = processor(audio=np.zeros(22050 * 3, np.float32), sampling_rate=22050, return_tensors="pt")
+    assert inputs["input_ids"].shape[1] == 2  # <s> </s>: nothing transcribed
+    model = MDPianoForAudioClassification(config).eval()
+    with torch.no_grad():
+        outputs = model(**inputs)
+    assert torch.isfinite(outputs.logits).all() and torch.isfinite(outputs.pooled_output).all()
+    # Even a fully masked input stays finite.
+    empty = {**inputs, "attention_mask": torch.zeros_like(inputs["attention_mask"])}
+    with torch.no_grad():
+        assert torch.isfinite(model(**empty).logits).all()
+
+
+def test_batched_equals_unbatched(tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        together = model(**inputs).logits
+        for index in range(4):
+            length = int(inputs["attention_mask"][index].sum())
+            alone = model(
+                input_features=inputs["input_features"][index : index + 1],
+                feature_attention_mask=inputs["feature_attention_mask"][index : index + 1],
+                input_ids=inputs["input_ids"][index : index + 1, :length],
+                attention_mask=inputs["attention_mask"][index : index + 1, :length],
+            ).logits
+            torch.testing.assert_close(alone[0], together[index], atol=1e-5, rtol=1e-5)
+
+
+def test_save_and_load_give_identical_logits(tmp_path, tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("*.bin"))
+    loaded = AutoModelForAudioClassification.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, MDPianoForAudioClassification)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
+    # The saved folder is Hub-ready: module files, auto_map and the custom pipeline.
+    assert (tmp_path / "modeling_mdpiano.py").is_file() and (tmp_path / "pipeline_mdpiano.py").is_file()
+    import json
+
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["auto_map"]["AutoModelForAudioClassification"] == "modeling_mdpiano.MDPianoForAudioClassification"
+    assert saved["custom_pipelines"]["audio-classification"]["impl"] == "pipeline_mdpiano.MDPianoAudioClassificationPipeline"
+    # Installed, the package's own pipeline serves the task: the entry is not kept on load.
+    assert not hasattr(AutoConfig.from_pretrained(tmp_path), "custom_pipelines")
+    assert not hasattr(model.config, "custom_pipelines")
+
+
+def test_masked_lm_encoder_loads_by_name_into_the_classifier(tmp_path, tiny_config, batch):
+    torch.manual_seed(0)
+    pretrained = MDPianoSymbolicForMaskedLM(tiny_config)
+    ids = batch["input_ids"]
+    labels = torch.full_like(ids, -100)
+    labels[:, 3] = ids[:, 3]
+    masked = ids.clone()
+    masked[:, 3] = 3  # <mask>
+    outputs = pretrained(masked, batch["attention_mask"], labels=labels)
+    assert outputs.logits.shape == (*ids.shape, tiny_config.vocab_size) and torch.isfinite(outputs.loss)
+    pretrained.save_pretrained(tmp_path)
+    classifier = MDPianoForAudioClassification.from_pretrained(tmp_path)
+    for name, tensor in pretrained.mdpiano["symbolic_encoder"].state_dict().items():
+        torch.testing.assert_close(classifier.mdpiano.symbolic_encoder.state_dict()[name], tensor, atol=0, rtol=0)
+    assert isinstance(AutoModel.from_pretrained(tmp_path), MDPianoModel)
+
+
+def test_clear_errors(tiny_config, batch):
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    with pytest.raises(ValueError, match="needs `input_ids`"):
+        model(input_features=batch["input_features"])
+    with pytest.raises(ValueError, match="needs `input_features`"):
+        model(input_ids=batch["input_ids"])
+    with pytest.raises(ValueError, match=r"shape \(batch, frames, 54\)"):
+        model(input_features=batch["input_features"][..., :10], input_ids=batch["input_ids"])
+    with pytest.raises(ValueError, match="max_symbolic_length"):
+        model(input_features=batch["input_features"][:1], input_ids=torch.ones(1, 600, dtype=torch.long))

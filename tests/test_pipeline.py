@@ -1,0 +1,197 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from transformers import pipeline
+
+from mdpiano import MDPianoAudioClassificationPipeline, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.checkpoints import save_for_package
+from mdpiano.pipeline_mdpiano import window_starts
+
+SR = 22050
+QUADRANTS = {"Q1", "Q2", "Q3", "Q4"}
+
+
+@pytest.fixture(scope="module")
+def model_and_processor(tiny_config):
+    torch.manual_seed(0)
+    return MDPianoForAudioClassification(tiny_config).eval(), MDPianoProcessor.from_config(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def hub_folder(model_and_processor, tmp_path_factory):
+    """A folder written by plain `save_pretrained`: Hub-ready, with module files and `auto_map`."""
+    folder = tmp_path_factory.mktemp("hub")
+    model, processor = model_and_processor
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def package_folder(model_and_processor, tmp_path_factory):
+    """A folder for use with mdpiano installed (no module files), like the default model folder."""
+    model, processor = model_and_processor
+    return save_for_package(tmp_path_factory.mktemp("package"), model, processor)
+
+
+@pytest.fixture(scope="module")
+def pipe(model_and_processor):
+    model, processor = model_and_processor
+    return pipeline("audio-classification", model=model, processor=processor)
+
+
+def assert_quadrant_scores(result):
+    assert [set(r) for r in result] == [{"label", "score"}] * 4
+    assert {r["label"] for r in result} == QUADRANTS
+    scores = [r["score"] for r in result]
+    assert scores == sorted(scores, reverse=True)
+    assert abs(sum(scores) - 1) < 1e-5 and all(np.isfinite(scores))
+
+
+def test_model_object(pipe, rendered_clip):
+    path, _ = rendered_clip
+    assert isinstance(pipe, MDPianoAudioClassificationPipeline)
+    assert_quadrant_scores(pipe(str(path)))
+
+
+def test_every_input_form_gives_the_same_scores(pipe, rendered_clip, tmp_path):
+    path, waveform = rendered_clip
+    reference = pipe(str(path))
+    assert pipe(waveform, sampling_rate=SR) == reference
+    assert pipe({"array": waveform, "sampling_rate": SR}) == reference
+    assert pipe({"raw": waveform, "sampling_rate": SR}) == reference
+    assert pipe(path.read_bytes()) == reference
+    from datasets import Audio, Dataset
+
+    dataset = Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", Audio())
+    assert pipe(dataset[0]["audio"]) == reference
+    # Another rate: resampled once, to nearly the same scores.
+    import librosa
+
+    at_44k = librosa.resample(waveform, orig_sr=SR, target_sr=44100)
+    other = {r["label"]: r["score"] for r in pipe((at_44k, 44100))}
+    assert all(abs(other[r["label"]] - r["score"]) < 0.02 for r in reference)
+
+
+def test_midi_input_skips_transcription(pipe, clip_midi, monkeypatch):
+    from mdpiano import MDPianoTranscriber
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("transcription was run")
+
+    monkeypatch.setattr(MDPianoTranscriber, "__call__", refuse)
+    result = pipe(str(clip_midi), return_timeline=True)
+    assert_quadrant_scores(result["labels"])
+    from mdpiano import read_midi_notes
+
+    notes = read_midi_notes(clip_midi)
+    first = result["timeline"][0]
+    assert first["num_notes"] == sum(n.onset < first["end"] for n in notes)
+
+
+def test_batch_size_does_not_change_scores(pipe, quadrant_clips):
+    inputs = [str(path) for _, path, _ in quadrant_clips]
+    one_by_one = pipe(inputs, batch_size=1)
+    batched = pipe(inputs, batch_size=4)
+    for a, b in zip(one_by_one, batched):
+        assert [r["label"] for r in a] == [r["label"] for r in b]
+        np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
+
+
+def test_three_minutes_are_windowed_and_aggregated(pipe, quadrant_clips, tmp_path):
+    long_audio = np.tile(np.concatenate([w for _, _, w in quadrant_clips]), 8)[: SR * 180]
+    path = tmp_path / "three_minutes.wav"
+    soundfile.write(path, long_audio, SR, subtype="FLOAT")
+    result = pipe(str(path), return_timeline=True)
+    window = pipe.feature_extractor.chunk_length_s
+    timeline = result["timeline"]
+    assert [w["start"] for w in timeline] == window_starts(180.0, window, window / 2)
+    assert timeline[-1]["end"] == pytest.approx(180.0)
+    assert all(w["num_notes"] > 0 for w in timeline)
+    # Overall scores are the mean of the window scores.
+    mean = {q: np.mean([next(r["score"] for r in w["labels"] if r["label"] == q) for w in timeline]) for q in QUADRANTS}
+    for entry in result["labels"]:
+        assert entry["score"] == pytest.approx(mean[entry["label"]], abs=1e-6)
+    assert pipe(str(path)) == result["labels"]
+    coarse = pipe(str(path), stride_length_s=window, return_timeline=True)["timeline"]
+    assert len(coarse) == len(window_starts(180.0, window, window)) < len(timeline)
+
+
+def test_window_starts_cover_the_recording():
+    assert window_starts(4.0, 6.0, 3.0) == [0.0]
+    assert window_starts(13.0, 6.0, 3.0) == [0.0, 3.0, 6.0, 7.0]
+    assert window_starts(12.0, 6.0, 6.0) == [0.0, 6.0]
+
+
+def test_top_k(pipe, rendered_clip):
+    _, waveform = rendered_clip
+    top = pipe(waveform, sampling_rate=SR, top_k=1)
+    assert len(top) == 1 and top[0] == pipe(waveform, sampling_rate=SR)[0]
+
+
+def test_saved_folder_with_the_package_installed(package_folder, hub_folder, pipe, rendered_clip):
+    path, _ = rendered_clip
+    reference = pipe(str(path))
+    for folder in (package_folder, hub_folder):
+        loaded = pipeline("audio-classification", model=str(folder))
+        assert isinstance(loaded, MDPianoAudioClassificationPipeline)
+        assert loaded(str(path)) == reference
+
+
+def test_hub_folder_in_a_fresh_process_without_the_package(hub_folder, pipe, rendered_clip, tmp_path):
+    path, _ = rendered_clip
+    expected = pipe(str(path))
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["mdpiano"] = None  # the package must not be importable
+        sys.path = [p for p in sys.path if p not in ("", {os.getcwd()!r})]
+        from transformers import (AutoConfig, AutoFeatureExtractor, AutoModelForAudioClassification, AutoProcessor,
+                                  AutoTokenizer, pipeline)
+        folder = {str(hub_folder)!r}
+        pipe = pipeline("audio-classification", model=folder, trust_remote_code=True)
+        assert type(pipe).__module__.startswith("transformers_modules"), type(pipe).__module__
+        assert type(pipe.model).__module__.startswith("transformers_modules"), type(pipe.model).__module__
+        loaded = {{auto.__name__: type(auto.from_pretrained(folder, trust_remote_code=True)).__name__
+                  for auto in (AutoConfig, AutoModelForAudioClassification, AutoFeatureExtractor, AutoTokenizer,
+                               AutoProcessor)}}
+        print(json.dumps({{"scores": pipe({str(path)!r}), "loaded": loaded}}))
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = json.loads(result.stdout.strip().splitlines()[-1])
+    assert output["loaded"] == {
+        "AutoConfig": "MDPianoConfig",
+        "AutoModelForAudioClassification": "MDPianoForAudioClassification",
+        "AutoFeatureExtractor": "MDPianoFeatureExtractor",
+        "AutoTokenizer": "MDPianoTokenizer",
+        "AutoProcessor": "MDPianoProcessor",
+    }
+    assert [r["label"] for r in output["scores"]] == [r["label"] for r in expected]
+    np.testing.assert_allclose([r["score"] for r in output["scores"]], [r["score"] for r in expected], atol=1e-6)
+
+
+def test_other_models_keep_the_stock_pipeline():
+    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification, AudioClassificationPipeline
+
+    config = ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_length=128, num_mel_bins=64, num_labels=2)
+    model = ASTForAudioClassification(config).eval()
+    stock = pipeline("audio-classification", model=model, feature_extractor=ASTFeatureExtractor(max_length=128, num_mel_bins=64))
+    assert type(stock) is AudioClassificationPipeline
+    assert len(stock(np.zeros(16000, np.float32))) == 2
+    with pytest.raises(ValueError, match="feature extractor"):
+        pipeline("audio-classification", model=model)
+
+
+def test_bare_array_needs_its_rate(pipe):
+    with pytest.raises(ValueError, match="sampling rate"):
+        pipe(np.zeros(SR, np.float32))
