@@ -70,7 +70,7 @@ class MDPianoConfig(PreTrainedConfig):
             Feed-forward size of the symbolic Transformer encoder.
         dropout (`float`, *optional*, defaults to 0.1):
             Dropout in the encoders and the fusion.
-        attention_dropout (`float`, *optional*, defaults to 0.1):
+        attention_dropout (`float`, *optional*, defaults to 0.0):
             Dropout on attention weights.
         cda_num_heads (`int`, *optional*, defaults to 8):
             Heads of each cross-domain attention (acoustic-to-symbolic and symbolic-to-acoustic).
@@ -126,7 +126,7 @@ class MDPianoConfig(PreTrainedConfig):
         num_attention_heads=8,
         intermediate_size=1024,
         dropout=0.1,
-        attention_dropout=0.1,
+        attention_dropout=0.0,
         cda_num_heads=8,
         classifier_dropout=0.1,
         domains="both",

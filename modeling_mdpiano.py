@@ -146,6 +146,61 @@ class MDPianoAcousticEncoder(nn.Module):
         return self.dropout(self.projection(hidden_states)), mask
 
 
+class MDPianoAttention(nn.Module):
+    """
+    Multi-head scaled dot-product attention of `queries` (batch, L_q, d_model) over `keys_values` (batch, L_kv,
+    d_model), where `key_mask` (batch, L_kv) is 1 for keys to attend to. Self-attention when both are the same.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.output = nn.Linear(d_model, d_model)
+
+    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        batch, query_length, d_model = queries.shape
+        query = self.query(queries).view(batch, query_length, self.num_heads, self.head_dim).transpose(1, 2)
+        key, value = (
+            self.key_value(keys_values)
+            .view(batch, keys_values.shape[1], 2, self.num_heads, self.head_dim)
+            .permute(2, 0, 3, 1, 4)
+        )
+        attended = nn.functional.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=key_mask[:, None, None, :].bool(),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.output(attended.transpose(1, 2).reshape(batch, query_length, d_model))
+
+
+class MDPianoEncoderLayer(nn.Module):
+    """Pre-norm Transformer encoder layer: self-attention and a GELU feed-forward block, each residual."""
+
+    def __init__(self, config: MDPianoConfig):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.d_model)
+        self.attention = MDPianoAttention(config.d_model, config.num_attention_heads, config.attention_dropout)
+        self.feed_forward_norm = nn.LayerNorm(config.d_model)
+        self.feed_forward = nn.Sequential(
+            nn.Linear(config.d_model, config.intermediate_size),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.intermediate_size, config.d_model),
+        )
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        normed = self.attention_norm(hidden_states)
+        hidden_states = hidden_states + self.dropout(self.attention(normed, normed, attention_mask))
+        return hidden_states + self.dropout(self.feed_forward(self.feed_forward_norm(hidden_states)))
+
+
 class MDPianoSymbolicEncoder(nn.Module):
     """
     The symbolic Transformer encoder: token ids (batch, tokens) -> (batch, tokens, d_model), with learned absolute
@@ -157,16 +212,7 @@ class MDPianoSymbolicEncoder(nn.Module):
         self.token_embeddings = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_symbolic_length, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
-        layer = nn.TransformerEncoderLayer(
-            config.d_model,
-            config.num_attention_heads,
-            dim_feedforward=config.intermediate_size,
-            dropout=config.dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.layers = nn.TransformerEncoder(layer, config.num_encoder_layers, enable_nested_tensor=False)
+        self.layers = nn.ModuleList(MDPianoEncoderLayer(config) for _ in range(config.num_encoder_layers))
         self.final_layer_norm = nn.LayerNorm(config.d_model)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -180,35 +226,29 @@ class MDPianoSymbolicEncoder(nn.Module):
             raise ValueError(f"Token ids must lie in [0, {self.token_embeddings.num_embeddings}); check the tokenizer.")
         positions = torch.arange(length, device=input_ids.device)
         hidden_states = self.dropout(self.token_embeddings(input_ids) + self.position_embeddings(positions))
-        hidden_states = self.layers(hidden_states, src_key_padding_mask=attention_mask == 0)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask)
         return self.final_layer_norm(hidden_states)
 
 
 class MDPianoCrossDomainAttention(nn.Module):
     """
-    Bidirectional cross-domain attention: acoustic queries attend to symbolic keys and values, symbolic queries to
-    acoustic ones (multi-head scaled dot-product attention), each with a residual connection and layer norm.
+    Bidirectional cross-domain attention (the paper's Eq. 1-3): acoustic queries attend to symbolic keys and values,
+    symbolic queries to acoustic ones (multi-head scaled dot-product attention), each with a residual connection and
+    layer norm.
     """
 
     def __init__(self, config: MDPianoConfig):
         super().__init__()
-        self.acoustic_to_symbolic = nn.MultiheadAttention(
-            config.d_model, config.cda_num_heads, dropout=config.attention_dropout, batch_first=True
-        )
-        self.symbolic_to_acoustic = nn.MultiheadAttention(
-            config.d_model, config.cda_num_heads, dropout=config.attention_dropout, batch_first=True
-        )
+        self.acoustic_to_symbolic = MDPianoAttention(config.d_model, config.cda_num_heads, config.attention_dropout)
+        self.symbolic_to_acoustic = MDPianoAttention(config.d_model, config.cda_num_heads, config.attention_dropout)
         self.acoustic_norm = nn.LayerNorm(config.d_model)
         self.symbolic_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, acoustic, acoustic_mask, symbolic, symbolic_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        attended_symbolic, _ = self.acoustic_to_symbolic(
-            acoustic, symbolic, symbolic, key_padding_mask=symbolic_mask == 0, need_weights=False
-        )
-        attended_acoustic, _ = self.symbolic_to_acoustic(
-            symbolic, acoustic, acoustic, key_padding_mask=acoustic_mask == 0, need_weights=False
-        )
+        attended_symbolic = self.acoustic_to_symbolic(acoustic, symbolic, symbolic_mask)
+        attended_acoustic = self.symbolic_to_acoustic(symbolic, acoustic, acoustic_mask)
         acoustic = self.acoustic_norm(acoustic + self.dropout(attended_symbolic))
         symbolic = self.symbolic_norm(symbolic + self.dropout(attended_acoustic))
         return acoustic, symbolic
