@@ -158,7 +158,19 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         waveforms = self._as_batch(raw_audio)
         if truncation:
             waveforms = [w[: self.n_samples] for w in waveforms]
-        features = [self.extract(w) for w in waveforms]
+        return self.pad_features([self.extract(w) for w in waveforms], padding, return_attention_mask, return_tensors)
+
+    def pad_features(
+        self,
+        features: list[np.ndarray],
+        padding: bool | str = "max_length",
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+    ) -> BatchFeature:
+        """
+        Batches normalised (frames, feature_size) arrays, as [`__call__`] does after extraction (`padding` as there).
+        Crops of whole-clip features (training) go through this too.
+        """
         if padding in (False, "do_not_pad") and len({f.shape[0] for f in features}) > 1:
             raise ValueError("Items of different lengths need padding: use padding='max_length' or 'longest'.")
         if padding is True:
@@ -219,26 +231,37 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
             rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-5, top_db=None)
             features = np.concatenate([log_mel, mfcc, centroid_khz, rms_db], axis=0)
         features = features.T.astype(np.float32)
-        if normalize and self.feature_mean is not None:
-            features = (features - np.asarray(self.feature_mean, np.float32)) / np.asarray(self.feature_std, np.float32)
-        return features
+        return self.normalize(features) if normalize else features
+
+    def normalize(self, features: np.ndarray) -> np.ndarray:
+        """Standardises (frames, feature_size) features with `feature_mean` and `feature_std`, when fitted."""
+        features = np.asarray(features, dtype=np.float32)
+        if self.feature_mean is None:
+            return features
+        return (features - np.asarray(self.feature_mean, np.float32)) / np.asarray(self.feature_std, np.float32)
 
     def fit_normalization(self, waveforms: Iterable[np.ndarray], progress: bool = True) -> "MDPianoFeatureExtractor":
         """
-        Fits `feature_mean` and `feature_std` (per feature dimension, over every frame of every window) on training
-        waveforms at `self.sampling_rate`, and returns `self`. Each waveform contributes its first window, as at
-        inference.
+        Fits `feature_mean` and `feature_std` (per feature dimension, over every frame) on training waveforms at
+        `self.sampling_rate`, and returns `self`. Each waveform contributes its first window, as at inference.
         """
         from tqdm.auto import tqdm
 
+        waveforms = tqdm(waveforms, desc="Fitting feature statistics", disable=not progress)
+        return self.fit_normalization_from_features(
+            self.extract(self._as_batch(w)[0][: self.n_samples], normalize=False) for w in waveforms
+        )
+
+    def fit_normalization_from_features(self, features: Iterable[np.ndarray]) -> "MDPianoFeatureExtractor":
+        """Fits `feature_mean` and `feature_std` on unnormalised (frames, feature_size) arrays; returns `self`."""
         count, total, total_sq = 0, np.zeros(self.feature_size), np.zeros(self.feature_size)
-        for waveform in tqdm(waveforms, desc="Fitting feature statistics", disable=not progress):
-            features = self.extract(self._as_batch(waveform)[0][: self.n_samples], normalize=False).astype(np.float64)
-            count += features.shape[0]
-            total += features.sum(axis=0)
-            total_sq += (features**2).sum(axis=0)
+        for array in features:
+            array = np.asarray(array, dtype=np.float64)
+            count += array.shape[0]
+            total += array.sum(axis=0)
+            total_sq += (array**2).sum(axis=0)
         if count == 0:
-            raise ValueError("fit_normalization needs at least one waveform.")
+            raise ValueError("Fitting the feature statistics needs at least one frame.")
         mean = total / count
         std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
         self.feature_mean = mean.tolist()

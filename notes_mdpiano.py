@@ -54,6 +54,18 @@ def array_to_notes(array: np.ndarray) -> list[Note]:
     return [Note(float(on), float(off), int(p), int(v)) for on, off, p, v in np.asarray(array).tolist()]
 
 
+def window_notes(notes, start: float, duration: float) -> np.ndarray:
+    """
+    The notes of a window as an (N, 4) array in window time: notes starting in [start, start + duration), shifted
+    by -start, offsets cut at the window's end.
+    """
+    array = notes if isinstance(notes, np.ndarray) and notes.ndim == 2 else notes_to_array(notes)
+    array = array[(array[:, 0] >= start) & (array[:, 0] < start + duration)].astype(np.float64)
+    array[:, :2] -= start
+    array[:, 1] = np.minimum(array[:, 1], duration)
+    return array
+
+
 def is_note_batch(notes) -> bool:
     """Whether `notes` is a batch (a list of note sets) rather than one set (a list of notes or an (N, 4) array)."""
     if isinstance(notes, np.ndarray):
@@ -101,4 +113,4 @@ def notes_to_midi(notes: Sequence[Note], program: int = 0):
     return midi
 
 
-__all__ = ["Note", "MidiReadError", "is_note_batch", "notes_to_array", "array_to_notes", "read_midi_notes", "notes_to_midi"]
+__all__ = ["Note", "MidiReadError", "array_to_notes", "is_note_batch", "notes_to_array", "notes_to_midi", "read_midi_notes", "window_notes"]

@@ -8,7 +8,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .audio_mdpiano import load_audio
-from .notes_mdpiano import read_midi_notes
+from .notes_mdpiano import notes_to_array, read_midi_notes, window_notes
 from .processing_mdpiano import MDPianoProcessor
 
 logger = logging.get_logger(__name__)
@@ -125,27 +125,21 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         else:
             duration = max((n.offset for n in notes), default=0.0)
         starts = window_starts(duration, window_s, stride_s)
-        onsets = np.array([n.onset for n in notes]) if notes is not None else None
+        notes = notes_to_array(notes) if notes is not None else None
         for index, start in enumerate(starts):
             end = min(start + window_s, duration) if duration > 0 else window_s
             kwargs = {}
             if waveform is not None and self.uses_acoustic:
                 kwargs["audio"] = waveform[int(round(start * rate)) : int(round(start * rate)) + int(round(window_s * rate))]
                 kwargs["sampling_rate"] = rate
-            window_notes = []
-            if notes is not None:
-                selected = np.flatnonzero((onsets >= start) & (onsets < start + window_s))
-                window_notes = [
-                    (notes[i].onset - start, min(notes[i].offset, start + window_s) - start, notes[i].pitch, notes[i].velocity)
-                    for i in selected
-                ]
-            kwargs["notes"] = window_notes  # a model without the symbolic domain gets an empty sequence
-            model_inputs = self.processor(**kwargs, return_tensors="pt")
+            # A model without the symbolic domain gets an empty sequence.
+            notes_of_window = window_notes(notes, start, window_s) if notes is not None else np.zeros((0, 4))
+            model_inputs = self.processor(**kwargs, notes=notes_of_window, return_tensors="pt")
             yield {
                 **model_inputs,
                 "is_last": index == len(starts) - 1,
                 "window": (float(start), float(end)),
-                "num_notes": len(window_notes),
+                "num_notes": len(notes_of_window),
             }
 
     def _load(self, inputs, sampling_rate, soundfont):

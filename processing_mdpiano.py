@@ -137,14 +137,7 @@ class MDPianoProcessor(ProcessorMixin):
             note_sets = self.transcribe(waveforms, self.sampling_rate)
         if waveforms is not None and len(note_sets) != len(waveforms):
             raise ValueError(f"Got {len(waveforms)} recordings but {len(note_sets)} sets of notes.")
-        if truncation:
-            note_sets = [self._crop_notes(n) for n in note_sets]
-
-        # Tokens are padded to the longest sequence of the batch: a fixed length would mostly add padding.
-        symbolic = self.tokenizer.encode_notes(
-            note_sets, padding="longest", truncation=truncation, return_attention_mask=True
-        )
-        data = {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
+        data = self.symbolic_inputs(note_sets, truncation)
         if waveforms is not None:
             acoustic = self.feature_extractor(
                 waveforms, sampling_rate=self.sampling_rate, padding=padding, truncation=truncation, return_attention_mask=True
@@ -172,7 +165,17 @@ class MDPianoProcessor(ProcessorMixin):
         items = [audio] if is_single_audio(audio) else list(audio)
         return [transcriber(item, sampling_rate) for item in items]
 
-    def _crop_notes(self, notes) -> np.ndarray:
+    def symbolic_inputs(self, note_sets: list, truncation: bool = True) -> dict:
+        """
+        `input_ids` and `attention_mask` (lists) of note sets, each cut to the analysis window when `truncation`.
+        Tokens are padded to the longest sequence of the batch: a fixed length would mostly add padding.
+        """
+        if truncation:
+            note_sets = [self.crop_notes(n) for n in note_sets]
+        symbolic = self.tokenizer.encode_notes(note_sets, padding="longest", truncation=truncation, return_attention_mask=True)
+        return {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
+
+    def crop_notes(self, notes) -> np.ndarray:
         """Notes of the analysis window: onsets before its end, offsets cut at its end."""
         array = notes_to_array(notes)
         window = self.feature_extractor.chunk_length_s

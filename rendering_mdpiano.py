@@ -1,15 +1,19 @@
 """Rendering MIDI to piano audio with FluidSynth and a SoundFont (EMOPIA ships MIDI, not audio)."""
 
+import functools
 import os
 
 import numpy as np
 
 from .notes_mdpiano import read_midi_notes
 
-# SoundFonts by name: Debian's fluid-soundfont-gm, and the small TimGM6mb that ships inside pretty_midi.
+# SoundFonts by name: Debian's fluid-soundfont-gm, musescore-general-soundfont-small and fluidr3mono-gm-soundfont,
+# and the small TimGM6mb that ships inside pretty_midi.
 KNOWN_SOUNDFONTS = {
     "FluidR3_GM": ["/usr/share/sounds/sf2/FluidR3_GM.sf2"],
     "TimGM6mb": ["<pretty_midi>/TimGM6mb.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"],
+    "MuseScore_General_Lite": ["/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"],
+    "FluidR3Mono_GM": ["/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"],
 }
 
 
@@ -43,7 +47,8 @@ def find_soundfont(name_or_path: str) -> str:
             return candidate
     raise FileNotFoundError(
         f"SoundFont {name_or_path} not found (looked in {KNOWN_SOUNDFONTS[name_or_path]}); "
-        "install Debian's fluid-soundfont-gm (scripts/install.sh does)."
+        "install Debian's fluid-soundfont-gm, musescore-general-soundfont-small and fluidr3mono-gm-soundfont "
+        "(scripts/install.sh does)."
     )
 
 
@@ -53,6 +58,8 @@ def render_midi(
     sampling_rate: int = 22050,
     max_duration_s: float | None = None,
     peak: float = 0.9,
+    program: int | None = None,
+    reuse_synthesizer: bool = False,
 ) -> np.ndarray:
     """
     Renders a MIDI file (path) or `pretty_midi.PrettyMIDI` to mono float32 audio with FluidSynth, sustain pedal and
@@ -64,6 +71,11 @@ def render_midi(
         sampling_rate: output rate in Hz.
         max_duration_s: keep only the first seconds.
         peak: peak amplitude of the returned audio (pretty_midi normalises its output to 1).
+        program: General MIDI program for every instrument (0 acoustic grand, 1 bright acoustic, ...); `None`
+            keeps the file's.
+        reuse_synthesizer: keep one synthesizer per SoundFont in this process (loading a SoundFont takes up to
+            seconds). Renderings then differ from a fresh synthesizer's by FluidSynth's 64-sample event timing
+            (inaudible); the default, a fresh synthesizer, is bit-exact from call to call.
 
     Returns:
         `np.ndarray` of shape (samples,), float32.
@@ -75,16 +87,45 @@ def render_midi(
         midi = pretty_midi.PrettyMIDI(os.fspath(midi))
     if max_duration_s is not None:
         _crop_midi(midi, max_duration_s)
+    if program is not None:
+        for instrument in midi.instruments:
+            instrument.program = program
     soundfont = default_soundfont() if soundfont is None else find_soundfont(soundfont)
+    if reuse_synthesizer:
+        synthesizer, soundfont_id = _shared_synthesizer(soundfont, sampling_rate)
+        audio = midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
+        # Silence every voice, controller and effect tail before the next rendering.
+        synthesizer.system_reset()
+        synthesizer.get_samples(sampling_rate)
+    else:
+        synthesizer, soundfont_id = _new_synthesizer(soundfont, sampling_rate)
+        try:
+            audio = midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
+        finally:
+            synthesizer.delete()
+    if max_duration_s is not None:
+        audio = audio[: int(round(max_duration_s * sampling_rate))]
+    return (audio * peak).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_synthesizer(soundfont_path: str, sampling_rate: int):
+    return _new_synthesizer(soundfont_path, sampling_rate)
+
+
+def _new_synthesizer(soundfont_path: str, sampling_rate: int):
+    """A FluidSynth synthesizer with the SoundFont loaded, and the SoundFont's id."""
     try:
-        audio = midi.fluidsynth(fs=sampling_rate, synthesizer=soundfont)
+        import fluidsynth
     except ImportError as error:
         raise ImportError(
             "Rendering MIDI to audio needs FluidSynth: install Debian's libfluidsynth3 and `pip install pyfluidsynth`."
         ) from error
-    if max_duration_s is not None:
-        audio = audio[: int(round(max_duration_s * sampling_rate))]
-    return (audio * peak).astype(np.float32)
+    synthesizer = fluidsynth.Synth(samplerate=float(sampling_rate))
+    soundfont_id = synthesizer.sfload(soundfont_path)
+    if soundfont_id == -1:
+        raise ValueError(f"FluidSynth could not load the SoundFont {soundfont_path}.")
+    return synthesizer, soundfont_id
 
 
 def _crop_midi(midi, end_s: float) -> None:

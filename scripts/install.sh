@@ -11,7 +11,7 @@ venv=${MDPIANO_VENV:-$repo/.venv}
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 
-apt_packages=(ffmpeg libfluidsynth3 fluid-soundfont-gm)
+apt_packages=(ffmpeg libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small fluidr3mono-gm-soundfont)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,0 +1,95 @@
+"""Transcriptions and acoustic features of whole clips, computed once and kept on disk.
+
+Training crops windows from whole-clip features and notes, so the expensive parts (basic-pitch transcription, the
+STFT) run once per audio file. Each clip gets one file of notes and one of features, under folders named by a hash
+of the settings that shape them, so a rerun with the same inputs only reads files, an interrupted run resumes, and
+changed settings never reuse stale results.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .audio_mdpiano import load_audio
+from .transcription_mdpiano import MDPianoTranscriber
+
+FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
+
+
+def _digest(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cache_folders(cache_dir, processor, name: str) -> tuple[Path, Path]:
+    """
+    Where the transcriptions and the features of one audio set (e.g. `train-0`) live: folders named by a hash of
+    the transcription settings and of the feature settings (a model variant with other features reuses the
+    transcriptions).
+    """
+    fe = processor.feature_extractor
+    transcription_key = _digest({**processor.transcriber.to_dict(), "sampling_rate": fe.sampling_rate})
+    feature_key = _digest({name: getattr(fe, name) for name in FEATURE_SETTINGS})
+    root = Path(cache_dir)
+    return root / "transcriptions" / transcription_key / name, root / "features" / feature_key / name
+
+
+def load_entry(notes_path, features_path=None) -> dict:
+    """`notes` (N, 4) float32 and `duration` from a transcription file, and `features` (frames, F) float16."""
+    with np.load(notes_path) as data:
+        entry = {"notes": data["notes"], "duration": float(data["duration"])}
+    if features_path is not None:
+        entry["features"] = np.load(features_path)
+    return entry
+
+
+def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, with_features: bool = True):
+    """
+    Adds `notes_path` (an `.npz` with the whole clip's `notes` and `duration`) and, with `with_features`,
+    `features_path` (an `.npy` of unnormalised (frames, F) float16 features) to every row of a dataset with an
+    `audio` column. Entries not on disk yet are computed (`datasets.map` over `num_proc` processes, each running
+    the transcriber on one thread); each audio file is decoded once.
+    """
+    from datasets import Audio
+
+    notes_dir, features_dir = cache_folders(cache_dir, processor, name)
+    notes_dir.mkdir(parents=True, exist_ok=True)
+    (notes_dir / "settings.json").write_text(json.dumps(processor.transcriber.to_dict(), indent=1))
+    if with_features:
+        features_dir.mkdir(parents=True, exist_ok=True)
+        (features_dir / "settings.json").write_text(json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str))
+    transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), num_threads=1 if num_proc > 1 else 0)
+
+    def add_entry(row):
+        notes_path = notes_dir / f"{row['clip_id']}.npz"
+        features_path = features_dir / f"{row['clip_id']}.npy"
+        need_notes, need_features = not notes_path.exists(), with_features and not features_path.exists()
+        if need_notes or need_features:
+            waveform = load_audio(row["audio"]["path"], target_sampling_rate=processor.sampling_rate)
+            if need_notes:
+                notes = np.array(transcriber(waveform, processor.sampling_rate), dtype=np.float32).reshape(-1, 4)
+                _write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=len(waveform) / processor.sampling_rate))
+            if need_features:
+                features = processor.feature_extractor.extract(waveform, normalize=False).astype(np.float16)
+                _write_atomic(features_path, lambda f: np.save(f, features))
+        row = {"notes_path": str(notes_path)}
+        if with_features:
+            row["features_path"] = str(features_path)
+        return row
+
+    undecoded = dataset.cast_column("audio", Audio(decode=False))
+    return undecoded.map(add_entry, num_proc=num_proc if num_proc > 1 else None, desc=f"Caching {name}",
+                         load_from_cache_file=False)  # fmt: skip
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Writes through a temporary file, so an interrupted run never leaves a truncated entry behind."""
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as file:
+        write(file)
+    os.replace(partial, path)
+
+
+__all__ = ["cache_dataset", "cache_folders", "load_entry"]

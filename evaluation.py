@@ -1,0 +1,107 @@
+"""Evaluation of an mdpiano model on an EMOPIA split: clip-level predictions, metrics, figures and a JSON report."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .caching import cache_dataset
+from .notes_mdpiano import notes_to_array, read_midi_notes
+from .plots import plot_confusion_matrix, plot_valence_arousal
+from .training import Clip, WindowBatcher, load_clips, predict_clips, quadrant_metrics
+
+
+def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cached", symbolic_source="transcription",
+                     num_proc=2, stride_s=None, batch_size=16) -> dict:  # fmt: skip
+    """
+    Clip-level predictions on a dataset with `clip_id`, `label`, `midi_path` and `audio` columns.
+
+    Args:
+        mode: `"pipeline"` runs `pipeline("audio-classification")` on every audio file (decoding, transcription,
+            features, windows: the end-to-end path of a user); `"cached"` reads transcriptions and whole-clip features
+            from the cache (computed once) and cuts the same windows.
+        symbolic_source: `"transcription"` (basic-pitch on the audio, as at inference) or `"midi"` (the clip's
+            ground-truth MIDI; cached mode only).
+        stride_s: hop between windows; the pipeline's (half a window) by default.
+
+    Returns:
+        dict with `probabilities` (clips, 4) and, in cached mode with auxiliary heads, `arousal` and `valence`.
+    """
+    if mode == "pipeline":
+        if symbolic_source != "transcription":
+            raise ValueError("The pipeline transcribes the audio: use mode='cached' for symbolic_source='midi'.")
+        from transformers import pipeline
+
+        from .emopia import QUADRANTS
+
+        classify = pipeline("audio-classification", model=model, processor=processor)
+        paths = [row["path"] for row in dataset.cast_column("audio", _undecoded())["audio"]]
+        outputs = classify(paths, batch_size=batch_size, stride_length_s=stride_s)
+        probabilities = np.array([[next(r["score"] for r in output if r["label"] == q) for q in QUADRANTS] for output in outputs])
+        return {"probabilities": probabilities}
+    use_acoustic = model.config.domains in ("both", "acoustic")
+    cached = cache_dataset(dataset, processor, cache_dir, set_name, num_proc, with_features=use_acoustic)
+    clips = load_clips(cached)
+    if symbolic_source == "midi":
+        clips = [
+            Clip(clip.clip_id, clip.label, notes_to_array(read_midi_notes(path)).astype(np.float32), clip.features, clip.duration)
+            for clip, path in zip(clips, dataset["midi_path"])
+        ]
+    elif symbolic_source != "transcription":
+        raise ValueError(f"symbolic_source must be 'transcription' or 'midi', got {symbolic_source!r}.")
+    return predict_clips(model, WindowBatcher(processor, use_acoustic), clips, stride_s, batch_size)
+
+
+def _undecoded():
+    from datasets import Audio
+
+    return Audio(decode=False)
+
+
+def write_report(predictions: dict, dataset, output_dir, title: str, extra: dict | None = None) -> dict:
+    """Metrics (the repository's `evaluate` module), `results.json`, `confusion_matrix.png` and
+    `valence_arousal.png` in `output_dir`; returns the metrics."""
+    from .emopia import QUADRANTS
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    labels = list(dataset["label"])
+    metrics = quadrant_metrics(predictions, labels)
+    per_clip = [
+        {"clip_id": clip_id, "label": QUADRANTS[label], "prediction": QUADRANTS[int(np.argmax(p))],
+         "probabilities": dict(zip(QUADRANTS, np.round(p, 4).tolist()))}  # fmt: skip
+        for clip_id, label, p in zip(dataset["clip_id"], labels, predictions["probabilities"])
+    ]
+    report = {"title": title, **(extra or {}), "metrics": metrics, "clips": per_clip}
+    (output_dir / "results.json").write_text(json.dumps(report, indent=1))
+    plot_confusion_matrix(metrics["confusion_matrix"], QUADRANTS, output_dir / "confusion_matrix.png",
+                          f"{title}\n4Q accuracy {metrics['accuracy']:.3f}")  # fmt: skip
+    plot_valence_arousal(predictions["probabilities"], labels, QUADRANTS, output_dir / "valence_arousal.png", title)
+    return metrics
+
+
+def metrics_table(metrics: dict) -> str:
+    """A Markdown summary: the headline figures, then precision, recall and F1 per quadrant."""
+    rows = ["| metric | value |", "|---|---|"]
+    for name in ("accuracy", "macro_f1", "arousal_accuracy", "valence_accuracy", "arousal_head_accuracy", "valence_head_accuracy"):
+        if name in metrics:
+            rows.append(f"| {name.replace('_', ' ')} | {metrics[name]:.3f} |")
+    rows += ["", "| quadrant | precision | recall | F1 | clips |", "|---|---|---|---|---|"]
+    for name, scores in metrics["per_class"].items():
+        rows.append(f"| {name} | {scores['precision']:.3f} | {scores['recall']:.3f} | {scores['f1']:.3f} | {scores['support']} |")
+    return "\n".join(rows)
+
+
+def replace_section(path, name: str, content: str) -> None:
+    """Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in a document (README, model card)."""
+    path = Path(path)
+    text = path.read_text()
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} has no {begin} ... {end} section to fill.")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{content.strip()}\n{end}{tail}")
+
+
+__all__ = ["clip_predictions", "metrics_table", "replace_section", "write_report"]

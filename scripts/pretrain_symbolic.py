@@ -1,0 +1,92 @@
+"""Pretrains the symbolic encoder by masked-token prediction on MAESTRO (train split) and GiantMIDI-Piano MIDI.
+
+    python scripts/pretrain_symbolic.py --cache-dir ~/.cache/mdpiano --output-dir runs/symbolic-mlm \
+        --config configs/emopia-cpu.json [--max-steps 600]
+
+Random windows of the model's analysis length are tokenized as the processor tokenizes a transcription; 15% of the
+tokens are masked (transformers' DataCollatorForLanguageModeling) and the transformers Trainer (Accelerate
+underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split picks
+the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained <output-dir>/best` starts
+the classifier's symbolic encoder from it.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
+from mdpiano.pretraining import RandomMidiWindows, fixed_windows, load_corpus, maestro_files
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data", help="folder holding maestro-v2.0.0/ and giantmidi-piano/")
+    parser.add_argument("--cache-dir", required=True, help="parsed MIDI notes are cached here")
+    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--config", help="JSON file of MDPianoConfig values (use the classifier's)")
+    parser.add_argument("--no-giantmidi", action="store_true", help="MAESTRO only")
+    parser.add_argument("--max-steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--warmup-steps", type=int, default=50)
+    parser.add_argument("--mlm-probability", type=float, default=0.15)
+    parser.add_argument("--eval-windows", type=int, default=256)
+    parser.add_argument("--eval-steps", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    data = Path(args.data)
+    config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
+    processor = MDPianoProcessor.from_config(config)
+    train_files, missing_train = maestro_files(data / "maestro-v2.0.0", "train")
+    validation_files, missing_validation = maestro_files(data / "maestro-v2.0.0", "validation")
+    print(f"MAESTRO: {len(train_files)} train and {len(validation_files)} validation files; "
+          f"{len(missing_train) + len(missing_validation)} listed files are absent (see REMOVED_CORRUPT_FILES.txt)")  # fmt: skip
+    if not args.no_giantmidi:
+        train_files += sorted((data / "giantmidi-piano" / "midis").glob("*.mid"))
+    train_corpus, train_failures = load_corpus(train_files, args.cache_dir)
+    validation_corpus, validation_failures = load_corpus(validation_files, args.cache_dir)
+    for path, error in {**train_failures, **validation_failures}.items():
+        print(f"skipped {path}: {error}")
+
+    model = MDPianoSymbolicForMaskedLM(config)
+    training_args = TrainingArguments(
+        output_dir=args.output_dir,
+        max_steps=args.max_steps,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_steps=args.warmup_steps,
+        lr_scheduler_type="cosine",
+        eval_strategy="steps",
+        eval_steps=args.eval_steps,
+        save_strategy="steps",
+        save_steps=args.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        logging_steps=10,
+        seed=args.seed,
+        report_to=[],
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=RandomMidiWindows(train_corpus, processor, seed=args.seed),
+        eval_dataset=fixed_windows(validation_corpus, processor, args.eval_windows, seed=args.seed + 1),
+        data_collator=DataCollatorForLanguageModeling(processor.tokenizer, mlm_probability=args.mlm_probability),
+    )
+    trainer.train(resume_from_checkpoint=any(Path(args.output_dir).glob("checkpoint-*")) or None)
+    metrics = trainer.evaluate()
+    best = Path(args.output_dir) / "best"
+    trainer.save_model(best)
+    processor.save_pretrained(best)
+    (best / "eval_metrics.json").write_text(json.dumps(metrics, indent=1))
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Audio, Dataset
+
+from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.caching import cache_dataset
+from mdpiano.notes_mdpiano import window_notes
+from mdpiano.training import TrainingArguments, WindowBatcher, load_clips, predict_clips, quadrant_metrics, train
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_config):
+    return MDPianoProcessor.from_config(tiny_config)
+
+
+@pytest.fixture(scope="module")
+def quadrant_dataset(quadrant_clips):
+    labels = {"Q1": 0, "Q2": 1, "Q3": 2, "Q4": 3}
+    rows = {"clip_id": [p.stem for _, p, _ in quadrant_clips], "label": [labels[q] for q, _, _ in quadrant_clips],
+            "audio": [str(p) for _, p, _ in quadrant_clips]}  # fmt: skip
+    return Dataset.from_dict(rows).cast_column("audio", Audio())
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def clips(quadrant_dataset, processor, cache_dir):
+    return load_clips(cache_dataset(quadrant_dataset, processor, cache_dir, "quadrants"))
+
+
+def test_cache_is_computed_once(quadrant_dataset, processor, cache_dir, clips):
+    cached = cache_dataset(quadrant_dataset, processor, cache_dir, "quadrants")
+    def stamps(dataset):
+        return [Path(p).stat().st_mtime_ns for p in list(dataset["notes_path"]) + list(dataset["features_path"])]
+
+    before = stamps(cached)
+    assert stamps(cache_dataset(quadrant_dataset, processor, cache_dir, "quadrants")) == before
+    assert [c.clip_id for c in clips] == list(quadrant_dataset["clip_id"])
+    assert all(c.features.dtype == np.float16 and c.features.shape[1] == processor.feature_extractor.feature_size for c in clips)
+    assert all(len(c.notes) > 0 and c.duration == pytest.approx(6.0, abs=0.01) for c in clips)
+    # Other feature settings reuse the transcriptions and cache features of their own.
+    other = MDPianoProcessor.from_config(MDPianoConfig(chunk_length_s=6.0, n_mels=24))
+    moved = cache_dataset(quadrant_dataset, other, cache_dir, "quadrants")
+    assert list(moved["notes_path"]) == list(cached["notes_path"])
+    assert not set(moved["features_path"]) & set(cached["features_path"])
+
+
+def test_windows_match_the_processor(clips, quadrant_clips, processor):
+    clip, (_, path, waveform) = clips[0], quadrant_clips[0]
+    batcher = WindowBatcher(processor)
+    hop = processor.feature_extractor.hop_length
+    start = 43 * hop / SR  # on the frame grid (other starts snap to it)
+    from_cache = batcher([(clip, start)])
+    assert torch.equal(batcher([(clip, start + 0.4 * hop / SR)])["input_ids"], from_cache["input_ids"])
+    window = waveform[43 * hop : 43 * hop + int(6.0 * SR)]
+    from_audio = processor(audio=window, sampling_rate=SR, notes=window_notes(clip.notes, start, 6.0), return_tensors="pt")
+    assert torch.equal(from_cache["input_ids"], from_audio["input_ids"])
+    valid = int(from_audio["feature_attention_mask"].sum())
+    assert int(from_cache["feature_attention_mask"].sum()) == valid
+    # Away from the window edges, frames of the whole-clip STFT equal the window's own.
+    inner = slice(3, valid - 3)
+    torch.testing.assert_close(from_cache["input_features"][0, inner], from_audio["input_features"][0, inner], atol=1e-2, rtol=1e-3)
+
+
+def test_predictions_average_windows(clips, processor, tiny_config):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    batcher = WindowBatcher(processor)
+    predictions = predict_clips(model, batcher, clips, stride_s=2.0)
+    assert predictions["probabilities"].shape == (4, 4) and predictions["arousal"].shape == (4,)
+    np.testing.assert_allclose(predictions["probabilities"].sum(-1), 1, atol=1e-5)
+    with torch.no_grad():
+        single = model(**batcher([(clips[0], 0.0)])).logits.softmax(-1)[0].numpy()
+    np.testing.assert_allclose(predictions["probabilities"][0], single, atol=1e-5)  # 6-s clip: one window
+    metrics = quadrant_metrics(predictions, [c.label for c in clips])
+    assert set(metrics) >= {"accuracy", "macro_f1", "arousal_accuracy", "valence_accuracy", "arousal_head_accuracy"}
+
+
+def run_training(tiny_config, processor, clips, output_dir, epochs, resume=False, seed=0):
+    torch.manual_seed(seed)
+    processor.feature_extractor.fit_normalization_from_features(c.features for c in clips)
+    model = MDPianoForAudioClassification(tiny_config)
+    args = TrainingArguments(output_dir=str(output_dir), batch_size=4, learning_rate=1e-3, epochs=epochs, patience=5,
+                             seed=seed, resume=resume)  # fmt: skip
+    return train(model, processor, clips, clips, args)
+
+
+def test_train_saves_the_best_model_and_resumes(tmp_path, tiny_config, processor, clips):
+    best = run_training(tiny_config, processor, clips, tmp_path, epochs=2)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert best["epoch"] in (1, 2) and 0 <= best["accuracy"] <= 1
+    loaded = MDPianoForAudioClassification.from_pretrained(tmp_path / "best")
+    assert MDPianoProcessor.from_pretrained(tmp_path / "best").feature_extractor.feature_mean is not None
+    assert loaded.config.to_diff_dict()["d_model"] == tiny_config.d_model
+    run_training(tiny_config, processor, clips, tmp_path, epochs=3, resume=True)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3]
+
+
+def test_same_seed_same_first_epoch_loss(tmp_path, tiny_config, processor, clips):
+    losses = []
+    for run in range(2):
+        run_training(tiny_config, processor, clips, tmp_path / f"run{run}", epochs=1, seed=3)
+        losses.append(json.loads((tmp_path / f"run{run}" / "log.jsonl").read_text())["train_loss"])
+    assert losses[0] == losses[1]

@@ -1,0 +1,255 @@
+"""Training and evaluation of mdpiano on cached clips: windows cut from whole-clip features and transcriptions."""
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .caching import load_entry
+from .notes_mdpiano import window_notes
+from .pipeline_mdpiano import window_starts
+
+METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
+
+
+@dataclass
+class Clip:
+    """One cached audio clip: its label, whole-clip notes (N, 4) and unnormalised features (frames, F)."""
+
+    clip_id: str
+    label: int
+    notes: np.ndarray
+    features: np.ndarray | None
+    duration: float
+
+
+def load_clips(dataset) -> list[Clip]:
+    """Clips of a dataset with `clip_id`, `label`, `notes_path` and optionally `features_path` columns (see
+    `caching.cache_dataset`)."""
+    features_paths = dataset["features_path"] if "features_path" in dataset.column_names else [None] * len(dataset)
+    clips = []
+    for clip_id, label, notes_path, features_path in zip(dataset["clip_id"], dataset["label"], dataset["notes_path"], features_paths):
+        entry = load_entry(notes_path, features_path)
+        clips.append(Clip(clip_id, int(label), entry["notes"], entry.get("features"), entry["duration"]))
+    return clips
+
+
+class WindowBatcher:
+    """
+    Model inputs for windows of cached clips, built as [`MDPianoProcessor`] builds them from audio: feature frames
+    of the window (normalised and padded by the feature extractor) and the window's notes (cropped and tokenized by
+    the processor).
+    """
+
+    def __init__(self, processor, use_acoustic: bool = True):
+        self.processor = processor
+        self.use_acoustic = use_acoustic
+        fe = processor.feature_extractor
+        self.window_s = fe.chunk_length_s
+        self.frames_per_second = fe.sampling_rate / fe.hop_length
+        self.window_frames = fe.nb_max_frames
+
+    def __call__(self, windows: list[tuple[Clip, float]]) -> dict[str, torch.Tensor]:
+        # Window starts snap to the frame grid, so the frames cut from the whole clip are the window's own.
+        first_frames = [int(round(start * self.frames_per_second)) for _, start in windows]
+        note_sets = [
+            window_notes(clip.notes, first / self.frames_per_second, self.window_s)
+            for (clip, _), first in zip(windows, first_frames)
+        ]
+        batch = {key: torch.tensor(value) for key, value in self.processor.symbolic_inputs(note_sets).items()}
+        if self.use_acoustic:
+            fe = self.processor.feature_extractor
+            crops = [
+                fe.normalize(clip.features[first : first + self.window_frames])
+                for (clip, _), first in zip(windows, first_frames)
+            ]
+            acoustic = fe.pad_features(crops, padding="max_length", return_tensors="pt")
+            batch["input_features"] = acoustic["input_features"]
+            batch["feature_attention_mask"] = acoustic["attention_mask"]
+        return batch
+
+
+class RandomWindows(torch.utils.data.Dataset):
+    """One window per clip per epoch, starting at a random time (reproducible from seed, epoch and index)."""
+
+    def __init__(self, clips: list[Clip], window_s: float, seed: int):
+        self.clips, self.window_s, self.seed, self.epoch = clips, window_s, seed, 0
+
+    def __len__(self):
+        return len(self.clips)
+
+    def __getitem__(self, index):
+        clip = self.clips[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return clip, float(rng.uniform(0.0, max(0.0, clip.duration - self.window_s)))
+
+
+def collate_with_labels(batcher: WindowBatcher):
+    def collate(items):
+        batch = batcher(items)
+        batch["labels"] = torch.tensor([clip.label for clip, _ in items])
+        return batch
+
+    return collate
+
+
+@torch.no_grad()
+def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32):
+    """
+    Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: half a window, the
+    pipeline's), window probabilities averaged per clip.
+
+    Returns:
+        dict of numpy arrays: `probabilities` (clips, 4), and `arousal` / `valence` (clips,) head probabilities when
+        the model has auxiliary heads.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    stride_s = stride_s or batcher.window_s / 2
+    plan = [(i, s) for i, clip in enumerate(clips) for s in window_starts(clip.duration, batcher.window_s, stride_s)]
+    sums = {"probabilities": np.zeros((len(clips), 4)), "arousal": np.zeros(len(clips)), "valence": np.zeros(len(clips))}
+    counts = np.zeros(len(clips))
+    for first in range(0, len(plan), batch_size):
+        chunk = plan[first : first + batch_size]
+        inputs = {k: v.to(device) for k, v in batcher([(clips[i], s) for i, s in chunk]).items()}
+        outputs = model(**inputs)
+        owners = np.array([i for i, _ in chunk])
+        np.add.at(sums["probabilities"], owners, outputs.logits.float().softmax(-1).cpu().numpy())
+        if outputs.arousal_logits is not None:
+            np.add.at(sums["arousal"], owners, outputs.arousal_logits.float().sigmoid().cpu().numpy())
+            np.add.at(sums["valence"], owners, outputs.valence_logits.float().sigmoid().cpu().numpy())
+        np.add.at(counts, owners, 1)
+    results = {"probabilities": sums["probabilities"] / counts[:, None]}
+    if getattr(model.config, "use_auxiliary_losses", False):
+        results["arousal"] = sums["arousal"] / counts
+        results["valence"] = sums["valence"] / counts
+    return results
+
+
+def quadrant_metrics(predictions: dict, labels: list[int]) -> dict:
+    """4Q, arousal and valence metrics (the repository's `evaluate` module) of [`predict_clips`] output."""
+    import evaluate
+
+    metric = evaluate.load(str(METRICS_DIR))
+    kwargs = {}
+    if "arousal" in predictions:
+        kwargs["arousal_predictions"] = (predictions["arousal"] > 0.5).astype(int).tolist()
+        kwargs["valence_predictions"] = (predictions["valence"] > 0.5).astype(int).tolist()
+    return metric.compute(predictions=predictions["probabilities"].argmax(-1).tolist(), references=labels, **kwargs)
+
+
+@dataclass
+class TrainingArguments:
+    """Optimisation settings; the defaults are the paper's (batch 64, Adam, learning rate 1e-4)."""
+
+    output_dir: str
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    epochs: int = 60
+    patience: int = 10
+    seed: int = 0
+    gradient_accumulation_steps: int = 1
+    mixed_precision: str = "no"
+    num_workers: int = 0
+    resume: bool = False
+    log_every: int = 10
+
+
+def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip], args: TrainingArguments) -> dict:
+    """
+    Trains with Accelerate (CPU, one GPU or DDP under `accelerate launch`), one random window per clip per epoch;
+    evaluates clip-level 4Q accuracy on the validation clips after each epoch, keeps the best model in
+    `<output_dir>/best` (with its processor), stops after `patience` epochs without improvement, and saves the
+    training state in `<output_dir>/checkpoint` every epoch so `resume` continues where it stopped.
+
+    Returns:
+        the best validation metrics, with `epoch`.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
+    )
+    set_seed(args.seed)
+    use_acoustic = model.config.domains in ("both", "acoustic")
+    batcher = WindowBatcher(processor, use_acoustic)
+    windows = RandomWindows(train_clips, batcher.window_s, args.seed)
+    loader = torch.utils.data.DataLoader(
+        windows,
+        batch_size=args.batch_size,
+        shuffle=True,
+        collate_fn=collate_with_labels(batcher),
+        num_workers=args.num_workers,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    state = {"epoch": 0, "best_accuracy": -1.0, "best_loss": math.inf, "best": None, "stale_epochs": 0}
+    checkpoint = output_dir / "checkpoint"
+    if args.resume and (checkpoint / "trainer_state.json").is_file():
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        accelerator.print(f"resumed after epoch {state['epoch']} (best accuracy {state['best_accuracy']:.3f})")
+    log_path = output_dir / "log.jsonl"
+    labels = [clip.label for clip in validation_clips]
+
+    for epoch in range(state["epoch"] + 1, args.epochs + 1):
+        windows.epoch = epoch
+        model.train()
+        started, losses = time.time(), []
+        progress = tqdm(loader, desc=f"epoch {epoch}", disable=not accelerator.is_local_main_process, leave=False)
+        for step, batch in enumerate(progress):
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            losses.append(loss.item())
+            if step % args.log_every == 0:
+                progress.set_postfix(loss=f"{np.mean(losses[-args.log_every:]):.3f}")
+        unwrapped = accelerator.unwrap_model(model)
+        predictions = predict_clips(unwrapped, batcher, validation_clips, stride_s=batcher.window_s)
+        metrics = quadrant_metrics(predictions, labels)
+        probabilities = predictions["probabilities"][np.arange(len(labels)), labels]
+        validation_loss = float(-np.log(np.clip(probabilities, 1e-9, 1)).mean())
+        record = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "validation_loss": validation_loss,
+            "validation_accuracy": metrics["accuracy"],
+            "validation_macro_f1": metrics["macro_f1"],
+            "seconds": round(time.time() - started, 1),
+        }
+        improved = (metrics["accuracy"], -validation_loss) > (state["best_accuracy"], -state["best_loss"])
+        if improved:
+            state.update(best_accuracy=metrics["accuracy"], best_loss=validation_loss, stale_epochs=0,
+                         best={**record, **{k: v for k, v in metrics.items() if k != "per_class"}})  # fmt: skip
+            if accelerator.is_main_process:
+                unwrapped.save_pretrained(output_dir / "best")
+                processor.save_pretrained(output_dir / "best")
+        else:
+            state["stale_epochs"] += 1
+        state["epoch"] = epoch
+        accelerator.print(json.dumps({**record, "best": improved}))
+        if accelerator.is_main_process:
+            with open(log_path, "a") as log:
+                log.write(json.dumps(record) + "\n")
+        accelerator.save_state(str(checkpoint))
+        if accelerator.is_main_process:
+            (checkpoint / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        if state["stale_epochs"] >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+    accelerator.wait_for_everyone()
+    return state["best"]
+
+
+__all__ = ["Clip", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]
