@@ -8,7 +8,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .audio_mdpiano import load_audio
-from .notes_mdpiano import notes_to_array, read_midi_notes, window_notes
+from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes, window_notes
 from .processing_mdpiano import MDPianoProcessor
 
 logger = logging.get_logger(__name__)
@@ -45,12 +45,17 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         top_k (`int`, *optional*): number of labels returned (all four by default).
         sampling_rate (`int`, *optional*): rate of bare array inputs, in Hz.
         stride_length_s (`float`, *optional*): hop between windows; defaults to half a window.
-        return_timeline (`bool`, *optional*, defaults to `False`): return a dict with the overall `labels` and a
-            `timeline` of per-window results (`start`, `end` in seconds, `labels`, `num_notes`).
+        return_timeline (`bool`, *optional*, defaults to `False`): return a dict with the overall `labels`, the
+            `num_notes` found, and a `timeline` of per-window results (`start`, `end` in seconds, `labels`,
+            `num_notes`).
+        return_notes (`bool`, *optional*, defaults to `False`): return a dict with the overall `labels`,
+            `num_notes`, and the `notes` of the whole input (the transcription, or the MIDI file's notes) as
+            [`Note`]s.
         soundfont (`str`, *optional*): SoundFont for rendering MIDI input (default: FluidR3_GM, else TimGM6mb).
 
     Returns:
-        A list of `{"label": "Q1", "score": 0.61}` sorted by score (or, with `return_timeline`, a dict as above).
+        A list of `{"label": "Q1", "score": 0.61}` sorted by score (or, with `return_timeline` or `return_notes`, a
+        dict as above).
     """
 
     _load_processor = True
@@ -93,7 +98,14 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         return self.model.config.domains in ("both", "symbolic")
 
     def _sanitize_parameters(
-        self, top_k=None, sampling_rate=None, stride_length_s=None, return_timeline=None, soundfont=None, **kwargs
+        self,
+        top_k=None,
+        sampling_rate=None,
+        stride_length_s=None,
+        return_timeline=None,
+        return_notes=None,
+        soundfont=None,
+        **kwargs,
     ):
         if kwargs:
             raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
@@ -113,6 +125,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             postprocess["top_k"] = min(top_k, self.model.config.num_labels)
         if return_timeline is not None:
             postprocess["return_timeline"] = return_timeline
+        if return_notes is not None:
+            postprocess["return_notes"] = return_notes
         return preprocess, {}, postprocess
 
     def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None):
@@ -138,6 +152,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             yield {
                 **model_inputs,
                 "is_last": index == len(starts) - 1,
+                # The whole input's notes travel with its last window (every item carries the key, for batching).
+                "notes": notes.tolist() if notes is not None and index == len(starts) - 1 else None,
                 "window": (float(start), float(end)),
                 "num_notes": len(notes_of_window),
             }
@@ -162,28 +178,34 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
+        notes = model_inputs.pop("notes")
         window = model_inputs.pop("window")
         num_notes = model_inputs.pop("num_notes")
         outputs = self.model(**model_inputs)
-        return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes}
+        return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes, "notes": notes}
 
-    def postprocess(self, model_outputs, top_k=None, return_timeline=False):
+    def postprocess(self, model_outputs, top_k=None, return_timeline=False, return_notes=False):
         id2label = self.model.config.id2label
         top_k = top_k or self.model.config.num_labels
         probabilities = torch.stack([output["logits"].reshape(-1).float().softmax(-1) for output in model_outputs])
         labels = self._ranked(probabilities.mean(dim=0), id2label, top_k)
-        if not return_timeline:
+        if not (return_timeline or return_notes):
             return labels
-        timeline = [
-            {
-                "start": output["window"][0],
-                "end": output["window"][1],
-                "labels": self._ranked(window_probabilities, id2label, top_k),
-                "num_notes": int(output["num_notes"]),
-            }
-            for output, window_probabilities in zip(model_outputs, probabilities)
-        ]
-        return {"labels": labels, "timeline": timeline}
+        notes = model_outputs[-1]["notes"]  # None when the model does not read the symbolic domain
+        result = {"labels": labels, "num_notes": None if notes is None else len(notes)}
+        if return_timeline:
+            result["timeline"] = [
+                {
+                    "start": output["window"][0],
+                    "end": output["window"][1],
+                    "labels": self._ranked(window_probabilities, id2label, top_k),
+                    "num_notes": int(output["num_notes"]),
+                }
+                for output, window_probabilities in zip(model_outputs, probabilities)
+            ]
+        if return_notes:
+            result["notes"] = [] if notes is None else array_to_notes(np.reshape(notes, (-1, 4)))
+        return result
 
     @staticmethod
     def _ranked(probabilities: torch.Tensor, id2label: dict, top_k: int) -> list[dict]:

@@ -195,3 +195,18 @@ def test_other_models_keep_the_stock_pipeline():
 def test_bare_array_needs_its_rate(pipe):
     with pytest.raises(ValueError, match="sampling rate"):
         pipe(np.zeros(SR, np.float32))
+
+
+def test_notes_and_silence(pipe, rendered_clip, quadrant_clips):
+    _, waveform = rendered_clip
+    result = pipe(waveform, sampling_rate=SR, return_notes=True)
+    assert_quadrant_scores(result["labels"])
+    assert result["num_notes"] == len(result["notes"]) > 50
+    assert result["notes"] == pipe.processor.transcriber(waveform, SR)
+    silent = pipe(np.zeros(SR * 30, np.float32), sampling_rate=SR, return_timeline=True)
+    assert silent["num_notes"] == 0 and all(w["num_notes"] == 0 for w in silent["timeline"])
+    assert_quadrant_scores(silent["labels"])
+    # Notes come back per input when several are batched.
+    inputs = [str(path) for _, path, _ in quadrant_clips]
+    batched = pipe(inputs, batch_size=3, return_notes=True)
+    assert [len(r["notes"]) for r in batched] == [r["num_notes"] for r in pipe(inputs, return_notes=True)]

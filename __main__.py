@@ -1,0 +1,7 @@
+"""`python -m mdpiano ...` is the `mdpiano` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The `mdpiano` command: classify piano recordings (or MIDI files) by emotion quadrant, and transcribe them.
+
+    mdpiano predict recording.wav more_recordings/ [--format table|json|csv] [--timeline] [--midi-out DIR]
+    mdpiano transcribe recording.wav --out DIR
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif"}
+MIDI_EXTENSIONS = {".mid", ".midi"}
+
+
+def expand_inputs(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to process (folders expanded to their audio and MIDI files, recursively, sorted), and errors for paths
+    that do not exist."""
+    files, errors = [], []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS | MIDI_EXTENSIONS)
+            if not found:
+                errors.append((text, "folder holds no audio or MIDI files"))
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append((text, "no such file or folder"))
+    return files, errors
+
+
+def load_pipeline(model_dir: str, device: str):
+    from transformers import pipeline
+
+    import mdpiano  # noqa: F401  (registers the mdpiano pipeline and Auto classes)
+
+    if not any(Path(model_dir).glob("*.safetensors")):
+        raise SystemExit(f"error: {model_dir} holds no model weights (model.safetensors); pass --model <trained folder>.")
+    return pipeline("audio-classification", model=model_dir, device=device)
+
+
+def predict(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .configuration_mdpiano import QUADRANT_NAMES
+
+    files, errors = expand_inputs(args.paths)
+    classifier = load_pipeline(args.model, args.device)
+    if args.midi_out:
+        os.makedirs(args.midi_out, exist_ok=True)
+    results = []
+    for path in tqdm(files, desc="Classifying", unit="file", disable=args.quiet or len(files) < 2):
+        try:
+            output = classifier(str(path), return_timeline=True, return_notes=bool(args.midi_out), stride_length_s=args.stride)
+        except Exception as error:  # one bad file is reported and the batch goes on
+            errors.append((str(path), f"{type(error).__name__}: {error}"))
+            continue
+        scores = {entry["label"]: entry["score"] for entry in output["labels"]}
+        prediction = output["labels"][0]["label"]
+        record = {"file": str(path), "prediction": prediction, "emotion": QUADRANT_NAMES[prediction].split(" ")[0],
+                  "scores": scores, "num_notes": output["num_notes"]}  # fmt: skip
+        if args.timeline:
+            record["timeline"] = [
+                {"start": w["start"], "end": w["end"], "prediction": w["labels"][0]["label"],
+                 "scores": {e["label"]: e["score"] for e in w["labels"]}}  # fmt: skip
+                for w in output["timeline"]
+            ]
+        if args.midi_out:
+            from .notes_mdpiano import notes_to_midi
+
+            midi_path = Path(args.midi_out) / f"{path.stem}.mid"
+            notes_to_midi(output["notes"]).write(str(midi_path))
+            record["midi"] = str(midi_path)
+        results.append(record)
+    text = {"table": format_table, "json": format_json, "csv": format_csv}[args.format](results, args.timeline)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return report_errors(errors)
+
+
+def format_table(results: list[dict], timeline: bool) -> str:
+    quadrants = ["Q1", "Q2", "Q3", "Q4"]
+    width = max([len(r["file"]) for r in results] + [4])
+    lines = [f"{'file':<{width}}  prediction   " + "  ".join(f"{q:>5}" for q in quadrants) + "  notes"]
+    for record in results:
+        notes = "-" if record["num_notes"] is None else str(record["num_notes"])
+        label = f"{record['prediction']} {record['emotion']}"
+        lines.append(f"{record['file']:<{width}}  {label:<11}  " + "  ".join(f"{record['scores'][q]:5.2f}" for q in quadrants) + f"  {notes:>5}")
+        if record["num_notes"] == 0:
+            lines.append(f"{'':<{width}}  (no notes were found: the symbolic branch saw an empty transcription)")
+        for window in record.get("timeline", []) if timeline else []:
+            span = f"  {window['start']:7.1f}-{window['end']:.1f} s"
+            lines.append(f"{span:<{width}}  {window['prediction']:<11}  " + "  ".join(f"{window['scores'][q]:5.2f}" for q in quadrants))
+    return "\n".join(lines) + "\n"
+
+
+def format_json(results: list[dict], timeline: bool) -> str:
+    return json.dumps(results, indent=1) + "\n"
+
+
+def format_csv(results: list[dict], timeline: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "start", "end", "prediction", "Q1", "Q2", "Q3", "Q4", "num_notes"])
+    for record in results:
+        rows = [(None, None, record["prediction"], record["scores"])]
+        rows += [(w["start"], w["end"], w["prediction"], w["scores"]) for w in record.get("timeline", [])] if timeline else []
+        for start, end, prediction, scores in rows:
+            writer.writerow([record["file"], start, end, prediction] + [f"{scores[q]:.4f}" for q in ("Q1", "Q2", "Q3", "Q4")]
+                            + [record["num_notes"]])  # fmt: skip
+    return buffer.getvalue()
+
+
+def transcribe(args) -> int:
+    from tqdm.auto import tqdm
+
+    from .notes_mdpiano import notes_to_midi
+    from .processing_mdpiano import MDPianoProcessor
+
+    files, errors = expand_inputs(args.paths)
+    processor = MDPianoProcessor.from_pretrained(args.model)
+    os.makedirs(args.out, exist_ok=True)
+    for path in tqdm(files, desc="Transcribing", unit="file", disable=args.quiet or len(files) < 2):
+        try:
+            (notes,) = processor.transcribe(str(path))
+        except Exception as error:
+            errors.append((str(path), f"{type(error).__name__}: {error}"))
+            continue
+        target = Path(args.out) / f"{path.stem}.mid"
+        notes_to_midi(notes).write(str(target))
+        print(f"{path} -> {target} ({len(notes)} notes)")
+    return report_errors(errors)
+
+
+def report_errors(errors: list[tuple[str, str]]) -> int:
+    for path, message in errors:
+        print(f"error: {path}: {message}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .checkpoints import DEFAULT_MODEL_DIR
+
+    parser = argparse.ArgumentParser(prog="mdpiano", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict_parser = commands.add_parser("predict", help="emotion quadrant of recordings or MIDI files")
+    predict_parser.add_argument("paths", nargs="+", help="audio or MIDI files, or folders of them")
+    predict_parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: the shipped model)")
+    predict_parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    predict_parser.add_argument("--timeline", action="store_true", help="also the emotion of every analysis window")
+    predict_parser.add_argument("--stride", type=float, help="seconds between windows (default: half a window)")
+    predict_parser.add_argument("--midi-out", help="save each transcription as <DIR>/<name>.mid")
+    predict_parser.add_argument("--output", "-o", help="write the results to this file instead of the screen")
+    predict_parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    predict_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict_parser.set_defaults(run=predict)
+    transcribe_parser = commands.add_parser("transcribe", help="piano transcription to MIDI (basic-pitch)")
+    transcribe_parser.add_argument("paths", nargs="+", help="audio files or folders of them")
+    transcribe_parser.add_argument("--out", required=True, help="folder for the MIDI files")
+    transcribe_parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="folder whose transcription settings to use")
+    transcribe_parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    transcribe_parser.set_defaults(run=transcribe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pretty_midi
+import pytest
+import torch
+
+from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.checkpoints import save_for_package
+from mdpiano.cli import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_config, tmp_path_factory):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    return save_for_package(tmp_path_factory.mktemp("model"), model, MDPianoProcessor.from_config(tiny_config))
+
+
+@pytest.fixture(scope="module")
+def inputs(quadrant_clips, clip_midi, tmp_path_factory):
+    """A folder with three rendered clips, a MIDI file and a text file named .wav."""
+    folder = tmp_path_factory.mktemp("inputs")
+    for _, path, _ in quadrant_clips[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "score.mid").write_bytes(clip_midi.read_bytes())
+    (folder / "broken.wav").write_text("this is not audio")
+    return folder
+
+
+def test_predict_json_with_a_bad_file(model_dir, inputs, capsys):
+    code = main(["predict", str(inputs), str(inputs / "missing.wav"), "--model", str(model_dir), "--format", "json", "--quiet"])
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert code == 1
+    assert sorted(r["file"].rsplit("/", 1)[-1] for r in results) == sorted(
+        [p.name for p in inputs.iterdir() if p.name != "broken.wav"]
+    )
+    for record in results:
+        assert set(record["scores"]) == {"Q1", "Q2", "Q3", "Q4"}
+        assert abs(sum(record["scores"].values()) - 1) < 1e-5 and record["prediction"] in record["scores"]
+    assert "error: " in captured.err and "broken.wav" in captured.err and "missing.wav: no such file" in captured.err
+
+
+def test_predict_table_timeline_and_midi_out(model_dir, quadrant_clips, tmp_path, capsys):
+    path = str(quadrant_clips[0][1])
+    code = main(["predict", path, "--model", str(model_dir), "--timeline", "--stride", "2", "--midi-out", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split()[:2] == ["file", "prediction"] and path in lines[1]
+    assert sum("-" in line and " s " in line for line in lines) == 1  # 6-s clip, 6-s window: one window
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / f"{quadrant_clips[0][1].stem}.mid"))
+    assert int(lines[1].split()[-1]) == len(midi.instruments[0].notes) > 0
+
+
+def test_predict_csv(model_dir, quadrant_clips, capsys):
+    paths = [str(p) for _, p, _ in quadrant_clips[:2]]
+    assert main(["predict", *paths, "--model", str(model_dir), "--format", "csv", "--quiet"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["file"] for r in rows] == paths and all(r["prediction"] in ("Q1", "Q2", "Q3", "Q4") for r in rows)
+
+
+def test_transcribe(model_dir, quadrant_clips, tmp_path, capsys):
+    assert main(["transcribe", str(quadrant_clips[1][1]), "--out", str(tmp_path), "--model", str(model_dir), "--quiet"]) == 0
+    assert "notes)" in capsys.readouterr().out
+    assert len(pretty_midi.PrettyMIDI(str(tmp_path / f"{quadrant_clips[1][1].stem}.mid")).instruments[0].notes) > 0
+
+
+def test_console_entry_point(model_dir, quadrant_clips):
+    result = subprocess.run([sys.executable, "-m", "mdpiano", "predict", str(quadrant_clips[2][1]), "--model", str(model_dir),
+                             "--format", "json", "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)[0]["file"] == str(quadrant_clips[2][1])
+
+
+def test_model_without_weights_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="no model weights"):
+        main(["predict", str(tmp_path), "--model", str(tmp_path)])
