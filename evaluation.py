@@ -92,11 +92,14 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def replace_section(path, name: str, content: str) -> None:
-    """Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in a document (README, model card)."""
+def replace_section(path, name: str, content: str, yaml: bool = False) -> None:
+    """
+    Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in a document (README, model card), or
+    between `# name:begin` and `# name:end` lines in its YAML front matter when `yaml`.
+    """
     path = Path(path)
     text = path.read_text()
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    begin, end = (f"# {name}:begin", f"# {name}:end") if yaml else (f"<!-- {name}:begin -->", f"<!-- {name}:end -->")
     if begin not in text or end not in text:
         raise ValueError(f"{path} has no {begin} ... {end} section to fill.")
     head, rest = text.split(begin, 1)

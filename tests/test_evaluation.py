@@ -1,0 +1,45 @@
+import json
+
+import numpy as np
+import pytest
+from datasets import Dataset
+
+from mdpiano.evaluation import metrics_table, replace_section, write_report
+
+
+@pytest.fixture
+def predictions():
+    probabilities = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.6, 0.2, 0.1], [0.2, 0.2, 0.5, 0.1], [0.1, 0.1, 0.6, 0.2]])
+    return {"probabilities": probabilities, "arousal": np.array([0.9, 0.8, 0.3, 0.6]), "valence": np.array([0.8, 0.2, 0.1, 0.3])}
+
+
+@pytest.fixture
+def dataset():
+    return Dataset.from_dict({"clip_id": ["a", "b", "c", "d"], "label": [0, 1, 2, 3]})
+
+
+def test_write_report(tmp_path, predictions, dataset):
+    metrics = write_report(predictions, dataset, tmp_path, "test report")
+    assert metrics["accuracy"] == 0.75  # d (Q4) is predicted Q3
+    assert metrics["arousal_accuracy"] == 1.0 and metrics["valence_accuracy"] == 0.75
+    assert metrics["arousal_head_accuracy"] == 0.75 and metrics["valence_head_accuracy"] == 0.75
+    assert metrics["confusion_matrix"][3] == [0, 0, 1, 0]
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["clips"][3] == {"clip_id": "d", "label": "Q4", "prediction": "Q3",
+                                  "probabilities": {"Q1": 0.1, "Q2": 0.1, "Q3": 0.6, "Q4": 0.2}}  # fmt: skip
+    for figure in ("confusion_matrix.png", "valence_arousal.png"):
+        assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = metrics_table(metrics)
+    assert "| accuracy | 0.750 |" in table and "| Q4 | 0.000 | 0.000 | 0.000 | 1 |" in table
+
+
+def test_replace_section(tmp_path):
+    document = tmp_path / "README.md"
+    document.write_text("intro\n<!-- results:begin -->\nold\n<!-- results:end -->\noutro\n---\n# card:begin\n# card:end\n")
+    replace_section(document, "results", "new table")
+    replace_section(document, "card", "key: 1", yaml=True)
+    assert document.read_text() == (
+        "intro\n<!-- results:begin -->\nnew table\n<!-- results:end -->\noutro\n---\n# card:begin\nkey: 1\n# card:end\n"
+    )
+    with pytest.raises(ValueError, match="no <!-- other:begin -->"):
+        replace_section(document, "other", "x")
