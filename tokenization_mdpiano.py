@@ -30,7 +30,8 @@ class MDPianoTokenizer(PreTrainedTokenizer):
 
     Quantisation: onsets and offsets are rounded to the `time_shift_resolution_ms` grid (error at most half a step);
     velocities to the nearest of `velocity_bins` representative values (bin centres; error at most half a bin).
-    Overlapping notes of one pitch are paired first-in first-out, like a re-struck piano key.
+    A piano key cannot sound twice at once: a note still sounding when its key is struck again is released at the new
+    onset (on the time grid). Within that, decoding returns every note.
 
     Truncation keeps the beginning: the first `max_length - 2` event tokens (the earliest notes), between `<s>` and
     `</s>`, matching the acoustic window, which also starts at the window's start.
@@ -172,6 +173,7 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         onset = np.rint(array[:, 0] / self.time_resolution_s).astype(np.int64)
         offset = np.maximum(np.rint(array[:, 1] / self.time_resolution_s).astype(np.int64), onset)
         pitch = array[:, 2].astype(np.int64)
+        offset = release_restruck_keys(onset, offset, pitch)
         zero_length = offset == onset
 
         # Notes sounding at each onset: started at or before it and not yet ended (plus the note itself when it
@@ -308,6 +310,18 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         if ids and isinstance(ids[0], list):
             return [self.ids_to_notes(sequence) for sequence in ids]
         return self.ids_to_notes(ids)
+
+
+def release_restruck_keys(onset: np.ndarray, offset: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """Offsets with each note of a pitch ended no later than the next onset of that pitch (a re-struck key)."""
+    if len(onset) < 2:
+        return offset
+    order = np.lexsort((onset, pitch))
+    same_key_next = np.r_[pitch[order][1:] == pitch[order][:-1], False]
+    next_onset = np.r_[onset[order][1:], 0]
+    released = offset.copy()
+    released[order[same_key_next]] = np.minimum(offset[order][same_key_next], next_onset[same_key_next])
+    return released
 
 
 def _ranges(counts: np.ndarray) -> np.ndarray:

@@ -186,17 +186,18 @@ class MDPianoTranscriber:
         if activations["note"].shape[0] == 0:
             return []
         note_creation = _basic_pitch().note_creation
-        frames = note_creation.output_to_notes_polyphonic(
-            activations["note"],
-            activations["onset"],
-            onset_thresh=self.onset_threshold,
-            frame_thresh=self.frame_threshold,
-            min_note_len=int(np.round(self.minimum_note_length_ms / 1000 * (BASIC_PITCH_SAMPLE_RATE / BASIC_PITCH_HOP))),
-            infer_onsets=True,
-            max_freq=self.maximum_frequency,
-            min_freq=self.minimum_frequency,
-            melodia_trick=self.melodia_trick,
-        )
+        with np.errstate(invalid="ignore", divide="ignore"):  # basic-pitch rescales by a maximum that is 0 in silence
+            frames = note_creation.output_to_notes_polyphonic(
+                activations["note"],
+                activations["onset"],
+                onset_thresh=self.onset_threshold,
+                frame_thresh=self.frame_threshold,
+                min_note_len=int(np.round(self.minimum_note_length_ms / 1000 * (BASIC_PITCH_SAMPLE_RATE / BASIC_PITCH_HOP))),
+                infer_onsets=True,
+                max_freq=self.maximum_frequency,
+                min_freq=self.minimum_frequency,
+                melodia_trick=self.melodia_trick,
+            )
         if not frames:
             return []
         times = note_creation.model_frames_to_time(activations["contour"].shape[0])
