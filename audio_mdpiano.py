@@ -42,9 +42,9 @@ def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: in
     """
     waveform, rate = _decode(audio, sampling_rate)
     _check_rate(rate)
-    waveform = _to_mono_float32(waveform)
-    if waveform.size == 0:
+    if np.asarray(waveform).size == 0:
         raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
+    waveform = _to_mono_float32(waveform)
     if not np.isfinite(waveform).all():
         raise ValueError(
             "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."

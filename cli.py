@@ -30,14 +30,17 @@ def expand_inputs(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
         elif path.exists():
             files.append(path)
         else:
-            errors.append((text, "no such file or folder"))
+            errors.append((text, "file or folder not found"))
     return files, errors
 
 
 def load_pipeline(model_dir: str, device: str):
     from transformers import pipeline
+    from transformers.utils import logging
 
     import mdpiano  # noqa: F401  (registers the mdpiano pipeline and Auto classes)
+
+    logging.disable_progress_bar()  # the weight-loading bar; the command shows its own per file
 
     if not any(Path(model_dir).glob("*.safetensors")):
         raise SystemExit(f"error: {model_dir} holds no model weights (model.safetensors); pass --model <trained folder>.")

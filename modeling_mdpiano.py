@@ -261,6 +261,20 @@ class MDPianoPreTrainedModel(PreTrainedModel):
     main_input_name = "input_features"
     input_modalities = ("audio",)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, reading weights from safetensors only (never a pickle)."""
+        from safetensors import SafetensorError
+
+        kwargs.setdefault("use_safetensors", True)
+        try:
+            return super().from_pretrained(*args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(
+                f"The weights of {args[0] if args else kwargs.get('pretrained_model_name_or_path')} are not a readable "
+                f"safetensors file ({error}): the file is corrupt or truncated; download or save the model again."
+            ) from error
+
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, nn.Conv2d):  # ReLU ConvNet: He initialisation

@@ -164,6 +164,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         is_midi = isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES)
         if is_midi:
             notes = read_midi_notes(inputs)
+            if not notes:
+                raise ValueError(f"The MIDI file {inputs} has no notes: there is nothing to classify.")
             waveform = None
             if self.uses_acoustic:
                 from .rendering_mdpiano import render_midi

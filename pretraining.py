@@ -45,34 +45,38 @@ def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
     return corpus, failures
 
 
-def window_ids(processor, notes: np.ndarray, start: float) -> list[int]:
-    """Token ids of the notes starting in one analysis window from `start` (as the processor tokenizes a window)."""
-    return processor.symbolic_inputs([window_notes(notes, start, processor.feature_extractor.chunk_length_s)])["input_ids"][0]
+def window_ids(processor, notes: np.ndarray, start: float, window_s: float) -> list[int]:
+    """Token ids of the notes starting in a window from `start` (tokenized as the processor tokenizes a window)."""
+    return processor.symbolic_inputs([window_notes(notes, start, window_s)])["input_ids"][0]
 
 
 class RandomMidiWindows(torch.utils.data.IterableDataset):
-    """Endless token sequences of random windows of a MIDI corpus (pieces drawn in proportion to their length)."""
+    """
+    Endless token sequences of random windows of a MIDI corpus (pieces drawn in proportion to their length).
+    `window_s` defaults to the processor's analysis window; shorter windows make pretraining cheaper (attention
+    cost grows with the square of the length).
+    """
 
-    def __init__(self, corpus: list[np.ndarray], processor, seed: int = 0):
+    def __init__(self, corpus: list[np.ndarray], processor, seed: int = 0, window_s: float | None = None):
         self.corpus = [notes for notes in corpus if len(notes)]
         self.processor = processor
         self.seed = seed
+        self.window_s = window_s or processor.feature_extractor.chunk_length_s
         durations = np.array([notes[:, 1].max() for notes in self.corpus])
         self.weights = durations / durations.sum()
 
     def __iter__(self):
         worker = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, worker.id if worker else 0])
-        window_s = self.processor.feature_extractor.chunk_length_s
         while True:
             notes = self.corpus[rng.choice(len(self.corpus), p=self.weights)]
-            start = rng.uniform(0.0, max(0.0, notes[:, 1].max() - window_s))
-            yield {"input_ids": window_ids(self.processor, notes, start)}
+            start = rng.uniform(0.0, max(0.0, notes[:, 1].max() - self.window_s))
+            yield {"input_ids": window_ids(self.processor, notes, start, self.window_s)}
 
 
-def fixed_windows(corpus: list[np.ndarray], processor, count: int, seed: int = 0) -> list[dict]:
+def fixed_windows(corpus: list[np.ndarray], processor, count: int, seed: int = 0, window_s: float | None = None) -> list[dict]:
     """`count` windows drawn once (for a validation loss that compares across steps)."""
-    iterator = iter(RandomMidiWindows(corpus, processor, seed))
+    iterator = iter(RandomMidiWindows(corpus, processor, seed, window_s))
     return [next(iterator) for _ in range(count)]
 
 

@@ -3,7 +3,7 @@
     python scripts/pretrain_symbolic.py --cache-dir ~/.cache/mdpiano --output-dir runs/symbolic-mlm \
         --config configs/emopia-cpu.json [--max-steps 600]
 
-Random windows of the model's analysis length are tokenized as the processor tokenizes a transcription; 15% of the
+Random 5-s windows (--window-s) are tokenized as the processor tokenizes a transcription; 15% of the
 tokens are masked (transformers' DataCollatorForLanguageModeling) and the transformers Trainer (Accelerate
 underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split picks
 the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained <output-dir>/best` starts
@@ -27,7 +27,8 @@ def main():
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--config", help="JSON file of MDPianoConfig values (use the classifier's)")
     parser.add_argument("--no-giantmidi", action="store_true", help="MAESTRO only")
-    parser.add_argument("--max-steps", type=int, default=600)
+    parser.add_argument("--window-s", type=float, default=5.0, help="seconds of MIDI per sequence (default: %(default)s)")
+    parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--warmup-steps", type=int, default=50)
@@ -75,8 +76,8 @@ def main():
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=RandomMidiWindows(train_corpus, processor, seed=args.seed),
-        eval_dataset=fixed_windows(validation_corpus, processor, args.eval_windows, seed=args.seed + 1),
+        train_dataset=RandomMidiWindows(train_corpus, processor, seed=args.seed, window_s=args.window_s),
+        eval_dataset=fixed_windows(validation_corpus, processor, args.eval_windows, args.seed + 1, args.window_s),
         data_collator=DataCollatorForLanguageModeling(processor.tokenizer, mlm_probability=args.mlm_probability),
     )
     trainer.train(resume_from_checkpoint=any(Path(args.output_dir).glob("checkpoint-*")) or None)

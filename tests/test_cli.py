@@ -42,7 +42,7 @@ def test_predict_json_with_a_bad_file(model_dir, inputs, capsys):
     for record in results:
         assert set(record["scores"]) == {"Q1", "Q2", "Q3", "Q4"}
         assert abs(sum(record["scores"].values()) - 1) < 1e-5 and record["prediction"] in record["scores"]
-    assert "error: " in captured.err and "broken.wav" in captured.err and "missing.wav: no such file" in captured.err
+    assert "error: " in captured.err and "broken.wav" in captured.err and "missing.wav: file or folder not found" in captured.err
 
 
 def test_predict_table_timeline_and_midi_out(model_dir, quadrant_clips, tmp_path, capsys):
