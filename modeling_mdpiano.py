@@ -393,9 +393,11 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             self.valence_head = nn.Sequential(nn.Dropout(config.classifier_dropout), nn.Linear(config.d_model, 1))
         else:
             self.arousal_head = self.valence_head = None
-        labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.register_buffer("label_arousal", torch.tensor([float(QUADRANT_AROUSAL[q]) for q in labels]), persistent=False)
-        self.register_buffer("label_valence", torch.tensor([float(QUADRANT_VALENCE[q]) for q in labels]), persistent=False)
+        # Plain lists, not buffers: `from_pretrained` builds models on the meta device and never fills buffers that
+        # are not in the checkpoint.
+        quadrants = [config.id2label[i] for i in range(config.num_labels)]
+        self.label_arousal = [float(QUADRANT_AROUSAL[q]) for q in quadrants]
+        self.label_valence = [float(QUADRANT_VALENCE[q]) for q in quadrants]
         self.post_init()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
@@ -451,9 +453,9 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             loss = nn.functional.cross_entropy(logits, labels)
             if self.arousal_head is not None:
                 if arousal_labels is None:
-                    arousal_labels = self.label_arousal[labels]
+                    arousal_labels = torch.tensor(self.label_arousal, device=labels.device)[labels]
                 if valence_labels is None:
-                    valence_labels = self.label_valence[labels]
+                    valence_labels = torch.tensor(self.label_valence, device=labels.device)[labels]
                 bce = nn.functional.binary_cross_entropy_with_logits
                 loss = (
                     loss

@@ -9,10 +9,15 @@ rendered in --test-set (default test-unseen: a piano, room and codec training ne
 rerunning the command only does what is missing, then rewrites the table.
 """
 
-import argparse
+import os
+import sys
+
+# This folder holds evaluate.py; keep it from shadowing the `evaluate` library that computes the metrics.
+sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
+import argparse  # noqa: E402
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,13 @@ Arousal and valence accuracy come from the predicted quadrant, and from the auxi
 them. Writes results.json, confusion_matrix.png and valence_arousal.png to --output-dir.
 """
 
-import argparse
+import os
+import sys
+
+# This folder holds evaluate.py; keep it from shadowing the `evaluate` library that computes the metrics.
+sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
+import argparse  # noqa: E402
 import json
 from pathlib import Path
 

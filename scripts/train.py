@@ -3,19 +3,30 @@
     python scripts/train.py --cache-dir ~/.cache/mdpiano --output-dir runs/full --config configs/emopia-cpu.json
     accelerate launch scripts/train.py ...          # several processes / GPUs, mixed precision
     python scripts/train.py ... --set domains=acoustic --set use_auxiliary_losses=false   # an ablation
+    python scripts/train.py --init-from models/mdpiano-emopia --train-data my_audio/ --cache-dir ... --output-dir ...
 
-Audio comes from <cache-dir>/audio/<set> (scripts/render_emopia.py writes it). Transcriptions and features are
+EMOPIA audio comes from <cache-dir>/audio/<set> (scripts/render_emopia.py writes it); --train-data takes a user's
+own labelled audio instead: a folder with sub-folders Q1..Q4 (or happy, tense, sad, calm), or a CSV with columns
+path and label (--validation-data likewise, or a stratified --validation-fraction of it). Transcriptions and features are
 cached under <cache-dir> once; reruns reuse them. The paper's optimisation is the default: batch 64, Adam,
 learning rate 1e-4. The best model (by validation 4Q accuracy) is saved with its processor in <output-dir>/best.
 """
 
-import argparse
+import os
+import sys
+
+# This folder holds evaluate.py; keep it from shadowing the `evaluate` library that computes the metrics.
+sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
+import argparse  # noqa: E402
+import hashlib
 import json
 from pathlib import Path
 
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.caching import cache_dataset
 from mdpiano.emopia import load_emopia
+from mdpiano.labelled_audio import load_labelled_audio
 from mdpiano.training import TrainingArguments, load_clips, train
 
 
@@ -33,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", required=True, help="holds audio/<set> and the caches")
     parser.add_argument("--train-sets", nargs="+", default=["train-0", "train-1"], help="audio sets of the train split")
     parser.add_argument("--validation-set", default="validation", help="audio set of the validation split")
+    parser.add_argument("--train-data", help="your labelled audio (folder of Q1..Q4 sub-folders, or CSV path,label)")
+    parser.add_argument("--validation-data", help="labelled audio for validation (default: part of --train-data)")
+    parser.add_argument("--validation-fraction", type=float, default=0.2, help="with --train-data alone")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--config", help="JSON file of MDPianoConfig values (e.g. configs/emopia-cpu.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
@@ -67,18 +81,38 @@ def build_model_and_processor(args):
     return model, MDPianoProcessor.from_config(config)
 
 
+def user_clips(args, cached):
+    """Training and validation clips from the user's labelled audio (cache folders named after its location)."""
+    def name(source):
+        return "user-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
+
+    train = load_labelled_audio(args.train_data)
+    if args.validation_data:
+        return cached(train, name(args.train_data)), cached(load_labelled_audio(args.validation_data), name(args.validation_data))
+    split = train.train_test_split(test_size=args.validation_fraction, seed=args.seed, stratify_by_column="label")
+    clips = {c.clip_id: c for c in cached(train, name(args.train_data))}
+    return [clips[i] for i in split["train"]["clip_id"]], [clips[i] for i in split["test"]["clip_id"]]
+
+
 def main():
     args = build_parser().parse_args()
     model, processor = build_model_and_processor(args)
     emopia_dir = Path(args.data) / "emopia"
     use_acoustic = model.config.domains in ("both", "acoustic")
 
-    def clips(split, audio_set):
-        dataset = load_emopia(emopia_dir, args.split_scheme, audio_dir=Path(args.cache_dir) / "audio" / audio_set)[split]
-        return load_clips(cache_dataset(dataset, processor, args.cache_dir, audio_set, args.num_proc, with_features=use_acoustic))
+    def cached(dataset, name):
+        return load_clips(cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc, with_features=use_acoustic))
 
-    train_clips = [clip for audio_set in args.train_sets for clip in clips("train", audio_set)]
-    validation_clips = clips("validation", args.validation_set)
+    if args.train_data:
+        train_clips, validation_clips = user_clips(args, cached)
+        args.train_sets = [args.train_data]
+    else:
+        def emopia_clips(split, audio_set):
+            audio_dir = Path(args.cache_dir) / "audio" / audio_set
+            return cached(load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir)[split], audio_set)
+
+        train_clips = [clip for audio_set in args.train_sets for clip in emopia_clips("train", audio_set)]
+        validation_clips = emopia_clips("validation", args.validation_set)
     if use_acoustic and processor.feature_extractor.feature_mean is None:
         processor.feature_extractor.fit_normalization_from_features(clip.features for clip in train_clips)
     print(f"{len(train_clips)} training clips ({', '.join(args.train_sets)}), {len(validation_clips)} validation clips")

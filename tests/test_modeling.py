@@ -208,3 +208,12 @@ def test_clear_errors(tiny_config, batch):
         model(input_features=batch["input_features"][..., :10], input_ids=batch["input_ids"])
     with pytest.raises(ValueError, match="max_symbolic_length"):
         model(input_features=batch["input_features"][:1], input_ids=torch.ones(1, 600, dtype=torch.long))
+
+
+def test_loaded_model_computes_the_same_loss(tmp_path, tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    model.save_pretrained(tmp_path)
+    loaded = MDPianoForAudioClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).loss, model(**batch).loss)

@@ -1,0 +1,71 @@
+"""Builds a complete Hugging Face Hub model folder from a checkpoint, and optionally uploads it.
+
+    python scripts/export_hub.py --output hub/mdpiano-emopia                         # the default model
+    python scripts/export_hub.py --model runs/full/best --output hub/my-model
+    HF_TOKEN=... python scripts/export_hub.py --output hub/mdpiano-emopia --push --repo-id user/mdpiano-emopia [--private]
+
+The folder holds the weights (safetensors), config.json with `auto_map` and the custom audio-classification
+pipeline, the processor files (feature extractor, tokenizer, transcription settings), the module files, and
+model_card.md as README.md. It loads without mdpiano installed:
+`pipeline("audio-classification", model=<folder or repo id>, trust_remote_code=True)`.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def build_folder(model_dir, output) -> Path:
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    model = MDPianoForAudioClassification.from_pretrained(model_dir)
+    model.save_pretrained(output)  # Hub-ready: module files, auto_map, custom pipeline
+    MDPianoProcessor.from_pretrained(model_dir).save_pretrained(output)
+    shutil.copy(REPOSITORY / "model_card.md", output / "README.md")
+    for figure in ("confusion_matrix.png", "valence_arousal.png"):
+        source = REPOSITORY / "results" / "test-unseen" / figure
+        if source.is_file():
+            shutil.copy(source, output / figure)
+    return output
+
+
+def push(folder: Path, repo_id: str, private: bool) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=os.environ.get("HF_TOKEN"))
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                             commit_message="Upload mdpiano model").commit_url  # fmt: skip
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (default: the shipped model)")
+    parser.add_argument("--output", required=True, help="folder to build")
+    parser.add_argument("--push", action="store_true", help="upload to the Hub (token from HF_TOKEN or the CLI login)")
+    parser.add_argument("--repo-id", help="user/name on the Hub (with --push)")
+    parser.add_argument("--private", action="store_true")
+    args = parser.parse_args()
+    if args.push and not args.repo_id:
+        parser.error("--push needs --repo-id")
+    folder = build_folder(args.model, args.output)
+    print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+    if args.push:
+        try:
+            url = push(folder, args.repo_id, args.private)
+        except Exception as error:  # no network, no token, no permission: say so, keep the folder
+            print(f"error: could not upload to the Hub ({type(error).__name__}: {error}). The folder {folder} is "
+                  "complete; upload it later with this command or `huggingface-cli upload`.", file=sys.stderr)  # fmt: skip
+            sys.exit(1)
+        print(f"uploaded: {url}")
+
+
+if __name__ == "__main__":
+    main()

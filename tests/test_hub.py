@@ -1,0 +1,73 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import pipeline
+
+from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.checkpoints import save_for_package
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_config, tmp_path_factory):
+    torch.manual_seed(1)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    return save_for_package(tmp_path_factory.mktemp("checkpoint"), model, MDPianoProcessor.from_config(tiny_config))
+
+
+def export(checkpoint, output, *extra, env=None):
+    return subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "export_hub.py"), "--model", str(checkpoint),
+                           "--output", str(output), *extra], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def test_exported_folder_loads_without_the_package(checkpoint, tmp_path, rendered_clip):
+    folder = tmp_path / "hub"
+    result = export(checkpoint, folder)
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer_config.json", "vocab.json",
+            "README.md", "modeling_mdpiano.py", "pipeline_mdpiano.py", "processing_mdpiano.py"} <= names  # fmt: skip
+    assert (folder / "README.md").read_text().startswith("---\nlicense: cc-by-nc-sa-4.0")
+    config = json.loads((folder / "config.json").read_text())
+    assert "AutoModelForAudioClassification" in config["auto_map"] and "audio-classification" in config["custom_pipelines"]
+    path, _ = rendered_clip
+    installed = pipeline("audio-classification", model=str(checkpoint))(str(path))
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["mdpiano"] = None
+        sys.path = [p for p in sys.path if p not in ("", {str(REPOSITORY)!r})]
+        from transformers import pipeline
+        print(json.dumps(pipeline("audio-classification", model={str(folder)!r}, trust_remote_code=True)({str(path)!r})))
+        """
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    remote = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert remote.returncode == 0, remote.stderr[-2000:]
+    scores = json.loads(remote.stdout.strip().splitlines()[-1])
+    assert [r["label"] for r in scores] == [r["label"] for r in installed]
+    np.testing.assert_allclose([r["score"] for r in scores], [r["score"] for r in installed], atol=1e-6)
+
+
+def test_push_without_network_fails_clearly_and_keeps_the_folder(checkpoint, tmp_path):
+    folder = tmp_path / "hub"
+    # A closed local port stands for the Hub: no network here.
+    result = export(checkpoint, folder, "--push", "--repo-id", "someone/mdpiano-test",
+                    env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_dummy"})  # fmt: skip
+    assert result.returncode == 1
+    assert "could not upload to the Hub" in result.stderr and "is complete" in result.stderr
+    assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
+
+
+def test_push_needs_a_repo_id(checkpoint, tmp_path):
+    result = export(checkpoint, tmp_path / "hub", "--push")
+    assert result.returncode == 2 and "--push needs --repo-id" in result.stderr
