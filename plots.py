@@ -1,4 +1,4 @@
-"""Figures of evaluation results: the confusion matrix and predictions on the valence-arousal plane."""
+"""Figures: evaluation results (confusion matrix, valence-arousal plane) and the demo's views of one prediction."""
 
 from pathlib import Path
 
@@ -68,4 +68,80 @@ def plot_valence_arousal(probabilities, true_labels, label_names, path, title: s
     return Path(path)
 
 
-__all__ = ["plot_confusion_matrix", "plot_valence_arousal"]
+def _figure(width, height):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height), dpi=110)
+
+
+def quadrant_point(scores: dict) -> tuple[float, float]:
+    """Expected (valence, arousal) in [0, 1] under quadrant probabilities (Q1, Q4 positive; Q1, Q2 high)."""
+    return scores["Q1"] + scores["Q4"], scores["Q1"] + scores["Q2"]
+
+
+def figure_valence_arousal_point(scores: dict, title: str = ""):
+    """The prediction as a point on the valence-arousal plane with its four quadrants named (a matplotlib figure)."""
+    from matplotlib.patches import Rectangle
+
+    figure, axes = _figure(4.2, 4.2)
+    valence, arousal = quadrant_point(scores)
+    for (x, y), name in {(0.75, 0.75): "Q1", (0.25, 0.75): "Q2", (0.25, 0.25): "Q3", (0.75, 0.25): "Q4"}.items():
+        shade = Rectangle((x - 0.25, y - 0.25), 0.5, 0.5, alpha=0.12 + 0.5 * scores[name], color=QUADRANT_COLORS[name], lw=0)
+        axes.add_patch(shade)
+        axes.text(x, y, f"{name}\n{scores[name]:.0%}", ha="center", va="center", fontsize=9)
+    axes.scatter([valence], [arousal], s=120, color="black", zorder=3)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("valence (negative → positive)")
+    axes.set_ylabel("arousal (low → high)")
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def figure_piano_roll(notes, max_seconds: float | None = 60.0, title: str = ""):
+    """Notes as a piano roll (time x pitch, darker for louder) over the first `max_seconds` (a matplotlib figure)."""
+    from matplotlib.patches import Rectangle
+
+    figure, axes = _figure(8.0, 3.2)
+    shown = [n for n in notes if max_seconds is None or n.onset < max_seconds]
+    for note in shown:
+        width = max(note.offset - note.onset, 0.02)
+        axes.add_patch(Rectangle((note.onset, note.pitch - 0.4), width, 0.8, color="#1f3b73", alpha=0.25 + 0.75 * note.velocity / 127, lw=0))
+    end = max((n.offset for n in shown), default=1.0)
+    axes.set_xlim(0, min(end, max_seconds) if max_seconds else end)
+    axes.set_ylim(20, 109)
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("MIDI pitch")
+    axes.set_title(title or f"{len(notes)} notes" + (f" (first {max_seconds:g} s shown)" if max_seconds and end > max_seconds else ""), fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def figure_timeline(timeline: list[dict]):
+    """Quadrant probabilities of every analysis window over time, as stacked areas (a matplotlib figure)."""
+    figure, axes = _figure(8.0, 2.8)
+    centres = [(w["start"] + w["end"]) / 2 for w in timeline]
+    names = ["Q1", "Q2", "Q3", "Q4"]
+    series = [[next(entry["score"] for entry in w["labels"] if entry["label"] == name) for w in timeline] for name in names]
+    axes.stackplot(centres, series, labels=names, colors=[QUADRANT_COLORS[n] for n in names], alpha=0.85)
+    axes.set_xlim(centres[0], centres[-1])
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("time (s, window centre)")
+    axes.set_ylabel("probability")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    return figure
+
+
+__all__ = [
+    "figure_piano_roll",
+    "figure_timeline",
+    "figure_valence_arousal_point",
+    "plot_confusion_matrix",
+    "plot_valence_arousal",
+    "quadrant_point",
+]

@@ -1,0 +1,96 @@
+"""mdpiano demo (a Gradio app; the Space's entry point): the emotion quadrant of a piano recording or MIDI file.
+
+    python app.py                      # http://127.0.0.1:7860
+    MDPIANO_MODEL=runs/full/best python app.py
+
+Upload or record audio, or upload a MIDI file. The app shows the four quadrant probabilities, the prediction on the
+valence-arousal plane, the piano roll of the transcription, an emotion timeline for audio longer than one window,
+and the transcription as a MIDI file to download. Uploads are limited in size and duration.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import soundfile
+from transformers import pipeline
+
+import mdpiano
+from mdpiano.configuration_mdpiano import QUADRANT_NAMES
+from mdpiano.notes_mdpiano import notes_to_midi, read_midi_notes
+from mdpiano.plots import figure_piano_roll, figure_timeline, figure_valence_arousal_point
+
+MODEL = os.environ.get("MDPIANO_MODEL", str(mdpiano.DEFAULT_MODEL_DIR))
+MAX_SECONDS = float(os.environ.get("MDPIANO_MAX_SECONDS", 600))
+MAX_MEGABYTES = float(os.environ.get("MDPIANO_MAX_MEGABYTES", 50))
+EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples").glob("*.mp3"))
+MIDI_SUFFIXES = (".mid", ".midi")
+
+classifier = pipeline("audio-classification", model=MODEL)
+
+
+def check_limits(path: str) -> None:
+    """Refuses uploads over the size or duration limit, before any decoding beyond the header."""
+    megabytes = os.path.getsize(path) / 1e6
+    if megabytes > MAX_MEGABYTES:
+        raise gr.Error(f"The file is {megabytes:.0f} MB; this demo takes up to {MAX_MEGABYTES:.0f} MB.")
+    if path.lower().endswith(MIDI_SUFFIXES):
+        duration = max((note.offset for note in read_midi_notes(path)), default=0.0)
+    else:
+        try:
+            duration = soundfile.info(path).duration
+        except RuntimeError:  # a format libsndfile cannot read the header of: the pipeline decodes it or says why
+            return
+    if duration > MAX_SECONDS:
+        raise gr.Error(f"The recording lasts {duration / 60:.1f} min; this demo takes up to {MAX_SECONDS / 60:.0f} min.")
+
+
+def classify(audio_path, midi_path):
+    """Gradio handler: uploaded file paths in, the five views out."""
+    path = midi_path or audio_path
+    if not path:
+        raise gr.Error("Upload or record piano audio, or upload a MIDI file.")
+    check_limits(path)
+    try:
+        result = classifier(path, return_timeline=True, return_notes=True)
+    except (ValueError, OSError) as error:
+        raise gr.Error(str(error)) from error
+    scores = {entry["label"]: entry["score"] for entry in result["labels"]}
+    label = {f"{quadrant} {QUADRANT_NAMES[quadrant].split(' ')[0]}": score for quadrant, score in scores.items()}
+    notes = result["notes"]
+    midi_file = tempfile.NamedTemporaryFile(suffix=".mid", prefix="transcription-", delete=False).name
+    notes_to_midi(notes).write(midi_file)
+    timeline = figure_timeline(result["timeline"]) if len(result["timeline"]) > 1 else None
+    message = "No notes were found: the symbolic branch saw an empty transcription." if not notes else ""
+    return label, figure_valence_arousal_point(scores), figure_piano_roll(notes), timeline, midi_file, message
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="mdpiano: piano music emotion") as demo:
+        gr.Markdown(
+            "# mdpiano: the emotion of piano music\n"
+            "Which quadrant does a piano recording express: **Q1 happy**, **Q2 tense**, **Q3 sad** or **Q4 calm**? "
+            "Acoustic features and a basic-pitch transcription, fused by cross-domain attention "
+            f"(Zhu et al., 2023). Up to {MAX_SECONDS / 60:.0f} min and {MAX_MEGABYTES:.0f} MB."
+        )
+        with gr.Row():
+            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Piano audio")
+            midi = gr.File(file_types=list(MIDI_SUFFIXES), label="or a MIDI file")
+        button = gr.Button("Classify", variant="primary")
+        message = gr.Markdown()
+        with gr.Row():
+            label = gr.Label(num_top_classes=4, label="Emotion quadrant")
+            plane = gr.Plot(label="Valence-arousal plane")
+        roll = gr.Plot(label="Piano roll of the transcription")
+        timeline = gr.Plot(label="Emotion timeline (one value per analysis window)")
+        download = gr.File(label="Transcription (MIDI)")
+        button.click(classify, inputs=[audio, midi], outputs=[label, plane, roll, timeline, download, message],
+                     api_name="classify")  # fmt: skip
+        if EXAMPLES:
+            gr.Examples(examples=EXAMPLES, inputs=[audio], label="Examples (EMOPIA test clips, rendered)")
+    return demo
+
+
+if __name__ == "__main__":
+    build_demo().launch(max_file_size=f"{MAX_MEGABYTES:.0f}mb")

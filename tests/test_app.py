@@ -1,0 +1,111 @@
+"""The Gradio demo served on 127.0.0.1: called through gradio_client, and driven in headless Chromium."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.checkpoints import save_for_package
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+QUADRANT_LABELS = {"Q1 happy", "Q2 tense", "Q3 sad", "Q4 calm"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_config, tmp_path_factory):
+    """`python app.py` with a small model, on a free loopback port; yields its URL."""
+    torch.manual_seed(0)
+    model_dir = save_for_package(tmp_path_factory.mktemp("model"), MDPianoForAudioClassification(tiny_config).eval(),
+                                 MDPianoProcessor.from_config(tiny_config))  # fmt: skip
+    port = free_port()
+    env = dict(os.environ, MDPIANO_MODEL=str(model_dir), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", MDPIANO_MAX_SECONDS="60")  # fmt: skip
+    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    process = subprocess.Popen([sys.executable, str(REPOSITORY / "app.py")], cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"app.py exited: {log.read()[-3000:]}")
+            time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail("app.py did not start within 180 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_gradio_client(server, quadrant_clips, tmp_path):
+    from gradio_client import Client, handle_file
+
+    client = Client(server, verbose=False)
+    path = str(quadrant_clips[0][1])
+    label, plane, roll, timeline, midi, message = client.predict(handle_file(path), None, api_name="/classify")
+    assert label["label"] in QUADRANT_LABELS
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert set(confidences) == QUADRANT_LABELS and abs(sum(confidences.values()) - 1) < 1e-4
+    assert Path(midi).suffix == ".mid" and Path(midi).stat().st_size > 0
+    assert plane is not None and roll is not None
+    # Limits: a recording over the duration limit (60 s here) is refused with a clear message.
+    import numpy as np
+    import soundfile
+
+    long_path = tmp_path / "long.wav"
+    soundfile.write(long_path, np.zeros(22050 * 61, np.float32), 22050)
+    with pytest.raises(Exception, match="up to 1 min"):
+        client.predict(handle_file(str(long_path)), None, api_name="/classify")
+
+
+def test_browser_upload(server, tmp_path):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.fail("Debian's chromium and chromium-driver are needed: scripts/install.sh installs them.")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1600",
+                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(server)
+        wait = WebDriverWait(driver, 120)
+        upload = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
+        example = sorted((REPOSITORY / "examples").glob("*.mp3"))[0]
+        upload.send_keys(str(example))
+        time.sleep(2)  # let the upload finish before asking for the classification
+        wait.until(expected_conditions.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Classify']"))).click()
+        predicted = wait.until(
+            lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "[data-testid=label-output-value]") if e.text), None)
+        )
+        assert predicted in QUADRANT_LABELS
+        screenshot = tmp_path / "demo.png"
+        driver.save_screenshot(str(screenshot))
+        print(f"screenshot: {screenshot}")
+        assert screenshot.stat().st_size > 10_000
+    finally:
+        driver.quit()
