@@ -8,7 +8,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .audio_mdpiano import load_audio
-from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes, window_notes
+from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 
 logger = logging.get_logger(__name__)
@@ -132,30 +132,30 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None):
         rate = self.processor.sampling_rate
         window_s = self.feature_extractor.chunk_length_s
-        stride_s = stride_length_s or window_s / 2
+        frames_per_second = rate / self.feature_extractor.hop_length
         waveform, notes = self._load(inputs, sampling_rate, soundfont)
+        notes = notes_to_array(notes) if notes is not None else None
         if waveform is not None:
             duration = len(waveform) / rate
         else:
-            duration = max((n.offset for n in notes), default=0.0)
-        starts = window_starts(duration, window_s, stride_s)
-        notes = notes_to_array(notes) if notes is not None else None
+            duration = float(notes[:, 1].max()) if len(notes) else 0.0
+        # One STFT for the whole input; each window takes its frames (as in training).
+        features = None
+        if waveform is not None and self.uses_acoustic:
+            features = self.feature_extractor.extract(waveform, normalize=False)
+        starts = window_starts(duration, window_s, stride_length_s or window_s / 2)
         for index, start in enumerate(starts):
-            end = min(start + window_s, duration) if duration > 0 else window_s
-            kwargs = {}
-            if waveform is not None and self.uses_acoustic:
-                kwargs["audio"] = waveform[int(round(start * rate)) : int(round(start * rate)) + int(round(window_s * rate))]
-                kwargs["sampling_rate"] = rate
-            # A model without the symbolic domain gets an empty sequence.
-            notes_of_window = window_notes(notes, start, window_s) if notes is not None else np.zeros((0, 4))
-            model_inputs = self.processor(**kwargs, notes=notes_of_window, return_tensors="pt")
+            start = round(start * frames_per_second) / frames_per_second  # window_inputs snaps to frames too
+            model_inputs = self.processor.window_inputs([(features, notes, start)])
+            in_window = 0 if notes is None else int(((notes[:, 0] >= start) & (notes[:, 0] < start + window_s)).sum())
+            is_last = index == len(starts) - 1
             yield {
                 **model_inputs,
-                "is_last": index == len(starts) - 1,
+                "is_last": is_last,
                 # The whole input's notes travel with its last window (every item carries the key, for batching).
-                "notes": notes.tolist() if notes is not None and index == len(starts) - 1 else None,
-                "window": (float(start), float(end)),
-                "num_notes": len(notes_of_window),
+                "notes": notes.tolist() if notes is not None and is_last else None,
+                "window": (float(start), float(min(start + window_s, duration) if duration > 0 else window_s)),
+                "num_notes": in_window,
             }
 
     def _load(self, inputs, sampling_rate, soundfont):

@@ -7,7 +7,7 @@ from transformers import BatchFeature, ProcessorMixin
 
 from .audio_mdpiano import is_single_audio, load_audio
 from .feature_extraction_mdpiano import MDPianoFeatureExtractor
-from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes
+from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes, window_notes
 from .tokenization_mdpiano import MDPianoTokenizer
 from .transcription_mdpiano import MDPianoTranscriber
 
@@ -174,6 +174,35 @@ class MDPianoProcessor(ProcessorMixin):
             note_sets = [self.crop_notes(n) for n in note_sets]
         symbolic = self.tokenizer.encode_notes(note_sets, padding="longest", truncation=truncation, return_attention_mask=True)
         return {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
+
+    def window_inputs(self, windows: list, return_tensors: str | None = "pt") -> BatchFeature:
+        """
+        Model inputs for analysis windows cut from whole recordings: one STFT and one transcription per recording,
+        instead of one per window (what the pipeline does for long inputs, and training on cached clips).
+
+        Args:
+            windows: `(features, notes, start)` per window: the recording's unnormalised features (frames,
+                feature_size) from `feature_extractor.extract(..., normalize=False)` or `None` (no acoustic
+                domain), its notes (N, 4) or `None` (no symbolic domain: an empty sequence), and the window's start
+                in seconds. Starts snap to the nearest frame, so the frames are the window's own.
+
+        Returns:
+            [`BatchFeature`] like `__call__`'s (without the acoustic keys when no window has features).
+        """
+        fe = self.feature_extractor
+        frames_per_second = fe.sampling_rate / fe.hop_length
+        firsts = [int(round(start * frames_per_second)) for _, _, start in windows]
+        note_sets = [
+            np.zeros((0, 4)) if notes is None else window_notes(notes, first / frames_per_second, fe.chunk_length_s)
+            for (_, notes, _), first in zip(windows, firsts)
+        ]
+        data = self.symbolic_inputs(note_sets)
+        if any(features is not None for features, _, _ in windows):
+            crops = [fe.normalize(features[first : first + fe.nb_max_frames]) for (features, _, _), first in zip(windows, firsts)]
+            acoustic = fe.pad_features(crops, padding="max_length")
+            data["input_features"] = acoustic["input_features"]
+            data["feature_attention_mask"] = acoustic["attention_mask"]
+        return BatchFeature(data, tensor_type=return_tensors)
 
     def crop_notes(self, notes) -> np.ndarray:
         """Notes of the analysis window: onsets before its end, offsets cut at its end."""

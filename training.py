@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from .caching import load_entry
-from .notes_mdpiano import window_notes
 from .pipeline_mdpiano import window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
@@ -39,38 +38,19 @@ def load_clips(dataset) -> list[Clip]:
 
 
 class WindowBatcher:
-    """
-    Model inputs for windows of cached clips, built as [`MDPianoProcessor`] builds them from audio: feature frames
-    of the window (normalised and padded by the feature extractor) and the window's notes (cropped and tokenized by
-    the processor).
-    """
+    """Model inputs for windows `(clip, start)` of cached clips (see `MDPianoProcessor.window_inputs`)."""
 
     def __init__(self, processor, use_acoustic: bool = True):
         self.processor = processor
         self.use_acoustic = use_acoustic
-        fe = processor.feature_extractor
-        self.window_s = fe.chunk_length_s
-        self.frames_per_second = fe.sampling_rate / fe.hop_length
-        self.window_frames = fe.nb_max_frames
+        self.window_s = processor.feature_extractor.chunk_length_s
 
     def __call__(self, windows: list[tuple[Clip, float]]) -> dict[str, torch.Tensor]:
-        # Window starts snap to the frame grid, so the frames cut from the whole clip are the window's own.
-        first_frames = [int(round(start * self.frames_per_second)) for _, start in windows]
-        note_sets = [
-            window_notes(clip.notes, first / self.frames_per_second, self.window_s)
-            for (clip, _), first in zip(windows, first_frames)
-        ]
-        batch = {key: torch.tensor(value) for key, value in self.processor.symbolic_inputs(note_sets).items()}
-        if self.use_acoustic:
-            fe = self.processor.feature_extractor
-            crops = [
-                fe.normalize(clip.features[first : first + self.window_frames])
-                for (clip, _), first in zip(windows, first_frames)
-            ]
-            acoustic = fe.pad_features(crops, padding="max_length", return_tensors="pt")
-            batch["input_features"] = acoustic["input_features"]
-            batch["feature_attention_mask"] = acoustic["attention_mask"]
-        return batch
+        return dict(
+            self.processor.window_inputs(
+                [(clip.features if self.use_acoustic else None, clip.notes, start) for clip, start in windows]
+            )
+        )
 
 
 class RandomWindows(torch.utils.data.Dataset):

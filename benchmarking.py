@@ -1,0 +1,100 @@
+"""Speed and memory measurements of the emotion pipeline against basic-pitch's own `predict()`, in one process."""
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .audio_mdpiano import load_audio
+from .pipeline_mdpiano import window_starts
+from .notes_mdpiano import window_notes
+
+
+def basic_pitch_predictor():
+    """basic-pitch's `predict()` with its ONNX model loaded once (the reference: transcription alone)."""
+    from .transcription_mdpiano import _basic_pitch, default_model_path
+
+    inference = _basic_pitch().inference
+    model = inference.Model(default_model_path())
+
+    def predict(path):
+        with contextlib.redirect_stdout(io.StringIO()):  # basic-pitch prints a line per file
+            return inference.predict(str(path), model)
+
+    return predict
+
+
+def timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def stage_times(pipe, path) -> dict[str, float]:
+    """Seconds spent in each stage of the pipeline's work on one file, run stage by stage as the pipeline runs them."""
+    import torch
+
+    processor, model = pipe.processor, pipe.model
+    rate = processor.sampling_rate
+    times = {}
+    times["decode + resample"], waveform = timed(load_audio, str(path), None, rate)
+    times["transcription"], notes = timed(processor.transcriber, waveform, rate)
+    times["features"], features = timed(processor.feature_extractor.extract, waveform)
+    window_s = processor.feature_extractor.chunk_length_s
+    starts = window_starts(len(waveform) / rate, window_s, pipe.stride_length_s or window_s / 2)
+    frames_per_second = rate / processor.feature_extractor.hop_length
+    notes_array = np.array(notes, dtype=np.float64).reshape(-1, 4)
+
+    def tokens():
+        return [processor.symbolic_inputs([window_notes(notes_array, start, window_s)]) for start in starts]
+
+    times["tokens"], symbolic = timed(tokens)
+
+    def forward():
+        frames = processor.feature_extractor.nb_max_frames
+        with torch.inference_mode():
+            for start, ids in zip(starts, symbolic):
+                first = int(round(start * frames_per_second))
+                acoustic = processor.feature_extractor.pad_features([features[first : first + frames]], return_tensors="pt")
+                model(input_features=acoustic["input_features"], feature_attention_mask=acoustic["attention_mask"],
+                      input_ids=torch.tensor(ids["input_ids"]), attention_mask=torch.tensor(ids["attention_mask"]))  # fmt: skip
+
+    times["model"], _ = timed(forward)
+    return times
+
+
+def peak_memory_mb(model_dir: str, path, extra: str = "") -> float:
+    """Peak resident memory (MB) of a fresh process that classifies one file with the pipeline."""
+    script = (
+        "import resource, mdpiano; from transformers import pipeline\n"
+        f"pipe = pipeline('audio-classification', model={str(model_dir)!r}{extra})\n"
+        f"pipe({str(path)!r})\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def cold_start_seconds(model_dir: str, path) -> float:
+    """Seconds from a fresh interpreter to the first prediction: import, loading the pipeline, one file."""
+    script = (
+        "import time; started = time.perf_counter()\n"
+        "import mdpiano; from transformers import pipeline\n"
+        f"pipeline('audio-classification', model={str(model_dir)!r})({str(path)!r})\n"
+        "print(time.perf_counter() - started)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def write_json(path, data) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+__all__ = ["basic_pitch_predictor", "cold_start_seconds", "peak_memory_mb", "stage_times", "timed", "write_json"]
