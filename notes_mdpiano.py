@@ -60,7 +60,8 @@ def window_notes(notes, start: float, duration: float) -> np.ndarray:
     by -start, offsets cut at the window's end.
     """
     array = notes if isinstance(notes, np.ndarray) and notes.ndim == 2 else notes_to_array(notes)
-    array = array[(array[:, 0] >= start) & (array[:, 0] < start + duration)].astype(np.float64)
+    array = array.astype(np.float64)  # compare in float64: float32 onsets would round the comparison with `start`
+    array = array[(array[:, 0] >= start) & (array[:, 0] < start + duration)]
     array[:, :2] -= start
     array[:, 1] = np.minimum(array[:, 1], duration)
     return array

@@ -113,3 +113,12 @@ def test_same_seed_same_first_epoch_loss(tmp_path, tiny_config, processor, clips
         run_training(tiny_config, processor, clips, tmp_path / f"run{run}", epochs=1, seed=3)
         losses.append(json.loads((tmp_path / f"run{run}" / "log.jsonl").read_text())["train_loss"])
     assert losses[0] == losses[1]
+
+
+def test_window_notes_of_float32_notes_are_never_negative():
+    from mdpiano.notes_mdpiano import window_notes
+
+    notes = np.array([[0.74303853, 0.9055782, 63, 68]], dtype=np.float32)
+    start = 0.7430385487528345  # float32(onset) == start in float32, below it in float64
+    shifted = window_notes(notes, start, 10.0)
+    assert (shifted[:, 0] >= 0).all()
