@@ -58,14 +58,47 @@ class RandomWindows(torch.utils.data.Dataset):
 
     def __init__(self, clips: list[Clip], window_s: float, seed: int):
         self.clips, self.window_s, self.seed, self.epoch = clips, window_s, seed, 0
+        self.onsets = [np.sort(clip.notes[:, 0]) for clip in clips]
 
     def __len__(self):
         return len(self.clips)
 
-    def __getitem__(self, index):
-        clip = self.clips[index]
+    def start(self, index: int) -> float:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return clip, float(rng.uniform(0.0, max(0.0, clip.duration - self.window_s)))
+        return float(rng.uniform(0.0, max(0.0, self.clips[index].duration - self.window_s)))
+
+    def __getitem__(self, index):
+        return self.clips[index], self.start(index)
+
+    def note_counts(self) -> np.ndarray:
+        """Notes in each clip's window of this epoch (token lengths grow with them)."""
+        starts = [self.start(i) for i in range(len(self))]
+        return np.array([np.searchsorted(o, s + self.window_s) - np.searchsorted(o, s) for o, s in zip(self.onsets, starts)])
+
+
+class LengthGroupedBatches(torch.utils.data.Sampler):
+    """
+    Batches of windows with similar note counts, so token sequences are padded less: each epoch, shuffle, cut
+    into groups of `group_batches` batches, sort each group by note count, split it into batches, shuffle the batches.
+    """
+
+    def __init__(self, windows: RandomWindows, batch_size: int, seed: int, group_batches: int = 8):
+        self.windows, self.batch_size, self.seed, self.group = windows, batch_size, seed, group_batches * batch_size
+
+    def __len__(self):
+        return math.ceil(len(self.windows) / self.batch_size)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.windows.epoch, 1])
+        counts = self.windows.note_counts()
+        order = rng.permutation(len(self.windows))
+        batches = []
+        for first in range(0, len(order), self.group):
+            group = order[first : first + self.group]
+            group = group[np.argsort(counts[group], kind="stable")]
+            batches += [group[i : i + self.batch_size].tolist() for i in range(0, len(group), self.batch_size)]
+        for index in rng.permutation(len(batches)):
+            yield batches[index]
 
 
 def collate_with_labels(batcher: WindowBatcher):
@@ -142,7 +175,8 @@ class TrainingArguments:
 
 def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip], args: TrainingArguments) -> dict:
     """
-    Trains with Accelerate (CPU, one GPU or DDP under `accelerate launch`), one random window per clip per epoch;
+    Trains with Accelerate (CPU, one GPU or DDP under `accelerate launch`), one random window per clip per epoch
+    (batched by similar note counts);
     evaluates clip-level 4Q accuracy on the validation clips after each epoch, keeps the best model in
     `<output_dir>/best` (with its processor), stops after `patience` epochs without improvement, and saves the
     training state in `<output_dir>/checkpoint` every epoch so `resume` continues where it stopped.
@@ -164,11 +198,9 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     windows = RandomWindows(train_clips, batcher.window_s, args.seed)
     loader = torch.utils.data.DataLoader(
         windows,
-        batch_size=args.batch_size,
-        shuffle=True,
+        batch_sampler=LengthGroupedBatches(windows, args.batch_size, args.seed),
         collate_fn=collate_with_labels(batcher),
         num_workers=args.num_workers,
-        generator=torch.Generator().manual_seed(args.seed),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -232,4 +264,4 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     return state["best"]
 
 
-__all__ = ["Clip", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]
+__all__ = ["Clip", "LengthGroupedBatches", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]

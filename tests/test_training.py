@@ -122,3 +122,21 @@ def test_window_notes_of_float32_notes_are_never_negative():
     start = 0.7430385487528345  # float32(onset) == start in float32, below it in float64
     shifted = window_notes(notes, start, 10.0)
     assert (shifted[:, 0] >= 0).all()
+
+
+def test_length_grouped_batches(clips):
+    from mdpiano.training import LengthGroupedBatches, RandomWindows
+
+    many = clips * 10  # 40 windows
+    windows = RandomWindows(many, 3.0, seed=0)
+    sampler = LengthGroupedBatches(windows, batch_size=4, seed=0, group_batches=5)
+    windows.epoch = 1
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 10
+    assert sorted(i for batch in batches for i in batch) == list(range(40))
+    counts = windows.note_counts()
+    spread = np.mean([np.ptp(counts[b]) for b in batches])
+    assert spread <= np.mean([np.ptp(counts[np.random.default_rng(k).choice(40, 4, replace=False)]) for k in range(50)])
+    assert list(sampler) == batches  # reproducible within an epoch
+    windows.epoch = 2
+    assert list(sampler) != batches
