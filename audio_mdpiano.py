@@ -17,7 +17,7 @@ class AudioDecodeError(ValueError):
 
 def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: int = 22050) -> np.ndarray:
     """
-    Turns one audio input into a mono float32 waveform at `target_sampling_rate`.
+    Turns one audio input into a mono float32 waveform at `target_sampling_rate` ([`stream_audio`], joined).
 
     Args:
         audio: one of
@@ -40,20 +40,77 @@ def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: in
         AudioDecodeError: a file or bytes that cannot be decoded as audio.
         ValueError: an array without a sampling rate, an empty or non-finite waveform, or an unusable shape or rate.
     """
-    waveform, rate = _decode(audio, sampling_rate)
+    return np.concatenate(list(stream_audio(audio, sampling_rate, target_sampling_rate)))
+
+
+def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: int = 22050, block_seconds: float = 60.0):
+    """
+    The waveform of one audio input (anything [`load_audio`] accepts) as consecutive mono float32 blocks at
+    `target_sampling_rate`. Files that libsndfile reads are decoded block by block and resampled with a streaming
+    resampler (soxr, the same filter as a one-shot resampling), so a long recording never sits in memory whole.
+    Raises as [`load_audio`] does; an empty or non-finite input raises before or while its blocks are produced.
+    """
+    blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
     _check_rate(rate)
+    resampler = None
+    if rate != target_sampling_rate:
+        import soxr
+
+        resampler = soxr.ResampleStream(rate, target_sampling_rate, 1, dtype="float32", quality="HQ")
+    total = 0
+    block = next(blocks, None)
+    while block is not None:
+        following = next(blocks, None)
+        if not np.isfinite(block).all():
+            raise ValueError(
+                "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."
+            )
+        total += block.size
+        out = block if resampler is None else resampler.resample_chunk(block, last=following is None)
+        if out.size:
+            yield np.ascontiguousarray(out, dtype=np.float32)
+        block = following
+    if total == 0:
+        raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
+
+
+def _mono_blocks(audio, sampling_rate, block_seconds):
+    """(iterator of mono float32 blocks at the source rate, source rate)."""
+    if isinstance(audio, dict) and audio.get("array") is None and audio.get("bytes") is None and audio.get("path"):
+        audio = audio["path"]
+    if isinstance(audio, (str, os.PathLike)):
+        path = os.fspath(audio)
+        _check_file(path)
+        stream = _soundfile_blocks(path, block_seconds)
+        if stream is not None:
+            return stream
+    waveform, rate = _decode(audio, sampling_rate)
     if np.asarray(waveform).size == 0:
         raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
     waveform = _to_mono_float32(waveform)
-    if not np.isfinite(waveform).all():
-        raise ValueError(
-            "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."
-        )
-    if rate != target_sampling_rate:
-        import librosa
+    size = max(1, int(block_seconds * rate))
+    return (waveform[start : start + size] for start in range(0, len(waveform), size)), rate
 
-        waveform = librosa.resample(waveform, orig_sr=rate, target_sr=target_sampling_rate, res_type="soxr_hq")
-    return np.ascontiguousarray(waveform, dtype=np.float32)
+
+def _soundfile_blocks(path: str, block_seconds: float):
+    """Block reader of a file libsndfile can open, or None (the caller then decodes the whole file otherwise)."""
+    import soundfile
+
+    try:
+        file = soundfile.SoundFile(path)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+        return None
+    rate = file.samplerate
+
+    def blocks():
+        with file:
+            while True:
+                block = file.read(max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
+                if len(block) == 0:
+                    return
+                yield block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+
+    return blocks(), rate
 
 
 def is_single_audio(audio) -> bool:
@@ -100,13 +157,17 @@ def _decode_array(array, sampling_rate):
     return np.asarray(array), int(sampling_rate)
 
 
-def _decode_file(path):
+def _check_file(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"Audio file not found: {path}")
     if os.path.isdir(path):
         raise IsADirectoryError(f"Expected an audio file, got a directory: {path}")
     if os.path.getsize(path) == 0:
         raise AudioDecodeError(f"The audio file {path} is empty (0 bytes).")
+
+
+def _decode_file(path):
+    _check_file(path)
     return _decode_encoded(path, path)
 
 
@@ -170,4 +231,4 @@ def _pcm_to_float(waveform: np.ndarray) -> np.ndarray:
     return waveform.astype(np.float64) / float(-info.min)
 
 
-__all__ = ["AudioDecodeError", "load_audio", "is_single_audio"]
+__all__ = ["AudioDecodeError", "is_single_audio", "load_audio", "stream_audio"]

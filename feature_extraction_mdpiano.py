@@ -1,6 +1,5 @@
 """Acoustic features of mdpiano: the paper's mixed feature (log-mel, MFCC, spectral centroid, RMS) or a log STFT."""
 
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -213,14 +212,20 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         Returns:
             `np.ndarray` of shape (1 + samples // hop_length, feature_size), float32.
         """
+        return self.stream().feed(waveform).finish(normalize)
+
+    def stream(self) -> "FeatureStream":
+        """A [`FeatureStream`]: the same features from a waveform given block by block."""
+        return FeatureStream(self)
+
+    def frame_features(self, segment: np.ndarray) -> np.ndarray:
+        """
+        Unnormalised features (frames, feature_size) of the STFT frames that fit in `segment` (no padding: frame
+        i covers samples i * hop_length to i * hop_length + n_fft). Every feature is computed frame by frame.
+        """
         import librosa
 
-        with warnings.catch_warnings():
-            # Inputs shorter than n_fft are valid (zero-padded by the centred STFT); librosa warns about them.
-            warnings.filterwarnings("ignore", message="n_fft=.*is too large for input signal")
-            magnitude = np.abs(
-                librosa.stft(waveform, n_fft=self.n_fft, hop_length=self.hop_length, center=True, pad_mode="constant")
-            )
+        magnitude = np.abs(librosa.stft(segment, n_fft=self.n_fft, hop_length=self.hop_length, center=False))
         if self.feature_type == "stft":
             features = librosa.amplitude_to_db(magnitude, ref=1.0, amin=1e-5, top_db=None)
         else:
@@ -230,8 +235,7 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
             rms = librosa.feature.rms(S=magnitude, frame_length=self.n_fft)
             rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-5, top_db=None)
             features = np.concatenate([log_mel, mfcc, centroid_khz, rms_db], axis=0)
-        features = features.T.astype(np.float32)
-        return self.normalize(features) if normalize else features
+        return features.T.astype(np.float32)
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Standardises (frames, feature_size) features with `feature_mean` and `feature_std`, when fitted."""
@@ -269,4 +273,40 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         return self
 
 
-__all__ = ["MDPianoFeatureExtractor"]
+class FeatureStream:
+    """
+    Features of a waveform fed in consecutive blocks, equal to `extract` of the whole waveform: centred STFT
+    frames (the signal padded with n_fft / 2 zeros at both ends), each computed once its samples have arrived, so
+    only the features and less than one frame of samples are kept.
+    """
+
+    def __init__(self, extractor: MDPianoFeatureExtractor):
+        self.extractor = extractor
+        self.buffer = np.zeros(extractor.n_fft // 2, dtype=np.float32)  # the centred STFT's leading padding
+        self.samples = 0
+        self.frames = 0
+        self.chunks = []
+
+    def feed(self, block: np.ndarray) -> "FeatureStream":
+        n_fft, hop = self.extractor.n_fft, self.extractor.hop_length
+        self.samples += len(block)
+        self.buffer = np.concatenate([self.buffer, np.asarray(block, dtype=np.float32)])
+        complete = (len(self.buffer) - n_fft) // hop + 1 if len(self.buffer) >= n_fft else 0
+        if complete > 0:
+            self.chunks.append(self.extractor.frame_features(self.buffer[: (complete - 1) * hop + n_fft]))
+            self.buffer = self.buffer[complete * hop :]
+            self.frames += complete
+        return self
+
+    def finish(self, normalize: bool = True) -> np.ndarray:
+        """The (1 + samples // hop_length, feature_size) features, normalised if fitted statistics exist."""
+        n_fft, hop = self.extractor.n_fft, self.extractor.hop_length
+        remaining = 1 + self.samples // hop - self.frames
+        if remaining > 0:  # the last frames reach into the trailing zero padding
+            needed = (remaining - 1) * hop + n_fft
+            self.chunks.append(self.extractor.frame_features(np.pad(self.buffer, (0, max(0, needed - len(self.buffer))))[:needed]))
+        features = np.concatenate(self.chunks) if self.chunks else np.zeros((0, self.extractor.feature_size), np.float32)
+        return self.extractor.normalize(features) if normalize else features
+
+
+__all__ = ["FeatureStream", "MDPianoFeatureExtractor"]

@@ -7,7 +7,7 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .audio_mdpiano import load_audio
+from .audio_mdpiano import stream_audio
 from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 
@@ -133,16 +133,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         rate = self.processor.sampling_rate
         window_s = self.feature_extractor.chunk_length_s
         frames_per_second = rate / self.feature_extractor.hop_length
-        waveform, notes = self._load(inputs, sampling_rate, soundfont)
+        features, notes, duration = self._load(inputs, sampling_rate, soundfont)
         notes = notes_to_array(notes) if notes is not None else None
-        if waveform is not None:
-            duration = len(waveform) / rate
-        else:
-            duration = float(notes[:, 1].max()) if len(notes) else 0.0
-        # One STFT for the whole input; each window takes its frames (as in training).
-        features = None
-        if waveform is not None and self.uses_acoustic:
-            features = self.feature_extractor.extract(waveform, normalize=False)
         starts = window_starts(duration, window_s, stride_length_s or window_s / 2)
         for index, start in enumerate(starts):
             start = round(start * frames_per_second) / frames_per_second  # window_inputs snaps to frames too
@@ -159,24 +151,40 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             }
 
     def _load(self, inputs, sampling_rate, soundfont):
-        """The waveform (when the model reads audio) and notes (when it reads symbols) of one input."""
+        """
+        Unnormalised whole-input features (when the model reads audio), notes (when it reads symbols) and the
+        duration in seconds of one input. Audio streams through decoding, resampling, the STFT and the transcriber
+        block by block, so a long recording is never held whole.
+        """
         rate = self.processor.sampling_rate
-        is_midi = isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES)
-        if is_midi:
+        if isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES):
             notes = read_midi_notes(inputs)
             if not notes:
                 raise ValueError(f"The MIDI file {inputs} has no notes: there is nothing to classify.")
-            waveform = None
+            features = None
             if self.uses_acoustic:
                 from .rendering_mdpiano import render_midi
 
                 waveform = render_midi(inputs, soundfont=soundfont, sampling_rate=rate)
-            return waveform, notes
+                features = self.feature_extractor.extract(waveform, normalize=False)
+                return features, notes, len(waveform) / rate
+            return features, notes, max(note.offset for note in notes)
         if isinstance(inputs, dict) and "raw" in inputs:
             inputs = {"array": inputs["raw"], "sampling_rate": inputs.get("sampling_rate")}
-        waveform = load_audio(inputs, sampling_rate, rate)
-        notes = self.processor.transcriber(waveform, rate) if self.uses_symbolic else None
-        return waveform, notes
+        features = self.feature_extractor.stream() if self.uses_acoustic else None
+        transcription = self.processor.transcriber.stream() if self.uses_symbolic else None
+        samples = 0
+        for block in stream_audio(inputs, sampling_rate, rate):
+            samples += len(block)
+            if features is not None:
+                features.feed(block)
+            if transcription is not None:
+                transcription.feed(block)
+        return (
+            None if features is None else features.finish(normalize=False),
+            None if transcription is None else transcription.finish(),
+            samples / rate,
+        )
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")

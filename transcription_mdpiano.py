@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .audio_mdpiano import load_audio
+from .audio_mdpiano import stream_audio
 from .notes_mdpiano import Note
 
 # basic-pitch's model: 22050 Hz input, 2-s windows of 43844 samples, 86 frames per second (hop 256).
@@ -153,43 +153,24 @@ class MDPianoTranscriber:
         Returns:
             `list[Note]` sorted by onset then pitch; empty for silence.
         """
-        waveform = load_audio(audio, sampling_rate, BASIC_PITCH_SAMPLE_RATE)
-        return self.notes_from_activations(self.activations(waveform))
+        stream = self.stream()
+        for block in stream_audio(audio, sampling_rate, BASIC_PITCH_SAMPLE_RATE):
+            stream.feed(block)
+        return stream.finish()
 
-    def activations(self, waveform: np.ndarray) -> dict[str, np.ndarray]:
-        """
-        basic-pitch's frame-level outputs for a mono 22050 Hz waveform.
+    def stream(self) -> "TranscriptionStream":
+        """A [`TranscriptionStream`]: the transcription of a 22050 Hz waveform given block by block."""
+        return TranscriptionStream(self)
 
-        Returns:
-            dict with `note` and `onset` of shape (frames, 88) and `contour` of shape (frames, 264), at 86 frames/s.
-        """
-        waveform = np.asarray(waveform, dtype=np.float32)
-        padded = np.concatenate([np.zeros(OVERLAP_SAMPLES // 2, np.float32), waveform])
-        starts = np.arange(0, padded.shape[0], WINDOW_HOP)
-        padded = np.pad(padded, (0, starts[-1] + BASIC_PITCH_WINDOW - padded.shape[0]))
-        session = self.session
-        outputs = {name: [] for name in _ONNX_OUTPUTS}
-        for first in range(0, len(starts), self.batch_size):
-            batch = np.stack([padded[s : s + BASIC_PITCH_WINDOW] for s in starts[first : first + self.batch_size]])
-            results = session.run(list(_ONNX_OUTPUTS.values()), {_ONNX_INPUT: batch[:, :, None]})
-            for name, result in zip(_ONNX_OUTPUTS, results):
-                outputs[name].append(result)
-        n_frames = int(np.floor(waveform.shape[0] * (ANNOTATIONS_FPS / BASIC_PITCH_SAMPLE_RATE)))
-        half_overlap = OVERLAP_FRAMES // 2
-        return {
-            name: np.concatenate(chunks)[:, half_overlap:-half_overlap].reshape(-1, chunks[0].shape[-1])[:n_frames]
-            for name, chunks in outputs.items()
-        }
-
-    def notes_from_activations(self, activations: dict[str, np.ndarray]) -> list[Note]:
-        """basic-pitch's note extraction (`output_to_notes_polyphonic`) with this transcriber's thresholds."""
-        if activations["note"].shape[0] == 0:
+    def frames_to_notes(self, note: np.ndarray, onset: np.ndarray) -> list[tuple[int, int, int, float]]:
+        """basic-pitch's note extraction (`output_to_notes_polyphonic`) with this transcriber's thresholds:
+        `(start frame, end frame, pitch, amplitude)` per note."""
+        if note.shape[0] == 0:
             return []
-        note_creation = _basic_pitch().note_creation
         with np.errstate(invalid="ignore", divide="ignore"):  # basic-pitch rescales by a maximum that is 0 in silence
-            frames = note_creation.output_to_notes_polyphonic(
-                activations["note"],
-                activations["onset"],
+            return _basic_pitch().note_creation.output_to_notes_polyphonic(
+                note,
+                onset,
                 onset_thresh=self.onset_threshold,
                 frame_thresh=self.frame_threshold,
                 min_note_len=int(np.round(self.minimum_note_length_ms / 1000 * (BASIC_PITCH_SAMPLE_RATE / BASIC_PITCH_HOP))),
@@ -198,14 +179,107 @@ class MDPianoTranscriber:
                 min_freq=self.minimum_frequency,
                 melodia_trick=self.melodia_trick,
             )
-        if not frames:
+
+
+class TranscriptionStream:
+    """
+    The transcription of a 22050 Hz waveform fed in consecutive blocks, with basic-pitch's windowing: the signal is
+    preceded by half a window overlap of zeros and cut into 2-s windows every WINDOW_HOP samples; each window's
+    frames, less 15 at each end, are kept in order. Windows run through onnxruntime in batches as they fill.
+
+    Notes are extracted by basic-pitch over the frames of segments of `SEGMENT_S` seconds (with `MARGIN_S` of
+    context on each side; a segment keeps the notes that start in it), so memory stays flat however long the
+    input. A recording shorter than one segment is extracted in one piece, exactly as basic-pitch's `predict()`.
+    """
+
+    SEGMENT_S = 600
+    MARGIN_S = 30
+
+    def __init__(self, transcriber: MDPianoTranscriber):
+        self.transcriber = transcriber
+        self.buffer = np.zeros(OVERLAP_SAMPLES // 2, dtype=np.float32)
+        self.samples = 0
+        self.windows = []
+        self.note_chunks, self.onset_chunks = [], []
+        self.first_frame = 0  # global index of the first frame held in the chunks
+        self.segment_start = 0  # global frame where the next segment of notes begins
+        self.frame_notes = []  # (start frame, end frame, pitch, amplitude), global frames
+        self.segment_frames = self.SEGMENT_S * ANNOTATIONS_FPS
+        self.margin_frames = self.MARGIN_S * ANNOTATIONS_FPS
+
+    def feed(self, block: np.ndarray) -> "TranscriptionStream":
+        self.samples += len(block)
+        self.buffer = np.concatenate([self.buffer, np.asarray(block, dtype=np.float32)])
+        while len(self.buffer) >= BASIC_PITCH_WINDOW:
+            self._add_window(self.buffer[:BASIC_PITCH_WINDOW])
+        self._extract(final=False)
+        return self
+
+    def _add_window(self, window):
+        self.windows.append(window)
+        self.buffer = self.buffer[WINDOW_HOP:]
+        if len(self.windows) == self.transcriber.batch_size:
+            self._run_windows()
+
+    def _run_windows(self):
+        if not self.windows:
+            return
+        names = [_ONNX_OUTPUTS["note"], _ONNX_OUTPUTS["onset"]]
+        note, onset = self.transcriber.session.run(names, {_ONNX_INPUT: np.stack(self.windows)[:, :, None]})
+        half = OVERLAP_FRAMES // 2
+        self.note_chunks.append(note[:, half:-half].reshape(-1, note.shape[-1]))
+        self.onset_chunks.append(onset[:, half:-half].reshape(-1, onset.shape[-1]))
+        self.windows = []
+
+    def _held(self) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.note_chunks) > 1:
+            self.note_chunks, self.onset_chunks = [np.concatenate(self.note_chunks)], [np.concatenate(self.onset_chunks)]
+        return self.note_chunks[0], self.onset_chunks[0]
+
+    def _extract(self, final: bool):
+        while self.note_chunks:
+            note, onset = self._held()
+            held_end = self.first_frame + len(note)
+            segment_end = self.segment_start + self.segment_frames
+            if not final and held_end < segment_end + self.margin_frames:
+                return
+            context = max(self.segment_start - self.margin_frames, self.first_frame) - self.first_frame
+            stop = len(note) if final else segment_end + self.margin_frames - self.first_frame
+            offset = self.first_frame + context
+            for start, end, pitch, amplitude in self.transcriber.frames_to_notes(note[context:stop], onset[context:stop]):
+                if final or offset + start < segment_end:
+                    if offset + start >= self.segment_start:
+                        self.frame_notes.append((offset + start, offset + end, pitch, amplitude))
+            if final:
+                return
+            self.segment_start = segment_end
+            drop = max(0, self.segment_start - self.margin_frames - self.first_frame)
+            self.note_chunks, self.onset_chunks = [note[drop:]], [onset[drop:]]
+            self.first_frame += drop
+
+    def finish(self) -> list[Note]:
+        """The notes of the whole input, sorted by onset then pitch; empty for silence."""
+        padded_length = OVERLAP_SAMPLES // 2 + self.samples
+        # The last windows (starting before the end of the padded signal) are zero-padded, as in basic-pitch.
+        windows_total = -(-padded_length // WINDOW_HOP)
+        windows_done = (padded_length - len(self.buffer)) // WINDOW_HOP  # each window moved the buffer on by a hop
+        for _ in range(windows_total - windows_done):
+            self._add_window(np.pad(self.buffer, (0, max(0, BASIC_PITCH_WINDOW - len(self.buffer))))[:BASIC_PITCH_WINDOW])
+        self._run_windows()
+        n_frames = int(np.floor(self.samples * (ANNOTATIONS_FPS / BASIC_PITCH_SAMPLE_RATE)))
+        if self.note_chunks:
+            note, onset = self._held()
+            keep = max(0, n_frames - self.first_frame)
+            self.note_chunks, self.onset_chunks = [note[:keep]], [onset[:keep]]
+            self._extract(final=True)
+        if not self.frame_notes or n_frames == 0:
             return []
-        times = note_creation.model_frames_to_time(activations["contour"].shape[0])
+        times = _basic_pitch().note_creation.model_frames_to_time(n_frames)
         notes = [
             Note(float(times[start]), float(times[end]), int(pitch), int(np.round(127 * amplitude)))
-            for start, end, pitch, amplitude in frames
+            for start, end, pitch, amplitude in self.frame_notes
         ]
         return sorted(notes, key=lambda note: (note.onset, note.pitch))
 
 
-__all__ = ["MDPianoTranscriber", "TranscriberUnavailableError", "default_model_path"]
+__all__ = ["MDPianoTranscriber", "TranscriberUnavailableError", "TranscriptionStream", "default_model_path"]

@@ -133,3 +133,16 @@ def test_invalid_settings():
         MDPianoFeatureExtractor(feature_type="cqt")
     with pytest.raises(ValueError, match="feature_mean"):
         MDPianoFeatureExtractor(feature_mean=[0.0] * 3, feature_std=[1.0] * 3)
+
+
+def test_streamed_features_equal_whole(extractor, rendered_clip):
+    import librosa
+
+    _, waveform = rendered_clip
+    stream = extractor.stream()
+    for start in range(0, len(waveform), 5000):
+        stream.feed(waveform[start : start + 5000])
+    np.testing.assert_allclose(stream.finish(), extractor.extract(waveform), atol=1e-4)
+    # Frames are those of librosa's centred STFT (zero padding of n_fft / 2 at both ends).
+    frames = librosa.stft(waveform, n_fft=extractor.n_fft, hop_length=extractor.hop_length, center=True, pad_mode="constant")
+    assert extractor.extract(waveform).shape[0] == frames.shape[1]

@@ -88,3 +88,46 @@ def test_model_is_loaded_once(transcriber):
 def test_invalid_settings(kwargs, field):
     with pytest.raises(ValueError, match=field):
         MDPianoTranscriber(**kwargs)
+
+
+def test_notes_equal_basic_pitch_predict(transcriber, rendered_clip):
+    """The same notes as basic-pitch's own `predict()` (ONNX model, default thresholds) on the same file."""
+    import contextlib
+    import io
+
+    from basic_pitch.inference import Model, predict
+
+    from mdpiano.transcription_mdpiano import default_model_path
+
+    path, _ = rendered_clip
+    with contextlib.redirect_stdout(io.StringIO()):
+        _, _, events = predict(str(path), Model(default_model_path()))
+    reference = sorted(
+        [Note(float(start), float(end), int(pitch), int(np.round(127 * amplitude))) for start, end, pitch, amplitude, _ in events],
+        key=lambda n: (n.onset, n.pitch),
+    )
+    assert transcriber(path) == reference
+
+
+def test_streaming_in_blocks_equals_whole(transcriber, rendered_clip, transcription):
+    _, waveform = rendered_clip
+    stream = transcriber.stream()
+    for start in range(0, len(waveform), 7777):
+        stream.feed(waveform[start : start + 7777])
+    assert stream.finish() == transcription
+
+
+def test_segmented_note_extraction_of_long_input(transcriber, rendered_clip):
+    """Long inputs are extracted in segments with margins: nearly every note is the one a single pass gives."""
+    from mdpiano.transcription_mdpiano import TranscriptionStream
+
+    class ShortSegments(TranscriptionStream):
+        SEGMENT_S, MARGIN_S = 8, 3
+
+    _, waveform = rendered_clip
+    whole = transcriber(waveform, SR)
+    stream = ShortSegments(transcriber)
+    stream.feed(waveform)
+    segmented = stream.finish()
+    assert abs(len(segmented) - len(whole)) <= 2
+    assert len(set(segmented) & set(whole)) >= 0.95 * len(whole)
