@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_mdpiano import load_audio
+from .audio_mdpiano import stream_audio
 from .pipeline_mdpiano import window_starts
-from .notes_mdpiano import window_notes
 
 
 def basic_pitch_predictor():
@@ -36,33 +35,28 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
 
 
 def stage_times(pipe, path) -> dict[str, float]:
-    """Seconds spent in each stage of the pipeline's work on one file, run stage by stage as the pipeline runs them."""
+    """
+    Seconds of each stage of the pipeline's work on one file, run one after another (the pipeline interleaves the
+    first three block by block): decoding and resampling, features, transcription, window inputs (tokens and
+    feature crops), model.
+    """
     import torch
 
     processor, model = pipe.processor, pipe.model
     rate = processor.sampling_rate
-    times = {}
-    times["decode + resample"], waveform = timed(load_audio, str(path), None, rate)
-    times["transcription"], notes = timed(processor.transcriber, waveform, rate)
-    times["features"], features = timed(processor.feature_extractor.extract, waveform)
     window_s = processor.feature_extractor.chunk_length_s
-    starts = window_starts(len(waveform) / rate, window_s, pipe.stride_length_s or window_s / 2)
-    frames_per_second = rate / processor.feature_extractor.hop_length
-    notes_array = np.array(notes, dtype=np.float64).reshape(-1, 4)
-
-    def tokens():
-        return [processor.symbolic_inputs([window_notes(notes_array, start, window_s)]) for start in starts]
-
-    times["tokens"], symbolic = timed(tokens)
+    times = {}
+    times["decode + resample"], waveform = timed(lambda: np.concatenate(list(stream_audio(str(path), None, rate))))
+    times["features"], features = timed(processor.feature_extractor.extract, waveform, False)
+    times["transcription"], notes = timed(processor.transcriber, waveform, rate)
+    notes = np.array(notes, dtype=np.float64).reshape(-1, 4)
+    starts = window_starts(len(waveform) / rate, window_s, window_s / 2)
+    times["tokens + windows"], batches = timed(lambda: [processor.window_inputs([(features, notes, s)]) for s in starts])
 
     def forward():
-        frames = processor.feature_extractor.nb_max_frames
         with torch.inference_mode():
-            for start, ids in zip(starts, symbolic):
-                first = int(round(start * frames_per_second))
-                acoustic = processor.feature_extractor.pad_features([features[first : first + frames]], return_tensors="pt")
-                model(input_features=acoustic["input_features"], feature_attention_mask=acoustic["attention_mask"],
-                      input_ids=torch.tensor(ids["input_ids"]), attention_mask=torch.tensor(ids["attention_mask"]))  # fmt: skip
+            for inputs in batches:
+                model(**inputs)
 
     times["model"], _ = timed(forward)
     return times

@@ -14,6 +14,7 @@ from .processing_mdpiano import MDPianoProcessor
 logger = logging.get_logger(__name__)
 
 MIDI_SUFFIXES = (".mid", ".midi")
+DEFAULT_BATCH_SIZE = 8
 
 
 def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
@@ -31,10 +32,10 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     r"""
     Emotion quadrant classification of piano recordings with an mdpiano model.
 
-    Each input is decoded and resampled once, transcribed once (when the model reads the symbolic domain), and cut
-    into analysis windows of the model's `chunk_length_s` every `stride_length_s`; each window runs through the
-    model, and the quadrant probabilities are averaged over windows. The windows of several inputs are batched
-    together with `batch_size`.
+    Each input streams once, block by block, through decoding and resampling, one STFT and the transcriber (when the
+    model reads the symbolic domain); analysis windows of the model's `chunk_length_s` every `stride_length_s` take
+    their frames and notes, run through the model `batch_size` windows at a time (8 by default, across inputs too),
+    and the quadrant probabilities are averaged over each input's windows.
 
     Inputs: a path to an audio file or a MIDI file (`.mid`, `.midi`: its notes replace the transcription, and it is
     rendered with FluidSynth for the acoustic domain), encoded audio bytes, a dict `{"array": ..., "sampling_rate":
@@ -67,6 +68,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def __init__(self, model, processor=None, feature_extractor=None, tokenizer=None, **kwargs):
         if processor is None:
             processor = self._default_processor(model, feature_extractor)
+        # The windows of a recording run through the model together (batches of 8 unless `batch_size` says so).
+        kwargs.setdefault("batch_size", DEFAULT_BATCH_SIZE)
         super().__init__(model=model, processor=processor, **kwargs)
         # Batching pads `input_ids` with the tokenizer's pad id and features with the extractor's padding value.
         self.tokenizer = processor.tokenizer

@@ -44,6 +44,7 @@ def _basic_pitch():
     try:
         with _quiet_basic_pitch_import():
             import basic_pitch
+            import basic_pitch.inference
             import basic_pitch.note_creation
     except ImportError as error:
         raise TranscriberUnavailableError(

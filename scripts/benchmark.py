@@ -1,0 +1,138 @@
+"""Speed and memory of the emotion pipeline, against basic-pitch's own `predict()` on the same files, in one run.
+
+    python scripts/benchmark.py [--clips 10] [--soundfont FluidR3_GM] [--model models/mdpiano-emopia]
+
+Renders N clips of the EMOPIA test split (44.1 kHz WAV, so both sides decode and resample) and a 10-minute
+concatenation, then measures, alternating per clip after a warm-up: (a) basic-pitch `predict()` (the reference:
+transcription alone), (b) `pipeline("audio-classification")` end to end, (c) each stage of (b). Prints and writes
+(results/benchmark.json, README's Performance section): median seconds, times real time, the ratio (b)/(a) per clip
+and its median, stage shares, batch throughput, peak memory of a fresh process on the 10-minute and 1-hour files,
+and the cold start.
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from mdpiano import DEFAULT_MODEL_DIR
+from mdpiano.benchmarking import basic_pitch_predictor, cold_start_seconds, peak_memory_mb, stage_times, timed, write_json
+from mdpiano.emopia import load_emopia
+from mdpiano.evaluation import replace_section
+from mdpiano.rendering_mdpiano import render_midi
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+RATE = 44100
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--clips", type=int, default=10)
+    parser.add_argument("--soundfont", default="FluidR3_GM")
+    parser.add_argument("--long-minutes", type=float, default=10.0)
+    parser.add_argument("--hour", action="store_true", help="also the peak memory on a 1-hour file (slow)")
+    parser.add_argument("--output", default=str(REPOSITORY / "results" / "benchmark.json"))
+    parser.add_argument("--no-readme", action="store_true", help="do not write README's Performance section")
+    args = parser.parse_args()
+
+    import torch
+    from transformers import pipeline
+
+    folder = Path(tempfile.mkdtemp(prefix="mdpiano-benchmark-"))
+    test = load_emopia(Path(args.data) / "emopia")["test"]
+    paths, waveforms = [], []
+    for row in list(test)[: args.clips]:
+        waveform = render_midi(row["midi_path"], args.soundfont, RATE)
+        waveforms.append(waveform)
+        paths.append(folder / f"{row['clip_id']}.wav")
+        soundfile.write(paths[-1], waveform, RATE, subtype="PCM_16")
+    long_path = folder / "long.wav"
+    long_audio = np.tile(np.concatenate(waveforms), 60)
+    soundfile.write(long_path, long_audio[: int(args.long_minutes * 60 * RATE)], RATE, subtype="PCM_16")
+
+    reference = basic_pitch_predictor()
+    classify = pipeline("audio-classification", model=args.model)
+    reference(paths[0]), classify(str(paths[0]))  # warm-up: sessions, caches, first-call allocations
+    rows = []
+    for path, waveform in zip(paths, waveforms):
+        seconds_reference, _ = timed(reference, path)
+        seconds_pipeline, _ = timed(classify, str(path))
+        rows.append({"clip": path.stem, "audio_s": len(waveform) / RATE, "basic_pitch_s": seconds_reference,
+                     "pipeline_s": seconds_pipeline, "ratio": seconds_pipeline / seconds_reference,
+                     "stages": stage_times(classify, path)})  # fmt: skip
+    long_reference, _ = timed(reference, long_path)
+    long_pipeline, _ = timed(classify, str(long_path))
+    throughput = {}
+    for batch_size in (1, 4, 16):
+        seconds, _ = timed(classify, [str(p) for p in paths], batch_size=batch_size)
+        throughput[batch_size] = len(paths) / seconds
+    memory = {"10 min": peak_memory_mb(args.model, long_path)}
+    if args.hour:
+        hour_path = folder / "hour.wav"
+        soundfile.write(hour_path, np.tile(long_audio, 2)[: 3600 * RATE], RATE, subtype="PCM_16")
+        memory["1 h"] = peak_memory_mb(args.model, hour_path)
+    cold = cold_start_seconds(args.model, paths[0])
+
+    stage_names = list(rows[0]["stages"])
+    stage_totals = {name: sum(r["stages"][name] for r in rows) for name in stage_names}
+    summary = {
+        "machine": f"{torch.get_num_threads()} threads",
+        "clips": len(rows),
+        "soundfont": args.soundfont,
+        "median_basic_pitch_s": float(np.median([r["basic_pitch_s"] for r in rows])),
+        "median_pipeline_s": float(np.median([r["pipeline_s"] for r in rows])),
+        "median_ratio": float(np.median([r["ratio"] for r in rows])),
+        "median_audio_s": float(np.median([r["audio_s"] for r in rows])),
+        "realtime_basic_pitch": float(np.median([r["audio_s"] / r["basic_pitch_s"] for r in rows])),
+        "realtime_pipeline": float(np.median([r["audio_s"] / r["pipeline_s"] for r in rows])),
+        "stage_shares": {name: total / sum(stage_totals.values()) for name, total in stage_totals.items()},
+        "long_minutes": args.long_minutes,
+        "long_basic_pitch_s": long_reference,
+        "long_pipeline_s": long_pipeline,
+        "throughput_clips_per_s": throughput,
+        "peak_rss_mb": memory,
+        "cold_start_s": cold,
+        "rows": rows,
+    }
+    write_json(args.output, summary)
+    text = report(summary, " ".join(["python scripts/benchmark.py", *sys.argv[1:]]))
+    print(text)
+    if not args.no_readme:
+        replace_section(REPOSITORY / "README.md", "performance", text)
+
+
+def report(s: dict, command: str) -> str:
+    lines = [
+        f"{s['clips']} EMOPIA test clips rendered with {s['soundfont']} (44.1 kHz WAV, median {s['median_audio_s']:.0f} s), "
+        "on this machine's CPU, measured alternately in one process after a warm-up:",
+        "",
+        "| | median s per clip | × real time |",
+        "|---|---|---|",
+        f"| (a) basic-pitch `predict()` (transcription alone) | {s['median_basic_pitch_s']:.2f} | {s['realtime_basic_pitch']:.0f}× |",
+        f"| (b) mdpiano pipeline, end to end | {s['median_pipeline_s']:.2f} | {s['realtime_pipeline']:.0f}× |",
+        "",
+        f"Ratio (b)/(a): median **{s['median_ratio']:.2f}** (per clip: "
+        + ", ".join(f"{r['ratio']:.2f}" for r in s["rows"]) + ").",
+        "",
+        "Stages of (b): " + ", ".join(f"{name} {share:.0%}" for name, share in s["stage_shares"].items()) + ".",
+        "",
+        f"{s['long_minutes']:g}-minute file: basic-pitch {s['long_basic_pitch_s']:.1f} s, pipeline {s['long_pipeline_s']:.1f} s "
+        f"(ratio {s['long_pipeline_s'] / s['long_basic_pitch_s']:.2f}). Peak memory of a fresh process classifying one file: "
+        + ", ".join(f"{name} {mb:.0f} MB" for name, mb in s["peak_rss_mb"].items()) + ".",
+        "",
+        "Throughput (clips per second) by `batch_size`: "
+        + ", ".join(f"{b}: {v:.2f}" for b, v in s["throughput_clips_per_s"].items()) + ".",
+        f"Cold start (import, load, first prediction, fresh process): {s['cold_start_s']:.1f} s.",
+        "",
+        f"Produced by `{command}` (results/benchmark.json).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
