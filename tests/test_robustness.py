@@ -13,6 +13,7 @@ from transformers import pipeline
 from mdpiano import AudioDecodeError, MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import save_for_package
 from mdpiano.cli import main as cli
+from mdpiano.pipeline_mdpiano import window_starts
 
 SR = 22050
 
@@ -185,3 +186,32 @@ def test_same_input_same_scores(classifier, model_dir, quadrant_clips):
     assert classifier(path) == first
     reloaded = pipeline("audio-classification", model=str(model_dir))
     assert reloaded(path) == first
+
+
+def test_one_hour_recording(classifier, tmp_path):
+    """A 1-hour recording streams through in windows; the scores are aggregated."""
+    rate = 16000
+    minute = tone(60.0, rate)
+    path = tmp_path / "hour.flac"
+    with soundfile.SoundFile(path, "w", rate, 1, subtype="PCM_16") as file:
+        for _ in range(60):
+            file.write(minute)
+    result = classifier(str(path), stride_length_s=60.0, return_timeline=True)
+    check_scores(result["labels"])
+    window = classifier.feature_extractor.chunk_length_s
+    assert len(result["timeline"]) == len(window_starts(3600.0, window, 60.0))
+    assert result["timeline"][-1]["end"] == pytest.approx(3600.0, abs=0.1)
+    assert result["num_notes"] > 1000  # a middle C every half second, all hour long
+
+
+def test_hub_module_files_make_no_network_calls():
+    """The files copied into a Hub folder import no network library and call no download function."""
+    import re
+
+    from mdpiano.checkpoints import remote_code_files
+
+    forbidden = re.compile(r"\b(requests|httpx|urllib|http\.client|socket|aiohttp|hf_hub_download|snapshot_download)\b")
+    for path in remote_code_files():
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            assert not forbidden.search(code), f"{path.name}:{number}: {line.strip()}"
