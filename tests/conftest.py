@@ -80,3 +80,16 @@ def tiny_config():
         chunk_length_s=6.0, n_mels=32, conv_channels=(8, 16, 32), d_model=64, num_encoder_layers=2,
         num_attention_heads=4, intermediate_size=128, cda_num_heads=4, max_symbolic_length=512,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def model_dir(tiny_config, tmp_path_factory):
+    """A folder (for use with the package installed) holding an untrained model of `tiny_config` and its processor."""
+    import torch
+
+    from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+    from mdpiano.checkpoints import save_for_package
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    return save_for_package(tmp_path_factory.mktemp("model"), model, MDPianoProcessor.from_config(tiny_config))

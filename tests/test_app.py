@@ -9,10 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.checkpoints import save_for_package
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 QUADRANT_LABELS = {"Q1 happy", "Q2 tense", "Q3 sad", "Q4 calm"}
@@ -25,11 +21,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_config, tmp_path_factory):
+def server(model_dir, tmp_path_factory):
     """`python app.py` with a small model, on a free loopback port; yields its URL."""
-    torch.manual_seed(0)
-    model_dir = save_for_package(tmp_path_factory.mktemp("model"), MDPianoForAudioClassification(tiny_config).eval(),
-                                 MDPianoProcessor.from_config(tiny_config))  # fmt: skip
     port = free_port()
     env = dict(os.environ, MDPIANO_MODEL=str(model_dir), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", MDPIANO_MAX_SECONDS="60")  # fmt: skip

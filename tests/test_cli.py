@@ -6,18 +6,8 @@ import sys
 
 import pretty_midi
 import pytest
-import torch
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.checkpoints import save_for_package
 from mdpiano.cli import main
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_config, tmp_path_factory):
-    torch.manual_seed(0)
-    model = MDPianoForAudioClassification(tiny_config).eval()
-    return save_for_package(tmp_path_factory.mktemp("model"), model, MDPianoProcessor.from_config(tiny_config))
 
 
 @pytest.fixture(scope="module")

@@ -67,13 +67,6 @@ FILE_CASES = {
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_config, tmp_path_factory):
-    torch.manual_seed(0)
-    model = MDPianoForAudioClassification(tiny_config).eval()
-    return save_for_package(tmp_path_factory.mktemp("model"), model, MDPianoProcessor.from_config(tiny_config))
-
-
-@pytest.fixture(scope="module")
 def classifier(model_dir):
     return pipeline("audio-classification", model=str(model_dir))
 

@@ -55,7 +55,7 @@ def test_cache_is_computed_once(quadrant_dataset, processor, cache_dir, clips):
 
 
 def test_windows_match_the_processor(clips, quadrant_clips, processor):
-    clip, (_, path, waveform) = clips[0], quadrant_clips[0]
+    clip, (_, _, waveform) = clips[0], quadrant_clips[0]
     batcher = WindowBatcher(processor)
     hop = processor.feature_extractor.hop_length
     start = 43 * hop / SR  # on the frame grid (other starts snap to it)
