@@ -50,7 +50,7 @@ def stage_times(pipe, path) -> dict[str, float]:
     times["features"], features = timed(processor.feature_extractor.extract, waveform, False)
     times["transcription"], notes = timed(processor.transcriber, waveform, rate)
     notes = np.array(notes, dtype=np.float64).reshape(-1, 4)
-    starts = window_starts(len(waveform) / rate, window_s, window_s / 2)
+    starts = window_starts(len(waveform) / rate, window_s, window_s)
     times["tokens + windows"], batches = timed(lambda: [processor.window_inputs([(features, notes, s)]) for s in starts])
 
     def forward():
@@ -64,11 +64,12 @@ def stage_times(pipe, path) -> dict[str, float]:
 
 def peak_memory_mb(model_dir: str, path, extra: str = "") -> float:
     """Peak resident memory (MB) of a fresh process that classifies one file with the pipeline."""
+    # VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its (larger) parent's peak.
     script = (
-        "import resource, mdpiano; from transformers import pipeline\n"
+        "import mdpiano; from transformers import pipeline\n"
         f"pipe = pipeline('audio-classification', model={str(model_dir)!r}{extra})\n"
         f"pipe({str(path)!r})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])

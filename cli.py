@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: the shipped model)")
     predict_parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
     predict_parser.add_argument("--timeline", action="store_true", help="also the emotion of every analysis window")
-    predict_parser.add_argument("--stride", type=float, help="seconds between windows (default: half a window)")
+    predict_parser.add_argument("--stride", type=float, help="seconds between windows (default: one window)")
     predict_parser.add_argument("--midi-out", help="save each transcription as <DIR>/<name>.mid")
     predict_parser.add_argument("--output", "-o", help="write the results to this file instead of the screen")
     predict_parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")

@@ -22,7 +22,7 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
             from the cache (computed once) and cuts the same windows.
         symbolic_source: `"transcription"` (basic-pitch on the audio, as at inference) or `"midi"` (the clip's
             ground-truth MIDI; cached mode only).
-        stride_s: hop between windows; the pipeline's (half a window) by default.
+        stride_s: hop between windows; the pipeline's (one window) by default.
 
     Returns:
         dict with `probabilities` (clips, 4) and, in cached mode with auxiliary heads, `arousal` and `valence`.

@@ -45,7 +45,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     Call arguments:
         top_k (`int`, *optional*): number of labels returned (all four by default).
         sampling_rate (`int`, *optional*): rate of bare array inputs, in Hz.
-        stride_length_s (`float`, *optional*): hop between windows; defaults to half a window.
+        stride_length_s (`float`, *optional*): hop between windows; defaults to one window (no overlap).
         return_timeline (`bool`, *optional*, defaults to `False`): return a dict with the overall `labels`, the
             `num_notes` found, and a `timeline` of per-window results (`start`, `end` in seconds, `labels`,
             `num_notes`).
@@ -138,7 +138,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         frames_per_second = rate / self.feature_extractor.hop_length
         features, notes, duration = self._load(inputs, sampling_rate, soundfont)
         notes = notes_to_array(notes) if notes is not None else None
-        starts = window_starts(duration, window_s, stride_length_s or window_s / 2)
+        starts = window_starts(duration, window_s, stride_length_s or window_s)
         for index, start in enumerate(starts):
             start = round(start * frames_per_second) / frames_per_second  # window_inputs snaps to frames too
             model_inputs = self.processor.window_inputs([(features, notes, start)])

@@ -113,7 +113,7 @@ def collate_with_labels(batcher: WindowBatcher):
 @torch.no_grad()
 def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32):
     """
-    Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: half a window, the
+    Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: one window, the
     pipeline's), window probabilities averaged per clip.
 
     Returns:
@@ -122,7 +122,7 @@ def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: fl
     """
     model.eval()
     device = next(model.parameters()).device
-    stride_s = stride_s or batcher.window_s / 2
+    stride_s = stride_s or batcher.window_s
     plan = [(i, s) for i, clip in enumerate(clips) for s in window_starts(clip.duration, batcher.window_s, stride_s)]
     sums = {"probabilities": np.zeros((len(clips), 4)), "arousal": np.zeros(len(clips)), "valence": np.zeros(len(clips))}
     counts = np.zeros(len(clips))
