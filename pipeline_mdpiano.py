@@ -15,6 +15,8 @@ logger = logging.get_logger(__name__)
 
 MIDI_SUFFIXES = (".mid", ".midi")
 DEFAULT_BATCH_SIZE = 8
+# MIDI input is rendered whole for the acoustic domain (FluidSynth through pretty_midi): cap its length.
+MAX_RENDER_S = 3600.0
 
 
 def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
@@ -168,6 +170,13 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             if self.uses_acoustic:
                 from .rendering_mdpiano import render_midi
 
+                length = max(note.offset for note in notes)
+                if length > MAX_RENDER_S:
+                    raise ValueError(
+                        f"The MIDI file {inputs} lasts {length / 3600:.1f} h; rendering MIDI to audio for the acoustic "
+                        f"domain is limited to {MAX_RENDER_S / 3600:g} h. Split the file, or render it yourself and "
+                        "pass the audio."
+                    )
                 waveform = render_midi(inputs, soundfont=soundfont, sampling_rate=rate)
                 features = self.feature_extractor.extract(waveform, normalize=False)
                 return features, notes, len(waveform) / rate

@@ -21,12 +21,17 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
+def app_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("log") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, app_log):
     """`python app.py` with a small model, on a free loopback port; yields its URL."""
     port = free_port()
     env = dict(os.environ, MDPIANO_MODEL=str(model_dir), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
                GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", MDPIANO_MAX_SECONDS="60")  # fmt: skip
-    log = open(tmp_path_factory.mktemp("log") / "app.log", "w+")
+    log = open(app_log, "w+")
     process = subprocess.Popen([sys.executable, str(REPOSITORY / "app.py")], cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 180
@@ -102,3 +107,20 @@ def test_browser_upload(server, tmp_path):
         assert screenshot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_the_app_never_opens_a_path_given_by_the_client(server, app_log, tmp_path):
+    """A client that names a server-side file instead of uploading one gets an error, not the file's analysis."""
+    import httpx
+
+    secret = tmp_path / "server_side.wav"
+    secret.write_bytes((REPOSITORY / "examples").glob("*.mp3").__next__().read_bytes())
+    for path in (str(secret), "/etc/passwd"):
+        payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}, None]}
+        response = httpx.post(f"{server}gradio_api/call/classify", json=payload, timeout=60)
+        if response.status_code == 200:
+            events = httpx.get(f"{server}gradio_api/call/classify/{response.json()['event_id']}", timeout=120).text
+            assert "event: error" in events and "event: complete" not in events, events[-500:]
+        else:
+            assert response.status_code in (400, 403, 422)
+    assert app_log.read_text().count("because it was not uploaded by a user") >= 2  # Gradio refused both paths

@@ -45,6 +45,18 @@ def empty_midi(folder):
     return path
 
 
+def hours_of_midi(folder):
+    """A MIDI file three hours long: a chord at the start and one at the end."""
+    path = folder / "hours.mid"
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    for start in (0.0, 3 * 3600.0):
+        piano.notes += [pretty_midi.Note(velocity=80, pitch=p, start=start, end=start + 1.0) for p in (60, 64, 67)]
+    midi.instruments.append(piano)
+    midi.write(str(path))
+    return path
+
+
 # name -> (make the input file in a folder, expected: "ok", "no notes" or (error type, message))
 FILE_CASES = {
     "empty WAV (0 samples)": (lambda d: write(d, "empty.wav", np.zeros(0)), (ValueError, "empty")),
@@ -63,6 +75,7 @@ FILE_CASES = {
     "missing path": (lambda d: d / "missing.wav", (FileNotFoundError, "not found")),
     "directory passed as a file": (lambda d: (d / "folder.wav").mkdir() or d / "folder.wav", (IsADirectoryError, "directory")),
     "MIDI file with no notes": (empty_midi, (ValueError, "no notes")),
+    "MIDI file of several hours": (hours_of_midi, (ValueError, "limited to 1 h")),
 }
 
 
@@ -104,8 +117,9 @@ def test_processor(case, processor, tmp_path):
             processor(audio=str(path))
         return
     inputs = processor(midi=str(path)) if is_midi else processor(audio=str(path), return_tensors="pt")
-    if is_midi:  # the processor tokenizes an empty MIDI file to an empty sequence; the pipeline refuses it
-        assert inputs["input_ids"] == [[processor.tokenizer.bos_token_id, processor.tokenizer.eos_token_id]]
+    if is_midi:  # the processor reads the first window: an empty sequence for an empty file; the pipeline refuses both
+        empty = [[processor.tokenizer.bos_token_id, processor.tokenizer.eos_token_id]]
+        assert (inputs["input_ids"] == empty) == (case == "MIDI file with no notes")
         return
     assert torch.isfinite(inputs["input_features"]).all()
     assert (inputs["input_ids"].shape[1] == 2) == (expected == "no notes")
