@@ -1,0 +1,82 @@
+"""The recipe's scripts end to end on a tiny EMOPIA (a few real clips): render, train, evaluate, ablations."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def run(script, *arguments, timeout=900):
+    result = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / script), *map(str, arguments)],
+                            capture_output=True, text=True, timeout=timeout, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert result.returncode == 0, f"{script}: {result.stderr[-3000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_emopia(emopia_dir, tmp_path_factory):
+    """EMOPIA with two clips per split (one per arousal level), and their renderings."""
+    data = tmp_path_factory.mktemp("data")
+    root = data / "emopia"
+    (root / "midis").mkdir(parents=True)
+    (root / "split" / "emopia_cls").mkdir(parents=True)
+    shutil.copy(emopia_dir / "label.csv", root / "label.csv")
+    for name in ("train.csv", "val.csv", "test.csv"):
+        with open(emopia_dir / "split" / "emopia_cls" / name) as file:
+            rows = list(csv.DictReader(file))
+        chosen = [next(r for r in rows if r["label"] == "Q1"), next(r for r in rows if r["label"] == "Q3")]
+        with open(root / "split" / "emopia_cls" / name, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=["fname", "label"])
+            writer.writeheader()
+            writer.writerows(chosen)
+        for row in chosen:
+            (root / "midis" / f"{row['fname']}.mid").symlink_to(emopia_dir / "midis" / f"{row['fname']}.mid")
+    cache = tmp_path_factory.mktemp("cache")
+    run("render_emopia.py", "--data", data, "--cache-dir", cache, "--train-variants", "1", "--workers", "1",
+        "--sets", "train", "validation", "test-clean")  # fmt: skip
+    return data, cache
+
+
+def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir):
+    data, cache = tiny_emopia
+    assert len(list((cache / "audio" / "train-0").glob("*.flac")) + list((cache / "audio" / "train-0").glob("*.ogg"))) == 2
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64,
+                                  "num_encoder_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+                                  "cda_num_heads": 4, "max_symbolic_length": 512}))  # fmt: skip
+    output = tmp_path / "run"
+    trained = run("train.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+                  "--train-sets", "train-0", "--epochs", "2", "--batch-size", "2", "--num-proc", "1")  # fmt: skip
+    assert "2 training clips" in trained.stdout
+    assert (output / "best" / "model.safetensors").is_file() and len((output / "log.jsonl").read_text().splitlines()) == 2
+    for extra in ([], ["--symbolic-source", "midi"]):
+        evaluated = run("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
+                        "--audio-set", "test-clean", "--num-proc", "1", *extra)  # fmt: skip
+        folder = output / "best" / "evaluation" / ("test-clean-test" + ("-midi" if extra else ""))
+        report = json.loads((folder / "results.json").read_text())
+        assert len(report["clips"]) == 2 and 0 <= report["metrics"]["accuracy"] <= 1
+        assert (folder / "confusion_matrix.png").is_file() and (folder / "valence_arousal.png").is_file()
+        assert "| accuracy |" in evaluated.stdout
+
+
+def test_ablations_write_their_table(tiny_emopia, tmp_path):
+    data, cache = tiny_emopia
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64,
+                                  "num_encoder_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+                                  "cda_num_heads": 4, "max_symbolic_length": 512}))  # fmt: skip
+    output = tmp_path / "ablations"
+    result = run("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+                 "--variants", "acoustic-only", "symbolic-only", "--seeds", "0", "--epochs", "1", "--test-set",
+                 "test-clean", "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    table = (output / "ablations.md").read_text()
+    assert "| acoustic-only | 1 |" in table and "| symbolic-only | 1 |" in table and "0.630 / 0.902 / 0.697" in table
+    assert "--cache-dir <cache-dir>" in table and str(cache) not in table
+    assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
