@@ -5,6 +5,7 @@
 """
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -48,6 +49,19 @@ def load_pipeline(model_dir: str, device: str):
 
 
 def predict(args) -> int:
+    # Libraries print notices on stdout (pyfluidsynth does when `CI` is set); the JSON/CSV there must stay parseable.
+    with contextlib.redirect_stdout(sys.stderr):
+        results, errors = classify_files(args)
+    text = {"table": format_table, "json": format_json, "csv": format_csv}[args.format](results, args.timeline)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return report_errors(errors)
+
+
+def classify_files(args) -> tuple[list[dict], list[tuple[str, str]]]:
+    """One result record per file that could be classified, and (path, message) for each that could not."""
     from tqdm.auto import tqdm
 
     from .configuration_mdpiano import QUADRANT_NAMES
@@ -80,12 +94,7 @@ def predict(args) -> int:
             notes_to_midi(output["notes"]).write(str(midi_path))
             record["midi"] = str(midi_path)
         results.append(record)
-    text = {"table": format_table, "json": format_json, "csv": format_csv}[args.format](results, args.timeline)
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
-        sys.stdout.write(text)
-    return report_errors(errors)
+    return results, errors
 
 
 def format_table(results: list[dict], timeline: bool) -> str:
