@@ -68,14 +68,18 @@ def run_one(args, variant: str, seed: int) -> dict:
     return write_report(predictions, dataset, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})")
 
 
-def table(results: dict, test_set: str, seeds: list[int]) -> str:
+def table(results: dict, args, num_test_clips: int) -> str:
     def cell(values):
-        return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if values else "—"
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
+    spread = f"mean ± standard deviation over seeds {', '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else f"one seed ({args.seeds[0]})"
+    not_run = [variant for variant in VARIANTS if variant not in results]
     lines = [
-        f"EMOPIA test split (emopia_cls, 86 clips) rendered as `{test_set}`; mean ± standard deviation over seeds "
-        f"{', '.join(map(str, seeds))}. Arousal and valence accuracy are read off the predicted quadrant. "
-        "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings.",
+        f"EMOPIA test split (emopia_cls, {num_test_clips} clips) rendered as `{args.test_set}`; {spread}; each run "
+        f"trained for at most {args.epochs} epochs (early stopping patience {args.patience}), the same budget for every "
+        "variant. Arousal and valence accuracy are read off the predicted quadrant. "
+        "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
+        + (f" Not run: {', '.join(not_run)}." if not_run else ""),
         "",
         "| model | runs | 4Q accuracy | arousal | valence | macro-F1 | paper 4Q / A / V |",
         "|---|---|---|---|---|---|---|",
@@ -108,7 +112,8 @@ def main():
     args.train_args = [a for a in args.train_args if a != "--"]
 
     results = {variant: [run_one(args, variant, seed) for seed in args.seeds] for variant in args.variants}
-    text = table(results, args.test_set, args.seeds)
+    num_test_clips = load_emopia(Path(args.data) / "emopia")["test"].num_rows
+    text = table(results, args, num_test_clips)
     command = "python scripts/ablations.py " + " ".join(sys.argv[1:]).replace(args.cache_dir, "<cache-dir>")
     text += f"\n\nProduced by `{command}`."
     (Path(args.output_dir) / "ablations.md").write_text(text + "\n")

@@ -78,5 +78,6 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path):
                  "test-clean", "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
     table = (output / "ablations.md").read_text()
     assert "| acoustic-only | 1 |" in table and "| symbolic-only | 1 |" in table and "0.630 / 0.902 / 0.697" in table
+    assert "one seed (0)" in table and "at most 1 epochs" in table and "Not run: full, stft-input, single-loss." in table
     assert "--cache-dir <cache-dir>" in table and str(cache) not in table
     assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
