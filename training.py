@@ -185,12 +185,15 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
         the best validation metrics, with `epoch`.
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import is_xpu_available, set_seed
     from tqdm.auto import tqdm
 
     output_dir = Path(args.output_dir)
+    # Without an accelerator, Accelerate runs DDP over CPU processes (gloo) only when told it is on CPU.
     accelerator = Accelerator(
-        mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
+        cpu=not (torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available()),
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
     )
     set_seed(args.seed)
     use_acoustic = model.config.domains in ("both", "acoustic")
@@ -210,6 +213,8 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         accelerator.print(f"resumed after epoch {state['epoch']} (best accuracy {state['best_accuracy']:.3f})")
+    accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, "
+                      f"distributed type {accelerator.distributed_type.value}")
     log_path = output_dir / "log.jsonl"
     labels = [clip.label for clip in validation_clips]
 

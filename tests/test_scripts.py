@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+TINY_CONFIG = {"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64, "num_encoder_layers": 2,
+               "num_attention_heads": 4, "intermediate_size": 128, "cda_num_heads": 4, "max_symbolic_length": 512}  # fmt: skip
 
 
 def run(script, *arguments, timeout=900):
@@ -48,9 +50,7 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir):
     data, cache = tiny_emopia
     assert len(list((cache / "audio" / "train-0").glob("*.flac")) + list((cache / "audio" / "train-0").glob("*.ogg"))) == 2
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64,
-                                  "num_encoder_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-                                  "cda_num_heads": 4, "max_symbolic_length": 512}))  # fmt: skip
+    config.write_text(json.dumps(TINY_CONFIG))
     output = tmp_path / "run"
     trained = run("train.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
                   "--train-sets", "train-0", "--epochs", "2", "--batch-size", "2", "--num-proc", "1")  # fmt: skip
@@ -66,12 +66,27 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir):
         assert "| accuracy |" in evaluated.stdout
 
 
+def test_accelerate_launch_trains_with_two_processes(tiny_emopia, tmp_path):
+    """DDP on CPU (gloo): the same script under `accelerate launch`, each process on its share of the batches."""
+    data, cache = tiny_emopia
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    output = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", str(REPOSITORY / "scripts" / "train.py"),
+               "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config, "--train-sets", "train-0",
+               "--epochs", "2", "--batch-size", "2", "--num-proc", "1"]  # fmt: skip
+    result = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "training on 2 process(es)" in result.stdout and "MULTI_CPU" in result.stdout
+    assert (output / "best" / "model.safetensors").is_file()
+    assert len((output / "log.jsonl").read_text().splitlines()) == 2  # one line per epoch: only the main process logs
+
+
 def test_ablations_write_their_table(tiny_emopia, tmp_path):
     data, cache = tiny_emopia
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64,
-                                  "num_encoder_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-                                  "cda_num_heads": 4, "max_symbolic_length": 512}))  # fmt: skip
+    config.write_text(json.dumps(TINY_CONFIG))
     output = tmp_path / "ablations"
     result = run("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
                  "--variants", "acoustic-only", "symbolic-only", "--seeds", "0", "--epochs", "1", "--test-set",
