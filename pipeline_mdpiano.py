@@ -1,7 +1,6 @@
 """The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -187,22 +186,17 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         features = self.feature_extractor.stream() if self.uses_acoustic else None
         transcription = self.processor.transcriber.stream() if self.uses_symbolic else None
         samples = 0
-        # The STFT features run on a second thread beside onnxruntime's transcription (numpy, BLAS and onnxruntime
-        # release the GIL), so they take little time of their own; one block in flight keeps memory bounded.
-        with ThreadPoolExecutor(max_workers=1) as beside:
-            feeding = None
-            for block in stream_audio(inputs, sampling_rate, rate):
-                samples += len(block)
-                if features is not None:
-                    if feeding is not None:
-                        feeding.result()
-                    feeding = beside.submit(features.feed, block)
-                if transcription is not None:
-                    transcription.feed(block)
-            notes = None if transcription is None else transcription.finish()
-            if feeding is not None:
-                feeding.result()
-        return None if features is None else features.finish(normalize=False), notes, samples / rate
+        for block in stream_audio(inputs, sampling_rate, rate):
+            samples += len(block)
+            if features is not None:
+                features.feed(block)
+            if transcription is not None:
+                transcription.feed(block)
+        return (
+            None if features is None else features.finish(normalize=False),
+            None if transcription is None else transcription.finish(),
+            samples / rate,
+        )
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
