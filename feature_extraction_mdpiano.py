@@ -230,12 +230,18 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
             features = librosa.amplitude_to_db(magnitude, ref=1.0, amin=1e-5, top_db=None)
         else:
             log_mel = librosa.power_to_db(self.mel_filters @ magnitude**2, ref=1.0, amin=1e-10, top_db=None)
-            mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=self.n_mfcc)
+            mfcc = self.mfcc_from_log_mel(log_mel)
             centroid_khz = librosa.feature.spectral_centroid(S=magnitude, sr=self.sampling_rate, n_fft=self.n_fft) / 1000
             rms = librosa.feature.rms(S=magnitude, frame_length=self.n_fft)
             rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-5, top_db=None)
             features = np.concatenate([log_mel, mfcc, centroid_khz, rms_db], axis=0)
         return features.T.astype(np.float32)
+
+    def mfcc_from_log_mel(self, log_mel: np.ndarray) -> np.ndarray:
+        """MFCCs (n_mfcc, frames) of a log-mel spectrogram (n_mels, frames) in dB, as the "mixed" feature holds them."""
+        import librosa
+
+        return librosa.feature.mfcc(S=log_mel, n_mfcc=self.n_mfcc)
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Standardises (frames, feature_size) features with `feature_mean` and `feature_std`, when fitted."""

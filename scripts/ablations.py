@@ -20,11 +20,16 @@ import json
 import subprocess
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import torch
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import load_emopia
 from mdpiano.evaluation import clip_predictions, replace_section, write_report
+from mdpiano.training import WindowBatcher, predict_clips
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # The paper's Table 4 rows (Zhu et al., ADMA 2023): config changes from the full model.
@@ -44,31 +49,58 @@ PAPER = {  # 4Q / arousal / valence accuracy on EMOPIA, as reported in the paper
 }
 
 
-def run_one(args, variant: str, seed: int) -> dict:
-    run_dir = Path(args.output_dir) / variant / f"seed-{seed}"
-    results_path = run_dir / "evaluation" / "results.json"
-    if results_path.is_file():
-        return json.loads(results_path.read_text())["metrics"]
-    command = [sys.executable, str(REPOSITORY / "scripts" / "train.py"), "--data", args.data, "--cache-dir", args.cache_dir,
-               "--output-dir", str(run_dir), "--seed", str(seed), "--epochs", str(args.epochs),
-               "--patience", str(args.patience), "--num-proc", str(args.num_proc), "--resume"]  # fmt: skip
+def train_command(args, variant: str, seed: int, run_dir: Path) -> list[str]:
+    command = [sys.executable, str(REPOSITORY / "scripts" / "train.py"), "--data", args.data, "--output-dir", str(run_dir),
+               "--seed", str(seed), "--epochs", str(args.epochs), "--patience", str(args.patience),
+               "--num-proc", str(args.num_proc), "--resume"]  # fmt: skip
+    command += ["--clips", args.clips] if args.clips else ["--cache-dir", args.cache_dir]
     if args.config:
         command += ["--config", args.config]
     for key, value in VARIANTS[variant].items():
         command += ["--set", f"{key}={json.dumps(value)}"]
     if args.symbolic_pretrained and VARIANTS[variant].get("domains") != "acoustic":
         command += ["--symbolic-pretrained", args.symbolic_pretrained]
-    command += args.train_args
-    print(f"== {variant}, seed {seed}: {' '.join(command)}", flush=True)
-    subprocess.run(command, check=True)
-    model = MDPianoForAudioClassification.from_pretrained(run_dir / "best").eval()
-    processor = MDPianoProcessor.from_pretrained(run_dir / "best")
+    return command + args.train_args
+
+
+def test_predictions(args, model, processor):
+    """Clip-level predictions on the test set, and its `clip_id` and `label` columns."""
+    if args.clips:
+        clips = read_clip_archive(args.clips, args.test_set, processor.feature_extractor)
+        use_acoustic = model.config.domains in ("both", "acoustic")
+        predictions = predict_clips(model, WindowBatcher(processor, use_acoustic), clips)
+        return predictions, {"clip_id": [c.clip_id for c in clips], "label": [c.label for c in clips]}
     dataset = load_emopia(Path(args.data) / "emopia", audio_dir=Path(args.cache_dir) / "audio" / args.test_set)["test"]
-    predictions = clip_predictions(model, processor, dataset, args.cache_dir, args.test_set, num_proc=args.num_proc)
-    return write_report(predictions, dataset, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})")
+    return clip_predictions(model, processor, dataset, args.cache_dir, args.test_set, num_proc=args.num_proc), dataset
 
 
-def table(results: dict, args, num_test_clips: int) -> str:
+def run_one(args, variant: str, seed: int) -> dict:
+    """Trains one variant with one seed (unless its results exist) and evaluates it on the test set."""
+    run_dir = Path(args.output_dir) / variant / f"seed-{seed}"
+    results_path = run_dir / "evaluation" / "results.json"
+    if results_path.is_file():
+        return json.loads(results_path.read_text())["metrics"]
+    command = train_command(args, variant, seed, run_dir)
+    print(f"== {variant}, seed {seed}: {' '.join(command)}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if args.jobs > 1:  # concurrent runs write their progress to their own log
+        with open(run_dir / "train.log", "w") as log:
+            finished = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT)
+        if finished.returncode:
+            raise RuntimeError(f"{variant}, seed {seed} failed (exit {finished.returncode}); see {run_dir / 'train.log'}")
+    else:
+        subprocess.run(command, check=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = MDPianoForAudioClassification.from_pretrained(run_dir / "best").eval().to(device)
+    processor = MDPianoProcessor.from_pretrained(run_dir / "best")
+    predictions, test = test_predictions(args, model, processor)
+    trained_on = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    print(f"== {variant}, seed {seed}: done", flush=True)
+    return write_report(predictions, test, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})",
+                        extra={"trained_on": trained_on})  # fmt: skip
+
+
+def table(results: dict, args, num_test_clips: int, trained_on: list[str]) -> str:
     def cell(values):
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
@@ -79,7 +111,8 @@ def table(results: dict, args, num_test_clips: int) -> str:
         f"trained for at most {args.epochs} epochs (early stopping patience {args.patience}), the same budget for every "
         "variant. Arousal and valence accuracy are read off the predicted quadrant. "
         "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
-        + (f" Not run: {', '.join(not_run)}." if not_run else ""),
+        + (f" Not run: {', '.join(not_run)}." if not_run else "")
+        + f" Trained on: {', '.join(trained_on)}.",
         "",
         "| model | runs | 4Q accuracy | arousal | valence | macro-F1 | paper 4Q / A / V |",
         "|---|---|---|---|---|---|---|",
@@ -96,7 +129,9 @@ def table(results: dict, args, num_test_clips: int) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data")
-    parser.add_argument("--cache-dir", required=True)
+    parser.add_argument("--cache-dir", help="audio and caches (or --clips)")
+    parser.add_argument("--clips", help="a clip archive (scripts/export_clips.py) holding the train, validation and test sets")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (e.g. several on one GPU)")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--config", help="JSON file of MDPianoConfig values shared by every variant")
     parser.add_argument("--symbolic-pretrained", help="pretrained symbolic encoder for the variants that have one")
@@ -110,11 +145,20 @@ def main():
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: more scripts/train.py arguments")
     args = parser.parse_args()
     args.train_args = [a for a in args.train_args if a != "--"]
+    if not (args.cache_dir or args.clips):
+        parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
 
-    results = {variant: [run_one(args, variant, seed) for seed in args.seeds] for variant in args.variants}
-    num_test_clips = load_emopia(Path(args.data) / "emopia")["test"].num_rows
-    text = table(results, args, num_test_clips)
-    command = "python scripts/ablations.py " + " ".join(sys.argv[1:]).replace(args.cache_dir, "<cache-dir>")
+    runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        metrics = list(pool.map(lambda run: run_one(args, *run), runs))
+    results = {variant: [m for (v, _), m in zip(runs, metrics) if v == variant] for variant in args.variants}
+    reports = [json.loads((Path(args.output_dir) / v / f"seed-{s}" / "evaluation" / "results.json").read_text()) for v, s in runs]
+    trained_on = sorted({report.get("trained_on", "unrecorded") for report in reports})
+    num_test_clips = len(reports[0]["clips"])
+    text = table(results, args, num_test_clips, trained_on)
+    command = "python scripts/ablations.py " + " ".join(sys.argv[1:])
+    if args.cache_dir:
+        command = command.replace(args.cache_dir, "<cache-dir>")
     text += f"\n\nProduced by `{command}`."
     (Path(args.output_dir) / "ablations.md").write_text(text + "\n")
     print(text)

@@ -8,7 +8,8 @@
 EMOPIA audio comes from <cache-dir>/audio/<set> (scripts/render_emopia.py writes it); --train-data takes a user's
 own labelled audio instead: a folder with sub-folders Q1..Q4 (or happy, tense, sad, calm), or a CSV with columns
 path and label (--validation-data likewise, or a stratified --validation-fraction of it). Transcriptions and features are
-cached under <cache-dir> once; reruns reuse them. The paper's optimisation is the default: batch 64, Adam,
+cached under <cache-dir> once; reruns reuse them. --clips reads the EMOPIA sets from a clip archive instead
+(scripts/export_clips.py), on a machine with neither the audio nor the caches. The paper's optimisation is the default: batch 64, Adam,
 learning rate 1e-4. The best model (by validation 4Q accuracy) is saved with its processor in <output-dir>/best.
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.caching import cache_dataset
+from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import load_emopia
 from mdpiano.labelled_audio import load_labelled_audio
 from mdpiano.training import TrainingArguments, load_clips, train
@@ -41,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
-    parser.add_argument("--cache-dir", required=True, help="holds audio/<set> and the caches")
+    parser.add_argument("--cache-dir", help="holds audio/<set> and the caches (not needed with --clips)")
+    parser.add_argument("--clips", help="a clip archive (scripts/export_clips.py) to read the sets from, instead of the cache")
     parser.add_argument("--train-sets", nargs="+", default=["train-0", "train-1"], help="audio sets of the train split")
     parser.add_argument("--validation-set", default="validation", help="audio set of the validation split")
     parser.add_argument("--train-data", help="your labelled audio (folder of Q1..Q4 sub-folders, or CSV path,label)")
@@ -95,7 +98,12 @@ def user_clips(args, cached):
 
 
 def main():
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    if not (args.cache_dir or args.clips):
+        parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
+    if args.clips and args.train_data:
+        parser.error("--clips holds EMOPIA sets; --train-data needs --cache-dir")
     model, processor = build_model_and_processor(args)
     emopia_dir = Path(args.data) / "emopia"
     use_acoustic = model.config.domains in ("both", "acoustic")
@@ -106,6 +114,12 @@ def main():
     if args.train_data:
         train_clips, validation_clips = user_clips(args, cached)
         args.train_sets = [args.train_data]
+    elif args.clips:
+        def archived(audio_set):
+            return read_clip_archive(args.clips, audio_set, processor.feature_extractor)
+
+        train_clips = [clip for audio_set in args.train_sets for clip in archived(audio_set)]
+        validation_clips = archived(args.validation_set)
     else:
         def emopia_clips(split, audio_set):
             audio_dir = Path(args.cache_dir) / "audio" / audio_set

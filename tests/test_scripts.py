@@ -96,3 +96,26 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path):
     assert "one seed (0)" in table and "at most 1 epochs" in table and "Not run: full, stft-input, single-loss." in table
     assert "--cache-dir <cache-dir>" in table and str(cache) not in table
     assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
+
+
+def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_path):
+    """export_clips.py packs the cached sets; ablations.py (and train.py under it) then run on the archive alone."""
+    data, cache = tiny_emopia
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    archive = tmp_path / "archive"
+    run("export_clips.py", "--data", data, "--cache-dir", cache, "--output-dir", archive, "--config", config,
+        "--sets", "train-0", "validation", "test-clean", "--num-proc", "1", "--clips-per-file", "1")  # fmt: skip
+    manifest = json.loads((archive / "archive.json").read_text())
+    assert {name: entry["clips"] for name, entry in manifest["sets"].items()} == {"train-0": 2, "validation": 2, "test-clean": 2}
+    assert len(list(archive.glob("train-0-*.npz.xz"))) == 2
+    output = tmp_path / "ablations"
+    result = run("ablations.py", "--clips", archive, "--output-dir", output, "--config", config, "--jobs", "2",
+                 "--variants", "full", "single-loss", "--seeds", "0", "--epochs", "1", "--test-set", "test-clean",
+                 "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    table = (output / "ablations.md").read_text()
+    assert "| full | 1 |" in table and "| single-loss | 1 |" in table and "Trained on: CPU" in table
+    assert "EMOPIA test split (emopia_cls, 2 clips)" in table
+    for variant in ("full", "single-loss"):
+        assert "1 training clips" not in (output / variant / "seed-0" / "train.log").read_text()
+        assert "2 training clips (train-0)" in (output / variant / "seed-0" / "train.log").read_text()

@@ -1,0 +1,141 @@
+"""
+Cached clips (transcribed notes, unnormalised acoustic features, labels) packed into portable files, so a model can
+be trained or evaluated on a machine that has neither the audio nor the caches, a rented GPU for instance.
+
+An archive is a folder of `<set>-<index>.npz.xz` files (an lzma-compressed `.npz` each, a few hundred clips per
+file so that every file stays small enough to move) and `archive.json`, which names the sets and the feature
+settings. "Mixed" features are stored without their MFCCs, which are the DCT of the stored log-mel and are recomputed
+on loading with the feature extractor's own code: a third less to move, equal to the cached values up to float16
+rounding.
+"""
+
+import io
+import json
+import lzma
+from pathlib import Path
+
+import numpy as np
+
+from .caching import FEATURE_SETTINGS
+from .training import Clip
+
+FORMAT_VERSION = 1
+
+
+def _stored_channels(feature_extractor) -> np.ndarray:
+    """Indices of the feature dimensions kept on disk: all but the MFCCs of mixed features."""
+    keep = np.arange(feature_extractor.feature_size)
+    if feature_extractor.feature_type == "mixed":
+        n_mels = feature_extractor.n_mels
+        keep = np.concatenate([keep[:n_mels], keep[n_mels + feature_extractor.n_mfcc :]])
+    return keep
+
+
+def _pack(clips: list[Clip], feature_extractor) -> dict[str, np.ndarray]:
+    arrays = {
+        "clip_id": np.array([clip.clip_id for clip in clips]),
+        "label": np.array([clip.label for clip in clips], dtype=np.int64),
+        "duration": np.array([clip.duration for clip in clips], dtype=np.float64),
+        "note_offsets": np.cumsum([0] + [len(clip.notes) for clip in clips]),
+        "notes": np.concatenate([clip.notes.reshape(-1, 4) for clip in clips]).astype(np.float32),
+    }
+    if all(clip.features is not None for clip in clips):
+        keep = _stored_channels(feature_extractor)
+        arrays["frame_offsets"] = np.cumsum([0] + [len(clip.features) for clip in clips])
+        # Channel-major: each channel is a smooth time series, which compresses better than interleaved frames.
+        arrays["features"] = np.concatenate([clip.features[:, keep].T for clip in clips], axis=1).astype(np.float16)
+    return arrays
+
+
+def _unpack(arrays, feature_extractor) -> list[Clip]:
+    features = [None] * len(arrays["clip_id"])
+    if "features" in arrays:
+        stored, offsets = arrays["features"], arrays["frame_offsets"]
+        features = []
+        for first, last in zip(offsets[:-1], offsets[1:]):
+            channels = stored[:, first:last].astype(np.float32)
+            if feature_extractor.feature_type == "mixed":
+                log_mel = channels[: feature_extractor.n_mels]
+                mfcc = feature_extractor.mfcc_from_log_mel(log_mel) if last > first else np.zeros((feature_extractor.n_mfcc, 0))
+                channels = np.concatenate([log_mel, mfcc, channels[feature_extractor.n_mels :]])
+            features.append(channels.T.astype(np.float16))
+    note_offsets = arrays["note_offsets"]
+    return [
+        Clip(str(clip_id), int(label), arrays["notes"][first:last], clip_features, float(duration))
+        for clip_id, label, duration, first, last, clip_features in zip(
+            arrays["clip_id"], arrays["label"], arrays["duration"], note_offsets[:-1], note_offsets[1:], features
+        )
+    ]
+
+
+def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, clips_per_file: int = 200) -> list[Path]:
+    """
+    Writes the clips of each named set (e.g. `{"train-0": [...], "validation": [...]}`) into `folder`, at most
+    `clips_per_file` clips per file. Features are those of `feature_extractor`'s settings (recorded, and checked
+    when reading).
+
+    Returns:
+        the files written, `archive.json` first.
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "feature_settings": {name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS},
+        "sets": {},
+    }
+    written = [folder / "archive.json"]
+    for name, clips in sets.items():
+        if not clips:
+            raise ValueError(f"Set {name!r} has no clips to archive.")
+        files = []
+        for first in tqdm(range(0, len(clips), clips_per_file), desc=f"Archiving {name}"):
+            path = folder / f"{name}-{first // clips_per_file:03d}.npz.xz"
+            buffer = io.BytesIO()
+            np.savez(buffer, **_pack(clips[first : first + clips_per_file], feature_extractor))
+            path.write_bytes(lzma.compress(buffer.getvalue(), preset=6))
+            files.append(path.name)
+        manifest["sets"][name] = {"clips": len(clips), "files": files}
+        written += [folder / f for f in files]
+    (folder / "archive.json").write_text(json.dumps(manifest, indent=1, default=str))
+    return written
+
+
+def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
+    """
+    The clips of one set of an archive written by [`write_clip_archive`], with whole-clip features of the
+    archive's settings, which must be `feature_extractor`'s.
+
+    Raises:
+        `ValueError` when the archive lacks the set or a file of it, or was written with other feature settings.
+    """
+    folder = Path(folder)
+    manifest_path = folder / "archive.json"
+    if not manifest_path.is_file():
+        raise ValueError(f"{folder} is not a clip archive (no archive.json); write one with scripts/export_clips.py.")
+    manifest = json.loads(manifest_path.read_text())
+    if set_name not in manifest["sets"]:
+        raise ValueError(f"The clip archive {folder} has no set {set_name!r}; it holds {sorted(manifest['sets'])}.")
+    expected = json.loads(json.dumps({name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS}, default=str))
+    if manifest["feature_settings"] != expected:
+        raise ValueError(
+            f"The clip archive {folder} holds features computed with {manifest['feature_settings']}, but the model's "
+            f"feature extractor uses {expected}: export the archive again with this model's settings."
+        )
+    entry = manifest["sets"][set_name]
+    missing = [name for name in entry["files"] if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"The clip archive {folder} misses {len(missing)} file(s) of set {set_name!r}: {missing}.")
+    clips = []
+    for name in entry["files"]:
+        # Decompressed whole: the .npz inside is a zip file, read by seeking back and forth.
+        with np.load(io.BytesIO(lzma.decompress((folder / name).read_bytes()))) as arrays:
+            clips += _unpack({key: arrays[key] for key in arrays.files}, feature_extractor)
+    if len(clips) != entry["clips"]:
+        raise ValueError(f"Set {set_name!r} of {folder} should hold {entry['clips']} clips, its files hold {len(clips)}.")
+    return clips
+
+
+__all__ = ["read_clip_archive", "write_clip_archive"]

@@ -1,0 +1,52 @@
+"""Packs cached EMOPIA clips (transcriptions, features, labels) into a clip archive that scripts/train.py and
+scripts/ablations.py read with --clips, on a machine without the audio or the caches.
+
+    python scripts/export_clips.py --cache-dir ~/.cache/mdpiano --output-dir runs/clips --config configs/emopia-cpu.json
+
+Each audio set (default: train-0, train-1, validation, test-unseen) is transcribed and featurised into the cache
+first if it is not there yet (as scripts/train.py would), then archived with the config's feature settings.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from mdpiano import MDPianoConfig, MDPianoProcessor
+from mdpiano.caching import cache_dataset
+from mdpiano.clip_archive import write_clip_archive
+from mdpiano.emopia import load_emopia
+from mdpiano.training import load_clips
+
+SPLIT_OF_SET = {"validation": "validation", "test-clean": "test", "test-unseen": "test"}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
+    parser.add_argument("--cache-dir", required=True, help="holds audio/<set> and the caches")
+    parser.add_argument("--output-dir", required=True, help="the archive's folder")
+    parser.add_argument("--config", help="JSON file of MDPianoConfig values: the feature settings to archive")
+    parser.add_argument("--sets", nargs="+", default=["train-0", "train-1", "validation", "test-unseen"],
+                        help="audio sets; train-* sets come from the train split")  # fmt: skip
+    parser.add_argument("--clips-per-file", type=int, default=200)
+    parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription and features")
+    args = parser.parse_args()
+
+    config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
+    processor = MDPianoProcessor.from_config(config)
+    sets = {}
+    for audio_set in args.sets:
+        split = SPLIT_OF_SET.get(audio_set, "train" if audio_set.startswith("train") else None)
+        if split is None:
+            parser.error(f"cannot tell the split of audio set {audio_set!r}: name it train-*, validation or test-*")
+        audio_dir = Path(args.cache_dir) / "audio" / audio_set
+        dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir)[split]
+        sets[audio_set] = load_clips(cache_dataset(dataset, processor, args.cache_dir, audio_set, args.num_proc))
+    files = write_clip_archive(args.output_dir, sets, processor.feature_extractor, args.clips_per_file)
+    for path in files:
+        print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

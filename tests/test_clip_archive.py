@@ -1,0 +1,66 @@
+"""Clip archives: what goes in comes out (features up to float16 rounding of recomputed MFCCs), and clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mdpiano import MDPianoFeatureExtractor
+from mdpiano.clip_archive import read_clip_archive, write_clip_archive
+from mdpiano.training import Clip
+
+
+@pytest.fixture
+def clips_and_extractor(rendered_clip):
+    _, waveform = rendered_clip
+    extractor = MDPianoFeatureExtractor()
+    sampling_rate = extractor.sampling_rate
+    clips = []
+    for index, length in enumerate((len(waveform), len(waveform) // 3, len(waveform) // 2)):
+        features = extractor.extract(waveform[:length], normalize=False).astype(np.float16)
+        notes = np.array([[0.1 * index, 0.5, 60 + index, 80]] * (index + 1), dtype=np.float32)
+        clips.append(Clip(f"Q{index + 1}_clip_{index}", index, notes, features, length / sampling_rate))
+    return clips, extractor
+
+
+def test_round_trip(clips_and_extractor, tmp_path):
+    clips, extractor = clips_and_extractor
+    files = write_clip_archive(tmp_path, {"train-0": clips, "test": clips[:1]}, extractor, clips_per_file=2)
+    assert [f.name for f in files] == ["archive.json", "train-0-000.npz.xz", "train-0-001.npz.xz", "test-000.npz.xz"]
+    restored = read_clip_archive(tmp_path, "train-0", extractor)
+    assert [c.clip_id for c in restored] == [c.clip_id for c in clips]
+    for original, copy in zip(clips, restored):
+        assert copy.label == original.label and copy.duration == pytest.approx(original.duration)
+        np.testing.assert_array_equal(copy.notes, original.notes)
+        assert copy.features.shape == original.features.shape and copy.features.dtype == np.float16
+        n_mels, n_mfcc = extractor.n_mels, extractor.n_mfcc
+        # log-mel, centroid and RMS are stored as they are; the MFCCs are recomputed from the float16 log-mel
+        np.testing.assert_array_equal(copy.features[:, :n_mels], original.features[:, :n_mels])
+        np.testing.assert_array_equal(copy.features[:, n_mels + n_mfcc :], original.features[:, n_mels + n_mfcc :])
+        mfcc, expected = copy.features[:, n_mels : n_mels + n_mfcc].astype(np.float32), original.features[:, n_mels : n_mels + n_mfcc].astype(np.float32)
+        np.testing.assert_allclose(mfcc, expected, rtol=2e-3, atol=0.05)
+    assert len(read_clip_archive(tmp_path, "test", extractor)) == 1
+
+
+def test_symbolic_only_clips_have_no_features(clips_and_extractor, tmp_path):
+    clips, extractor = clips_and_extractor
+    bare = [Clip(c.clip_id, c.label, c.notes, None, c.duration) for c in clips]
+    write_clip_archive(tmp_path, {"validation": bare}, extractor)
+    assert all(c.features is None for c in read_clip_archive(tmp_path, "validation", extractor))
+
+
+def test_errors_say_what_is_wrong(clips_and_extractor, tmp_path):
+    clips, extractor = clips_and_extractor
+    with pytest.raises(ValueError, match="not a clip archive"):
+        read_clip_archive(tmp_path, "train-0", extractor)
+    write_clip_archive(tmp_path, {"train-0": clips}, extractor, clips_per_file=2)
+    with pytest.raises(ValueError, match="has no set 'validation'"):
+        read_clip_archive(tmp_path, "validation", extractor)
+    with pytest.raises(ValueError, match="export the archive again"):
+        read_clip_archive(tmp_path, "train-0", MDPianoFeatureExtractor(n_mels=32))
+    (tmp_path / "train-0-001.npz.xz").unlink()
+    with pytest.raises(ValueError, match=r"misses 1 file\(s\) of set 'train-0': \['train-0-001.npz.xz'\]"):
+        read_clip_archive(tmp_path, "train-0", extractor)
+    with pytest.raises(ValueError, match="no clips"):
+        write_clip_archive(tmp_path, {"empty": []}, extractor)
+    assert json.loads((tmp_path / "archive.json").read_text())["format_version"] == 1
