@@ -75,11 +75,17 @@ def test_predictions(args, model, processor):
 
 
 def run_one(args, variant: str, seed: int) -> dict:
-    """Trains one variant with one seed (unless its results exist) and evaluates it on the test set."""
+    """Test metrics of one variant and seed, and its best validation accuracy; trains and evaluates it first unless
+    its results exist."""
     run_dir = Path(args.output_dir) / variant / f"seed-{seed}"
     results_path = run_dir / "evaluation" / "results.json"
-    if results_path.is_file():
-        return json.loads(results_path.read_text())["metrics"]
+    if not results_path.is_file():
+        train_and_evaluate(args, variant, seed, run_dir)
+    validation = json.loads((run_dir / "best_validation.json").read_text())["validation_accuracy"]
+    return {**json.loads(results_path.read_text())["metrics"], "validation_accuracy": validation}
+
+
+def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
     command = train_command(args, variant, seed, run_dir)
     print(f"== {variant}, seed {seed}: {' '.join(command)}", flush=True)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -96,7 +102,7 @@ def run_one(args, variant: str, seed: int) -> dict:
     predictions, test = test_predictions(args, model, processor)
     trained_on = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     print(f"== {variant}, seed {seed}: done", flush=True)
-    return write_report(predictions, test, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})",
+    write_report(predictions, test, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})",
                         extra={"trained_on": trained_on})  # fmt: skip
 
 
@@ -109,19 +115,21 @@ def table(results: dict, args, num_test_clips: int, trained_on: list[str]) -> st
     lines = [
         f"EMOPIA test split (emopia_cls, {num_test_clips} clips) rendered as `{args.test_set}`; {spread}; each run "
         f"trained for at most {args.epochs} epochs (early stopping patience {args.patience}), the same budget for every "
-        "variant. Arousal and valence accuracy are read off the predicted quadrant. "
+        "variant. Arousal and valence accuracy are read off the predicted quadrant. Validation: the best epoch's 4Q "
+        "accuracy on the validation split, rendered like the training audio (the early-stopping criterion). "
         "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
         + (f" Not run: {', '.join(not_run)}." if not_run else "")
         + f" Trained on: {', '.join(trained_on)}.",
         "",
-        "| model | runs | 4Q accuracy | arousal | valence | macro-F1 | paper 4Q / A / V |",
-        "|---|---|---|---|---|---|---|",
+        "| model | runs | 4Q accuracy | arousal | valence | macro-F1 | validation 4Q | paper 4Q / A / V |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for variant, runs in results.items():
         paper = " / ".join(f"{v:.3f}" for v in PAPER[variant])
         lines.append(
             f"| {variant} | {len(runs)} | {cell([r['accuracy'] for r in runs])} | {cell([r['arousal_accuracy'] for r in runs])} "
-            f"| {cell([r['valence_accuracy'] for r in runs])} | {cell([r['macro_f1'] for r in runs])} | {paper} |"
+            f"| {cell([r['valence_accuracy'] for r in runs])} | {cell([r['macro_f1'] for r in runs])} "
+            f"| {cell([r['validation_accuracy'] for r in runs])} | {paper} |"
         )
     return "\n".join(lines)
 
@@ -147,6 +155,8 @@ def main():
     args.train_args = [a for a in args.train_args if a != "--"]
     if not (args.cache_dir or args.clips):
         parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
+    if args.clips and "stft-input" in args.variants:
+        parser.error("stft-input needs STFT features, which a clip archive of the mixed features lacks: use --cache-dir")
 
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
     with ThreadPoolExecutor(args.jobs) as pool:
@@ -157,8 +167,9 @@ def main():
     num_test_clips = len(reports[0]["clips"])
     text = table(results, args, num_test_clips, trained_on)
     command = "python scripts/ablations.py " + " ".join(sys.argv[1:])
-    if args.cache_dir:
-        command = command.replace(args.cache_dir, "<cache-dir>")
+    for path, placeholder in ((args.cache_dir, "<cache-dir>"), (args.clips, "<clip-archive>")):
+        if path:
+            command = command.replace(path, placeholder)
     text += f"\n\nProduced by `{command}`."
     (Path(args.output_dir) / "ablations.md").write_text(text + "\n")
     print(text)
