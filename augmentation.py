@@ -92,7 +92,22 @@ def sample_train_condition(rng: np.random.Generator) -> RenderCondition:
 
 # Fixed conditions. `test-unseen`: a piano (FluidR3_GM), a longer room, a peaking EQ, brown noise and MP3 at
 # 44.1 kHz, none of which the training distribution contains. `test-clean`: the unseen piano alone.
+# `validation-unseen`: a training piano through another recording chain outside the training distribution (a long
+# room, an EQ cut, loud white noise, strong Vorbis at 32 kHz), to select models for robustness without the test set.
 FIXED_CONDITIONS = {
+    "validation-unseen": RenderCondition(
+        soundfont="MuseScore_General_Lite",
+        rt60_s=1.3,
+        wet=0.3,
+        peak_db=-6.0,
+        peak_hz=500.0,
+        noise_snr_db=20.0,
+        noise_color="white",
+        peak=0.6,
+        codec="ogg",
+        codec_quality=0.95,
+        sampling_rate=32000,
+    ),
     "test-clean": RenderCondition(soundfont="FluidR3_GM"),
     "test-unseen": RenderCondition(
         soundfont="FluidR3_GM",

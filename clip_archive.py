@@ -22,6 +22,11 @@ from .training import Clip
 FORMAT_VERSION = 1
 
 
+def _feature_settings(feature_extractor) -> dict:
+    """The settings that shape the features, as archive.json stores them."""
+    return json.loads(json.dumps({name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS}, default=str))
+
+
 def _stored_channels(feature_extractor) -> np.ndarray:
     """Indices of the feature dimensions kept on disk: all but the MFCCs of mixed features."""
     keep = np.arange(feature_extractor.feature_size)
@@ -72,7 +77,7 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
     """
     Writes the clips of each named set (e.g. `{"train-0": [...], "validation": [...]}`) into `folder`, at most
     `clips_per_file` clips per file. Features are those of `feature_extractor`'s settings (recorded, and checked
-    when reading).
+    when reading). Sets already in the folder's archive stay, unless rewritten.
 
     Returns:
         the files written, `archive.json` first.
@@ -81,11 +86,13 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "feature_settings": {name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS},
-        "sets": {},
-    }
+    settings = _feature_settings(feature_extractor)
+    manifest = {"format_version": FORMAT_VERSION, "feature_settings": settings, "sets": {}}
+    if (folder / "archive.json").is_file():  # add to an existing archive: its other sets stay
+        manifest = json.loads((folder / "archive.json").read_text())
+        if manifest["feature_settings"] != settings:
+            raise ValueError(f"{folder} holds clips with other feature settings ({manifest['feature_settings']}); "
+                             "write this archive into another folder.")  # fmt: skip
     written = [folder / "archive.json"]
     for name, clips in sets.items():
         if not clips:
@@ -118,7 +125,7 @@ def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
     manifest = json.loads(manifest_path.read_text())
     if set_name not in manifest["sets"]:
         raise ValueError(f"The clip archive {folder} has no set {set_name!r}; it holds {sorted(manifest['sets'])}.")
-    expected = json.loads(json.dumps({name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS}, default=str))
+    expected = _feature_settings(feature_extractor)
     if manifest["feature_settings"] != expected:
         raise ValueError(
             f"The clip archive {folder} holds features computed with {manifest['feature_settings']}, but the model's "

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .caching import load_entry
+from .feature_augmentation import FeatureAugmentation
 from .pipeline_mdpiano import window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
@@ -54,10 +55,13 @@ class WindowBatcher:
 
 
 class RandomWindows(torch.utils.data.Dataset):
-    """One window per clip per epoch, starting at a random time (reproducible from seed, epoch and index)."""
+    """
+    One window per clip per epoch, starting at a random time (reproducible from seed, epoch and index); with
+    `augment` (a [`FeatureAugmentation`]), the clip's features go through a new random recording chain each time.
+    """
 
-    def __init__(self, clips: list[Clip], window_s: float, seed: int):
-        self.clips, self.window_s, self.seed, self.epoch = clips, window_s, seed, 0
+    def __init__(self, clips: list[Clip], window_s: float, seed: int, augment=None):
+        self.clips, self.window_s, self.seed, self.epoch, self.augment = clips, window_s, seed, 0, augment
         self.onsets = [np.sort(clip.notes[:, 0]) for clip in clips]
 
     def __len__(self):
@@ -68,7 +72,16 @@ class RandomWindows(torch.utils.data.Dataset):
         return float(rng.uniform(0.0, max(0.0, self.clips[index].duration - self.window_s)))
 
     def __getitem__(self, index):
-        return self.clips[index], self.start(index)
+        clip, start = self.clips[index], self.start(index)
+        if self.augment is not None and clip.features is not None:
+            # Only the window's frames (as the processor cuts them) go through the chain.
+            fe = self.augment.feature_extractor
+            first = int(round(start * fe.sampling_rate / fe.hop_length))
+            window = slice(first, first + fe.nb_max_frames)
+            features = clip.features.copy()
+            features[window] = self.augment(clip.features[window], np.random.default_rng([self.seed, self.epoch, index, 2]))
+            clip = Clip(clip.clip_id, clip.label, clip.notes, features, clip.duration)
+        return clip, start
 
     def note_counts(self) -> np.ndarray:
         """Notes in each clip's window of this epoch (token lengths grow with them)."""
@@ -169,6 +182,7 @@ class TrainingArguments:
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"
     num_workers: int = 0
+    augment_features: bool = False
     resume: bool = False
     log_every: int = 10
 
@@ -176,7 +190,7 @@ class TrainingArguments:
 def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip], args: TrainingArguments) -> dict:
     """
     Trains with Accelerate (CPU, one GPU or DDP under `accelerate launch`), one random window per clip per epoch
-    (batched by similar note counts);
+    (batched by similar note counts; with `augment_features`, through a random recording chain);
     evaluates clip-level 4Q accuracy on the validation clips after each epoch, keeps the best model in
     `<output_dir>/best` (with its processor), stops after `patience` epochs without improvement, and saves the
     training state in `<output_dir>/checkpoint` every epoch so `resume` continues where it stopped.
@@ -198,7 +212,8 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     set_seed(args.seed)
     use_acoustic = model.config.domains in ("both", "acoustic")
     batcher = WindowBatcher(processor, use_acoustic)
-    windows = RandomWindows(train_clips, batcher.window_s, args.seed)
+    augment = FeatureAugmentation(processor.feature_extractor) if args.augment_features and use_acoustic else None
+    windows = RandomWindows(train_clips, batcher.window_s, args.seed, augment)
     loader = torch.utils.data.DataLoader(
         windows,
         batch_sampler=LengthGroupedBatches(windows, args.batch_size, args.seed),

@@ -17,7 +17,7 @@ from mdpiano.clip_archive import write_clip_archive
 from mdpiano.emopia import load_emopia
 from mdpiano.training import load_clips
 
-SPLIT_OF_SET = {"validation": "validation", "test-clean": "test", "test-unseen": "test"}
+SPLIT_OF_SET = {"validation": "validation", "validation-unseen": "validation", "test-clean": "test", "test-unseen": "test"}
 
 
 def main():

@@ -27,7 +27,8 @@ def main():
     args = parser.parse_args()
 
     dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme)
-    split_of_set = {"train": "train", "validation": "validation", "test-clean": "test", "test-unseen": "test"}
+    split_of_set = {"train": "train", "validation": "validation", "validation-unseen": "validation", "test-clean": "test",
+                    "test-unseen": "test"}  # fmt: skip
     failures = {}
     for condition_set in args.sets:
         split = dataset[split_of_set[condition_set]]

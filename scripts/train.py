@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
     parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--augment-features", action="store_true",
+                        help="pass training features through random recording chains (reverb, EQ, noise, gain)")
     parser.add_argument("--resume", action="store_true", help="continue from <output-dir>/checkpoint")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription and features")
     return parser
@@ -140,6 +142,7 @@ def main():
         seed=args.seed,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
+        augment_features=args.augment_features,
         resume=args.resume,
     )
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)

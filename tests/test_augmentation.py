@@ -36,6 +36,16 @@ def test_training_never_sees_the_unseen_test_conditions():
     assert {d.soundfont for d in draws} == set(TRAIN_SOUNDFONTS) and {d.codec for d in draws} == {"flac", "ogg"}
 
 
+def test_unseen_validation_chain_is_outside_training_and_unlike_the_test():
+    held_out, test = FIXED_CONDITIONS["validation-unseen"], FIXED_CONDITIONS["test-unseen"]
+    draws = [condition_for("train", f"clip{i}", v) for i in range(300) for v in range(2)]
+    assert all(d.rt60_s < held_out.rt60_s and d.peak_db == 0 and d.sampling_rate != held_out.sampling_rate for d in draws)
+    assert all(d.noise_snr_db is None or d.noise_snr_db > held_out.noise_snr_db for d in draws)
+    assert all(d.codec_quality < held_out.codec_quality for d in draws if d.codec == "ogg")
+    assert held_out.soundfont != test.soundfont and held_out.codec != test.codec
+    assert held_out.noise_color != test.noise_color and np.sign(held_out.peak_db) != np.sign(test.peak_db)
+
+
 @pytest.mark.parametrize("kind, frequency, q", [("low", 200.0, 0.707), ("high", 4000.0, 0.707), ("peak", 1500.0, 1.41)])
 def test_eq_bands_have_their_gain(kind, frequency, q):
     b, a = _biquad(kind, frequency, 6.0, 22050, q)

@@ -40,6 +40,10 @@ def test_round_trip(clips_and_extractor, tmp_path):
         mfcc, expected = copy.features[:, n_mels : n_mels + n_mfcc].astype(np.float32), original.features[:, n_mels : n_mels + n_mfcc].astype(np.float32)
         np.testing.assert_allclose(mfcc, expected, rtol=2e-3, atol=0.05)
     assert len(read_clip_archive(tmp_path, "test", extractor)) == 1
+    write_clip_archive(tmp_path, {"validation": clips[1:]}, extractor)  # added: the other sets stay
+    assert len(read_clip_archive(tmp_path, "validation", extractor)) == 2 and len(read_clip_archive(tmp_path, "train-0", extractor)) == 3
+    with pytest.raises(ValueError, match="other feature settings"):
+        write_clip_archive(tmp_path, {"other": clips}, MDPianoFeatureExtractor(n_mels=32))
 
 
 def test_symbolic_only_clips_have_no_features(clips_and_extractor, tmp_path):

@@ -111,11 +111,14 @@ def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_pa
     assert len(list(archive.glob("train-0-*.npz.xz"))) == 2
     output = tmp_path / "ablations"
     result = run("ablations.py", "--clips", archive, "--output-dir", output, "--config", config, "--jobs", "2",
-                 "--variants", "full", "single-loss", "--seeds", "0", "--epochs", "1", "--test-set", "test-clean",
+                 "--variants", "full", "augmented", "--seeds", "0", "--epochs", "1", "--test-set", "test-clean",
                  "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
     table = (output / "ablations.md").read_text()
-    assert "| full | 1 |" in table and "| single-loss | 1 |" in table and "Trained on: CPU" in table
-    assert "EMOPIA test split (emopia_cls, 2 clips)" in table
-    for variant in ("full", "single-loss"):
-        assert "1 training clips" not in (output / variant / "seed-0" / "train.log").read_text()
+    assert "Training arguments added to every run: `--train-sets train-0 --batch-size 2`." in table
+    assert "| full | 1 |" in table and "| augmented | 1 |" in table and "Trained on: CPU" in table
+    assert table.splitlines()[-3].endswith("| — |")  # the augmented row has no paper figure
+    assert "EMOPIA test split (emopia_cls, 2 clips)" in table and "Not run: acoustic-only, symbolic-only" in table
+    for variant, augmented in (("full", False), ("augmented", True)):
+        assert json.loads((output / variant / "seed-0" / "arguments.json").read_text())["augment_features"] is augmented
         assert "2 training clips (train-0)" in (output / variant / "seed-0" / "train.log").read_text()
+    assert result.stdout.strip().endswith(table.strip().splitlines()[-1])

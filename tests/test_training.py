@@ -140,3 +140,22 @@ def test_length_grouped_batches(clips):
     assert list(sampler) == batches  # reproducible within an epoch
     windows.epoch = 2
     assert list(sampler) != batches
+
+
+def test_augmented_windows_change_only_their_own_frames(clips, processor):
+    from mdpiano.feature_augmentation import FeatureAugmentation
+    from mdpiano.training import RandomWindows
+
+    fe = processor.feature_extractor
+    windows = RandomWindows(clips, fe.chunk_length_s, seed=0, augment=FeatureAugmentation(fe))
+    windows.epoch = 1
+    first_epoch = windows[0][0].features
+    for index, original in enumerate(clips):
+        clip, start = windows[index]
+        first = int(round(start * fe.sampling_rate / fe.hop_length))
+        changed = np.flatnonzero((clip.features != original.features).any(axis=1))
+        assert len(changed) > 0 and first <= changed.min() and changed.max() < first + fe.nb_max_frames
+        np.testing.assert_array_equal(clip.notes, original.notes)
+        np.testing.assert_array_equal(windows[index][0].features, clip.features)  # same draw within an epoch
+    windows.epoch = 2
+    assert not np.array_equal(windows[0][0].features, first_epoch)
