@@ -168,6 +168,13 @@ def quadrant_metrics(predictions: dict, labels: list[int]) -> dict:
     return metric.compute(predictions=predictions["probabilities"].argmax(-1).tolist(), references=labels, **kwargs)
 
 
+def device_description() -> str:
+    """What training runs on here, for reports: the GPU's name, or the CPU core count."""
+    import os
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+
+
 @dataclass
 class TrainingArguments:
     """Optimisation settings; the defaults are the paper's (batch 64, Adam, learning rate 1e-4)."""
@@ -284,4 +291,4 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     return state["best"]
 
 
-__all__ = ["Clip", "LengthGroupedBatches", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]
+__all__ = ["Clip", "LengthGroupedBatches", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]

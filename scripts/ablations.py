@@ -29,7 +29,7 @@ from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import load_emopia
 from mdpiano.evaluation import clip_predictions, replace_section, write_report
-from mdpiano.training import WindowBatcher, predict_clips
+from mdpiano.training import WindowBatcher, device_description, predict_clips
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # The paper's Table 4 rows (Zhu et al., ADMA 2023) as config changes from the full model, and this package's own
@@ -102,7 +102,7 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
     model = MDPianoForAudioClassification.from_pretrained(run_dir / "best").eval().to(device)
     processor = MDPianoProcessor.from_pretrained(run_dir / "best")
     predictions, test = test_predictions(args, model, processor)
-    trained_on = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    trained_on = device_description()
     print(f"== {variant}, seed {seed}: done", flush=True)
     write_report(predictions, test, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})",
                         extra={"trained_on": trained_on})  # fmt: skip

@@ -55,7 +55,7 @@ def training_summary(run: Path) -> str:
     arguments = json.loads((run / "arguments.json").read_text())
     minutes = sum(record["seconds"] for record in log) / 60
     return (
-        f"Training: {len(log)} epochs ({minutes:.0f} min on this machine's CPU, {minutes / len(log):.1f} min per epoch, "
+        f"Training: {len(log)} epochs ({minutes:.0f} min on {best.get('trained_on', 'this machine')}, {minutes / len(log):.1f} min per epoch, "
         f"validation included), best validation 4Q accuracy {best['validation_accuracy']:.3f} at epoch {best['epoch']}; "
         f"train sets {', '.join(arguments['train_sets'])}, batch {arguments['batch_size']}, Adam, learning rate "
         f"{arguments['learning_rate']}, seed {arguments['seed']}, config `{arguments['config']}`, symbolic encoder "

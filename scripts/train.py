@@ -29,7 +29,7 @@ from mdpiano.caching import cache_dataset
 from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import load_emopia
 from mdpiano.labelled_audio import load_labelled_audio
-from mdpiano.training import TrainingArguments, load_clips, train
+from mdpiano.training import TrainingArguments, device_description, load_clips, train
 
 
 def parse_value(text: str):
@@ -147,7 +147,7 @@ def main():
     )
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
-    best = train(model, processor, train_clips, validation_clips, training_args)
+    best = {**train(model, processor, train_clips, validation_clips, training_args), "trained_on": device_description()}
     (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
     print(json.dumps(best, indent=1))
 
