@@ -108,17 +108,21 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
                         extra={"trained_on": trained_on})  # fmt: skip
 
 
-def table(results: dict, args, num_test_clips: int, trained_on: list[str]) -> str:
+def table(results: dict, args, num_test_clips: int, trained_on: list[str], validation_sets: list[str]) -> str:
     def cell(values):
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
     spread = f"mean ± standard deviation over seeds {', '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else f"one seed ({args.seeds[0]})"
-    not_run = [variant for variant in PAPER if variant not in results]
+    # Name the paper's rows left out only for a table of its ablations (not for, say, full against augmented).
+    ablated = any(variant in PAPER and variant != "full" for variant in results)
+    not_run = [variant for variant in PAPER if variant not in results] if ablated else []
     lines = [
         f"EMOPIA test split (emopia_cls, {num_test_clips} clips) rendered as `{args.test_set}`; {spread}; each run "
         f"trained for at most {args.epochs} epochs (early stopping patience {args.patience}), the same budget for every "
         "variant. Arousal and valence accuracy are read off the predicted quadrant. Validation: the best epoch's 4Q "
-        "accuracy on the validation split, rendered like the training audio (the early-stopping criterion). "
+        f"accuracy on the validation split rendered as {' / '.join(f'`{name}`' for name in validation_sets)}"
+        + (" (like the training audio)" if validation_sets == ["validation"] else "")
+        + ", the early-stopping criterion. "
         "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
         + (f" Not run: {', '.join(not_run)}." if not_run else "")
         + f" Trained on: {', '.join(trained_on)}."
@@ -170,7 +174,9 @@ def main():
     reports = [json.loads((Path(args.output_dir) / v / f"seed-{s}" / "evaluation" / "results.json").read_text()) for v, s in runs]
     trained_on = sorted({report.get("trained_on", "unrecorded") for report in reports})
     num_test_clips = len(reports[0]["clips"])
-    text = table(results, args, num_test_clips, trained_on)
+    validation_sets = sorted({json.loads((Path(args.output_dir) / v / f"seed-{s}" / "arguments.json").read_text())["validation_set"]
+                              for v, s in runs})  # fmt: skip
+    text = table(results, args, num_test_clips, trained_on, validation_sets)
     command = "python scripts/ablations.py " + " ".join(sys.argv[1:])
     for path, placeholder in ((args.cache_dir, "<cache-dir>"), (args.clips, "<clip-archive>")):
         if path:

@@ -2,6 +2,10 @@
 evaluates it on the EMOPIA test split, and writes the results into results/, README.md and model_card.md.
 
     python scripts/publish_model.py --run runs/full --cache-dir ~/.cache/mdpiano [--data ../shared/data]
+    python scripts/publish_model.py --run runs/robust/augmented/seed-* --cache-dir ...   # the best of several runs
+
+Given several runs, the one with the best validation accuracy (then the lower validation loss) is published; the
+test split plays no part in the choice.
 
 Evaluations (cached transcriptions; the last one also through the end-to-end pipeline):
 test-unseen (the acceptance condition: piano, room, EQ, noise and codec unseen in training), test-clean (the unseen
@@ -49,15 +53,30 @@ def pretraining_summary(folder: str | None) -> str:
     return f" (masked-token pretraining, step {state['global_step']} of {state['max_steps']}{loss})"
 
 
-def training_summary(run: Path) -> str:
+def best_run(runs: list[Path]) -> Path:
+    """The run with the best validation accuracy, then the lower validation loss (train.py's own criterion)."""
+    def key(run):
+        best = json.loads((run / "best_validation.json").read_text())
+        return best["validation_accuracy"], -best["validation_loss"]
+
+    return max(runs, key=key)
+
+
+def training_summary(run: Path, candidates: list[Path]) -> str:
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     best = json.loads((run / "best_validation.json").read_text())
     arguments = json.loads((run / "arguments.json").read_text())
     minutes = sum(record["seconds"] for record in log) / 60
+    validation_set = arguments.get("validation_set", "validation")
+    chosen = (f"; chosen from {len(candidates)} runs ({', '.join(str(c) for c in candidates)}) by that accuracy"
+              if len(candidates) > 1 else "")  # fmt: skip
     return (
         f"Training: {len(log)} epochs ({minutes:.0f} min on {best.get('trained_on', 'this machine')}, {minutes / len(log):.1f} min per epoch, "
-        f"validation included), best validation 4Q accuracy {best['validation_accuracy']:.3f} at epoch {best['epoch']}; "
-        f"train sets {', '.join(arguments['train_sets'])}, batch {arguments['batch_size']}, Adam, learning rate "
+        f"validation included), best 4Q accuracy on the validation split rendered as `{validation_set}` "
+        f"{best['validation_accuracy']:.3f} at epoch {best['epoch']}{chosen}; "
+        f"train sets {', '.join(arguments['train_sets'])}"
+        + (" with feature augmentation (`--augment-features`)" if arguments.get("augment_features") else "")
+        + f", batch {arguments['batch_size']}, Adam, learning rate "
         f"{arguments['learning_rate']}, seed {arguments['seed']}, config `{arguments['config']}`, symbolic encoder "
         f"initialised from `{arguments['symbolic_pretrained']}`{pretraining_summary(arguments['symbolic_pretrained'])}."
     )
@@ -78,14 +97,16 @@ def model_index(results: dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="training output folder (holds best/ and log.jsonl)")
+    parser.add_argument("--run", required=True, nargs="+", help="training output folder(s) (holding best/ and log.jsonl)")
     parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--num-proc", type=int, default=2)
     args = parser.parse_args()
 
-    run = Path(args.run)
+    candidates = [Path(run) for run in args.run]
+    run = best_run(candidates)
+    print(f"publishing {run}")
     model = MDPianoForAudioClassification.from_pretrained(run / "best").eval()
     processor = MDPianoProcessor.from_pretrained(run / "best")
     save_for_package(args.output, model, processor)
@@ -117,9 +138,9 @@ def main():
         "",
         metrics_table(results["test-unseen"]).split("\n\n", 1)[1],
         "",
-        training_summary(run),
+        training_summary(run, candidates),
         "",
-        f"Produced by `python scripts/publish_model.py --run {args.run} --cache-dir <cache-dir>`; figures: "
+        f"Produced by `python scripts/publish_model.py --run {' '.join(args.run)} --cache-dir <cache-dir>`; figures: "
         "`results/<test audio>/confusion_matrix.png`, `valence_arousal.png`; per-clip predictions: `results.json`.",
     ])
     for document in ("README.md", "model_card.md"):

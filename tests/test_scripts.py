@@ -117,7 +117,8 @@ def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_pa
     assert "Training arguments added to every run: `--train-sets train-0 --batch-size 2`." in table
     assert "| full | 1 |" in table and "| augmented | 1 |" in table and "Trained on: CPU" in table
     assert table.splitlines()[-3].endswith("| — |")  # the augmented row has no paper figure
-    assert "EMOPIA test split (emopia_cls, 2 clips)" in table and "Not run: acoustic-only, symbolic-only" in table
+    assert "EMOPIA test split (emopia_cls, 2 clips)" in table and "Not run" not in table
+    assert "Validation: the best epoch's 4Q accuracy on the validation split rendered as `validation` (like the training audio)" in table
     for variant, augmented in (("full", False), ("augmented", True)):
         assert json.loads((output / variant / "seed-0" / "arguments.json").read_text())["augment_features"] is augmented
         assert "2 training clips (train-0)" in (output / variant / "seed-0" / "train.log").read_text()
