@@ -304,8 +304,15 @@ class FeatureStream:
             self.frames += complete
         return self
 
+    def pop_frames(self) -> np.ndarray:
+        """The unnormalised frames computed since the last call (all final), handed over and no longer kept."""
+        frames = np.concatenate(self.chunks) if self.chunks else np.zeros((0, self.extractor.feature_size), np.float32)
+        self.chunks = []
+        return frames
+
     def finish(self, normalize: bool = True) -> np.ndarray:
-        """The (1 + samples // hop_length, feature_size) features, normalised if fitted statistics exist."""
+        """The (1 + samples // hop_length, feature_size) features, normalised if fitted statistics exist; after
+        [`pop_frames`], only the frames not popped yet."""
         n_fft, hop = self.extractor.n_fft, self.extractor.hop_length
         remaining = 1 + self.samples // hop - self.frames
         if remaining > 0:  # the last frames reach into the trailing zero padding

@@ -30,6 +30,75 @@ def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[f
     return [float(s) for s in starts] + [duration_s - window_s]
 
 
+class WindowCutter:
+    """
+    Cuts a recording's analysis windows (those of [`window_starts`]) from its features and notes while they stream
+    in. A window is cut once the recording is known to run past its end and its frames and notes are final; what
+    no later window needs is then dropped, so memory does not grow with the recording's length. The inputs of each
+    window equal those cut from the whole recording's features and notes.
+    """
+
+    def __init__(self, processor, stride_s: float, use_acoustic: bool, use_symbolic: bool, keep_notes: bool = False):
+        fe = processor.feature_extractor
+        self.processor, self.stride_s, self.window_s = processor, stride_s, fe.chunk_length_s
+        self.frames_per_second = fe.sampling_rate / fe.hop_length
+        self.features = np.zeros((0, fe.feature_size), np.float32) if use_acoustic else None
+        self.first_frame = 0  # global index of self.features[0]
+        self.notes = np.zeros((0, 4)) if use_symbolic else None
+        self.kept_notes = [] if keep_notes and use_symbolic else None
+        self.total_notes = 0
+        self.next_regular = 0  # index k of the next window starting at k * stride_s
+
+    def add(self, features: np.ndarray | None = None, notes: np.ndarray | None = None) -> None:
+        """Appends final frames (unnormalised) and final notes ((N, 4), in onset order)."""
+        if self.features is not None and features is not None and len(features):
+            self.features = np.concatenate([self.features, features])
+        if self.notes is not None and notes is not None and len(notes):
+            self.notes = np.concatenate([self.notes, notes])
+            self.total_notes += len(notes)
+            if self.kept_notes is not None:
+                self.kept_notes.append(notes)
+
+    def ready(self, seconds_so_far: float, notes_final_s: float) -> list[float]:
+        """Starts of the windows that can be cut now, in order (each is then cut with [`cut`])."""
+        starts = []
+        while True:
+            start = self._snap(self.next_regular * self.stride_s)
+            if not self.next_regular * self.stride_s < seconds_so_far - self.window_s:
+                return starts  # the recording may end before this window does
+            first = round(start * self.frames_per_second)
+            frames_ready = self.features is None or self.first_frame + len(self.features) >= first + self.processor.feature_extractor.nb_max_frames
+            if not (frames_ready and (self.notes is None or notes_final_s >= start + self.window_s)):
+                return starts
+            starts.append(start)
+            self.next_regular += 1
+
+    def remaining(self, duration_s: float) -> list[float]:
+        """Starts of the windows not cut yet, once the recording has ended after `duration_s` seconds."""
+        all_starts = window_starts(duration_s, self.window_s, self.stride_s)
+        return [self._snap(start) for start in all_starts[self.next_regular :]] if duration_s > self.window_s else [0.0]
+
+    def cut(self, start: float) -> tuple[dict, int]:
+        """The model inputs of the window starting at `start` (from [`ready`] or [`remaining`], in order), and the
+        number of notes starting in it. Frames and notes before it are dropped."""
+        first = round(start * self.frames_per_second)
+        if self.features is not None:
+            self.features = self.features[max(0, first - self.first_frame) :]
+            self.first_frame = max(self.first_frame, first)
+        if self.notes is not None:
+            self.notes = self.notes[self.notes[:, 0] >= first / self.frames_per_second]
+        inputs = self.processor.window_inputs([(self.features, self.notes, start, self.first_frame)])
+        in_window = 0 if self.notes is None else int((self.notes[:, 0] < start + self.window_s).sum())
+        return inputs, in_window
+
+    def all_notes(self) -> np.ndarray | None:
+        """Every note of the recording (with `keep_notes`), or `None`."""
+        return None if self.kept_notes is None else np.concatenate([np.zeros((0, 4))] + self.kept_notes)
+
+    def _snap(self, start: float) -> float:
+        return round(start * self.frames_per_second) / self.frames_per_second  # window_inputs snaps to frames too
+
+
 class MDPianoAudioClassificationPipeline(ChunkPipeline):
     r"""
     Emotion quadrant classification of piano recordings with an mdpiano model.
@@ -131,56 +200,65 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if return_timeline is not None:
             postprocess["return_timeline"] = return_timeline
         if return_notes is not None:
+            preprocess["return_notes"] = return_notes  # the input's notes are kept only when asked for
             postprocess["return_notes"] = return_notes
         return preprocess, {}, postprocess
 
-    def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None):
-        rate = self.processor.sampling_rate
+    def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None, return_notes=False):
         window_s = self.feature_extractor.chunk_length_s
-        frames_per_second = rate / self.feature_extractor.hop_length
-        features, notes, duration = self._load(inputs, sampling_rate, soundfont)
-        notes = notes_to_array(notes) if notes is not None else None
-        starts = window_starts(duration, window_s, stride_length_s or window_s)
+        cutter = WindowCutter(self.processor, stride_length_s or window_s, self.uses_acoustic, self.uses_symbolic, return_notes)
+        seconds = 0.0
+        for features, notes, seconds, notes_final_s in self._stream(inputs, sampling_rate, soundfont):
+            cutter.add(features, notes)
+            for start in cutter.ready(seconds, notes_final_s):
+                yield self._window_item(cutter, start, start + window_s)
+        starts = cutter.remaining(seconds)
         for index, start in enumerate(starts):
-            start = round(start * frames_per_second) / frames_per_second  # window_inputs snaps to frames too
-            model_inputs = self.processor.window_inputs([(features, notes, start)])
-            in_window = 0 if notes is None else int(((notes[:, 0] >= start) & (notes[:, 0] < start + window_s)).sum())
-            is_last = index == len(starts) - 1
-            yield {
-                **model_inputs,
-                "is_last": is_last,
-                # The whole input's notes travel with its last window (every item carries the key, for batching).
-                "notes": notes.tolist() if notes is not None and is_last else None,
-                "window": (float(start), float(min(start + window_s, duration) if duration > 0 else window_s)),
-                "num_notes": in_window,
-            }
+            end = min(start + window_s, seconds) if seconds > 0 else window_s
+            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1)
 
-    def _load(self, inputs, sampling_rate, soundfont):
+    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False) -> dict:
+        model_inputs, num_notes = cutter.cut(start)
+        notes = cutter.all_notes() if is_last else None
+        return {
+            **model_inputs,
+            "is_last": is_last,
+            # The input's note count, and its notes when asked for, travel with its last window (every item
+            # carries the keys, for batching).
+            "total_notes": cutter.total_notes if is_last and cutter.notes is not None else None,
+            "notes": notes.tolist() if notes is not None else None,
+            "window": (float(start), float(end)),
+            "num_notes": num_notes,
+        }
+
+    def _stream(self, inputs, sampling_rate, soundfont):
         """
-        Unnormalised whole-input features (when the model reads audio), notes (when it reads symbols) and the
-        duration in seconds of one input. Audio streams through decoding, resampling, the STFT and the transcriber
-        block by block, so a long recording is never held whole.
+        Yields `(new final frames, new final notes, seconds so far, time before which notes are final)` as one input
+        streams block by block through decoding and resampling, the STFT and the transcriber (for the domains the
+        model reads; `None` for the others), so a long recording is never held whole. MIDI input comes in one piece:
+        its notes, and the features of its rendering.
         """
         rate = self.processor.sampling_rate
         if isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES):
             notes = read_midi_notes(inputs)
             if not notes:
                 raise ValueError(f"The MIDI file {inputs} has no notes: there is nothing to classify.")
+            duration = max(note.offset for note in notes)
             features = None
             if self.uses_acoustic:
                 from .rendering_mdpiano import render_midi
 
-                length = max(note.offset for note in notes)
-                if length > MAX_RENDER_S:
+                if duration > MAX_RENDER_S:
                     raise ValueError(
-                        f"The MIDI file {inputs} lasts {length / 3600:.1f} h; rendering MIDI to audio for the acoustic "
+                        f"The MIDI file {inputs} lasts {duration / 3600:.1f} h; rendering MIDI to audio for the acoustic "
                         f"domain is limited to {MAX_RENDER_S / 3600:g} h. Split the file, or render it yourself and "
                         "pass the audio."
                     )
                 waveform = render_midi(inputs, soundfont=soundfont, sampling_rate=rate)
                 features = self.feature_extractor.extract(waveform, normalize=False)
-                return features, notes, len(waveform) / rate
-            return features, notes, max(note.offset for note in notes)
+                duration = len(waveform) / rate
+            yield features, notes_to_array(notes) if self.uses_symbolic else None, duration, float("inf")
+            return
         if isinstance(inputs, dict) and "raw" in inputs:
             inputs = {"array": inputs["raw"], "sampling_rate": inputs.get("sampling_rate")}
         features = self.feature_extractor.stream() if self.uses_acoustic else None
@@ -192,19 +270,20 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                 features.feed(block)
             if transcription is not None:
                 transcription.feed(block)
-        return (
-            None if features is None else features.finish(normalize=False),
-            None if transcription is None else transcription.finish(),
-            samples / rate,
-        )
+            yield (None if features is None else features.pop_frames(), None if transcription is None else transcription.pop_notes(),
+                   samples / rate, float("inf") if transcription is None else transcription.final_until_s())  # fmt: skip
+        yield (None if features is None else features.finish(normalize=False),
+               None if transcription is None else transcription.close().pop_notes(), samples / rate, float("inf"))  # fmt: skip
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
         notes = model_inputs.pop("notes")
         window = model_inputs.pop("window")
         num_notes = model_inputs.pop("num_notes")
+        total_notes = model_inputs.pop("total_notes")
         outputs = self.model(**model_inputs)
-        return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes, "notes": notes}
+        return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes, "notes": notes,
+                "total_notes": total_notes}  # fmt: skip
 
     def postprocess(self, model_outputs, top_k=None, return_timeline=False, return_notes=False):
         id2label = self.model.config.id2label
@@ -213,8 +292,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         labels = self._ranked(probabilities.mean(dim=0), id2label, top_k)
         if not (return_timeline or return_notes):
             return labels
-        notes = model_outputs[-1]["notes"]  # None when the model does not read the symbolic domain
-        result = {"labels": labels, "num_notes": None if notes is None else len(notes)}
+        notes = model_outputs[-1]["notes"]
+        result = {"labels": labels, "num_notes": model_outputs[-1]["total_notes"]}  # None without a symbolic domain
         if return_timeline:
             result["timeline"] = [
                 {

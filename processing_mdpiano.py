@@ -184,21 +184,24 @@ class MDPianoProcessor(ProcessorMixin):
             windows: `(features, notes, start)` per window: the recording's unnormalised features (frames,
                 feature_size) from `feature_extractor.extract(..., normalize=False)` or `None` (no acoustic
                 domain), its notes (N, 4) or `None` (no symbolic domain: an empty sequence), and the window's start
-                in seconds. Starts snap to the nearest frame, so the frames are the window's own.
+                in seconds. Starts snap to the nearest frame, so the frames are the window's own. A fourth item,
+                the index of `features`' first frame in the recording, allows passing only a recent part of it.
 
         Returns:
             [`BatchFeature`] like `__call__`'s (without the acoustic keys when no window has features).
         """
         fe = self.feature_extractor
         frames_per_second = fe.sampling_rate / fe.hop_length
-        firsts = [int(round(start * frames_per_second)) for _, _, start in windows]
+        windows = [(*window, 0) if len(window) == 3 else tuple(window) for window in windows]
+        firsts = [int(round(start * frames_per_second)) for _, _, start, _ in windows]
         note_sets = [
             np.zeros((0, 4)) if notes is None else window_notes(notes, first / frames_per_second, fe.chunk_length_s)
-            for (_, notes, _), first in zip(windows, firsts)
+            for (_, notes, _, _), first in zip(windows, firsts)
         ]
         data = self.symbolic_inputs(note_sets)
-        if any(features is not None for features, _, _ in windows):
-            crops = [fe.normalize(features[first : first + fe.nb_max_frames]) for (features, _, _), first in zip(windows, firsts)]
+        if any(features is not None for features, _, _, _ in windows):
+            crops = [fe.normalize(features[first - offset : first - offset + fe.nb_max_frames])
+                     for (features, _, _, offset), first in zip(windows, firsts)]  # fmt: skip
             acoustic = fe.pad_features(crops, padding="max_length")
             data["input_features"] = acoustic["input_features"]
             data["feature_attention_mask"] = acoustic["attention_mask"]

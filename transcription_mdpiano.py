@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from .audio_mdpiano import stream_audio
-from .notes_mdpiano import Note
+from .notes_mdpiano import Note, array_to_notes
 
 # basic-pitch's model: 22050 Hz input, 2-s windows of 43844 samples, 86 frames per second (hop 256).
 BASIC_PITCH_SAMPLE_RATE = 22050
@@ -208,6 +208,7 @@ class TranscriptionStream:
         self.frame_notes = []  # (start frame, end frame, pitch, amplitude), global frames
         self.segment_frames = self.SEGMENT_S * ANNOTATIONS_FPS
         self.margin_frames = self.MARGIN_S * ANNOTATIONS_FPS
+        self.closed = False
 
     def feed(self, block: np.ndarray) -> "TranscriptionStream":
         self.samples += len(block)
@@ -259,8 +260,28 @@ class TranscriptionStream:
             self.note_chunks, self.onset_chunks = [note[drop:]], [onset[drop:]]
             self.first_frame += drop
 
-    def finish(self) -> list[Note]:
-        """The notes of the whole input, sorted by onset then pitch; empty for silence."""
+    def final_until_s(self) -> float:
+        """Every note starting before this time (seconds) is final: extracted, and handed out by [`pop_notes`]."""
+        if self.closed:
+            return float("inf")
+        return float(_frame_times(self.segment_start + 1)[self.segment_start])
+
+    def pop_notes(self) -> np.ndarray:
+        """
+        The final notes not handed out yet, as an (N, 4) float64 array (onset, offset, pitch, velocity) sorted by
+        onset then pitch; they are no longer kept. Notes come out in onset order across calls.
+        """
+        frame_notes, self.frame_notes = self.frame_notes, []
+        if not frame_notes:
+            return np.zeros((0, 4))
+        frames = np.array(frame_notes, dtype=np.float64)
+        times = _frame_times(int(frames[:, 1].max()) + 1)
+        array = np.stack([times[frames[:, 0].astype(int)], times[frames[:, 1].astype(int)], frames[:, 2],
+                          np.round(127 * frames[:, 3])], axis=1)  # fmt: skip
+        return array[np.lexsort((array[:, 2], array[:, 0]))]
+
+    def close(self) -> "TranscriptionStream":
+        """Runs the last (zero-padded) windows and extracts the remaining notes: the input has ended."""
         padded_length = OVERLAP_SAMPLES // 2 + self.samples
         # The last windows (starting before the end of the padded signal) are zero-padded, as in basic-pitch.
         windows_total = -(-padded_length // WINDOW_HOP)
@@ -274,14 +295,20 @@ class TranscriptionStream:
             keep = max(0, n_frames - self.first_frame)
             self.note_chunks, self.onset_chunks = [note[:keep]], [onset[:keep]]
             self._extract(final=True)
-        if not self.frame_notes or n_frames == 0:
-            return []
-        times = _basic_pitch().note_creation.model_frames_to_time(n_frames)
-        notes = [
-            Note(float(times[start]), float(times[end]), int(pitch), int(np.round(127 * amplitude)))
-            for start, end, pitch, amplitude in self.frame_notes
-        ]
-        return sorted(notes, key=lambda note: (note.onset, note.pitch))
+        if n_frames == 0:
+            self.frame_notes = []
+        self.note_chunks, self.onset_chunks = [], []
+        self.closed = True
+        return self
+
+    def finish(self) -> list[Note]:
+        """The notes of the whole input (those not popped yet), sorted by onset then pitch; empty for silence."""
+        return array_to_notes(self.close().pop_notes())
+
+
+def _frame_times(n_frames: int) -> np.ndarray:
+    """Times in seconds of basic-pitch's first `n_frames` output frames (its windowing shifts them slightly)."""
+    return _basic_pitch().note_creation.model_frames_to_time(n_frames)
 
 
 __all__ = ["MDPianoTranscriber", "TranscriberUnavailableError", "TranscriptionStream", "default_model_path"]

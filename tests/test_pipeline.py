@@ -211,3 +211,48 @@ def test_notes_and_silence(pipe, rendered_clip, quadrant_clips):
     inputs = [str(path) for _, path, _ in quadrant_clips]
     batched = pipe(inputs, batch_size=3, return_notes=True)
     assert [len(r["notes"]) for r in batched] == [r["num_notes"] for r in pipe(inputs, return_notes=True)]
+
+
+def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch):
+    """Windows are cut as frames and notes become final (short note segments and audio blocks here, to see it in
+    minutes): what is held does not grow with the input's length, and the scores equal those of the whole input's
+    windows."""
+    import functools
+
+    from mdpiano import pipeline_mdpiano
+    from mdpiano.notes_mdpiano import notes_to_array
+    from mdpiano.transcription_mdpiano import TranscriptionStream
+
+    monkeypatch.setattr(TranscriptionStream, "SEGMENT_S", 20)
+    monkeypatch.setattr(TranscriptionStream, "MARGIN_S", 5)
+    monkeypatch.setattr(pipeline_mdpiano, "stream_audio", functools.partial(pipeline_mdpiano.stream_audio, block_seconds=7.0))
+    original_cut, held = pipeline_mdpiano.WindowCutter.cut, []
+
+    def cut_and_record(cutter, start):
+        held.append((len(cutter.features), cutter.first_frame + len(cutter.features)))
+        return original_cut(cutter, start)
+
+    monkeypatch.setattr(pipeline_mdpiano.WindowCutter, "cut", cut_and_record)
+    music = np.tile(np.concatenate([w for _, _, w in quadrant_clips]), 16).astype(np.float32)
+    peaks = {}
+    for seconds in (180, 360):
+        held.clear()
+        audio = music[: SR * seconds]
+        timeline = pipe({"array": audio, "sampling_rate": SR}, return_timeline=True)["timeline"]
+        total_frames = 1 + len(audio) // pipe.feature_extractor.hop_length
+        assert held[0][1] < total_frames / 2  # the first window was cut long before the input ended
+        peaks[seconds] = max(frames for frames, _ in held)
+    assert peaks[360] <= peaks[180] * 1.1  # twice the input, not twice the frames held
+
+    processor, model = pipe.processor, pipe.model
+    features = processor.feature_extractor.extract(audio, normalize=False)
+    notes = notes_to_array(processor.transcriber(audio, SR))
+    for window in timeline:
+        inputs = processor.window_inputs([(features, notes, window["start"])])
+        with torch.no_grad():
+            expected = model(**inputs).logits.softmax(-1)[0]
+        got = {r["label"]: r["score"] for r in window["labels"]}
+        for index, label in model.config.id2label.items():
+            assert got[label] == pytest.approx(float(expected[index]), abs=1e-6)
+        in_window = (notes[:, 0] >= window["start"]) & (notes[:, 0] < window["start"] + pipe.feature_extractor.chunk_length_s)
+        assert window["num_notes"] == int(in_window.sum())
