@@ -19,32 +19,6 @@ DEFAULT_BATCH_SIZE = 8
 MAX_RENDER_S = 3600.0
 
 
-def fix_malloc_mmap_threshold(threshold_bytes: int = 128 * 1024) -> bool:
-    """
-    Has glibc serve every allocation from `threshold_bytes` up with mmap, so that it goes back to the system when
-    freed. By default glibc raises that threshold each time a large block is freed; the long-audio path's large
-    temporary arrays (note extraction over 10-minute segments, model batches of varying length) then land on the
-    heap and fragment it, and the process grows with the recording's length (measured with scripts/benchmark.py:
-    about 200 MB more for 1 h than for 10 min; flat with a fixed threshold). Process-wide; done by the pipeline
-    unless `MDPIANO_MALLOC_TUNING=0` or `MALLOC_MMAP_THRESHOLD_` is set.
-
-    Returns:
-        whether the threshold was set (`False` off glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    if os.environ.get("MDPIANO_MALLOC_TUNING") == "0" or "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    M_MMAP_THRESHOLD = -3
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold_bytes))
-
-
 def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
     """
     Start times of analysis windows over a recording: one window when it fits, else windows every `stride_s` and a
@@ -172,7 +146,6 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         self.tokenizer = processor.tokenizer
         self.feature_extractor = processor.feature_extractor
         self.model.eval()
-        fix_malloc_mmap_threshold()
 
     @staticmethod
     def _default_processor(model, feature_extractor=None) -> MDPianoProcessor:

@@ -256,14 +256,3 @@ def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch
             assert got[label] == pytest.approx(float(expected[index]), abs=1e-6)
         in_window = (notes[:, 0] >= window["start"]) & (notes[:, 0] < window["start"] + pipe.feature_extractor.chunk_length_s)
         assert window["num_notes"] == int(in_window.sum())
-
-
-def test_malloc_tuning_can_be_left_alone(monkeypatch):
-    from mdpiano.pipeline_mdpiano import fix_malloc_mmap_threshold
-
-    assert fix_malloc_mmap_threshold() is True  # glibc (Linux)
-    monkeypatch.setenv("MDPIANO_MALLOC_TUNING", "0")
-    assert fix_malloc_mmap_threshold() is False
-    monkeypatch.delenv("MDPIANO_MALLOC_TUNING")
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert fix_malloc_mmap_threshold() is False
