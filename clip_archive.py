@@ -61,7 +61,7 @@ def _unpack(arrays, feature_extractor) -> list[Clip]:
             channels = stored[:, first:last].astype(np.float32)
             if feature_extractor.feature_type == "mixed":
                 log_mel = channels[: feature_extractor.n_mels]
-                mfcc = feature_extractor.mfcc_from_log_mel(log_mel) if last > first else np.zeros((feature_extractor.n_mfcc, 0))
+                mfcc = feature_extractor.mfcc_from_log_mel(log_mel) if last > first else np.zeros((feature_extractor.n_mfcc, 0))  # fmt: skip
                 channels = np.concatenate([log_mel, mfcc, channels[feature_extractor.n_mels :]])
             features.append(channels.T.astype(np.float16))
     note_offsets = arrays["note_offsets"]

@@ -69,7 +69,8 @@ class FeatureAugmentation:
             augmented = augmented + rng.uniform(0.1, 0.6) * tail
         position = np.linspace(-1.0, 1.0, self.bands)
         centre, width = rng.uniform(-1.0, 1.0), rng.uniform(0.1, 0.4)
-        eq_db = rng.uniform(-1, 1) * self.eq_db * position + rng.uniform(-1, 1) * self.eq_db * np.exp(-0.5 * ((position - centre) / width) ** 2)
+        tilt_db, bell_db = rng.uniform(-1, 1, size=2) * self.eq_db
+        eq_db = tilt_db * position + bell_db * np.exp(-0.5 * ((position - centre) / width) ** 2)
         augmented = augmented * 10.0 ** (eq_db / 10.0)
         if rng.random() < self.noise_probability:
             colour_db = rng.uniform(-20.0, 0.0) * (position + 1.0) / 2.0  # 0 dB tilt (white) to -20 dB (brown-like)
@@ -86,7 +87,8 @@ class FeatureAugmentation:
             result[:, n_mels : n_mels + n_mfcc] = fe.mfcc_from_log_mel(log_power.T).T
             # Centroid and RMS need the linear spectrum: shift them by what the band powers say changed.
             before, after = power.sum(axis=1), augmented.sum(axis=1)
-            centroid_shift_hz = (augmented @ self.band_hz) / np.maximum(after, AMIN_POWER) - (power @ self.band_hz) / np.maximum(before, AMIN_POWER)
+            centroid_hz_after = (augmented @ self.band_hz) / np.maximum(after, AMIN_POWER)
+            centroid_shift_hz = centroid_hz_after - (power @ self.band_hz) / np.maximum(before, AMIN_POWER)
             result[:, n_mels + n_mfcc] += centroid_shift_hz / 1000.0
             result[:, n_mels + n_mfcc + 1] += 10.0 * np.log10(np.maximum(after, AMIN_POWER) / np.maximum(before, AMIN_POWER))
         return result.astype(np.asarray(features).dtype)

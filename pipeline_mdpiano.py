@@ -66,8 +66,8 @@ class WindowCutter:
             start = self._snap(self.next_regular * self.stride_s)
             if not self.next_regular * self.stride_s < seconds_so_far - self.window_s:
                 return starts  # the recording may end before this window does
-            first = round(start * self.frames_per_second)
-            frames_ready = self.features is None or self.first_frame + len(self.features) >= first + self.processor.feature_extractor.nb_max_frames
+            last_frame = round(start * self.frames_per_second) + self.processor.feature_extractor.nb_max_frames
+            frames_ready = self.features is None or self.first_frame + len(self.features) >= last_frame
             if not (frames_ready and (self.notes is None or notes_final_s >= start + self.window_s)):
                 return starts
             starts.append(start)
@@ -206,7 +206,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
 
     def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None, return_notes=False):
         window_s = self.feature_extractor.chunk_length_s
-        cutter = WindowCutter(self.processor, stride_length_s or window_s, self.uses_acoustic, self.uses_symbolic, return_notes)
+        stride_s = stride_length_s or window_s
+        cutter = WindowCutter(self.processor, stride_s, self.uses_acoustic, self.uses_symbolic, return_notes)
         seconds = 0.0
         for features, notes, seconds, notes_final_s in self._stream(inputs, sampling_rate, soundfont):
             cutter.add(features, notes)
@@ -270,10 +271,18 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                 features.feed(block)
             if transcription is not None:
                 transcription.feed(block)
-            yield (None if features is None else features.pop_frames(), None if transcription is None else transcription.pop_notes(),
-                   samples / rate, float("inf") if transcription is None else transcription.final_until_s())  # fmt: skip
-        yield (None if features is None else features.finish(normalize=False),
-               None if transcription is None else transcription.close().pop_notes(), samples / rate, float("inf"))  # fmt: skip
+            yield (
+                None if features is None else features.pop_frames(),
+                None if transcription is None else transcription.pop_notes(),
+                samples / rate,
+                float("inf") if transcription is None else transcription.final_until_s(),
+            )
+        yield (
+            None if features is None else features.finish(normalize=False),
+            None if transcription is None else transcription.close().pop_notes(),
+            samples / rate,
+            float("inf"),
+        )
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")

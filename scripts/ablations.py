@@ -65,7 +65,7 @@ def train_command(args, variant: str, seed: int, run_dir: Path) -> list[str]:
     return command + args.train_args
 
 
-def test_predictions(args, model, processor):
+def predict_test_set(args, model, processor):
     """Clip-level predictions on the test set, and its `clip_id` and `label` columns."""
     if args.clips:
         clips = read_clip_archive(args.clips, args.test_set, processor.feature_extractor)
@@ -101,7 +101,7 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = MDPianoForAudioClassification.from_pretrained(run_dir / "best").eval().to(device)
     processor = MDPianoProcessor.from_pretrained(run_dir / "best")
-    predictions, test = test_predictions(args, model, processor)
+    predictions, test = predict_test_set(args, model, processor)
     trained_on = device_description()
     print(f"== {variant}, seed {seed}: done", flush=True)
     write_report(predictions, test, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})",
@@ -171,11 +171,11 @@ def main():
     with ThreadPoolExecutor(args.jobs) as pool:
         metrics = list(pool.map(lambda run: run_one(args, *run), runs))
     results = {variant: [m for (v, _), m in zip(runs, metrics) if v == variant] for variant in args.variants}
-    reports = [json.loads((Path(args.output_dir) / v / f"seed-{s}" / "evaluation" / "results.json").read_text()) for v, s in runs]
+    run_dirs = [Path(args.output_dir) / variant / f"seed-{seed}" for variant, seed in runs]
+    reports = [json.loads((run_dir / "evaluation" / "results.json").read_text()) for run_dir in run_dirs]
     trained_on = sorted({report.get("trained_on", "unrecorded") for report in reports})
     num_test_clips = len(reports[0]["clips"])
-    validation_sets = sorted({json.loads((Path(args.output_dir) / v / f"seed-{s}" / "arguments.json").read_text())["validation_set"]
-                              for v, s in runs})  # fmt: skip
+    validation_sets = sorted({json.loads((run_dir / "arguments.json").read_text())["validation_set"] for run_dir in run_dirs})
     text = table(results, args, num_test_clips, trained_on, validation_sets)
     command = "python scripts/ablations.py " + " ".join(sys.argv[1:])
     for path, placeholder in ((args.cache_dir, "<cache-dir>"), (args.clips, "<clip-archive>")):
