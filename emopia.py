@@ -89,6 +89,17 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
         return list(reader)
 
 
+def split_of_audio_set(name: str) -> str:
+    """
+    The EMOPIA split an audio set renders: `train` and `train-<n>` the train split, `validation` and
+    `validation-unseen` the validation split, `test-clean` and `test-unseen` the test split.
+    """
+    for split in ("train", "validation", "test"):
+        if name == split or name.startswith(f"{split}-"):
+            return split
+    raise ValueError(f"Cannot tell the EMOPIA split of audio set {name!r}: name it train-<n>, validation-* or test-*.")
+
+
 def find_audio(audio_dir: str | os.PathLike, clip_id: str) -> str | None:
     """The audio file of a clip in `audio_dir` (`<clip_id>.<wav|flac|mp3|ogg|m4a|opus>`), or None."""
     for extension in AUDIO_EXTENSIONS:
@@ -172,4 +183,5 @@ def load_emopia(
     return (dataset, report) if return_report else dataset
 
 
-__all__ = ["EmopiaFormatError", "EmopiaReport", "find_audio", "load_emopia", "read_labels", "read_split", "song_id"]
+__all__ = ["EmopiaFormatError", "EmopiaReport", "find_audio", "load_emopia", "read_labels", "read_split", "song_id",
+           "split_of_audio_set"]

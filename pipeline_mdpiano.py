@@ -75,8 +75,7 @@ class WindowCutter:
 
     def remaining(self, duration_s: float) -> list[float]:
         """Starts of the windows not cut yet, once the recording has ended after `duration_s` seconds."""
-        all_starts = window_starts(duration_s, self.window_s, self.stride_s)
-        return [self._snap(start) for start in all_starts[self.next_regular :]] if duration_s > self.window_s else [0.0]
+        return [self._snap(start) for start in window_starts(duration_s, self.window_s, self.stride_s)[self.next_regular :]]
 
     def cut(self, start: float) -> tuple[dict, int]:
         """The model inputs of the window starting at `start` (from [`ready`] or [`remaining`], in order), and the

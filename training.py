@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +171,6 @@ def quadrant_metrics(predictions: dict, labels: list[int]) -> dict:
 
 def device_description() -> str:
     """What training runs on here, for reports: the GPU's name, or the CPU core count."""
-    import os
-
     return torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
 
 

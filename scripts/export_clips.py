@@ -14,11 +14,8 @@ from pathlib import Path
 from mdpiano import MDPianoConfig, MDPianoProcessor
 from mdpiano.caching import cache_dataset
 from mdpiano.clip_archive import write_clip_archive
-from mdpiano.emopia import load_emopia
+from mdpiano.emopia import load_emopia, split_of_audio_set
 from mdpiano.training import load_clips
-
-SPLIT_OF_SET = {"validation": "validation", "validation-unseen": "validation", "test-clean": "test", "test-unseen": "test"}
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -37,9 +34,10 @@ def main():
     processor = MDPianoProcessor.from_config(config)
     sets = {}
     for audio_set in args.sets:
-        split = SPLIT_OF_SET.get(audio_set, "train" if audio_set.startswith("train") else None)
-        if split is None:
-            parser.error(f"cannot tell the split of audio set {audio_set!r}: name it train-*, validation or test-*")
+        try:
+            split = split_of_audio_set(audio_set)
+        except ValueError as error:
+            parser.error(str(error))
         audio_dir = Path(args.cache_dir) / "audio" / audio_set
         dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir)[split]
         sets[audio_set] = load_clips(cache_dataset(dataset, processor, args.cache_dir, audio_set, args.num_proc))

@@ -3,7 +3,8 @@
     python scripts/render_emopia.py --cache-dir ~/.cache/mdpiano [--data ../shared/data] [--train-variants 2]
 
 Writes <cache-dir>/audio/<set>/<clip_id>.<flac|ogg|mp3>, one folder per set: train-0 .. train-<n-1> (the train
-split, each a new draw of training conditions), validation (the validation split, training conditions) and
+split, each a new draw of training conditions), validation (the validation split, training conditions),
+validation-unseen (the validation split through a recording chain outside training, for model selection) and
 test-clean / test-unseen (the test split through a piano, room, EQ, noise and codec that training never uses).
 Each folder is an `audio_dir` for mdpiano.emopia.load_emopia. Resumable: finished files are kept.
 """
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mdpiano.augmentation import render_folder
-from mdpiano.emopia import load_emopia
+from mdpiano.emopia import load_emopia, split_of_audio_set
 
 
 def main():
@@ -27,11 +28,9 @@ def main():
     args = parser.parse_args()
 
     dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme)
-    split_of_set = {"train": "train", "validation": "validation", "validation-unseen": "validation", "test-clean": "test",
-                    "test-unseen": "test"}  # fmt: skip
     failures = {}
     for condition_set in args.sets:
-        split = dataset[split_of_set[condition_set]]
+        split = dataset[split_of_audio_set(condition_set)]
         midi_paths = dict(zip(split["clip_id"], split["midi_path"]))
         variants = range(args.train_variants) if condition_set == "train" else [0]
         for variant in variants:

@@ -93,3 +93,12 @@ def test_malformed_label_file(small_emopia, content, message):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="midis"):
         load_emopia(tmp_path)
+
+
+def test_audio_sets_name_their_split():
+    from mdpiano.emopia import split_of_audio_set
+
+    names = ["train", "train-0", "train-1", "validation", "validation-unseen", "test-clean", "test-unseen"]
+    assert [split_of_audio_set(n) for n in names] == ["train"] * 3 + ["validation"] * 2 + ["test"] * 2
+    with pytest.raises(ValueError, match="Cannot tell the EMOPIA split of audio set 'trainee'"):
+        split_of_audio_set("trainee")
