@@ -18,7 +18,7 @@ def basic_pitch_predictor():
     """basic-pitch's `predict()` with its ONNX model loaded once (the reference: transcription alone)."""
     from .transcription_mdpiano import _basic_pitch, default_model_path
 
-    inference = _basic_pitch().inference
+    inference = _basic_pitch("inference").inference
     model = inference.Model(default_model_path())
 
     def predict(path):

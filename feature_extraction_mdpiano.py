@@ -3,7 +3,9 @@
 from collections.abc import Iterable
 
 import numpy as np
+import scipy.fft
 from transformers import BatchFeature, SequenceFeatureExtractor
+from transformers.audio_utils import mel_filter_bank, power_to_db
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
@@ -11,12 +13,18 @@ logger = logging.get_logger(__name__)
 FEATURE_TYPES = ("mixed", "stft")
 
 
+def periodic_hann(length: int) -> np.ndarray:
+    """The periodic Hann window (float64) that librosa's `stft` uses, computed as scipy's `get_window("hann")`."""
+    return 0.5 + 0.5 * np.cos(np.linspace(-np.pi, np.pi, length + 1))[:-1]
+
+
 class MDPianoFeatureExtractor(SequenceFeatureExtractor):
     r"""
     Computes the acoustic input of mdpiano from mono audio at `sampling_rate`.
 
-    One magnitude STFT per waveform (Hann window `n_fft`, hop `hop_length`, centred frames) gives every feature
-    (librosa):
+    One magnitude STFT per waveform (Hann window `n_fft`, hop `hop_length`, centred frames) gives every feature, with
+    librosa's definitions (computed with numpy, scipy.fft and transformers' mel filters: importing librosa's feature
+    module costs over a second at start-up):
 
     - `"mixed"` (the paper's input), per frame in this order: `n_mels` log-mel energies (dB), `n_mfcc` MFCCs of that
       log-mel spectrum, the spectral centroid (kHz) and the RMS energy (dB), so `feature_size = n_mels + n_mfcc + 2`;
@@ -98,13 +106,19 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         if self.feature_std is not None and min(self.feature_std) <= 0:
             raise ValueError("`feature_std` values must be positive.")
         self.mel_filters = self._build_mel_filters() if feature_type == "mixed" else None
+        self.window = periodic_hann(n_fft)  # neither is saved (transformers leaves both out of the config)
 
     def _build_mel_filters(self) -> np.ndarray:
-        import librosa
-
-        return librosa.filters.mel(
-            sr=self.sampling_rate, n_fft=self.n_fft, n_mels=self.n_mels, fmin=self.fmin, fmax=self.fmax
-        ).astype(np.float32)
+        """Slaney-style mel filters (n_mels, n_fft // 2 + 1), as librosa's default `filters.mel`."""
+        return mel_filter_bank(
+            num_frequency_bins=self.n_fft // 2 + 1,
+            num_mel_filters=self.n_mels,
+            min_frequency=self.fmin,
+            max_frequency=self.sampling_rate / 2 if self.fmax is None else self.fmax,
+            sampling_rate=self.sampling_rate,
+            norm="slaney",
+            mel_scale="slaney",
+        ).T.astype(np.float32)
 
     @property
     def n_samples(self) -> int:
@@ -223,25 +237,40 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         Unnormalised features (frames, feature_size) of the STFT frames that fit in `segment` (no padding: frame
         i covers samples i * hop_length to i * hop_length + n_fft). Every feature is computed frame by frame.
         """
-        import librosa
-
-        magnitude = np.abs(librosa.stft(segment, n_fft=self.n_fft, hop_length=self.hop_length, center=False))
+        frames = np.lib.stride_tricks.sliding_window_view(segment, self.n_fft)[:: self.hop_length]
+        # float64 transform stored as complex64, as librosa's `stft` of float32 audio: (bins, frames)
+        magnitude = np.abs(np.fft.rfft(self.window * frames, axis=-1).astype(np.complex64)).T
         if self.feature_type == "stft":
-            features = librosa.amplitude_to_db(magnitude, ref=1.0, amin=1e-5, top_db=None)
+            features = power_to_db(magnitude**2, min_value=1e-5**2)
         else:
-            log_mel = librosa.power_to_db(self.mel_filters @ magnitude**2, ref=1.0, amin=1e-10, top_db=None)
+            log_mel = power_to_db(self.mel_filters @ magnitude**2, min_value=1e-10)
             mfcc = self.mfcc_from_log_mel(log_mel)
-            centroid_khz = librosa.feature.spectral_centroid(S=magnitude, sr=self.sampling_rate, n_fft=self.n_fft) / 1000
-            rms = librosa.feature.rms(S=magnitude, frame_length=self.n_fft)
-            rms_db = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-5, top_db=None)
+            centroid_khz = self.spectral_centroid(magnitude) / 1000
+            rms_db = power_to_db(self.rms(magnitude) ** 2, min_value=1e-5**2)
             features = np.concatenate([log_mel, mfcc, centroid_khz, rms_db], axis=0)
         return features.T.astype(np.float32)
 
-    def mfcc_from_log_mel(self, log_mel: np.ndarray) -> np.ndarray:
-        """MFCCs (n_mfcc, frames) of a log-mel spectrogram (n_mels, frames) in dB, as the "mixed" feature holds them."""
-        import librosa
+    def spectral_centroid(self, magnitude: np.ndarray) -> np.ndarray:
+        """Spectral centroid in Hz (1, frames) of a magnitude spectrogram (bins, frames), as librosa's (frames with
+        no energy give 0)."""
+        total = magnitude.astype(np.float64).sum(axis=0, keepdims=True)
+        total[total < np.finfo(magnitude.dtype).tiny] = 1.0
+        frequencies = np.fft.rfftfreq(self.n_fft, 1.0 / self.sampling_rate)[:, None]
+        return np.sum(frequencies * (magnitude / total).astype(magnitude.dtype), axis=0, keepdims=True)
 
-        return librosa.feature.mfcc(S=log_mel, n_mfcc=self.n_mfcc)
+    def rms(self, magnitude: np.ndarray) -> np.ndarray:
+        """RMS energy (1, frames) of the frames of a magnitude spectrogram (bins, frames), as librosa's `rms(S=...)`:
+        Parseval's sum over the one-sided spectrum."""
+        power = magnitude.astype(np.float32) ** 2
+        power[0] *= 0.5
+        if self.n_fft % 2 == 0:
+            power[-1] *= 0.5
+        return np.sqrt(2 * np.sum(power, axis=0, keepdims=True) / self.n_fft**2)
+
+    def mfcc_from_log_mel(self, log_mel: np.ndarray) -> np.ndarray:
+        """MFCCs (n_mfcc, frames) of a log-mel spectrogram (n_mels, frames) in dB, as the "mixed" feature holds them
+        (librosa's `mfcc`: orthonormal DCT-II)."""
+        return scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[: self.n_mfcc]
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Standardises (frames, feature_size) features with `feature_mean` and `feature_std`, when fitted."""

@@ -2,12 +2,14 @@
 
 import contextlib
 import functools
+import importlib
 import logging
 import os
 
 import numpy as np
 
 from .audio_mdpiano import stream_audio
+from .note_extraction import extract_notes, model_frames_to_time
 from .notes_mdpiano import Note, array_to_notes
 
 # basic-pitch's model: 22050 Hz input, 2-s windows of 43844 samples, 86 frames per second (hop 256).
@@ -40,12 +42,14 @@ def _quiet_basic_pitch_import():
         root.setLevel(level)
 
 
-def _basic_pitch():
+def _basic_pitch(*submodules: str):
+    """The basic-pitch package, with the named submodules imported (`"inference"` costs seconds: librosa, scipy)."""
     try:
         with _quiet_basic_pitch_import():
             import basic_pitch
-            import basic_pitch.inference
-            import basic_pitch.note_creation
+
+            for name in submodules:
+                importlib.import_module(f"basic_pitch.{name}")
     except ImportError as error:
         raise TranscriberUnavailableError(
             "Piano transcription needs basic-pitch: `pip install --no-deps basic-pitch==0.4.0` beside onnxruntime "
@@ -79,9 +83,9 @@ class MDPianoTranscriber:
     r"""
     Turns piano audio into notes with basic-pitch's ONNX model. The model is loaded once per process and shared.
 
-    Windowing and note extraction follow basic-pitch's `predict()` (same padding, window overlap and
-    post-processing through `basic_pitch.note_creation`), so the notes equal basic-pitch's own for the same
-    thresholds; the windows run through onnxruntime in batches. Velocity is `round(127 * amplitude)`, as in
+    Windowing and note extraction follow basic-pitch's `predict()` (same padding, window overlap and post-processing,
+    the latter in [`extract_notes`]), so the notes equal basic-pitch's own for the same thresholds; the windows run
+    through onnxruntime in batches. Velocity is `round(127 * amplitude)`, as in
     basic-pitch's MIDI output. Pitch bends are not computed.
 
     Args:
@@ -167,20 +171,17 @@ class MDPianoTranscriber:
     def frames_to_notes(self, note: np.ndarray, onset: np.ndarray) -> list[tuple[int, int, int, float]]:
         """basic-pitch's note extraction (`output_to_notes_polyphonic`) with this transcriber's thresholds:
         `(start frame, end frame, pitch, amplitude)` per note."""
-        if note.shape[0] == 0:
-            return []
-        with np.errstate(invalid="ignore", divide="ignore"):  # basic-pitch rescales by a maximum that is 0 in silence
-            return _basic_pitch().note_creation.output_to_notes_polyphonic(
-                note,
-                onset,
-                onset_thresh=self.onset_threshold,
-                frame_thresh=self.frame_threshold,
-                min_note_len=int(np.round(self.minimum_note_length_ms / 1000 * (BASIC_PITCH_SAMPLE_RATE / BASIC_PITCH_HOP))),
-                infer_onsets=True,
-                max_freq=self.maximum_frequency,
-                min_freq=self.minimum_frequency,
-                melodia_trick=self.melodia_trick,
-            )
+        return extract_notes(
+            note,
+            onset,
+            onset_threshold=self.onset_threshold,
+            frame_threshold=self.frame_threshold,
+            min_note_length=int(np.round(self.minimum_note_length_ms / 1000 * (BASIC_PITCH_SAMPLE_RATE / BASIC_PITCH_HOP))),
+            infer_onsets=True,
+            max_frequency=self.maximum_frequency,
+            min_frequency=self.minimum_frequency,
+            melodia_trick=self.melodia_trick,
+        )
 
 
 class TranscriptionStream:
@@ -264,7 +265,7 @@ class TranscriptionStream:
         """Every note starting before this time (seconds) is final: extracted, and handed out by [`pop_notes`]."""
         if self.closed:
             return float("inf")
-        return float(_frame_times(self.segment_start + 1)[self.segment_start])
+        return float(model_frames_to_time(self.segment_start + 1)[self.segment_start])
 
     def pop_notes(self) -> np.ndarray:
         """
@@ -275,7 +276,7 @@ class TranscriptionStream:
         if not frame_notes:
             return np.zeros((0, 4))
         frames = np.array(frame_notes, dtype=np.float64)
-        times = _frame_times(int(frames[:, 1].max()) + 1)
+        times = model_frames_to_time(int(frames[:, 1].max()) + 1)
         array = np.stack([times[frames[:, 0].astype(int)], times[frames[:, 1].astype(int)], frames[:, 2],
                           np.round(127 * frames[:, 3])], axis=1)  # fmt: skip
         return array[np.lexsort((array[:, 2], array[:, 0]))]
@@ -304,11 +305,6 @@ class TranscriptionStream:
     def finish(self) -> list[Note]:
         """The notes of the whole input (those not popped yet), sorted by onset then pitch; empty for silence."""
         return array_to_notes(self.close().pop_notes())
-
-
-def _frame_times(n_frames: int) -> np.ndarray:
-    """Times in seconds of basic-pitch's first `n_frames` output frames (its windowing shifts them slightly)."""
-    return _basic_pitch().note_creation.model_frames_to_time(n_frames)
 
 
 __all__ = ["MDPianoTranscriber", "TranscriberUnavailableError", "TranscriptionStream", "default_model_path"]

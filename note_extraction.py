@@ -1,0 +1,173 @@
+"""
+Note events from basic-pitch's frame and onset activations: the post-processing of basic-pitch's
+`note_creation.output_to_notes_polyphonic` (Bittner et al., ICASSP 2022), computed without scanning a frame at a time
+in Python or a full-matrix maximum per note, and without importing librosa, scipy.signal and mir_eval (what
+basic-pitch's module loads costs seconds at start-up). The notes equal basic-pitch's own (tested), including their
+order and amplitudes.
+"""
+
+import numpy as np
+
+MIDI_OFFSET = 21  # the first activation bin is A0
+# basic-pitch's frame times: 22050 Hz, hop 256, 2-s windows of 172 frames fed 43844 samples (2 s less one hop).
+_SAMPLE_RATE, _HOP, _WINDOW_FRAMES, _WINDOW_SAMPLES = 22050, 256, 172, 43844
+_WINDOW_OFFSET_S = (_HOP / _SAMPLE_RATE) * (_WINDOW_FRAMES - _WINDOW_SAMPLES / _HOP) + 0.0018  # basic-pitch's value
+_FIRST_SCAN = 64  # frames looked at before a note scan widens (most notes end within this)
+
+
+def hz_to_midi(frequency: float) -> float:
+    """MIDI pitch (A4 = 69 at 440 Hz) of a frequency in Hz."""
+    return 12 * (np.log2(frequency) - np.log2(440.0)) + 69
+
+
+def model_frames_to_time(n_frames: int) -> np.ndarray:
+    """Times in seconds of the first `n_frames` activation frames; each 2-s window shifts them slightly, as
+    basic-pitch's `model_frames_to_time` does."""
+    frames = np.arange(n_frames)
+    return (frames * _HOP).astype(int) / float(_SAMPLE_RATE) - _WINDOW_OFFSET_S * np.floor(frames / _WINDOW_FRAMES)
+
+
+def inferred_onsets(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2) -> np.ndarray:
+    """
+    The larger of the predicted onsets and rises in the frame activations over 1..`n_diff` frames, the rises
+    rescaled to the onsets' maximum: (frames, pitches) float64.
+    """
+    # The first `n_diff` rows stay zero, as basic-pitch sets them; float64, as basic-pitch computes.
+    frames = frames.astype(np.float64)
+    rise = np.zeros_like(frames)
+    if len(frames) > n_diff:
+        later = frames[n_diff:]
+        rise[n_diff:] = later - frames[n_diff - 1 : -1]
+        for lag in range(2, n_diff + 1):
+            np.minimum(rise[n_diff:], later - frames[n_diff - lag : -lag], out=rise[n_diff:])
+    rise[rise < 0] = 0
+    with np.errstate(invalid="ignore", divide="ignore"):  # no rise at all (silence) gives NaN, as in basic-pitch
+        rise = np.max(onsets) * rise / np.max(rise)
+    return np.maximum(onsets, rise)
+
+
+def _last_active(column: np.ndarray, first: int, stop: int, threshold: float, tolerance: int) -> int:
+    """
+    Scanning `column[first:stop]` forwards, the index of the last frame not below `threshold` before `tolerance`
+    consecutive frames below it (or before `stop`); `first - 1` when there is none.
+    """
+    last, position, width = first - 1, first, _FIRST_SCAN
+    while position < stop:
+        end = min(stop, position + width)
+        for active in (np.flatnonzero(~(column[position:end] < threshold)) + position).tolist():
+            if active - last > tolerance:
+                return last
+            last = active
+        if end - 1 - last >= tolerance:
+            return last
+        position, width = end, width * 2
+    return last
+
+
+def _clear(remaining: np.ndarray, start: int, stop: int, pitch: int) -> None:
+    """Zeroes frames [start, stop) of a pitch bin and of its neighbours."""
+    remaining[start:stop, max(pitch - 1, 0) : pitch + 2] = 0
+
+
+def extract_notes(
+    frames: np.ndarray,
+    onsets: np.ndarray,
+    onset_threshold: float,
+    frame_threshold: float,
+    min_note_length: int,
+    infer_onsets: bool = True,
+    max_frequency: float | None = None,
+    min_frequency: float | None = None,
+    melodia_trick: bool = True,
+    energy_tolerance: int = 11,
+) -> list[tuple[int, int, int, float]]:
+    """
+    Note events from activations, as basic-pitch's `output_to_notes_polyphonic`: notes start at peaks of the onset
+    activations (above `onset_threshold`, latest first) and last while the frame activation stays above
+    `frame_threshold` (allowing `energy_tolerance` frames below it); the energy they cover is used up. With
+    `melodia_trick`, notes are then grown both ways from the strongest remaining frame activations.
+
+    Args:
+        frames: frame activations (n_frames, 88), float32 as the model gives them.
+        onsets: onset activations (n_frames, 88).
+        onset_threshold: minimum onset activation that starts a note, in (0, 1).
+        frame_threshold: minimum frame activation that keeps a note sounding.
+        min_note_length: notes of at most this many frames are dropped.
+        infer_onsets: also start notes where the frame activations rise sharply.
+        max_frequency, min_frequency: activations above / below these frequencies (Hz) are ignored.
+        melodia_trick: basic-pitch's second pass over the remaining energy.
+        energy_tolerance: frames below `frame_threshold` that end a note.
+
+    Returns:
+        `[(start frame, end frame, MIDI pitch, amplitude)]`: onset-driven notes in reverse time order, then those of
+        the second pass; the amplitude is the mean frame activation over the note.
+    """
+    frames = np.array(frames)
+    onsets = np.array(onsets)
+    n_frames, n_pitches = frames.shape
+    if n_frames == 0:
+        return []
+    for frequency, keep_below in ((max_frequency, True), (min_frequency, False)):
+        if frequency is not None:
+            index = int(np.round(hz_to_midi(frequency) - MIDI_OFFSET))
+            band = np.s_[:, index:] if keep_below else np.s_[:, :index]
+            onsets[band], frames[band] = 0, 0
+    if infer_onsets:
+        onsets = inferred_onsets(onsets, frames)
+
+    # Onsets: strict local maxima in time (never the first or last frame), latest first, higher pitch first.
+    is_peak = np.zeros(onsets.shape, dtype=bool)
+    is_peak[1:-1] = (onsets[1:-1] > onsets[:-2]) & (onsets[1:-1] > onsets[2:])
+    onset_frames, onset_pitches = np.nonzero(is_peak & (onsets >= onset_threshold))
+
+    remaining = frames.astype(np.float64)
+    notes = []
+    for start, pitch in zip(onset_frames[::-1].tolist(), onset_pitches[::-1].tolist()):
+        if start >= n_frames - 1:
+            continue
+        end = _last_active(remaining[:, pitch], start + 1, n_frames - 1, frame_threshold, energy_tolerance) + 1
+        if end - start <= min_note_length:
+            continue
+        _clear(remaining, start, end, pitch)
+        notes.append((start, end, pitch + MIDI_OFFSET, np.mean(frames[start:end, pitch])))
+
+    if melodia_trick and not np.isnan(remaining).any():
+        notes.extend(_melodia_notes(frames, remaining, frame_threshold, min_note_length, energy_tolerance))
+    return notes
+
+
+def _melodia_notes(frames, remaining, frame_threshold, min_note_length, energy_tolerance):
+    """
+    basic-pitch's second pass: while some remaining activation exceeds `frame_threshold`, take the largest (the
+    first in row-major order among equals), follow its pitch forwards and backwards until `energy_tolerance` frames
+    fall below the threshold, use up that stretch (and its neighbouring pitches), and keep it as a note if long
+    enough. Remaining activations only ever drop to zero, so the largest one is the next still-unused candidate of
+    a single sort.
+    """
+    n_frames, n_pitches = remaining.shape
+    flat = remaining.reshape(-1)
+    candidates = np.flatnonzero(flat > frame_threshold)
+    candidates = candidates[np.lexsort((candidates, -flat[candidates]))].tolist()
+    notes = []
+    for index in candidates:
+        if flat[index] == 0:
+            continue  # used up by an earlier note
+        middle, pitch = divmod(index, n_pitches)
+        remaining[middle, pitch] = 0
+        column = remaining[:, pitch]
+        end = _last_active(column, middle + 1, n_frames - 1, frame_threshold, energy_tolerance)
+        forward_stop = max(middle + 1, min(end + energy_tolerance + 1, n_frames - 1))
+        # Backwards: the same scan over the reversed column, down to frame 1.
+        reversed_middle = n_frames - 1 - middle
+        reversed_start = _last_active(column[::-1], reversed_middle + 1, n_frames - 1, frame_threshold, energy_tolerance)
+        backward_stop = max(reversed_middle + 1, min(reversed_start + energy_tolerance + 1, n_frames - 1))
+        start = n_frames - 1 - reversed_start
+        _clear(remaining, middle + 1, forward_stop, pitch)
+        _clear(remaining, n_frames - backward_stop, middle, pitch)
+        if end - start <= min_note_length:
+            continue
+        notes.append((start, end, pitch + MIDI_OFFSET, np.mean(frames[start:end, pitch])))
+    return notes
+
+
+__all__ = ["extract_notes", "hz_to_midi", "inferred_onsets", "model_frames_to_time"]
