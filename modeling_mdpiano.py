@@ -107,7 +107,9 @@ class MDPianoConvBlock(nn.Module):
         self.pool = nn.MaxPool2d(2)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.activation(self.norm(self.conv(hidden_states))))
+        # Channels-last: on CPU, pooling is several times faster and the next convolution faster too.
+        hidden_states = self.conv(hidden_states).contiguous(memory_format=torch.channels_last)
+        return self.pool(self.activation(self.norm(hidden_states)))
 
 
 class MDPianoAcousticEncoder(nn.Module):

@@ -13,6 +13,7 @@ MIDI_OFFSET = 21  # the first activation bin is A0
 _SAMPLE_RATE, _HOP, _WINDOW_FRAMES, _WINDOW_SAMPLES = 22050, 256, 172, 43844
 _WINDOW_OFFSET_S = (_HOP / _SAMPLE_RATE) * (_WINDOW_FRAMES - _WINDOW_SAMPLES / _HOP) + 0.0018  # basic-pitch's value
 _FIRST_SCAN = 64  # frames looked at before a note scan widens (most notes end within this)
+_ROW_BLOCK = 4096  # frames per block of the elementwise passes over long inputs
 
 
 def hz_to_midi(frequency: float) -> float:
@@ -30,20 +31,23 @@ def model_frames_to_time(n_frames: int) -> np.ndarray:
 def inferred_onsets(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2) -> np.ndarray:
     """
     The larger of the predicted onsets and rises in the frame activations over 1..`n_diff` frames, the rises
-    rescaled to the onsets' maximum: (frames, pitches) float64.
+    rescaled to the onsets' maximum: (frames, pitches) float64. Computed in place, a block of rows at a time, so
+    long inputs need one float64 matrix and no more.
     """
-    # The first `n_diff` rows stay zero, as basic-pitch sets them; float64, as basic-pitch computes.
-    frames = frames.astype(np.float64)
-    rise = np.zeros_like(frames)
-    if len(frames) > n_diff:
-        later = frames[n_diff:]
-        rise[n_diff:] = later - frames[n_diff - 1 : -1]
+    rise = np.zeros(frames.shape)  # float64, as basic-pitch; its first `n_diff` rows stay zero, as basic-pitch sets
+    for first in range(n_diff, len(frames), _ROW_BLOCK):
+        rows = slice(first, min(first + _ROW_BLOCK, len(frames)))
+        later = frames[rows].astype(np.float64)
+        block = later - frames[first - 1 : rows.stop - 1]
         for lag in range(2, n_diff + 1):
-            np.minimum(rise[n_diff:], later - frames[n_diff - lag : -lag], out=rise[n_diff:])
-    rise[rise < 0] = 0
+            np.minimum(block, later - frames[first - lag : rows.stop - lag], out=block)
+        block[block < 0] = 0
+        rise[rows] = block
     with np.errstate(invalid="ignore", divide="ignore"):  # no rise at all (silence) gives NaN, as in basic-pitch
-        rise = np.max(onsets) * rise / np.max(rise)
-    return np.maximum(onsets, rise)
+        largest_rise = np.max(rise)
+        rise *= np.max(onsets)
+        rise /= largest_rise
+    return np.maximum(onsets, rise, out=rise)
 
 
 def _last_active(column: np.ndarray, first: int, stop: int, threshold: float, tolerance: int) -> int:
@@ -102,11 +106,11 @@ def extract_notes(
         `[(start frame, end frame, MIDI pitch, amplitude)]`: onset-driven notes in reverse time order, then those of
         the second pass; the amplitude is the mean frame activation over the note.
     """
-    frames = np.array(frames)
-    onsets = np.array(onsets)
-    n_frames, n_pitches = frames.shape
+    n_frames = len(frames)
     if n_frames == 0:
         return []
+    if max_frequency is not None or min_frequency is not None:
+        frames, onsets = np.array(frames), np.array(onsets)  # the caller's activations are left as they are
     for frequency, keep_below in ((max_frequency, True), (min_frequency, False)):
         if frequency is not None:
             index = int(np.round(hz_to_midi(frequency) - MIDI_OFFSET))
@@ -119,6 +123,7 @@ def extract_notes(
     is_peak = np.zeros(onsets.shape, dtype=bool)
     is_peak[1:-1] = (onsets[1:-1] > onsets[:-2]) & (onsets[1:-1] > onsets[2:])
     onset_frames, onset_pitches = np.nonzero(is_peak & (onsets >= onset_threshold))
+    del onsets, is_peak  # long inputs: free them before the next full-size matrix
 
     remaining = frames.astype(np.float64)
     notes = []

@@ -242,11 +242,11 @@ class TranscriptionStream:
 
     def _extract(self, final: bool):
         while self.note_chunks:
-            note, onset = self._held()
-            held_end = self.first_frame + len(note)
+            held_end = self.first_frame + sum(len(chunk) for chunk in self.note_chunks)
             segment_end = self.segment_start + self.segment_frames
             if not final and held_end < segment_end + self.margin_frames:
-                return
+                return  # chunks are joined only to extract: joining on every block would copy the segment each time
+            note, onset = self._held()
             context = max(self.segment_start - self.margin_frames, self.first_frame) - self.first_frame
             stop = len(note) if final else segment_end + self.margin_frames - self.first_frame
             offset = self.first_frame + context

@@ -58,8 +58,14 @@ def test_equal_to_basic_pitch_on_model_activations(note_creation, activations, s
     assert extract_notes(frames, onsets, *settings) == expected
 
 
-def test_equal_to_basic_pitch_on_random_activations(note_creation):
-    """Random matrices, including silence, ties between equal activations and inputs of one to three frames."""
+@pytest.mark.parametrize("row_block, first_scan", [(4096, 64), (37, 4)])
+def test_equal_to_basic_pitch_on_random_activations(note_creation, monkeypatch, row_block, first_scan):
+    """Random matrices, including silence, ties between equal activations and inputs of one to three frames; also
+    with tiny row blocks and note scans, as long inputs meet them."""
+    from mdpiano import note_extraction
+
+    monkeypatch.setattr(note_extraction, "_ROW_BLOCK", row_block)
+    monkeypatch.setattr(note_extraction, "_FIRST_SCAN", first_scan)
     rng = np.random.default_rng(0)
     for trial in range(40):
         n_frames = [1, 2, 3][trial] if trial < 3 else int(rng.integers(4, 300))
