@@ -62,12 +62,17 @@ def stage_times(pipe, path) -> dict[str, float]:
     return times
 
 
-def peak_memory_mb(model_dir: str, path, extra: str = "") -> float:
+def _pipeline_script(model_dir: str, dtype: str) -> str:
+    return (
+        "import mdpiano, torch; from transformers import pipeline\n"
+        f"pipe = pipeline('audio-classification', model={str(model_dir)!r}, dtype=torch.{dtype})\n"
+    )
+
+
+def peak_memory_mb(model_dir: str, path, dtype: str = "float32") -> float:
     """Peak resident memory (MB) of a fresh process that classifies one file with the pipeline."""
     # VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its (larger) parent's peak.
-    script = (
-        "import mdpiano; from transformers import pipeline\n"
-        f"pipe = pipeline('audio-classification', model={str(model_dir)!r}{extra})\n"
+    script = _pipeline_script(model_dir, dtype) + (
         f"pipe({str(path)!r})\n"
         "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
     )
@@ -75,13 +80,12 @@ def peak_memory_mb(model_dir: str, path, extra: str = "") -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def cold_start_seconds(model_dir: str, path) -> float:
+def cold_start_seconds(model_dir: str, path, dtype: str = "float32") -> float:
     """Seconds from a fresh interpreter to the first prediction: import, loading the pipeline, one file."""
     script = (
         "import time; started = time.perf_counter()\n"
-        "import mdpiano; from transformers import pipeline\n"
-        f"pipeline('audio-classification', model={str(model_dir)!r})({str(path)!r})\n"
-        "print(time.perf_counter() - started)\n"
+        + _pipeline_script(model_dir, dtype)
+        + f"pipe({str(path)!r})\nprint(time.perf_counter() - started)\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     return float(result.stdout.strip().splitlines()[-1])

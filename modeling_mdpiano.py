@@ -136,7 +136,8 @@ class MDPianoAcousticEncoder(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden_states = input_features.unsqueeze(1)
+        # Features come as float32; a model loaded in another dtype (e.g. bfloat16) takes them in its own.
+        hidden_states = input_features.to(self.projection.weight.dtype).unsqueeze(1)
         mask = attention_mask
         for block in self.blocks:
             hidden_states = block(hidden_states * mask[:, None, :, None].to(hidden_states.dtype))

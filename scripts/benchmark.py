@@ -35,19 +35,22 @@ def main():
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--soundfont", default="FluidR3_GM")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the emotion model's weights")
     parser.add_argument("--long-minutes", type=float, default=10.0)
     parser.add_argument("--hour", action="store_true", help="also the peak memory on a 1-hour file (slow)")
-    parser.add_argument("--output", default=str(REPOSITORY / "results" / "benchmark.json"))
+    parser.add_argument("--output", help="default: results/benchmark.json (results/benchmark-bfloat16.json for bfloat16)")
     parser.add_argument("--no-readme", action="store_true", help="do not write README's Performance section")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="mdpiano-benchmark-") as folder:
         summary = measure(args, Path(folder))
-    write_json(args.output, summary)
-    text = report(summary, " ".join(["python scripts/benchmark.py", *sys.argv[1:]]))
+    suffix = "" if args.dtype == "float32" else f"-{args.dtype}"
+    output = Path(args.output or REPOSITORY / "results" / f"benchmark{suffix}.json")
+    write_json(output, summary)
+    text = report(summary, " ".join(["python scripts/benchmark.py", *sys.argv[1:]]), output)
     print(text)
     if not args.no_readme:
-        replace_section(REPOSITORY / "README.md", "performance", text)
+        replace_section(REPOSITORY / "README.md", f"performance{suffix}", text)
 
 
 def measure(args, folder: Path) -> dict:
@@ -67,7 +70,7 @@ def measure(args, folder: Path) -> dict:
     soundfile.write(long_path, long_audio[: int(args.long_minutes * 60 * RATE)], RATE, subtype="PCM_16")
 
     reference = basic_pitch_predictor()
-    classify = pipeline("audio-classification", model=args.model)
+    classify = pipeline("audio-classification", model=args.model, dtype=getattr(torch, args.dtype))
     reference(paths[0]), classify(str(paths[0]))  # warm-up: sessions, caches, first-call allocations
     rows = []
     for path, waveform in zip(paths, waveforms):
@@ -82,12 +85,12 @@ def measure(args, folder: Path) -> dict:
     for batch_size in (1, 4, 16):
         seconds, _ = timed(classify, [str(p) for p in paths], batch_size=batch_size)
         throughput[batch_size] = len(paths) / seconds
-    memory = {"10 min": peak_memory_mb(args.model, long_path)}
+    memory = {"10 min": peak_memory_mb(args.model, long_path, args.dtype)}
     if args.hour:
         hour_path = folder / "hour.wav"
         soundfile.write(hour_path, np.tile(long_audio, 2)[: 3600 * RATE], RATE, subtype="PCM_16")
-        memory["1 h"] = peak_memory_mb(args.model, hour_path)
-    cold = float(np.median([cold_start_seconds(args.model, paths[0]) for _ in range(COLD_STARTS)]))
+        memory["1 h"] = peak_memory_mb(args.model, hour_path, args.dtype)
+    cold = float(np.median([cold_start_seconds(args.model, paths[0], args.dtype) for _ in range(COLD_STARTS)]))
 
     stage_names = list(rows[0]["stages"])
     stage_totals = {name: sum(r["stages"][name] for r in rows) for name in stage_names}
@@ -95,6 +98,7 @@ def measure(args, folder: Path) -> dict:
         "machine": f"{torch.get_num_threads()} threads",
         "clips": len(rows),
         "soundfont": args.soundfont,
+        "dtype": args.dtype,
         "median_basic_pitch_s": float(np.median([r["basic_pitch_s"] for r in rows])),
         "median_pipeline_s": float(np.median([r["pipeline_s"] for r in rows])),
         "median_ratio": float(np.median([r["ratio"] for r in rows])),
@@ -112,10 +116,10 @@ def measure(args, folder: Path) -> dict:
     }
 
 
-def report(s: dict, command: str) -> str:
+def report(s: dict, command: str, output: Path) -> str:
     lines = [
         f"{s['clips']} EMOPIA test clips rendered with {s['soundfont']} (44.1 kHz WAV, median {s['median_audio_s']:.0f} s), "
-        "on this machine's CPU, measured alternately in one process after a warm-up:",
+        f"on this machine's CPU, emotion model in {s.get('dtype', 'float32')}, measured alternately in one process after a warm-up:",
         "",
         "| | median s per clip | × real time |",
         "|---|---|---|",
@@ -135,7 +139,7 @@ def report(s: dict, command: str) -> str:
         + ", ".join(f"{b}: {v:.2f}" for b, v in s["throughput_clips_per_s"].items()) + ".",
         f"Cold start (import, load, first prediction; median of {COLD_STARTS} fresh processes): {s['cold_start_s']:.1f} s.",
         "",
-        f"Produced by `{command}` (results/benchmark.json).",
+        f"Produced by `{command}` ({output.relative_to(REPOSITORY) if output.is_relative_to(REPOSITORY) else output}).",
     ]
     return "\n".join(lines)
 

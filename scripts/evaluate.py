@@ -20,6 +20,8 @@ import argparse  # noqa: E402
 import json
 from pathlib import Path
 
+import torch
+
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR
 from mdpiano.emopia import load_emopia
@@ -37,19 +39,21 @@ def main():
     parser.add_argument("--audio-dir", help="another folder of audio named <clip_id>.<ext> (overrides --audio-set)")
     parser.add_argument("--mode", default="cached", choices=["cached", "pipeline"])
     parser.add_argument("--symbolic-source", default="transcription", choices=["transcription", "midi"])
-    parser.add_argument("--output-dir", help="default: <model>/evaluation/<set>-<split>[-midi]")
+    parser.add_argument("--output-dir", help="default: <model>/evaluation/<set>-<split>[-midi][-bfloat16]")
     parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's weights and features")
     args = parser.parse_args()
 
     audio_dir = Path(args.audio_dir) if args.audio_dir else Path(args.cache_dir) / "audio" / args.audio_set
     set_name = args.audio_set if not args.audio_dir else "dir-" + audio_dir.name
     dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir)[args.split]
-    model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
+    model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     processor = MDPianoProcessor.from_pretrained(args.model)
     predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source, args.num_proc)
-    suffix = "-midi" if args.symbolic_source == "midi" else ""
+    suffix = ("-midi" if args.symbolic_source == "midi" else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
     output_dir = Path(args.output_dir or Path(args.model) / "evaluation" / f"{set_name}-{args.split}{suffix}")
-    title = f"{Path(args.model).name} on EMOPIA {args.split} ({set_name}, {args.mode}, symbols: {args.symbolic_source})"
+    precision = "" if args.dtype == "float32" else f", {args.dtype}"
+    title = f"{Path(args.model).name} on EMOPIA {args.split} ({set_name}, {args.mode}, symbols: {args.symbolic_source}{precision})"
     metrics = write_report(predictions, dataset, output_dir, title, extra={"arguments": vars(args)})
     print(title)
     print(metrics_table(metrics))

@@ -146,6 +146,17 @@ def test_saved_folder_with_the_package_installed(package_folder, hub_folder, pip
         assert loaded(str(path)) == reference
 
 
+def test_bfloat16_model(package_folder, pipe, rendered_clip):
+    """`dtype=torch.bfloat16` loads bf16 weights; features follow the model's dtype, scores stay close."""
+    path, _ = rendered_clip
+    reference = {r["label"]: r["score"] for r in pipe(str(path))}
+    half = pipeline("audio-classification", model=str(package_folder), dtype=torch.bfloat16)
+    assert half.model.dtype == torch.bfloat16
+    result = half(str(path))
+    assert_quadrant_scores(result)
+    assert all(abs(r["score"] - reference[r["label"]]) < 0.02 for r in result)
+
+
 def test_hub_folder_in_a_fresh_process_without_the_package(hub_folder, pipe, rendered_clip, tmp_path):
     path, _ = rendered_clip
     expected = pipe(str(path))
