@@ -270,7 +270,7 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
     def mfcc_from_log_mel(self, log_mel: np.ndarray) -> np.ndarray:
         """MFCCs (n_mfcc, frames) of a log-mel spectrogram (n_mels, frames) in dB, as the "mixed" feature holds them
         (librosa's `mfcc`: orthonormal DCT-II)."""
-        return scipy.fft.dct(log_mel, axis=0, type=2, norm="ortho")[: self.n_mfcc]
+        return scipy.fft.dct(log_mel, axis=-2, type=2, norm="ortho")[..., : self.n_mfcc, :]
 
     def normalize(self, features: np.ndarray) -> np.ndarray:
         """Standardises (frames, feature_size) features with `feature_mean` and `feature_std`, when fitted."""
