@@ -11,6 +11,7 @@ from transformers.utils import logging
 logger = logging.get_logger(__name__)
 
 FEATURE_TYPES = ("mixed", "stft")
+STFT_BLOCK_FRAMES = 256  # frames transformed together: bounds the float64 transform's memory on long inputs
 
 
 def periodic_hann(length: int) -> np.ndarray:
@@ -235,9 +236,14 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
     def frame_features(self, segment: np.ndarray) -> np.ndarray:
         """
         Unnormalised features (frames, feature_size) of the STFT frames that fit in `segment` (no padding: frame
-        i covers samples i * hop_length to i * hop_length + n_fft). Every feature is computed frame by frame.
+        i covers samples i * hop_length to i * hop_length + n_fft). Every feature is computed frame by frame, a block
+        of `STFT_BLOCK_FRAMES` at a time, so a long segment needs little more memory than its features.
         """
         frames = np.lib.stride_tricks.sliding_window_view(segment, self.n_fft)[:: self.hop_length]
+        blocks = [self._block_features(frames[i : i + STFT_BLOCK_FRAMES]) for i in range(0, len(frames), STFT_BLOCK_FRAMES)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, self.feature_size), np.float32)
+
+    def _block_features(self, frames: np.ndarray) -> np.ndarray:
         # float64 transform stored as complex64, as librosa's `stft` of float32 audio: (bins, frames)
         magnitude = np.abs(np.fft.rfft(self.window * frames, axis=-1).astype(np.complex64)).T
         if self.feature_type == "stft":
