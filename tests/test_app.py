@@ -80,7 +80,6 @@ def test_browser_upload(server, tmp_path):
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
-    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
@@ -96,19 +95,12 @@ def test_browser_upload(server, tmp_path):
         upload = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
         example = sorted((REPOSITORY / "examples").glob("*.mp3"))[0]
         upload.send_keys(str(example))
-        time.sleep(2)  # let the upload finish before asking for the classification
-
-        def label_shown(d):
-            return next((e.text for e in d.find_elements(By.CSS_SELECTOR, "[data-testid=label-output-value]") if e.text), None)
-
-        # On a loaded machine the upload may finish after the first click (which then has no file): click again.
-        predicted, deadline = None, time.time() + 180
-        while predicted is None and time.time() < deadline:
-            wait.until(expected_conditions.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Classify']"))).click()
-            try:
-                predicted = WebDriverWait(driver, 45).until(label_shown)
-            except TimeoutException:
-                continue
+        # Classify only once the upload has finished: Gradio then shows its player (a fixed wait raced on a busy machine).
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="audio-player-Piano audio"]')))
+        wait.until(expected_conditions.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Classify']"))).click()
+        predicted = wait.until(
+            lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "[data-testid=label-output-value]") if e.text), None)
+        )
         assert predicted in QUADRANT_LABELS
         screenshot = tmp_path / "demo.png"
         driver.save_screenshot(str(screenshot))
