@@ -80,6 +80,7 @@ def test_browser_upload(server, tmp_path):
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
@@ -92,11 +93,21 @@ def test_browser_upload(server, tmp_path):
     try:
         driver.get(server)
         wait = WebDriverWait(driver, 120)
-        upload = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
         example = sorted((REPOSITORY / "examples").glob("*.mp3"))[0]
-        upload.send_keys(str(example))
-        # Classify only once the upload has finished: Gradio then shows its player (a fixed wait raced on a busy machine).
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="audio-player-Piano audio"]')))
+        # Classify only once the upload has finished: Gradio then shows its player. On a busy machine an upload can
+        # fail to finish: send it again, as a user would.
+        for _ in range(3):
+            upload = wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
+            upload.send_keys(str(example))
+            try:
+                WebDriverWait(driver, 40).until(
+                    expected_conditions.presence_of_element_located((By.CSS_SELECTOR, '[data-testid="audio-player-Piano audio"]'))
+                )
+                break
+            except TimeoutException:
+                continue
+        else:
+            pytest.fail("Gradio never showed the uploaded audio after three uploads.")
         wait.until(expected_conditions.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Classify']"))).click()
         predicted = wait.until(
             lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "[data-testid=label-output-value]") if e.text), None)
