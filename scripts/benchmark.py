@@ -119,7 +119,7 @@ def measure(args, folder: Path) -> dict:
 def report(s: dict, command: str, output: Path) -> str:
     lines = [
         f"{s['clips']} EMOPIA test clips rendered with {s['soundfont']} (44.1 kHz WAV, median {s['median_audio_s']:.0f} s), "
-        f"on this machine's CPU, emotion model in {s.get('dtype', 'float32')}, measured alternately in one process after a warm-up:",
+        f"on this machine's CPU, emotion model in {s['dtype']}, measured alternately in one process after a warm-up:",
         "",
         "| | median s per clip | × real time |",
         "|---|---|---|",

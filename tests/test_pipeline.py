@@ -236,7 +236,8 @@ def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch
 
     monkeypatch.setattr(TranscriptionStream, "SEGMENT_S", 20)
     monkeypatch.setattr(TranscriptionStream, "MARGIN_S", 5)
-    monkeypatch.setattr(pipeline_mdpiano, "stream_audio", functools.partial(pipeline_mdpiano.stream_audio, block_seconds=7.0))
+    block_s = 7.0
+    monkeypatch.setattr(pipeline_mdpiano, "stream_audio", functools.partial(pipeline_mdpiano.stream_audio, block_seconds=block_s))
     original_cut, held = pipeline_mdpiano.WindowCutter.cut, []
 
     def cut_and_record(cutter, start):
@@ -258,7 +259,7 @@ def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch
     # and the one before it (and 2 s of slack for window and frame alignment).
     transcriber = pipe.processor.transcriber
     batch_s = transcriber.batch_size * WINDOW_HOP / BASIC_PITCH_SAMPLE_RATE
-    bound_s = TranscriptionStream.SEGMENT_S + TranscriptionStream.MARGIN_S + 7.0 + batch_s + 2 * pipe.feature_extractor.chunk_length_s + 2
+    bound_s = TranscriptionStream.SEGMENT_S + TranscriptionStream.MARGIN_S + block_s + batch_s + 2 * pipe.feature_extractor.chunk_length_s + 2
     frames_per_s = SR / pipe.feature_extractor.hop_length
     assert max(peaks.values()) <= bound_s * frames_per_s < SR * 180 / pipe.feature_extractor.hop_length / 2
 
