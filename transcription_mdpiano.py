@@ -5,6 +5,8 @@ import functools
 import importlib
 import logging
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -64,8 +66,16 @@ def default_model_path() -> str:
     return str(basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx))
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 @functools.lru_cache(maxsize=4)
-def _onnx_session(model_path: str, num_threads: int):
+def _onnx_session(model_path: str):
     try:
         import onnxruntime
     except ImportError as error:
@@ -74,8 +84,8 @@ def _onnx_session(model_path: str, num_threads: int):
         raise FileNotFoundError(f"Transcription model not found: {model_path}")
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL  # ~8% faster here
-    if num_threads > 0:
-        options.intra_op_num_threads = num_threads
+    # One thread per run: runs go side by side instead (see `TranscriptionStream`).
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(model_path, sess_options=options, providers=["CPUExecutionProvider"])
 
 
@@ -85,7 +95,7 @@ class MDPianoTranscriber:
 
     Windowing and note extraction follow basic-pitch's `predict()` (same padding, window overlap and post-processing,
     the latter in [`extract_notes`]), so the notes equal basic-pitch's own for the same thresholds; the windows run
-    through onnxruntime in batches. Velocity is `round(127 * amplitude)`, as in
+    through onnxruntime in batches, several batches at once on separate threads. Velocity is `round(127 * amplitude)`, as in
     basic-pitch's MIDI output. Pitch bends are not computed.
 
     Args:
@@ -95,9 +105,11 @@ class MDPianoTranscriber:
         minimum_frequency (`float`, *optional*): lowest pitch kept, in Hz.
         maximum_frequency (`float`, *optional*): highest pitch kept, in Hz.
         melodia_trick (`bool`, *optional*, defaults to `True`): basic-pitch's extra note-tracking pass.
-        batch_size (`int`, *optional*, defaults to 4): 2-s windows per onnxruntime call. onnxruntime keeps the memory
-            of its largest batch, which grows with the batch; on a 2-core CPU, 4 windows ran as fast as 16.
-        num_threads (`int`, *optional*, defaults to 0): onnxruntime intra-op threads; 0 lets onnxruntime choose.
+        batch_size (`int`, *optional*, defaults to 2): 2-s windows per onnxruntime run. onnxruntime keeps the memory of
+            its largest run, which grows with the batch; on a 2-core CPU, larger batches were no faster.
+        num_threads (`int`, *optional*, defaults to 0): runs going side by side on their own threads, each running
+            onnxruntime single-threaded (on a 2-core CPU, 17-18 ms per window against 20-23 ms for one run at a time
+            on two intra-op threads, with equal outputs); 0 means one per CPU available to the process.
         model_path (`str`, *optional*): another basic-pitch ONNX file; defaults to the one in the wheel.
     """
 
@@ -109,7 +121,7 @@ class MDPianoTranscriber:
         minimum_frequency: float | None = None,
         maximum_frequency: float | None = None,
         melodia_trick: bool = True,
-        batch_size: int = 4,
+        batch_size: int = 2,
         num_threads: int = 0,
         model_path: str | None = None,
     ):
@@ -124,6 +136,8 @@ class MDPianoTranscriber:
             )
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be at least 1, got {batch_size}.")
+        if num_threads < 0:
+            raise ValueError(f"`num_threads` must be at least 1, or 0 for one per CPU; got {num_threads}.")
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold
         self.minimum_note_length_ms = minimum_note_length_ms
@@ -131,7 +145,7 @@ class MDPianoTranscriber:
         self.maximum_frequency = maximum_frequency
         self.melodia_trick = melodia_trick
         self.batch_size = batch_size
-        self.num_threads = num_threads
+        self.num_threads = num_threads or available_cpus()
         self.model_path = model_path
 
     def to_dict(self) -> dict:
@@ -146,8 +160,13 @@ class MDPianoTranscriber:
         }
 
     @property
+    def max_runs_in_flight(self) -> int:
+        """Runs a stream submits before it waits for the oldest: two per thread, so no thread waits for work."""
+        return 2 * self.num_threads
+
+    @property
     def session(self):
-        return _onnx_session(self.model_path or default_model_path(), self.num_threads)
+        return _onnx_session(self.model_path or default_model_path())
 
     def __call__(self, audio, sampling_rate: int | None = None) -> list[Note]:
         """
@@ -189,7 +208,9 @@ class TranscriptionStream:
     """
     The transcription of a 22050 Hz waveform fed in consecutive blocks, with basic-pitch's windowing: the signal is
     preceded by half a window overlap of zeros and cut into 2-s windows every WINDOW_HOP samples; each window's
-    frames, less 15 at each end, are kept in order. Windows run through onnxruntime in batches as they fill.
+    frames, less 15 at each end, are kept in order. Windows run through onnxruntime in batches as they fill, on the
+    transcriber's threads while this one goes on reading (at most `max_runs_in_flight` batches ahead); their frames
+    are collected in order.
 
     Notes are extracted by basic-pitch over the frames of segments of `SEGMENT_S` seconds (with `MARGIN_S` of
     context on each side; a segment keeps the notes that start in it), so memory stays flat however long the
@@ -211,12 +232,17 @@ class TranscriptionStream:
         self.segment_frames = self.SEGMENT_S * ANNOTATIONS_FPS
         self.margin_frames = self.MARGIN_S * ANNOTATIONS_FPS
         self.closed = False
+        # Per stream, not per process: a pool's threads do not survive a fork (`datasets.map(num_proc=...)`).
+        threads = transcriber.num_threads
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="mdpiano-transcription") if threads > 1 else None
+        self.runs = deque()  # futures of the batches submitted, oldest first
 
     def feed(self, block: np.ndarray) -> "TranscriptionStream":
         self.samples += len(block)
         self.buffer = np.concatenate([self.buffer, np.asarray(block, dtype=np.float32)])
         while len(self.buffer) >= BASIC_PITCH_WINDOW:
             self._add_window(self.buffer[:BASIC_PITCH_WINDOW])
+        self._collect(wait=False)
         self._extract(final=False)
         return self
 
@@ -229,12 +255,28 @@ class TranscriptionStream:
     def _run_windows(self):
         if not self.windows:
             return
+        batch, self.windows = np.stack(self.windows)[:, :, None], []
+        if self.executor is None:
+            self._keep_frames(self._transcribe(batch))
+            return
+        self.runs.append(self.executor.submit(self._transcribe, batch))  # onnxruntime releases the GIL
+        self._collect(wait=len(self.runs) > self.transcriber.max_runs_in_flight)
+
+    def _transcribe(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         names = [_ONNX_OUTPUTS["note"], _ONNX_OUTPUTS["onset"]]
-        note, onset = self.transcriber.session.run(names, {_ONNX_INPUT: np.stack(self.windows)[:, :, None]})
+        return self.transcriber.session.run(names, {_ONNX_INPUT: batch})
+
+    def _collect(self, wait: bool):
+        """Keeps the frames of the finished runs, in order; with `wait`, of the oldest one at least."""
+        while self.runs and (wait or self.runs[0].done()):
+            self._keep_frames(self.runs.popleft().result())
+            wait = False
+
+    def _keep_frames(self, outputs: tuple[np.ndarray, np.ndarray]):
+        note, onset = outputs
         half = OVERLAP_FRAMES // 2
         self.note_chunks.append(note[:, half:-half].reshape(-1, note.shape[-1]))
         self.onset_chunks.append(onset[:, half:-half].reshape(-1, onset.shape[-1]))
-        self.windows = []
 
     def _held(self) -> tuple[np.ndarray, np.ndarray]:
         if len(self.note_chunks) > 1:
@@ -291,6 +333,8 @@ class TranscriptionStream:
         for _ in range(windows_total - windows_done):
             self._add_window(np.pad(self.buffer, (0, max(0, BASIC_PITCH_WINDOW - len(self.buffer))))[:BASIC_PITCH_WINDOW])
         self._run_windows()
+        while self.runs:
+            self._collect(wait=True)
         n_frames = int(np.floor(self.samples * (ANNOTATIONS_FPS / BASIC_PITCH_SAMPLE_RATE)))
         if self.note_chunks:
             note, onset = self._held()
@@ -301,6 +345,9 @@ class TranscriptionStream:
             self.frame_notes = []
         self.note_chunks, self.onset_chunks = [], []
         self.closed = True
+        if self.executor is not None:
+            self.executor.shutdown()
+            self.executor = None
         return self
 
     def finish(self) -> list[Note]:

@@ -158,6 +158,54 @@ def test_batched_equals_unbatched(tiny_config, batch):
             torch.testing.assert_close(alone[0], together[index], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("ablation", ["full", "acoustic-only", "symbolic-only", "single-loss"])
+def test_large_cpu_batches_run_in_slices_with_the_same_outputs(monkeypatch, tiny_config, batch, ablation):
+    from mdpiano import modeling_mdpiano
+
+    torch.manual_seed(0)
+    config = make_config(tiny_config, **ABLATIONS[ablation])
+    model = MDPianoForAudioClassification(config).eval()
+    inputs = {k: v.repeat(3, *[1] * (v.ndim - 1)) for k, v in batch.items() if k != "labels"}
+    # Rows of many token counts, padded on the right as the tokenizer does.
+    for row, keep in enumerate(torch.linspace(2, inputs["input_ids"].shape[1], len(inputs["input_ids"])).long()):
+        inputs["input_ids"][row, keep:] = config.pad_token_id
+        inputs["attention_mask"][row, keep:] = 0
+    if config.domains == "acoustic":
+        inputs["input_ids"] = inputs["attention_mask"] = None
+    calls = []
+    monkeypatch.setattr(model.mdpiano, "forward", lambda *a, f=model.mdpiano.forward: calls.append(a) or f(*a))
+    with torch.no_grad():
+        sliced = model(**inputs)
+        assert len(calls) == 3 and all(len(next(t for t in call if t is not None)) == 4 for call in calls)
+        monkeypatch.setattr(modeling_mdpiano, "CPU_INFERENCE_BATCH", len(inputs["input_features"]))
+        whole = model(**inputs)
+    assert len(calls) == 4
+    for name in ("logits", "arousal_logits", "valence_logits", "pooled_output"):
+        if getattr(whole, name) is None:
+            assert getattr(sliced, name) is None
+        else:
+            torch.testing.assert_close(getattr(sliced, name), getattr(whole, name), atol=1e-5, rtol=1e-5)
+
+
+def test_inference_folds_batch_norm_into_the_convolution(tiny_config):
+    from mdpiano.modeling_mdpiano import MDPianoConvBlock
+
+    torch.manual_seed(0)
+    block = MDPianoConvBlock(3, 8, 3)
+    with torch.no_grad():  # trained-looking statistics, not the identity of a fresh layer
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.2, 3.0)
+        block.norm.weight.normal_()
+        block.norm.bias.normal_()
+    hidden_states = torch.randn(5, 3, 16, 12)
+    with torch.no_grad():
+        block.train()
+        norm = block.norm.eval()  # the unfused reference: frozen statistics, as at inference
+        reference = block.pool(block.activation(norm(block.conv(hidden_states))))
+        block.eval()
+        torch.testing.assert_close(block(hidden_states), reference, atol=1e-5, rtol=1e-5)
+
+
 def test_save_and_load_give_identical_logits(tmp_path, tiny_config, batch):
     torch.manual_seed(0)
     model = MDPianoForAudioClassification(tiny_config).eval()

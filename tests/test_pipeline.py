@@ -255,10 +255,11 @@ def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch
         assert held[0][1] < total_frames / 2  # the first window was cut long before the input ended
         peaks[seconds] = max(frames for frames, _ in held)
     # What is held is bounded by the streaming settings, not the input's length: features run ahead of the final notes
-    # by at most a note segment and its margin, an audio block and a transcription batch, plus the window being cut
-    # and the one before it (and 2 s of slack for window and frame alignment).
+    # by at most a note segment and its margin, an audio block, the transcription batches in flight and the one
+    # filling, plus the window being cut and the one before it (and 2 s of slack for window and frame alignment).
     transcriber = pipe.processor.transcriber
-    batch_s = transcriber.batch_size * WINDOW_HOP / BASIC_PITCH_SAMPLE_RATE
+    batches = transcriber.max_runs_in_flight + 1
+    batch_s = batches * transcriber.batch_size * WINDOW_HOP / BASIC_PITCH_SAMPLE_RATE
     bound_s = TranscriptionStream.SEGMENT_S + TranscriptionStream.MARGIN_S + block_s + batch_s + 2 * pipe.feature_extractor.chunk_length_s + 2
     frames_per_s = SR / pipe.feature_extractor.hop_length
     assert max(peaks.values()) <= bound_s * frames_per_s < SR * 180 / pipe.feature_extractor.hop_length / 2
