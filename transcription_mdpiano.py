@@ -1,6 +1,7 @@
 """Automatic piano transcription with basic-pitch's bundled ONNX model (Bittner et al., ICASSP 2022)."""
 
 import contextlib
+import ctypes
 import functools
 import importlib
 import logging
@@ -64,6 +65,23 @@ def default_model_path() -> str:
     """Path of the ICASSP 2022 ONNX model shipped inside the basic-pitch wheel."""
     basic_pitch = _basic_pitch()
     return str(basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx))
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's `malloc_trim`, or `None` on other C libraries."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_free_heap() -> None:
+    """Hands the C heap's free pages back to the OS: after each 10-minute segment, glibc otherwise keeps the holes
+    left between long-lived allocations, and a long recording's footprint creeps up segment by segment."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def available_cpus() -> int:
@@ -301,8 +319,11 @@ class TranscriptionStream:
                 return
             self.segment_start = segment_end
             drop = max(0, self.segment_start - self.margin_frames - self.first_frame)
-            self.note_chunks, self.onset_chunks = [note[drop:]], [onset[drop:]]
+            # Copies: views would keep the whole segment's frames alive beside the next segment's.
+            self.note_chunks, self.onset_chunks = [note[drop:].copy()], [onset[drop:].copy()]
             self.first_frame += drop
+            del note, onset
+            release_free_heap()
 
     def final_until_s(self) -> float:
         """Every note starting before this time (seconds) is final: extracted, and handed out by [`pop_notes`]."""
