@@ -463,8 +463,9 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
                 1 for high arousal / positive valence; derived from `labels` when omitted.
         """
         inputs = (input_features, feature_attention_mask, input_ids, attention_mask)
-        reference = next(tensor for tensor in inputs if tensor is not None)
-        if not self.training and labels is None and reference.device.type == "cpu" and len(reference) > CPU_INFERENCE_BATCH:
+        reference = next((tensor for tensor in inputs if tensor is not None), None)
+        large_cpu_batch = reference is not None and reference.device.type == "cpu" and len(reference) > CPU_INFERENCE_BATCH
+        if large_cpu_batch and not self.training and labels is None:
             return self._classify_in_slices(*inputs)
         outputs = self.mdpiano(*inputs)
         logits = self.classifier(outputs.pooled_output)

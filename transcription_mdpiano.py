@@ -113,8 +113,8 @@ class MDPianoTranscriber:
 
     Windowing and note extraction follow basic-pitch's `predict()` (same padding, window overlap and post-processing,
     the latter in [`extract_notes`]), so the notes equal basic-pitch's own for the same thresholds; the windows run
-    through onnxruntime in batches, several batches at once on separate threads. Velocity is `round(127 * amplitude)`, as in
-    basic-pitch's MIDI output. Pitch bends are not computed.
+    through onnxruntime in batches, several batches at once on separate threads. Velocity is `round(127 *
+    amplitude)`, as in basic-pitch's MIDI output. Pitch bends are not computed.
 
     Args:
         onset_threshold (`float`, *optional*, defaults to 0.5): minimum onset activation to start a note.
@@ -126,8 +126,9 @@ class MDPianoTranscriber:
         batch_size (`int`, *optional*, defaults to 2): 2-s windows per onnxruntime run. onnxruntime keeps the memory of
             its largest run, which grows with the batch; on a 2-core CPU, larger batches were no faster.
         num_threads (`int`, *optional*, defaults to 0): runs going side by side on their own threads, each running
-            onnxruntime single-threaded (on a 2-core CPU, 17-18 ms per window against 20-23 ms for one run at a time
-            on two intra-op threads, with equal outputs); 0 means one per CPU available to the process.
+            onnxruntime single-threaded (onnxruntime alone, on a 2-core CPU: 17-18 ms per window against 20-23 ms for
+            one run at a time on two intra-op threads, with equal outputs); 0 means one per CPU available to the
+            process.
         model_path (`str`, *optional*): another basic-pitch ONNX file; defaults to the one in the wheel.
     """
 

@@ -71,9 +71,10 @@ def test_thresholds_change_the_output(rendered_clip, transcription):
     assert len(strict) < len(transcription)
 
 
-def test_batch_size_does_not_change_notes(rendered_clip, transcription):
+@pytest.mark.parametrize("settings", [{"batch_size": 1}, {"batch_size": 5, "num_threads": 3}, {"num_threads": 1}])
+def test_batches_and_threads_do_not_change_notes(rendered_clip, transcription, settings):
     _, waveform = rendered_clip
-    assert MDPianoTranscriber(batch_size=1)(waveform, SR) == transcription
+    assert MDPianoTranscriber(**settings)(waveform, SR) == transcription
 
 
 def test_model_is_loaded_once(transcriber):
@@ -83,7 +84,8 @@ def test_model_is_loaded_once(transcriber):
 @pytest.mark.parametrize(
     "kwargs, field",
     [({"onset_threshold": 1.5}, "onset_threshold"), ({"frame_threshold": 0}, "frame_threshold"),
-     ({"minimum_frequency": 500, "maximum_frequency": 100}, "minimum_frequency"), ({"batch_size": 0}, "batch_size")],
+     ({"minimum_frequency": 500, "maximum_frequency": 100}, "minimum_frequency"), ({"batch_size": 0}, "batch_size"),
+     ({"num_threads": -1}, "num_threads")],
 )  # fmt: skip
 def test_invalid_settings(kwargs, field):
     with pytest.raises(ValueError, match=field):
