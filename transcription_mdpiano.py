@@ -76,7 +76,7 @@ def _malloc_trim():
         return None
 
 
-def release_free_heap() -> None:
+def _release_free_heap() -> None:
     """Hands the C heap's free pages back to the OS: after each 10-minute segment, glibc otherwise keeps the holes
     left between long-lived allocations, and a long recording's footprint creeps up segment by segment."""
     trim = _malloc_trim()
@@ -84,7 +84,7 @@ def release_free_heap() -> None:
         trim(0)
 
 
-def available_cpus() -> int:
+def _available_cpus() -> int:
     """CPUs this process may run on (its affinity mask, where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -126,9 +126,8 @@ class MDPianoTranscriber:
         batch_size (`int`, *optional*, defaults to 2): 2-s windows per onnxruntime run. onnxruntime keeps the memory of
             its largest run, which grows with the batch; on a 2-core CPU, larger batches were no faster.
         num_threads (`int`, *optional*, defaults to 0): runs going side by side on their own threads, each running
-            onnxruntime single-threaded (onnxruntime alone, on a 2-core CPU: 17-18 ms per window against 20-23 ms for
-            one run at a time on two intra-op threads, with equal outputs); 0 means one per CPU available to the
-            process.
+            onnxruntime single-threaded (on a 2-core CPU, faster per window than one run at a time on two intra-op
+            threads, with equal outputs); 0 means one per CPU available to the process.
         model_path (`str`, *optional*): another basic-pitch ONNX file; defaults to the one in the wheel.
     """
 
@@ -164,7 +163,7 @@ class MDPianoTranscriber:
         self.maximum_frequency = maximum_frequency
         self.melodia_trick = melodia_trick
         self.batch_size = batch_size
-        self.num_threads = num_threads or available_cpus()
+        self.num_threads = num_threads or _available_cpus()
         self.model_path = model_path
 
     def to_dict(self) -> dict:
@@ -324,7 +323,7 @@ class TranscriptionStream:
             self.note_chunks, self.onset_chunks = [note[drop:].copy()], [onset[drop:].copy()]
             self.first_frame += drop
             del note, onset
-            release_free_heap()
+            _release_free_heap()
 
     def final_until_s(self) -> float:
         """Every note starting before this time (seconds) is final: extracted, and handed out by [`pop_notes`]."""
