@@ -28,26 +28,55 @@ def model_frames_to_time(n_frames: int) -> np.ndarray:
     return (frames * _HOP).astype(int) / float(_SAMPLE_RATE) - _WINDOW_OFFSET_S * np.floor(frames / _WINDOW_FRAMES)
 
 
-def inferred_onsets(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2) -> np.ndarray:
+def _frame_rise(frames: np.ndarray, first: int, stop: int, n_diff: int) -> np.ndarray:
+    """Rises of the frame activations into rows [first, stop) (first >= n_diff): the smallest rise over 1..`n_diff`
+    frames, floored at zero; float64, as basic-pitch."""
+    later = frames[first:stop].astype(np.float64)
+    rise = later - frames[first - 1 : stop - 1]
+    for lag in range(2, n_diff + 1):
+        np.minimum(rise, later - frames[first - lag : stop - lag], out=rise)
+    rise[rise < 0] = 0
+    return rise
+
+
+def inferred_onset_rows(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2):
     """
-    The larger of the predicted onsets and rises in the frame activations over 1..`n_diff` frames, the rises
-    rescaled to the onsets' maximum: (frames, pitches) float64. Computed in place, a block of rows at a time, so
-    long inputs need one float64 matrix and no more.
+    basic-pitch's inferred onsets, the larger of the predicted onsets and rises in the frame activations over
+    1..`n_diff` frames rescaled to the onsets' maximum, as a function `rows(first, stop)` giving rows [first, stop)
+    ((rows, pitches) float64): long inputs never hold the whole float64 matrix. The first `n_diff` rows have no rise.
     """
-    rise = np.zeros(frames.shape)  # float64, as basic-pitch; its first `n_diff` rows stay zero, as basic-pitch sets
-    for first in range(n_diff, len(frames), _ROW_BLOCK):
-        rows = slice(first, min(first + _ROW_BLOCK, len(frames)))
-        later = frames[rows].astype(np.float64)
-        block = later - frames[first - 1 : rows.stop - 1]
-        for lag in range(2, n_diff + 1):
-            np.minimum(block, later - frames[first - lag : rows.stop - lag], out=block)
-        block[block < 0] = 0
-        rise[rows] = block
-    with np.errstate(invalid="ignore", divide="ignore"):  # no rise at all (silence) gives NaN, as in basic-pitch
-        largest_rise = np.max(rise)
-        rise *= np.max(onsets)
-        rise /= largest_rise
-    return np.maximum(onsets, rise, out=rise)
+    rows_total = len(frames)
+    largest = [np.max(_frame_rise(frames, first, min(first + _ROW_BLOCK, rows_total), n_diff))
+               for first in range(n_diff, rows_total, _ROW_BLOCK)]  # fmt: skip
+    largest_rise = np.max(largest) if largest else 0.0
+    largest_onset = np.max(onsets)
+
+    def rows(first: int, stop: int) -> np.ndarray:
+        rise = np.zeros((stop - first, frames.shape[1]))
+        if stop > n_diff:
+            rise[max(first, n_diff) - first :] = _frame_rise(frames, max(first, n_diff), stop, n_diff)
+        with np.errstate(invalid="ignore", divide="ignore"):  # no rise at all (silence) gives NaN, as in basic-pitch
+            rise *= largest_onset
+            rise /= largest_rise
+        return np.maximum(onsets[first:stop], rise, out=rise)
+
+    return rows
+
+
+def _onset_peaks(onset_rows, n_frames: int, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """
+    (frames, pitches) of the onsets that start notes: strict local maxima in time (never the first or last frame)
+    at or above `threshold`, in row-major order, found a block of rows at a time from `onset_rows(first, stop)`.
+    """
+    found_frames, found_pitches = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for first in range(1, n_frames - 1, _ROW_BLOCK):
+        stop = min(first + _ROW_BLOCK, n_frames - 1)
+        rows = onset_rows(first - 1, stop + 1)
+        middle = rows[1:-1]
+        peak_frames, peak_pitches = np.nonzero((middle > rows[:-2]) & (middle > rows[2:]) & (middle >= threshold))
+        found_frames.append(peak_frames + first)
+        found_pitches.append(peak_pitches)
+    return np.concatenate(found_frames), np.concatenate(found_pitches)
 
 
 def _last_active(column: np.ndarray, first: int, stop: int, threshold: float, tolerance: int) -> int:
@@ -116,16 +145,12 @@ def extract_notes(
             index = int(np.round(hz_to_midi(frequency) - MIDI_OFFSET))
             band = np.s_[:, index:] if keep_below else np.s_[:, :index]
             onsets[band], frames[band] = 0, 0
-    if infer_onsets:
-        onsets = inferred_onsets(onsets, frames)
-
-    # Onsets: strict local maxima in time (never the first or last frame), latest first, higher pitch first.
-    is_peak = np.zeros(onsets.shape, dtype=bool)
-    is_peak[1:-1] = (onsets[1:-1] > onsets[:-2]) & (onsets[1:-1] > onsets[2:])
-    onset_frames, onset_pitches = np.nonzero(is_peak & (onsets >= onset_threshold))
-    del onsets, is_peak  # long inputs: free them before the next full-size matrix
-
-    remaining = frames.astype(np.float64)
+    onset_rows = inferred_onset_rows(onsets, frames) if infer_onsets else lambda first, stop: onsets[first:stop]
+    onset_frames, onset_pitches = _onset_peaks(onset_rows, n_frames, onset_threshold)
+    # The remaining energy keeps the activations' dtype (basic-pitch copies them to float64); compared with a float64
+    # threshold, so each comparison is basic-pitch's.
+    frame_threshold = np.float64(frame_threshold)
+    remaining = np.array(frames)
     notes = []
     for start, pitch in zip(onset_frames[::-1].tolist(), onset_pitches[::-1].tolist()):
         if start >= n_frames - 1:
@@ -175,4 +200,4 @@ def _melodia_notes(frames, remaining, frame_threshold, min_note_length, energy_t
     return notes
 
 
-__all__ = ["extract_notes", "hz_to_midi", "inferred_onsets", "model_frames_to_time"]
+__all__ = ["extract_notes", "hz_to_midi", "inferred_onset_rows", "model_frames_to_time"]

@@ -67,21 +67,41 @@ def default_model_path() -> str:
     return str(basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx))
 
 
+# glibc's `mallopt` parameters and their initial values: once one is set, glibc no longer raises either.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_INITIAL_THRESHOLD = 128 * 1024
+
+
 @functools.cache
-def _malloc_trim():
-    """glibc's `malloc_trim`, or `None` on other C libraries."""
+def _glibc():
+    """The C library when it is glibc (which has `malloc_trim` and `mallopt`), else `None`."""
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    except OSError:
         return None
 
 
 def _release_free_heap() -> None:
-    """Hands the C heap's free pages back to the OS: after each 10-minute segment, glibc otherwise keeps the holes
-    left between long-lived allocations, and a long recording's footprint creeps up segment by segment."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
+    """Hands the C heap's free pages back to the OS (after each segment of a long recording)."""
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _keep_large_blocks_mapped() -> None:
+    """
+    Fixes glibc's thresholds at their initial 128 KiB: above the first, a block is mapped on its own (and unmapped
+    when freed); above the second, free memory at the top of a heap goes back to the OS. glibc otherwise raises
+    them (to the size of each mapped block freed, up to 32 and 64 MiB), so the many-MB arrays of each segment of a
+    long recording come from the heap, whose holes between longer-lived blocks it keeps: a 1-hour file's footprint
+    crept up segment by segment. Process-wide, so done only once a recording turns out long.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.mallopt(_M_MMAP_THRESHOLD, _INITIAL_THRESHOLD)
+        libc.mallopt(_M_TRIM_THRESHOLD, _INITIAL_THRESHOLD)
 
 
 def _available_cpus() -> int:
@@ -222,6 +242,47 @@ class MDPianoTranscriber:
         )
 
 
+class _ActivationBuffer:
+    """
+    The note and onset activations of consecutive frames, `(frames, 88)` each, held in two arrays that are written
+    in place and grow by doubling. A long recording's buffer settles at one segment's size after the first, so
+    later segments allocate nothing: arrays of varying sizes, allocated and freed segment after segment, left holes
+    in the C heap that only grew.
+    """
+
+    def __init__(self):
+        self.note = self.onset = None
+        self.length = 0
+
+    def append(self, note: np.ndarray, onset: np.ndarray) -> None:
+        needed = self.length + len(note)
+        if self.note is None or needed > len(self.note):
+            capacity = max(needed, 2 * (0 if self.note is None else len(self.note)))
+            grown = [np.empty((capacity, a.shape[1]), a.dtype) for a in (note, onset)]
+            if self.note is not None:
+                grown[0][: self.length], grown[1][: self.length] = self.held()
+            self.note, self.onset = grown
+        self.note[self.length : needed], self.onset[self.length : needed] = note, onset
+        self.length = needed
+
+    def held(self) -> tuple[np.ndarray, np.ndarray]:
+        """Views of the frames held (valid until the next `append` or `drop`)."""
+        return self.note[: self.length], self.onset[: self.length]
+
+    def drop(self, count: int) -> None:
+        """Forgets the first `count` frames (the rest move to the front)."""
+        count = min(count, self.length)
+        kept = self.length - count
+        for array in (self.note, self.onset):
+            if array is not None and count:
+                array[:kept] = array[count : self.length].copy()  # copied first: the ranges may overlap
+        self.length = kept
+
+    def truncate(self, length: int) -> None:
+        """Keeps only the first `length` frames."""
+        self.length = max(0, min(self.length, length))
+
+
 class TranscriptionStream:
     """
     The transcription of a 22050 Hz waveform fed in consecutive blocks, with basic-pitch's windowing: the signal is
@@ -243,8 +304,8 @@ class TranscriptionStream:
         self.buffer = np.zeros(OVERLAP_SAMPLES // 2, dtype=np.float32)
         self.samples = 0
         self.windows = []
-        self.note_chunks, self.onset_chunks = [], []
-        self.first_frame = 0  # global index of the first frame held in the chunks
+        self.activations = _ActivationBuffer()
+        self.first_frame = 0  # global index of the first frame held
         self.segment_start = 0  # global frame where the next segment of notes begins
         self.frame_notes = []  # (start frame, end frame, pitch, amplitude), global frames
         self.segment_frames = self.SEGMENT_S * ANNOTATIONS_FPS
@@ -293,21 +354,17 @@ class TranscriptionStream:
     def _keep_frames(self, outputs: tuple[np.ndarray, np.ndarray]):
         note, onset = outputs
         half = OVERLAP_FRAMES // 2
-        self.note_chunks.append(note[:, half:-half].reshape(-1, note.shape[-1]))
-        self.onset_chunks.append(onset[:, half:-half].reshape(-1, onset.shape[-1]))
-
-    def _held(self) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.note_chunks) > 1:
-            self.note_chunks, self.onset_chunks = [np.concatenate(self.note_chunks)], [np.concatenate(self.onset_chunks)]
-        return self.note_chunks[0], self.onset_chunks[0]
+        self.activations.append(note[:, half:-half].reshape(-1, note.shape[-1]), onset[:, half:-half].reshape(-1, onset.shape[-1]))
 
     def _extract(self, final: bool):
-        while self.note_chunks:
-            held_end = self.first_frame + sum(len(chunk) for chunk in self.note_chunks)
+        while self.activations.length:
+            held_end = self.first_frame + self.activations.length
             segment_end = self.segment_start + self.segment_frames
             if not final and held_end < segment_end + self.margin_frames:
-                return  # chunks are joined only to extract: joining on every block would copy the segment each time
-            note, onset = self._held()
+                return
+            if not final:
+                _keep_large_blocks_mapped()  # a long recording: its segments' arrays must not fragment the heap
+            note, onset = self.activations.held()
             context = max(self.segment_start - self.margin_frames, self.first_frame) - self.first_frame
             stop = len(note) if final else segment_end + self.margin_frames - self.first_frame
             offset = self.first_frame + context
@@ -319,10 +376,9 @@ class TranscriptionStream:
                 return
             self.segment_start = segment_end
             drop = max(0, self.segment_start - self.margin_frames - self.first_frame)
-            # Copies: views would keep the whole segment's frames alive beside the next segment's.
-            self.note_chunks, self.onset_chunks = [note[drop:].copy()], [onset[drop:].copy()]
-            self.first_frame += drop
             del note, onset
+            self.activations.drop(drop)
+            self.first_frame += drop
             _release_free_heap()
 
     def final_until_s(self) -> float:
@@ -357,14 +413,13 @@ class TranscriptionStream:
         while self.runs:
             self._collect(wait=True)
         n_frames = int(np.floor(self.samples * (ANNOTATIONS_FPS / BASIC_PITCH_SAMPLE_RATE)))
-        if self.note_chunks:
-            note, onset = self._held()
-            keep = max(0, n_frames - self.first_frame)
-            self.note_chunks, self.onset_chunks = [note[:keep]], [onset[:keep]]
-            self._extract(final=True)
+        self.activations.truncate(n_frames - self.first_frame)
+        # Whole segments first, however many arrived since the last block: the notes do not depend on when runs end.
+        self._extract(final=False)
+        self._extract(final=True)
         if n_frames == 0:
             self.frame_notes = []
-        self.note_chunks, self.onset_chunks = [], []
+        self.activations = _ActivationBuffer()
         self.closed = True
         if self.executor is not None:
             self.executor.shutdown()

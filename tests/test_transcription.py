@@ -119,17 +119,81 @@ def test_streaming_in_blocks_equals_whole(transcriber, rendered_clip, transcript
     assert stream.finish() == transcription
 
 
-def test_segmented_note_extraction_of_long_input(transcriber, rendered_clip):
-    """Long inputs are extracted in segments with margins: nearly every note is the one a single pass gives."""
+def test_segmented_note_extraction_of_long_input(transcriber, rendered_clip, monkeypatch):
+    """Long inputs are extracted in segments with margins: nearly every note is the one a single pass gives. Only
+    they fix glibc's allocation thresholds (process-wide)."""
+    from mdpiano import transcription_mdpiano
     from mdpiano.transcription_mdpiano import TranscriptionStream
 
     class ShortSegments(TranscriptionStream):
         SEGMENT_S, MARGIN_S = 8, 3
 
+    calls = []
+    monkeypatch.setattr(transcription_mdpiano, "_keep_large_blocks_mapped", lambda: calls.append(1))
     _, waveform = rendered_clip
     whole = transcriber(waveform, SR)
+    assert not calls
     stream = ShortSegments(transcriber)
     stream.feed(waveform)
     segmented = stream.finish()
+    assert calls
     assert abs(len(segmented) - len(whole)) <= 2
     assert len(set(segmented) & set(whole)) >= 0.95 * len(whole)
+
+
+def test_activation_buffer_appends_and_drops_in_place():
+    from mdpiano.transcription_mdpiano import _ActivationBuffer
+
+    rng = np.random.default_rng(0)
+    buffer, expected_note, expected_onset = _ActivationBuffer(), np.zeros((0, 88), np.float32), np.zeros((0, 88), np.float32)
+    for step in range(40):
+        note, onset = rng.random((2, int(rng.integers(1, 300)), 88), dtype=np.float32)
+        buffer.append(note, onset)
+        expected_note, expected_onset = np.concatenate([expected_note, note]), np.concatenate([expected_onset, onset])
+        if step % 7 == 6:
+            drop = int(rng.integers(0, len(expected_note) + 50))
+            buffer.drop(drop)
+            expected_note, expected_onset = expected_note[drop:], expected_onset[drop:]
+        held_note, held_onset = buffer.held()
+        assert np.array_equal(held_note, expected_note) and np.array_equal(held_onset, expected_onset)
+    capacity = len(buffer.note)
+    buffer.drop(len(expected_note) - 10)
+    buffer.append(*rng.random((2, capacity - 10, 88), dtype=np.float32))
+    assert len(buffer.note) == capacity  # refilled to its size: no new arrays
+    buffer.truncate(5)
+    assert buffer.length == 5 and np.array_equal(buffer.held()[0], expected_note[-10:-5])
+
+
+ALLOCATION_SCRIPT = """
+import ctypes, sys
+import numpy as np
+from mdpiano.transcription_mdpiano import _glibc, _keep_large_blocks_mapped
+
+libc = _glibc()
+if libc is None or not hasattr(libc, "mallinfo2"):
+    sys.exit(print("no glibc 2.33"))
+class MallInfo(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = MallInfo
+if sys.argv[1] == "fixed":
+    _keep_large_blocks_mapped()
+np.ones(20 * 2**20, np.uint8).fill(0)  # a mapped block, freed at once: glibc raises its threshold to its size unless fixed
+mapped = libc.mallinfo2().hblkhd
+block = np.ones(4 * 2**20, np.uint8)
+print(libc.mallinfo2().hblkhd - mapped >= block.nbytes)
+"""
+
+
+@pytest.mark.parametrize("thresholds, mapped", [("glibc's", "False"), ("fixed", "True")])
+def test_long_input_allocation_thresholds_map_large_blocks(thresholds, mapped):
+    """Once a recording is long, a multi-MB block is mapped on its own (and goes back to the OS when freed), even
+    after larger blocks came and went; glibc's own rule would take it from the heap (fresh processes: process-wide)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", ALLOCATION_SCRIPT, thresholds], capture_output=True, text=True, check=True)
+    output = result.stdout.strip().splitlines()[-1]
+    if output == "no glibc 2.33":
+        pytest.skip("needs glibc 2.33 or later")
+    assert output == mapped
