@@ -293,7 +293,9 @@ class TranscriptionStream:
 
     Notes are extracted by basic-pitch over the frames of segments of `SEGMENT_S` seconds (with `MARGIN_S` of
     context on each side; a segment keeps the notes that start in it), so memory stays flat however long the
-    input. A recording shorter than one segment is extracted in one piece, exactly as basic-pitch's `predict()`.
+    input (the activations sit in one buffer written in place; a stream that needs segments fixes glibc's allocation
+    thresholds, see `_keep_large_blocks_mapped`). A recording shorter than one segment is extracted in one piece,
+    exactly as basic-pitch's `predict()`.
     """
 
     SEGMENT_S = 600
