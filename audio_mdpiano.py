@@ -58,20 +58,22 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
 
         resampler = soxr.ResampleStream(rate, target_sampling_rate, 1, dtype="float32", quality="HQ")
     total = 0
-    block = next(blocks, None)
-    while block is not None:
-        following = next(blocks, None)
+    for block in blocks:
         if not np.isfinite(block).all():
             raise ValueError(
                 "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."
             )
         total += block.size
-        out = block if resampler is None else resampler.resample_chunk(block, last=following is None)
+        out = block if resampler is None else resampler.resample_chunk(block, last=False)
+        del block  # not held while the caller works on `out` (blocks of long files are tens of MB)
         if out.size:
             yield np.ascontiguousarray(out, dtype=np.float32)
-        block = following
     if total == 0:
         raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
+    if resampler is not None:
+        out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)  # the filter's tail
+        if out.size:
+            yield out
 
 
 def _mono_blocks(audio, sampling_rate, block_seconds):
@@ -108,7 +110,9 @@ def _soundfile_blocks(path: str, block_seconds: float):
                 block = file.read(max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
                 if len(block) == 0:
                     return
-                yield block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+                del block  # a stereo block is not held while the caller works on the mono one
+                yield mono
 
     return blocks(), rate
 

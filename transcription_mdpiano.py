@@ -245,9 +245,7 @@ class MDPianoTranscriber:
 class _ActivationBuffer:
     """
     The note and onset activations of consecutive frames, `(frames, 88)` each, held in two arrays that are written
-    in place and grow by doubling. A long recording's buffer settles at one segment's size after the first, so
-    later segments allocate nothing: arrays of varying sizes, allocated and freed segment after segment, left holes
-    in the C heap that only grew.
+    in place and grow by doubling (no list of run outputs joined again at every segment).
     """
 
     def __init__(self):
@@ -270,12 +268,18 @@ class _ActivationBuffer:
         return self.note[: self.length], self.onset[: self.length]
 
     def drop(self, count: int) -> None:
-        """Forgets the first `count` frames (the rest move to the front)."""
+        """
+        Forgets the first `count` frames. The rest move to the start of new arrays of the same capacity, whose pages
+        the OS provides only as frames are written: between segments, a long recording's buffer does not keep a
+        whole segment's memory beside the model's work, and the next segment needs no doubling (old and new arrays
+        side by side).
+        """
         count = min(count, self.length)
         kept = self.length - count
-        for array in (self.note, self.onset):
-            if array is not None and count:
-                array[:kept] = array[count : self.length].copy()  # copied first: the ranges may overlap
+        if self.note is not None:
+            moved = [np.empty_like(array) for array in (self.note, self.onset)]
+            moved[0][:kept], moved[1][:kept] = self.note[count : self.length], self.onset[count : self.length]
+            self.note, self.onset = moved
         self.length = kept
 
     def truncate(self, length: int) -> None:

@@ -28,6 +28,23 @@ def test_any_rate_is_resampled(rate):
     assert abs(np.argmax(spectrum) * SR / len(out) - 440) < 2
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_streamed_blocks_equal_one_resampling_of_the_whole(tmp_path, channels):
+    """A file decoded in blocks and resampled chunk by chunk gives exactly soxr's one-shot resampling."""
+    import soxr
+
+    from mdpiano.audio_mdpiano import stream_audio
+
+    rate = 44100
+    audio = np.random.default_rng(channels).uniform(-0.5, 0.5, (int(3.3 * rate), channels)).astype(np.float32)
+    path = tmp_path / "noise.wav"
+    soundfile.write(path, audio, rate, subtype="FLOAT")
+    blocks = list(stream_audio(str(path), None, SR, block_seconds=0.7))
+    assert len(blocks) >= 5
+    expected = soxr.resample(audio.mean(axis=1), rate, SR, quality="HQ")
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+
+
 @pytest.mark.parametrize("dtype, scale, step", [(np.int16, 32767, 2**-15), (np.int32, 2**31 - 1, 2**-31), (np.uint8, 127, 2**-7)])
 def test_integer_pcm_is_scaled(tone, dtype, scale, step):
     pcm = np.round(tone * scale + (128 if dtype == np.uint8 else 0)).astype(dtype)
