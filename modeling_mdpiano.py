@@ -24,6 +24,9 @@ CUSTOM_PIPELINES = {
 # (attention over every window padded to the longest token sequence, and activations too large for the allocator to
 # reuse without page faults).
 CPU_INFERENCE_BATCH = 4
+# Token sequences are padded to a multiple of this in reduced-precision CPU inference: oneDNN keeps compiled
+# bfloat16/float16 kernels for every input shape it meets, and a long recording's windows bring many lengths.
+CPU_REDUCED_PRECISION_LENGTH_STEP = 64
 
 
 @dataclass
@@ -467,6 +470,8 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         large_cpu_batch = reference is not None and reference.device.type == "cpu" and len(reference) > CPU_INFERENCE_BATCH
         if large_cpu_batch and not self.training and labels is None:
             return self._classify_in_slices(*inputs)
+        if input_ids is not None and input_ids.device.type == "cpu" and self.dtype != torch.float32 and not self.training:
+            inputs = (input_features, feature_attention_mask, *self._pad_to_length_step(input_ids, attention_mask))
         outputs = self.mdpiano(*inputs)
         logits = self.classifier(outputs.pooled_output)
         arousal_logits = valence_logits = None
@@ -497,6 +502,17 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             valence_logits=valence_logits,
             pooled_output=outputs.pooled_output,
         )
+
+    def _pad_to_length_step(self, input_ids, attention_mask):
+        """`input_ids` (batch, length) and its mask padded (mask 0) to the next multiple of
+        `CPU_REDUCED_PRECISION_LENGTH_STEP`, at most `max_symbolic_length`: the outputs are unchanged."""
+        if attention_mask is None:
+            attention_mask = (input_ids != self.config.pad_token_id).long()
+        length = input_ids.shape[1]
+        step = CPU_REDUCED_PRECISION_LENGTH_STEP
+        padding = max(0, min(-(-length // step) * step, self.config.max_symbolic_length) - length)
+        pad = nn.functional.pad
+        return pad(input_ids, (0, padding), value=self.config.pad_token_id), pad(attention_mask, (0, padding), value=0)
 
     def _classify_in_slices(self, input_features, feature_attention_mask, input_ids, attention_mask):
         """

@@ -187,6 +187,33 @@ def test_large_cpu_batches_run_in_slices_with_the_same_outputs(monkeypatch, tiny
             torch.testing.assert_close(getattr(sliced, name), getattr(whole, name), atol=1e-5, rtol=1e-5)
 
 
+def test_reduced_precision_cpu_inference_pads_token_lengths_to_steps(monkeypatch, tiny_config, batch):
+    """bfloat16 on CPU meets token lengths in steps of 64 (oneDNN keeps kernels per shape); the padding is masked,
+    so in float32 the padded inputs give the same outputs."""
+    from mdpiano.modeling_mdpiano import CPU_REDUCED_PRECISION_LENGTH_STEP
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(make_config(tiny_config)).eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    length = int(inputs["attention_mask"].sum(dim=1).max())
+    inputs["input_ids"], inputs["attention_mask"] = inputs["input_ids"][:, :length], inputs["attention_mask"][:, :length]
+    assert length % CPU_REDUCED_PRECISION_LENGTH_STEP
+    padded_ids, padded_mask = model._pad_to_length_step(inputs["input_ids"], inputs["attention_mask"])
+    assert padded_ids.shape[1] % CPU_REDUCED_PRECISION_LENGTH_STEP == 0 and padded_mask[:, length:].sum() == 0
+    with torch.no_grad():
+        plain = model(**inputs)
+        padded = model(**{**inputs, "input_ids": padded_ids, "attention_mask": padded_mask})
+    for name in ("logits", "arousal_logits", "valence_logits"):
+        torch.testing.assert_close(getattr(padded, name), getattr(plain, name), atol=1e-5, rtol=1e-5)
+
+    lengths = []
+    model.to(torch.bfloat16)
+    monkeypatch.setattr(model.mdpiano, "forward", lambda *a, f=model.mdpiano.forward: lengths.append(a[2].shape[1]) or f(*a))
+    with torch.no_grad():
+        model(**{**inputs, "input_features": inputs["input_features"].to(torch.bfloat16)})
+    assert lengths == [padded_ids.shape[1]]
+
+
 def test_inference_folds_batch_norm_into_the_convolution(tiny_config):
     from mdpiano.modeling_mdpiano import MDPianoConvBlock
 
