@@ -27,6 +27,7 @@ CPU_INFERENCE_BATCH = 4
 # Token sequences are padded to a multiple of this in reduced-precision CPU inference: oneDNN keeps compiled
 # bfloat16/float16 kernels for every input shape it meets, and a long recording's windows bring many lengths.
 CPU_REDUCED_PRECISION_LENGTH_STEP = 64
+REDUCED_PRECISION = (torch.bfloat16, torch.float16)
 
 
 @dataclass
@@ -301,6 +302,10 @@ class MDPianoPreTrainedModel(PreTrainedModel):
                 f"safetensors file ({error}): the file is corrupt or truncated; download or save the model again."
             ) from error
 
+    def _token_mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """`attention_mask`, or, when it is `None`, 1 wherever `input_ids` is not the pad token."""
+        return (input_ids != self.config.pad_token_id).long() if attention_mask is None else attention_mask
+
     def _init_weights(self, module):
         super()._init_weights(module)
         if isinstance(module, nn.Conv2d):  # ReLU ConvNet: He initialisation
@@ -376,9 +381,7 @@ class MDPianoModel(MDPianoPreTrainedModel):
                     f"This model (domains={self.config.domains!r}) needs `input_ids`: pass the audio (or MIDI) through "
                     "MDPianoProcessor."
                 )
-            if attention_mask is None:
-                attention_mask = (input_ids != self.config.pad_token_id).long()
-            symbolic_mask = _ensure_one_valid(attention_mask)
+            symbolic_mask = _ensure_one_valid(self._token_mask(input_ids, attention_mask))
             symbolic = self.symbolic_encoder(input_ids, symbolic_mask)
             symbolic_pooled = masked_mean(symbolic, symbolic_mask)
 
@@ -470,7 +473,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         large_cpu_batch = reference is not None and reference.device.type == "cpu" and len(reference) > CPU_INFERENCE_BATCH
         if large_cpu_batch and not self.training and labels is None:
             return self._classify_in_slices(*inputs)
-        if input_ids is not None and input_ids.device.type == "cpu" and self.dtype != torch.float32 and not self.training:
+        if input_ids is not None and input_ids.device.type == "cpu" and self.dtype in REDUCED_PRECISION and not self.training:
             inputs = (input_features, feature_attention_mask, *self._pad_to_length_step(input_ids, attention_mask))
         outputs = self.mdpiano(*inputs)
         logits = self.classifier(outputs.pooled_output)
@@ -506,8 +509,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
     def _pad_to_length_step(self, input_ids, attention_mask):
         """`input_ids` (batch, length) and its mask padded (mask 0) to the next multiple of
         `CPU_REDUCED_PRECISION_LENGTH_STEP`, at most `max_symbolic_length`: the outputs are unchanged."""
-        if attention_mask is None:
-            attention_mask = (input_ids != self.config.pad_token_id).long()
+        attention_mask = self._token_mask(input_ids, attention_mask)
         length = input_ids.shape[1]
         step = CPU_REDUCED_PRECISION_LENGTH_STEP
         padding = max(0, min(-(-length // step) * step, self.config.max_symbolic_length) - length)
@@ -520,11 +522,10 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         each slice's token sequences cut after its last real token. Same outputs as one pass (up to rounding): padding
         is masked everywhere.
         """
-        if input_ids is not None and attention_mask is None:
-            attention_mask = (input_ids != self.config.pad_token_id).long()
         if input_ids is None:
             order = torch.arange(len(input_features))
         else:
+            attention_mask = self._token_mask(input_ids, attention_mask)
             positions = torch.arange(1, attention_mask.shape[1] + 1)
             extents = (attention_mask.bool() * positions).amax(dim=1)  # index after each row's last real token
             order = extents.argsort(stable=True)
@@ -584,9 +585,8 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
             attention_mask (`torch.LongTensor` of shape (batch, tokens)): 1 for real tokens.
             labels (`torch.LongTensor` of shape (batch, tokens)): original ids at masked positions, -100 elsewhere.
         """
-        if attention_mask is None:
-            attention_mask = (input_ids != self.config.pad_token_id).long()
-        hidden_states = self.mdpiano["symbolic_encoder"](input_ids, _ensure_one_valid(attention_mask))
+        attention_mask = _ensure_one_valid(self._token_mask(input_ids, attention_mask))
+        hidden_states = self.mdpiano["symbolic_encoder"](input_ids, attention_mask)
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:

@@ -46,6 +46,7 @@ def inferred_onset_rows(onsets: np.ndarray, frames: np.ndarray, n_diff: int = 2)
     ((rows, pitches) float64): long inputs never hold the whole float64 matrix. The first `n_diff` rows have no rise.
     """
     rows_total = len(frames)
+    # The rises are computed twice, once here for their maximum: cheaper than holding a float64 matrix of them.
     largest = [np.max(_frame_rise(frames, first, min(first + _ROW_BLOCK, rows_total), n_diff))
                for first in range(n_diff, rows_total, _ROW_BLOCK)]  # fmt: skip
     largest_rise = np.max(largest) if largest else 0.0

@@ -360,7 +360,8 @@ class TranscriptionStream:
     def _keep_frames(self, outputs: tuple[np.ndarray, np.ndarray]):
         note, onset = outputs
         half = OVERLAP_FRAMES // 2
-        self.activations.append(note[:, half:-half].reshape(-1, note.shape[-1]), onset[:, half:-half].reshape(-1, onset.shape[-1]))
+        kept = [output[:, half:-half].reshape(-1, output.shape[-1]) for output in (note, onset)]
+        self.activations.append(*kept)
 
     def _extract(self, final: bool):
         while self.activations.length:
