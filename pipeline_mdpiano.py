@@ -266,10 +266,11 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         samples = 0
         for block in stream_audio(inputs, sampling_rate, rate):
             samples += len(block)
-            if features is not None:
-                features.feed(block)
+            # The transcriber first: its runs go on in its threads while this one computes the block's features.
             if transcription is not None:
                 transcription.feed(block)
+            if features is not None:
+                features.feed(block)
             yield (
                 None if features is None else features.pop_frames(),
                 None if transcription is None else transcription.pop_notes(),
