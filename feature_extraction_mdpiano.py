@@ -1,11 +1,10 @@
 """Acoustic features of mdpiano: the paper's mixed feature (log-mel, MFCC, spectral centroid, RMS) or a log STFT."""
 
-import contextlib
-import functools
 from collections.abc import Iterable
 
 import numpy as np
 import scipy.fft
+import scipy.sparse
 from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank, power_to_db
 from transformers.utils import logging
@@ -14,26 +13,6 @@ logger = logging.get_logger(__name__)
 
 FEATURE_TYPES = ("mixed", "stft")
 STFT_BLOCK_FRAMES = 256  # frames transformed together: bounds the float64 transform's memory on long inputs
-
-
-@functools.cache
-def _blas_controller():
-    """threadpoolctl's view of the BLAS libraries loaded (numpy's OpenBLAS), or `None` without threadpoolctl."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:
-        return None
-    return ThreadpoolController()
-
-
-def single_threaded_blas():
-    """
-    A context in which BLAS calls run on the calling thread alone. The mel projection is a small matrix product:
-    OpenBLAS would wake its threads for it, which then spin for work and take CPU from the transcriber's threads
-    running beside it (a 40-s clip transcribed after its features: 13% faster with this).
-    """
-    controller = _blas_controller()
-    return contextlib.nullcontext() if controller is None else controller.limit(limits=1, user_api="blas")
 
 
 def periodic_hann(length: int) -> np.ndarray:
@@ -131,9 +110,14 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         self.mel_filters = self._build_mel_filters() if feature_type == "mixed" else None
         self.window = periodic_hann(n_fft)  # neither is saved (transformers leaves both out of the config)
 
-    def _build_mel_filters(self) -> np.ndarray:
-        """Slaney-style mel filters (n_mels, n_fft // 2 + 1), as librosa's default `filters.mel`."""
-        return mel_filter_bank(
+    def _build_mel_filters(self) -> scipy.sparse.csr_array:
+        """
+        Slaney-style mel filters (n_mels, n_fft // 2 + 1), as librosa's default `filters.mel`, as a sparse matrix:
+        each bin lies under at most two filters, so the projection is 30 times less work than a dense product, and
+        it stays on the calling thread (OpenBLAS would wake its threads for the dense one, which then spin for work
+        beside the transcriber's).
+        """
+        dense = mel_filter_bank(
             num_frequency_bins=self.n_fft // 2 + 1,
             num_mel_filters=self.n_mels,
             min_frequency=self.fmin,
@@ -142,6 +126,7 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
             norm="slaney",
             mel_scale="slaney",
         ).T.astype(np.float32)
+        return scipy.sparse.csr_array(dense)
 
     @property
     def n_samples(self) -> int:
@@ -262,8 +247,7 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         of `STFT_BLOCK_FRAMES` at a time, so a long segment needs little more memory than its features.
         """
         frames = np.lib.stride_tricks.sliding_window_view(segment, self.n_fft)[:: self.hop_length]
-        with single_threaded_blas():
-            blocks = [self._block_features(frames[i : i + STFT_BLOCK_FRAMES]) for i in range(0, len(frames), STFT_BLOCK_FRAMES)]
+        blocks = [self._block_features(frames[i : i + STFT_BLOCK_FRAMES]) for i in range(0, len(frames), STFT_BLOCK_FRAMES)]
         return np.concatenate(blocks) if blocks else np.zeros((0, self.feature_size), np.float32)
 
     def _block_features(self, frames: np.ndarray) -> np.ndarray:

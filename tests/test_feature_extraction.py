@@ -146,27 +146,3 @@ def test_streamed_features_equal_whole(extractor, rendered_clip):
     # Frames are those of librosa's centred STFT (zero padding of n_fft / 2 at both ends).
     frames = librosa.stft(waveform, n_fft=extractor.n_fft, hop_length=extractor.hop_length, center=True, pad_mode="constant")
     assert extractor.extract(waveform).shape[0] == frames.shape[1]
-
-
-def test_feature_blas_runs_on_the_calling_thread(extractor, rendered_clip, monkeypatch):
-    # OpenBLAS threads woken for the mel projection would spin beside the transcriber's threads.
-    from threadpoolctl import threadpool_info
-
-    def blas_threads():
-        return [library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas"]
-
-    before = blas_threads()
-    if not before:
-        pytest.skip("no BLAS library that threadpoolctl can see")
-    seen = []
-    block_features = MDPianoFeatureExtractor._block_features
-
-    def spying(self, frames):
-        seen.append(blas_threads())
-        return block_features(self, frames)
-
-    monkeypatch.setattr(MDPianoFeatureExtractor, "_block_features", spying)
-    _, waveform = rendered_clip
-    extractor.extract(waveform)
-    assert seen and all(threads == [1] * len(before) for threads in seen)
-    assert blas_threads() == before  # restored afterwards
