@@ -22,6 +22,20 @@ from .training import Clip
 FORMAT_VERSION = 1
 
 
+def write_npz_xz(path, arrays: dict[str, np.ndarray]) -> None:
+    """Writes named arrays as an lzma-compressed `.npz` file."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    Path(path).write_bytes(lzma.compress(buffer.getvalue(), preset=6))
+
+
+def read_npz_xz(path) -> dict[str, np.ndarray]:
+    """The arrays of a file written by [`write_npz_xz`]."""
+    # Decompressed whole: the .npz inside is a zip file, read by seeking back and forth.
+    with np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes()))) as arrays:
+        return {key: arrays[key] for key in arrays.files}
+
+
 def _feature_settings(feature_extractor) -> dict:
     """The settings that shape the features, as archive.json stores them."""
     return json.loads(json.dumps({name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS}, default=str))
@@ -100,9 +114,7 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
         files = []
         for first in tqdm(range(0, len(clips), clips_per_file), desc=f"Archiving {name}"):
             path = folder / f"{name}-{first // clips_per_file:03d}.npz.xz"
-            buffer = io.BytesIO()
-            np.savez(buffer, **_pack(clips[first : first + clips_per_file], feature_extractor))
-            path.write_bytes(lzma.compress(buffer.getvalue(), preset=6))
+            write_npz_xz(path, _pack(clips[first : first + clips_per_file], feature_extractor))
             files.append(path.name)
         manifest["sets"][name] = {"clips": len(clips), "files": files}
         written += [folder / f for f in files]
@@ -137,12 +149,10 @@ def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
         raise ValueError(f"The clip archive {folder} misses {len(missing)} file(s) of set {set_name!r}: {missing}.")
     clips = []
     for name in entry["files"]:
-        # Decompressed whole: the .npz inside is a zip file, read by seeking back and forth.
-        with np.load(io.BytesIO(lzma.decompress((folder / name).read_bytes()))) as arrays:
-            clips += _unpack({key: arrays[key] for key in arrays.files}, feature_extractor)
+        clips += _unpack(read_npz_xz(folder / name), feature_extractor)
     if len(clips) != entry["clips"]:
         raise ValueError(f"Set {set_name!r} of {folder} should hold {entry['clips']} clips, its files hold {len(clips)}.")
     return clips
 
 
-__all__ = ["read_clip_archive", "write_clip_archive"]
+__all__ = ["read_clip_archive", "read_npz_xz", "write_clip_archive", "write_npz_xz"]

@@ -8,6 +8,9 @@ tokens are masked (transformers' DataCollatorForLanguageModeling) and the transf
 underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split picks
 the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained <output-dir>/best` starts
 the classifier's symbolic encoder from it.
+
+Where the MIDI files are not (a rented GPU), pretrain from a notes archive: `--export-corpus corpus.npz.xz` writes the
+parsed train and validation notes (~21 MB) and stops; `--corpus corpus.npz.xz` then replaces --data and --cache-dir.
 """
 
 import argparse
@@ -17,14 +20,23 @@ from pathlib import Path
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
-from mdpiano.pretraining import RandomMidiWindows, fixed_windows, load_corpus, maestro_files
+from mdpiano.pretraining import (
+    RandomMidiWindows,
+    fixed_windows,
+    load_corpus,
+    maestro_files,
+    read_corpus_archive,
+    write_corpus_archive,
+)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="../shared/data", help="folder holding maestro-v2.0.0/ and giantmidi-piano/")
-    parser.add_argument("--cache-dir", required=True, help="parsed MIDI notes are cached here")
-    parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--cache-dir", help="parsed MIDI notes are cached here (not needed with --corpus)")
+    parser.add_argument("--output-dir", help="checkpoints and best/ (not needed with --export-corpus)")
+    parser.add_argument("--corpus", help="notes archive written by --export-corpus, read instead of the MIDI under --data")
+    parser.add_argument("--export-corpus", metavar="PATH", help="write the parsed notes to PATH (.npz.xz) and stop")
     parser.add_argument("--config", help="JSON file of MDPianoConfig values (use the classifier's)")
     parser.add_argument("--no-giantmidi", action="store_true", help="MAESTRO only")
     parser.add_argument("--window-s", type=float, default=5.0, help="seconds of MIDI per sequence (default: %(default)s)")
@@ -37,20 +49,28 @@ def main():
     parser.add_argument("--eval-steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.corpus is None and args.cache_dir is None:
+        parser.error("--cache-dir is needed to read MIDI files (or give --corpus)")
+    if args.export_corpus is None and args.output_dir is None:
+        parser.error("--output-dir is needed for pretraining")
 
-    data = Path(args.data)
     config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
     processor = MDPianoProcessor.from_config(config)
-    train_files, missing_train = maestro_files(data / "maestro-v2.0.0", "train")
-    validation_files, missing_validation = maestro_files(data / "maestro-v2.0.0", "validation")
-    print(f"MAESTRO: {len(train_files)} train and {len(validation_files)} validation files; "
-          f"{len(missing_train) + len(missing_validation)} listed files are absent (see REMOVED_CORRUPT_FILES.txt)")  # fmt: skip
-    if not args.no_giantmidi:
-        train_files += sorted((data / "giantmidi-piano" / "midis").glob("*.mid"))
-    train_corpus, train_failures = load_corpus(train_files, args.cache_dir)
-    validation_corpus, validation_failures = load_corpus(validation_files, args.cache_dir)
-    for path, error in {**train_failures, **validation_failures}.items():
-        print(f"skipped {path}: {error}")
+    if args.corpus:
+        try:
+            corpora = read_corpus_archive(args.corpus)
+        except ValueError as error:
+            parser.error(str(error))
+        if not {"train", "validation"} <= corpora.keys():
+            parser.error(f"{args.corpus} holds {sorted(corpora)}, not train and validation corpora")
+        train_corpus, validation_corpus = corpora["train"], corpora["validation"]
+        print(f"{args.corpus}: {len(train_corpus)} train and {len(validation_corpus)} validation pieces")
+    else:
+        train_corpus, validation_corpus = read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi)
+    if args.export_corpus:
+        write_corpus_archive(args.export_corpus, {"train": train_corpus, "validation": validation_corpus})
+        print(f"wrote {args.export_corpus}")
+        return
 
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
@@ -87,6 +107,21 @@ def main():
     processor.save_pretrained(best)
     (best / "eval_metrics.json").write_text(json.dumps(metrics, indent=1))
     print(json.dumps(metrics, indent=1))
+
+
+def read_midi_corpora(data: Path, cache_dir, no_giantmidi: bool) -> tuple[list, list]:
+    """Notes of MAESTRO's train split (with GiantMIDI-Piano) and of its validation split; skipped files are printed."""
+    train_files, missing_train = maestro_files(data / "maestro-v2.0.0", "train")
+    validation_files, missing_validation = maestro_files(data / "maestro-v2.0.0", "validation")
+    print(f"MAESTRO: {len(train_files)} train and {len(validation_files)} validation files; "
+          f"{len(missing_train) + len(missing_validation)} listed files are absent (see REMOVED_CORRUPT_FILES.txt)")  # fmt: skip
+    if not no_giantmidi:
+        train_files += sorted((data / "giantmidi-piano" / "midis").glob("*.mid"))
+    train_corpus, train_failures = load_corpus(train_files, cache_dir)
+    validation_corpus, validation_failures = load_corpus(validation_files, cache_dir)
+    for path, error in {**train_failures, **validation_failures}.items():
+        print(f"skipped {path}: {error}")
+    return train_corpus, validation_corpus
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -123,3 +124,51 @@ def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_pa
         assert json.loads((output / variant / "seed-0" / "arguments.json").read_text())["augment_features"] is augmented
         assert "2 training clips (train-0)" in (output / variant / "seed-0" / "train.log").read_text()
     assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
+
+
+def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path):
+    """pretrain_symbolic.py reads MAESTRO-shaped MIDI, exports the notes, and pretrains from that archive alone."""
+    from mdpiano import MDPianoForAudioClassification
+    from mdpiano.pretraining import read_corpus_archive
+
+    maestro = tmp_path / "data" / "maestro-v2.0.0"
+    (maestro / "2018").mkdir(parents=True)
+    rows = []
+    for index, (midi, split) in enumerate(zip(emopia_midis[:4], ["train", "train", "train", "validation"])):
+        shutil.copy(midi, maestro / "2018" / f"piece-{index}.midi")
+        rows.append({"split": split, "midi_filename": f"2018/piece-{index}.midi"})
+    rows.append({"split": "train", "midi_filename": "2018/absent.midi"})  # listed, not there: reported, not fatal
+    with open(maestro / "maestro-v2.0.0.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=["split", "midi_filename"])
+        writer.writeheader()
+        writer.writerows(rows)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    corpus = tmp_path / "corpus.npz.xz"
+    exported = run("pretrain_symbolic.py", "--data", tmp_path / "data", "--cache-dir", tmp_path / "cache", "--no-giantmidi",
+                   "--export-corpus", corpus)  # fmt: skip
+    assert "3 train and 1 validation files; 1 listed files are absent" in exported.stdout
+    corpora = read_corpus_archive(corpus)
+    assert [len(corpora["train"]), len(corpora["validation"])] == [3, 1]
+    assert all(notes.shape[1] == 4 and len(notes) > 0 for notes in corpora["train"] + corpora["validation"])
+
+    output = tmp_path / "mlm"
+    run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config, "--max-steps", "2",
+        "--batch-size", "2", "--eval-steps", "1", "--eval-windows", "2", "--warmup-steps", "0")  # fmt: skip
+    assert np.isfinite(json.loads((output / "best" / "eval_metrics.json").read_text())["eval_loss"])
+    MDPianoForAudioClassification.from_pretrained(output / "best")  # the classifier starts from it
+
+    result = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "pretrain_symbolic.py"), "--corpus",
+                             str(tmp_path / "absent.npz.xz"), "--output-dir", str(output)], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "No corpus archive at" in result.stderr
+
+
+def test_corpus_archive_errors(tmp_path):
+    from mdpiano.pretraining import read_corpus_archive, write_corpus_archive
+
+    corrupt = tmp_path / "corrupt.npz.xz"
+    corrupt.write_bytes(b"not an archive")
+    with pytest.raises(ValueError, match="not a readable corpus archive"):
+        read_corpus_archive(corrupt)
+    notes = [np.array([[0.0, 0.5, 60, 80]], np.float32), np.zeros((0, 4), np.float32)]
+    assert [len(n) for n in read_corpus_archive(write_corpus_archive(tmp_path / "c.npz.xz", {"train": notes}))["train"]] == [1, 0]
