@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import lzma
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def read_corpus_archive(path) -> dict[str, list[np.ndarray]]:
         raise ValueError(f"No corpus archive at {path}; write one with `scripts/pretrain_symbolic.py --export-corpus`.")
     try:
         arrays = read_npz_xz(path)
-    except (OSError, EOFError, ValueError, lzma.LZMAError) as error:
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable corpus archive ({error}).") from error
     if int(arrays.get("format_version", -1)) != CORPUS_FORMAT_VERSION:
         raise ValueError(f"{path} is not a corpus archive of format {CORPUS_FORMAT_VERSION}; export it again.")
