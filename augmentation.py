@@ -135,8 +135,11 @@ def condition_for(name: str, clip_id: str, variant: int = 0) -> RenderCondition:
     return sample_train_condition(np.random.default_rng(zlib.crc32(f"{name}/{clip_id}/{variant}".encode())))
 
 
-def render_condition(midi_path: str, condition: RenderCondition, seed: int = 0) -> np.ndarray:
-    """Renders a MIDI file through a condition, up to (not including) the codec: mono float32 at its rate."""
+def render_condition(
+    midi_path: str, condition: RenderCondition, seed: int = 0, max_duration_s: float | None = None
+) -> np.ndarray:
+    """Renders a MIDI file (its first `max_duration_s` seconds, if given) through a condition, up to (not including)
+    the codec: mono float32 at its rate."""
     import pretty_midi
 
     midi = pretty_midi.PrettyMIDI(str(midi_path))
@@ -145,7 +148,13 @@ def render_condition(midi_path: str, condition: RenderCondition, seed: int = 0) 
             curved = 127 * condition.velocity_scale * (note.velocity / 127) ** condition.velocity_gamma
             note.velocity = int(np.clip(round(curved), 1, 127))
     audio = render_midi(
-        midi, condition.soundfont, condition.sampling_rate, peak=1.0, program=condition.program, reuse_synthesizer=True
+        midi,
+        condition.soundfont,
+        condition.sampling_rate,
+        max_duration_s=max_duration_s,
+        peak=1.0,
+        program=condition.program,
+        reuse_synthesizer=True,
     ).astype(np.float64)
     rng = np.random.default_rng(seed)
     rate = condition.sampling_rate
@@ -238,9 +247,9 @@ def add_noise(audio: np.ndarray, snr_db: float, color: str, rng: np.random.Gener
 
 
 def _render_one(task) -> tuple[str, str | None]:
-    clip_id, midi_path, condition, out_path, seed = task
+    clip_id, midi_path, condition, out_path, seed, max_duration_s = task
     try:
-        data = encode(render_condition(midi_path, condition, seed), condition)
+        data = encode(render_condition(midi_path, condition, seed, max_duration_s), condition)
     except Exception as error:  # one bad clip must not stop a long run; it is reported
         return clip_id, f"{type(error).__name__}: {error}"
     partial = out_path.with_suffix(out_path.suffix + ".partial")
@@ -249,11 +258,13 @@ def _render_one(task) -> tuple[str, str | None]:
     return clip_id, None
 
 
-def render_folder(midi_paths: dict, condition_set: str, variant: int, out_dir, workers: int = 2) -> dict[str, str]:
+def render_folder(
+    midi_paths: dict, condition_set: str, variant: int, out_dir, workers: int = 2, max_duration_s: float | None = None
+) -> dict[str, str]:
     """
-    Renders clips (`{clip_id: midi_path}`) through the conditions of a set into `out_dir/<clip_id>.<ext>`, with a
-    progress bar. Clips already rendered are skipped, so an interrupted run resumes. `out_dir/conditions.jsonl`
-    records each clip's condition.
+    Renders clips (`{clip_id: midi_path}`) through the conditions of a set into `out_dir/<clip_id>.<ext>` (the
+    first `max_duration_s` seconds of each, if given), with a progress bar. Clips already rendered are skipped, so
+    an interrupted run resumes. `out_dir/conditions.jsonl` records each clip's condition.
 
     Returns:
         `{clip_id: error message}` for clips that failed.
@@ -272,7 +283,8 @@ def render_folder(midi_paths: dict, condition_set: str, variant: int, out_dir, w
         out_path = out_dir / f"{clip_id}{condition.extension}"
         records.append(json.dumps({"clip_id": clip_id, **condition.to_dict()}))
         if not out_path.exists():
-            tasks.append((clip_id, str(midi_path), condition, out_path, zlib.crc32(f"{clip_id}/{variant}".encode())))
+            seed = zlib.crc32(f"{clip_id}/{variant}".encode())
+            tasks.append((clip_id, str(midi_path), condition, out_path, seed, max_duration_s))
     (out_dir / "conditions.jsonl").write_text("\n".join(records) + "\n")
     failures = {}
     description = f"Rendering {condition_set} #{variant} ({len(midi_paths) - len(tasks)} done before)"

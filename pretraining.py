@@ -51,6 +51,37 @@ def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
     return corpus, failures
 
 
+def transcribed_corpus(
+    midi_paths: dict[str, Path], processor, cache_dir, seconds: float | None = 120.0, workers: int = 2
+) -> tuple[list[np.ndarray], dict[str, str]]:
+    """
+    Notes that the processor's transcriber finds in renderings of MIDI files (their first `seconds`), each rendered
+    through a condition drawn from the training distribution (SoundFont, velocity curve, room, EQ, noise, codec):
+    pretraining input that looks like what the classifier reads at inference, wrong notes included. The audio is
+    rendered once into `cache_dir/audio/<set>` and transcribed once into the transcription cache; both resume.
+
+    Args:
+        midi_paths: `{piece id: MIDI path}`.
+
+    Returns:
+        `(corpus, failures)`: the notes (N, 4) of each rendered piece in the order of its id, and `{piece id: error}`
+        for pieces that could not be rendered.
+    """
+    from datasets import Dataset
+
+    from .augmentation import condition_for, render_folder
+    from .caching import cache_dataset, load_entry
+
+    name = "pretraining-" + ("whole" if seconds is None else f"first-{seconds:g}s")
+    audio_dir = Path(cache_dir) / "audio" / name
+    failures = render_folder(midi_paths, "train", 0, audio_dir, workers, max_duration_s=seconds)
+    rendered = [piece for piece in sorted(midi_paths) if piece not in failures]
+    audio = [str(audio_dir / f"{piece}{condition_for('train', piece, 0).extension}") for piece in rendered]
+    dataset = Dataset.from_dict({"clip_id": rendered, "audio": audio})
+    cached = cache_dataset(dataset, processor, cache_dir, name, num_proc=workers, with_features=False)
+    return [load_entry(path)["notes"] for path in cached["notes_path"]], failures
+
+
 def write_corpus_archive(path, corpora: dict[str, list[np.ndarray]]) -> Path:
     """
     Writes named corpora of notes (e.g. `{"train": [...], "validation": [...]}`, each a list of (N, 4) arrays as
@@ -129,6 +160,7 @@ __all__ = [
     "load_corpus",
     "maestro_files",
     "read_corpus_archive",
+    "transcribed_corpus",
     "window_ids",
     "write_corpus_archive",
 ]

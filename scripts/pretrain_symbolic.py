@@ -9,6 +9,10 @@ underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of M
 the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained <output-dir>/best` starts
 the classifier's symbolic encoder from it.
 
+With --transcribed-pieces N, N of MAESTRO's train pieces (their first --transcribed-seconds) are also rendered
+through the training distribution of SoundFonts, rooms, EQ, noise and codecs and transcribed by basic-pitch, so the
+encoder also sees transcriber-like input (wrong and missing notes included), as the classifier does at inference.
+
 Where the MIDI files are not (a rented GPU), pretrain from a notes archive: `--export-corpus corpus.npz.xz` writes the
 parsed train and validation notes (~21 MB) and stops; `--corpus corpus.npz.xz` then replaces --data and --cache-dir.
 """
@@ -17,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
@@ -26,6 +31,7 @@ from mdpiano.pretraining import (
     load_corpus,
     maestro_files,
     read_corpus_archive,
+    transcribed_corpus,
     write_corpus_archive,
 )
 
@@ -39,6 +45,9 @@ def main():
     parser.add_argument("--export-corpus", metavar="PATH", help="write the parsed notes to PATH (.npz.xz) and stop")
     parser.add_argument("--config", help="JSON file of MDPianoConfig values (use the classifier's)")
     parser.add_argument("--no-giantmidi", action="store_true", help="MAESTRO only")
+    parser.add_argument("--transcribed-pieces", type=int, default=0, help="MAESTRO train pieces rendered and transcribed")
+    parser.add_argument("--transcribed-seconds", type=float, default=120.0, help="of each (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="rendering and transcription processes")
     parser.add_argument("--window-s", type=float, default=5.0, help="seconds of MIDI per sequence (default: %(default)s)")
     parser.add_argument("--max-steps", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -53,6 +62,10 @@ def main():
         parser.error("--cache-dir is needed to read MIDI files (or give --corpus)")
     if args.export_corpus is None and args.output_dir is None:
         parser.error("--output-dir is needed for pretraining")
+    if args.transcribed_pieces < 0:
+        parser.error("--transcribed-pieces must be at least 0")
+    if args.corpus and args.transcribed_pieces:
+        parser.error("--transcribed-pieces renders MAESTRO from --data: export a corpus with them, then use --corpus")
 
     config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
     processor = MDPianoProcessor.from_config(config)
@@ -63,14 +76,18 @@ def main():
             parser.error(str(error))
         if not {"train", "validation"} <= corpora.keys():
             parser.error(f"{args.corpus} holds {sorted(corpora)}, not train and validation corpora")
-        train_corpus, validation_corpus = corpora["train"], corpora["validation"]
-        print(f"{args.corpus}: {len(train_corpus)} train and {len(validation_corpus)} validation pieces")
     else:
-        train_corpus, validation_corpus = read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi)
+        corpora = dict(zip(("train", "validation"), read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi)))
+        if args.transcribed_pieces:
+            corpora["train-transcribed"] = read_transcribed_corpus(Path(args.data), processor, args)
+    print(", ".join(f"{name}: {len(corpus)} pieces, {corpus_hours(corpus):.1f} h" for name, corpus in corpora.items()))
     if args.export_corpus:
-        write_corpus_archive(args.export_corpus, {"train": train_corpus, "validation": validation_corpus})
+        write_corpus_archive(args.export_corpus, corpora)
         print(f"wrote {args.export_corpus}")
         return
+    # Pieces are drawn in proportion to their duration: the transcribed ones weigh by their excerpts' length.
+    train_corpus = corpora["train"] + corpora.get("train-transcribed", [])
+    validation_corpus = corpora["validation"]
 
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
@@ -122,6 +139,23 @@ def read_midi_corpora(data: Path, cache_dir, no_giantmidi: bool) -> tuple[list, 
     for path, error in {**train_failures, **validation_failures}.items():
         print(f"skipped {path}: {error}")
     return train_corpus, validation_corpus
+
+
+def read_transcribed_corpus(data: Path, processor, args) -> list:
+    """Transcriptions of renderings of `--transcribed-pieces` MAESTRO train pieces, drawn with the seed."""
+    files, _ = maestro_files(data / "maestro-v2.0.0", "train")
+    if args.transcribed_pieces > len(files):
+        raise SystemExit(f"--transcribed-pieces {args.transcribed_pieces}: MAESTRO's train split has {len(files)} files here")
+    chosen = np.random.default_rng(args.seed).choice(len(files), args.transcribed_pieces, replace=False)
+    pieces = {f"{files[i].parent.name}-{files[i].stem}": files[i] for i in sorted(chosen)}
+    corpus, failures = transcribed_corpus(pieces, processor, args.cache_dir, args.transcribed_seconds, args.workers)
+    for piece, error in failures.items():
+        print(f"skipped {piece} (not rendered): {error}")
+    return corpus
+
+
+def corpus_hours(corpus: list) -> float:
+    return sum(float(notes[:, 1].max()) for notes in corpus if len(notes)) / 3600
 
 
 if __name__ == "__main__":

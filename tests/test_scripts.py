@@ -146,11 +146,14 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path):
     config.write_text(json.dumps(TINY_CONFIG))
     corpus = tmp_path / "corpus.npz.xz"
     exported = run("pretrain_symbolic.py", "--data", tmp_path / "data", "--cache-dir", tmp_path / "cache", "--no-giantmidi",
-                   "--export-corpus", corpus)  # fmt: skip
+                   "--transcribed-pieces", "2", "--transcribed-seconds", "8", "--workers", "1", "--export-corpus", corpus)  # fmt: skip
     assert "3 train and 1 validation files; 1 listed files are absent" in exported.stdout
     corpora = read_corpus_archive(corpus)
-    assert [len(corpora["train"]), len(corpora["validation"])] == [3, 1]
-    assert all(notes.shape[1] == 4 and len(notes) > 0 for notes in corpora["train"] + corpora["validation"])
+    assert {name: len(pieces) for name, pieces in corpora.items()} == {"train": 3, "validation": 1, "train-transcribed": 2}
+    assert all(notes.shape[1] == 4 and len(notes) > 0 for pieces in corpora.values() for notes in pieces)
+    # Transcriptions of the rendered excerpts: notes within their first 8 s, not the MIDI's own notes.
+    assert all(notes[:, 0].max() < 8.0 for notes in corpora["train-transcribed"])
+    assert len(list((tmp_path / "cache" / "audio" / "pretraining-first-8s").glob("2018-piece-*.*"))) == 2
 
     output = tmp_path / "mlm"
     run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config, "--max-steps", "2",
