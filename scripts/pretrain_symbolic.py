@@ -64,6 +64,8 @@ def main():
         parser.error("--output-dir is needed for pretraining")
     if args.transcribed_pieces < 0:
         parser.error("--transcribed-pieces must be at least 0")
+    if not args.transcribed_seconds > 0:
+        parser.error("--transcribed-seconds must be positive")
     if args.corpus and args.transcribed_pieces:
         parser.error("--transcribed-pieces renders MAESTRO from --data: export a corpus with them, then use --corpus")
 
