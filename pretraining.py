@@ -69,15 +69,15 @@ def transcribed_corpus(
     """
     from datasets import Dataset
 
-    from .augmentation import condition_for, render_folder
+    from .augmentation import render_folder
     from .caching import cache_dataset, load_entry
+    from .emopia import find_audio
 
     name = "pretraining-" + ("whole" if seconds is None else f"first-{seconds:g}s")
     audio_dir = Path(cache_dir) / "audio" / name
     failures = render_folder(midi_paths, "train", 0, audio_dir, workers, max_duration_s=seconds)
-    rendered = [piece for piece in sorted(midi_paths) if piece not in failures]
-    audio = [str(audio_dir / f"{piece}{condition_for('train', piece, 0).extension}") for piece in rendered]
-    dataset = Dataset.from_dict({"clip_id": rendered, "audio": audio})
+    rendered = {piece: find_audio(audio_dir, piece) for piece in sorted(midi_paths) if piece not in failures}
+    dataset = Dataset.from_dict({"clip_id": list(rendered), "audio": list(rendered.values())})
     cached = cache_dataset(dataset, processor, cache_dir, name, num_proc=workers, with_features=False)
     return [load_entry(path)["notes"] for path in cached["notes_path"]], failures
 

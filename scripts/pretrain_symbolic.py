@@ -41,11 +41,11 @@ def main():
     parser.add_argument("--data", default="../shared/data", help="folder holding maestro-v2.0.0/ and giantmidi-piano/")
     parser.add_argument("--cache-dir", help="parsed MIDI notes are cached here (not needed with --corpus)")
     parser.add_argument("--output-dir", help="checkpoints and best/ (not needed with --export-corpus)")
-    parser.add_argument("--corpus", help="notes archive written by --export-corpus, read instead of the MIDI under --data")
+    parser.add_argument("--corpus", help="archive written by --export-corpus, read instead of the MIDI under --data")
     parser.add_argument("--export-corpus", metavar="PATH", help="write the parsed notes to PATH (.npz.xz) and stop")
     parser.add_argument("--config", help="JSON file of MDPianoConfig values (use the classifier's)")
     parser.add_argument("--no-giantmidi", action="store_true", help="MAESTRO only")
-    parser.add_argument("--transcribed-pieces", type=int, default=0, help="MAESTRO train pieces rendered and transcribed")
+    parser.add_argument("--transcribed-pieces", type=int, default=0, help="MAESTRO pieces rendered and transcribed")
     parser.add_argument("--transcribed-seconds", type=float, default=120.0, help="of each (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2, help="rendering and transcription processes")
     parser.add_argument("--window-s", type=float, default=5.0, help="seconds of MIDI per sequence (default: %(default)s)")
@@ -79,7 +79,8 @@ def main():
         if not {"train", "validation"} <= corpora.keys():
             parser.error(f"{args.corpus} holds {sorted(corpora)}, not train and validation corpora")
     else:
-        corpora = dict(zip(("train", "validation"), read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi)))
+        midi_corpora = read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi)
+        corpora = dict(zip(("train", "validation"), midi_corpora))
         if args.transcribed_pieces:
             corpora["train-transcribed"] = read_transcribed_corpus(Path(args.data), processor, args)
     print(", ".join(f"{name}: {len(corpus)} pieces, {corpus_hours(corpus):.1f} h" for name, corpus in corpora.items()))
@@ -147,7 +148,7 @@ def read_transcribed_corpus(data: Path, processor, args) -> list:
     """Transcriptions of renderings of `--transcribed-pieces` MAESTRO train pieces, drawn with the seed."""
     files, _ = maestro_files(data / "maestro-v2.0.0", "train")
     if args.transcribed_pieces > len(files):
-        raise SystemExit(f"--transcribed-pieces {args.transcribed_pieces}: MAESTRO's train split has {len(files)} files here")
+        raise SystemExit(f"--transcribed-pieces {args.transcribed_pieces}: MAESTRO's train split has {len(files)} files")
     chosen = np.random.default_rng(args.seed).choice(len(files), args.transcribed_pieces, replace=False)
     pieces = {f"{files[i].parent.name}-{files[i].stem}": files[i] for i in sorted(chosen)}
     corpus, failures = transcribed_corpus(pieces, processor, args.cache_dir, args.transcribed_seconds, args.workers)
