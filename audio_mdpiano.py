@@ -73,7 +73,7 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
     if resampler is not None:
         out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)  # the filter's tail
         if out.size:
-            yield out
+            yield np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _mono_blocks(audio, sampling_rate, block_seconds):
