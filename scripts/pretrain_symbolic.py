@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
@@ -57,6 +58,11 @@ def main():
     parser.add_argument("--eval-windows", type=int, default=256)
     parser.add_argument("--eval-steps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-transcribed", action="store_true",
+                        help="leave out the train-transcribed pieces of a --corpus archive that has them")
+    parser.add_argument("--dataloader-workers", type=int, default=0,
+                        help="processes that tokenize windows for the batches (on a GPU, enough to keep it busy)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs that support it)")
     args = parser.parse_args()
     if args.corpus is None and args.cache_dir is None:
         parser.error("--cache-dir is needed to read MIDI files (or give --corpus)")
@@ -66,6 +72,10 @@ def main():
         parser.error("--transcribed-pieces must be at least 0")
     if not args.transcribed_seconds > 0:
         parser.error("--transcribed-seconds must be positive")
+    if args.dataloader_workers < 0:
+        parser.error("--dataloader-workers must be at least 0")
+    if args.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        parser.error("--bf16 needs a GPU that supports bfloat16")
     if args.corpus and args.transcribed_pieces:
         parser.error("--transcribed-pieces renders MAESTRO from --data: export a corpus with them, then use --corpus")
 
@@ -89,8 +99,9 @@ def main():
         print(f"wrote {args.export_corpus}")
         return
     # Pieces are drawn in proportion to their duration: the transcribed ones weigh by their excerpts' length.
-    train_corpus = corpora["train"] + corpora.get("train-transcribed", [])
+    train_corpus = corpora["train"] + ([] if args.no_transcribed else corpora.get("train-transcribed", []))
     validation_corpus = corpora["validation"]
+    print(f"training windows drawn from {len(train_corpus)} pieces ({corpus_hours(train_corpus):.1f} h)")
 
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
@@ -111,7 +122,8 @@ def main():
         logging_steps=10,
         seed=args.seed,
         report_to=[],
-        dataloader_num_workers=0,
+        dataloader_num_workers=args.dataloader_workers,
+        bf16=args.bf16,
     )
     trainer = Trainer(
         model=model,
