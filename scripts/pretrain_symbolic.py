@@ -60,6 +60,8 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-transcribed", action="store_true",
                         help="leave out the train-transcribed pieces of a --corpus archive that has them")
+    parser.add_argument("--transcribed-repeat", type=int, default=1,
+                        help="draw windows from the transcribed excerpts this many times as often as their length gives")
     parser.add_argument("--dataloader-workers", type=int, default=0,
                         help="processes that tokenize windows for the batches (on a GPU, enough to keep it busy)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs that support it)")
@@ -72,6 +74,8 @@ def main():
         parser.error("--transcribed-pieces must be at least 0")
     if not args.transcribed_seconds > 0:
         parser.error("--transcribed-seconds must be positive")
+    if args.transcribed_repeat < 1:
+        parser.error("--transcribed-repeat must be at least 1")
     if args.dataloader_workers < 0:
         parser.error("--dataloader-workers must be at least 0")
     if args.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
@@ -98,10 +102,14 @@ def main():
         write_corpus_archive(args.export_corpus, corpora)
         print(f"wrote {args.export_corpus}")
         return
-    # Pieces are drawn in proportion to their duration: the transcribed ones weigh by their excerpts' length.
-    train_corpus = corpora["train"] + ([] if args.no_transcribed else corpora.get("train-transcribed", []))
+    # Pieces are drawn in proportion to their duration: the transcribed excerpts weigh by their length, times
+    # --transcribed-repeat (a few hours of them would otherwise be a few percent of the windows).
+    transcribed = [] if args.no_transcribed else corpora.get("train-transcribed", [])
+    train_corpus = corpora["train"] + transcribed * args.transcribed_repeat
     validation_corpus = corpora["validation"]
-    print(f"training windows drawn from {len(train_corpus)} pieces ({corpus_hours(train_corpus):.1f} h)")
+    share = corpus_hours(transcribed * args.transcribed_repeat) / corpus_hours(train_corpus)
+    print(f"training windows drawn from {len(corpora['train'])} MIDI pieces ({corpus_hours(corpora['train']):.1f} h) "
+          f"and {len(transcribed)} transcribed excerpts ({corpus_hours(transcribed):.1f} h, {share:.0%} of the windows)")
 
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(

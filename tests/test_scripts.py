@@ -158,13 +158,13 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path):
     output = tmp_path / "mlm"
     pretrained = run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config,
                      "--max-steps", "2", "--batch-size", "2", "--eval-steps", "1", "--eval-windows", "2",
-                     "--warmup-steps", "0", "--dataloader-workers", "1")  # fmt: skip
-    assert "training windows drawn from 5 pieces" in pretrained.stdout  # the MIDI and the transcribed excerpts
+                     "--warmup-steps", "0", "--dataloader-workers", "1", "--transcribed-repeat", "3")  # fmt: skip
+    assert "from 3 MIDI pieces (0.0 h) and 2 transcribed excerpts" in pretrained.stdout
     assert np.isfinite(json.loads((output / "best" / "eval_metrics.json").read_text())["eval_loss"])
     MDPianoForAudioClassification.from_pretrained(output / "best")  # the classifier starts from it
     midi_only = run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-midi", "--config", config,
                     "--max-steps", "1", "--batch-size", "2", "--eval-windows", "2", "--no-transcribed")  # fmt: skip
-    assert "training windows drawn from 3 pieces" in midi_only.stdout
+    assert "and 0 transcribed excerpts (0.0 h, 0% of the windows)" in midi_only.stdout
 
     result = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "pretrain_symbolic.py"), "--corpus",
                              str(tmp_path / "absent.npz.xz"), "--output-dir", str(output)], capture_output=True, text=True)  # fmt: skip
