@@ -113,8 +113,9 @@ def table(results: dict, args, num_test_clips: int, trained_on: list[str], valid
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
     spread = f"mean ± standard deviation over seeds {', '.join(map(str, args.seeds))}" if len(args.seeds) > 1 else f"one seed ({args.seeds[0]})"
-    # Name the paper's rows left out only for a table of its ablations (not for, say, full against augmented).
-    ablated = any(variant in PAPER and variant != "full" for variant in results)
+    # Name the paper's rows left out only for a table of its ablations (two rows of it or more), not for, say, full
+    # against augmented.
+    ablated = sum(variant in PAPER for variant in results) >= 2
     not_run = [variant for variant in PAPER if variant not in results] if ablated else []
     lines = [
         f"EMOPIA test split (emopia_cls, {num_test_clips} clips) rendered as `{args.test_set}`; {spread}; each run "

@@ -15,6 +15,11 @@ encoder also sees transcriber-like input (wrong and missing notes included), as 
 
 Where the MIDI files are not (a rented GPU), pretrain from a notes archive: `--export-corpus corpus.npz.xz` writes the
 parsed train and validation notes (~21 MB) and stops; `--corpus corpus.npz.xz` then replaces --data and --cache-dir.
+On a GPU, tokenize in worker processes and train in bfloat16 (4000 steps took under 3 min on one H100):
+
+    python scripts/pretrain_symbolic.py --corpus corpus.npz.xz --config configs/emopia-cpu.json \
+        --output-dir runs/mlm --window-s 10 --max-steps 4000 --warmup-steps 200 --eval-steps 500 --bf16 \
+        --dataloader-workers 6
 """
 
 import argparse
