@@ -148,6 +148,35 @@ class RandomMidiWindows(torch.utils.data.IterableDataset):
             yield {"input_ids": window_ids(self.processor, notes, start, self.window_s)}
 
 
+class LengthGroupedWindows(torch.utils.data.IterableDataset):
+    """
+    The items of an endless iterable dataset of `{"input_ids": ...}` (such as [`RandomMidiWindows`]) regrouped so
+    that each run of `batch_size` consecutive items holds sequences of similar length: `pool` batches' worth are
+    drawn, sorted by length and cut into batches, which are yielded whole, in random order. A batch is padded to its
+    longest sequence, so random windows waste a large share of each batch on padding; grouped, they waste little.
+    Each DataLoader worker groups its own items, and a worker's batches are made of consecutive items, so batches
+    stay grouped with `num_workers > 0`.
+    """
+
+    def __init__(self, windows: torch.utils.data.IterableDataset, batch_size: int, pool: int = 16, seed: int = 0):
+        if batch_size < 1 or pool < 1:
+            raise ValueError(f"batch_size ({batch_size}) and pool ({pool}) must be at least 1.")
+        self.windows = windows
+        self.batch_size = batch_size
+        self.pool = pool
+        self.seed = seed
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, worker.id if worker else 0, 1])
+        items = iter(self.windows)
+        while True:
+            drawn = sorted((next(items) for _ in range(self.batch_size * self.pool)), key=lambda item: len(item["input_ids"]))
+            batches = [drawn[start : start + self.batch_size] for start in range(0, len(drawn), self.batch_size)]
+            for index in rng.permutation(len(batches)):
+                yield from batches[index]
+
+
 def fixed_windows(corpus: list[np.ndarray], processor, count: int, seed: int = 0, window_s: float | None = None) -> list[dict]:
     """`count` windows drawn once (for a validation loss that compares across steps)."""
     iterator = iter(RandomMidiWindows(corpus, processor, seed, window_s))
@@ -155,6 +184,7 @@ def fixed_windows(corpus: list[np.ndarray], processor, count: int, seed: int = 0
 
 
 __all__ = [
+    "LengthGroupedWindows",
     "RandomMidiWindows",
     "fixed_windows",
     "load_corpus",

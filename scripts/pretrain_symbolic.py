@@ -32,6 +32,7 @@ from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArgum
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
 from mdpiano.pretraining import (
+    LengthGroupedWindows,
     RandomMidiWindows,
     fixed_windows,
     load_corpus,
@@ -69,6 +70,8 @@ def main():
                         help="draw windows from the transcribed excerpts this many times as often as their length gives")
     parser.add_argument("--dataloader-workers", type=int, default=0,
                         help="processes that tokenize windows for the batches (on a GPU, enough to keep it busy)")
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="batch windows of similar length together (less padding: faster steps)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs that support it)")
     args = parser.parse_args()
     if args.corpus is None and args.cache_dir is None:
@@ -116,6 +119,9 @@ def main():
     print(f"training windows drawn from {len(corpora['train'])} MIDI pieces ({corpus_hours(corpora['train']):.1f} h) "
           f"and {len(transcribed)} transcribed excerpts ({corpus_hours(transcribed):.1f} h, {share:.0%} of the windows)")
 
+    train_windows = RandomMidiWindows(train_corpus, processor, seed=args.seed, window_s=args.window_s)
+    if args.group_by_length:
+        train_windows = LengthGroupedWindows(train_windows, args.batch_size, seed=args.seed)
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -141,7 +147,7 @@ def main():
     trainer = Trainer(
         model=model,
         args=training_args,
-        train_dataset=RandomMidiWindows(train_corpus, processor, seed=args.seed, window_s=args.window_s),
+        train_dataset=train_windows,
         eval_dataset=fixed_windows(validation_corpus, processor, args.eval_windows, args.seed + 1, args.window_s),
         data_collator=DataCollatorForLanguageModeling(processor.tokenizer, mlm_probability=args.mlm_probability),
     )

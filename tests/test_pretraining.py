@@ -1,0 +1,57 @@
+"""Masked-token pretraining data: random MIDI windows and their grouping by length."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import DataCollatorForLanguageModeling
+
+from mdpiano import MDPianoConfig, MDPianoProcessor
+from mdpiano.pretraining import LengthGroupedWindows, RandomMidiWindows
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return MDPianoProcessor.from_config(MDPianoConfig())
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """Pieces of very different note densities, so that windows differ widely in token count."""
+    rng = np.random.default_rng(0)
+    pieces = []
+    for notes_per_second in (1, 4, 16, 32):
+        onsets = np.sort(rng.uniform(0, 30, 30 * notes_per_second))
+        pieces.append(np.stack([onsets, onsets + 0.3, rng.integers(21, 109, len(onsets)), rng.integers(30, 110, len(onsets))], 1))
+    return pieces
+
+
+def test_length_grouped_windows_regroup_the_same_windows(processor, corpus):
+    batch_size, pool = 4, 8
+    plain = iter(RandomMidiWindows(corpus, processor, seed=3, window_s=5.0))
+    grouped = iter(LengthGroupedWindows(RandomMidiWindows(corpus, processor, seed=3, window_s=5.0), batch_size, pool))
+    drawn = [tuple(next(plain)["input_ids"]) for _ in range(batch_size * pool)]
+    regrouped = [tuple(next(grouped)["input_ids"]) for _ in range(batch_size * pool)]
+    assert sorted(regrouped) == sorted(drawn)  # the same windows, none lost or repeated
+    lengths = [[len(ids) for ids in regrouped[start : start + batch_size]] for start in range(0, len(regrouped), batch_size)]
+    ranges = sorted((min(batch), max(batch)) for batch in lengths)
+    assert all(high <= next_low for (_, high), (next_low, _) in zip(ranges, ranges[1:]))  # slices of one sorted pool
+    assert lengths != sorted(lengths)  # the batches themselves come in random order
+
+
+def test_length_grouping_cuts_padding_with_dataloader_workers(processor, corpus):
+    collator = DataCollatorForLanguageModeling(processor.tokenizer, mlm_probability=0.15)
+
+    def real_token_share(dataset) -> float:
+        loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, collate_fn=collator)
+        batches = [batch for batch, _ in zip(loader, range(8))]
+        return sum(int(b["attention_mask"].sum()) for b in batches) / sum(b["attention_mask"].numel() for b in batches)
+
+    windows = RandomMidiWindows(corpus, processor, seed=0, window_s=5.0)
+    plain, grouped = real_token_share(windows), real_token_share(LengthGroupedWindows(windows, batch_size=8, pool=16))
+    print(f"real-token share: {plain:.2f} plain, {grouped:.2f} grouped")
+    assert grouped > 0.8 and grouped > plain + 0.2
+
+
+def test_length_grouping_rejects_empty_batches(processor, corpus):
+    with pytest.raises(ValueError, match="must be at least 1"):
+        LengthGroupedWindows(RandomMidiWindows(corpus, processor), batch_size=0)
