@@ -80,15 +80,23 @@ def peak_memory_mb(model_dir: str, path, dtype: str = "float32") -> float:
     return float(result.stdout.strip().splitlines()[-1])
 
 
-def cold_start_seconds(model_dir: str, path, dtype: str = "float32") -> float:
-    """Seconds from a fresh interpreter to the first prediction: import, loading the pipeline, one file."""
+COLD_START_STAGES = ("import torch", "import transformers", "import mdpiano", "load", "first prediction")
+
+
+def cold_start_stages(model_dir: str, path, dtype: str = "float32") -> dict[str, float]:
+    """
+    Seconds from a fresh interpreter to the first prediction, by stage: importing torch, then transformers' modeling
+    code (what any transformers model imports), then mdpiano and the pipeline factory; loading the pipeline; one file.
+    """
+    steps = ["import torch", "import transformers.modeling_utils", *_pipeline_script(model_dir, dtype).splitlines(),
+             f"pipe({str(path)!r})"]  # fmt: skip
     script = (
-        "import time; started = time.perf_counter()\n"
-        + _pipeline_script(model_dir, dtype)
-        + f"pipe({str(path)!r})\nprint(time.perf_counter() - started)\n"
+        "import time; marks = [time.perf_counter()]\n"
+        + "".join(f"{step}; marks.append(time.perf_counter())\n" for step in steps)
+        + "print(*[b - a for a, b in zip(marks, marks[1:])])\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    return dict(zip(COLD_START_STAGES, map(float, result.stdout.strip().splitlines()[-1].split())))
 
 
 def write_json(path, data) -> None:
@@ -96,4 +104,4 @@ def write_json(path, data) -> None:
     Path(path).write_text(json.dumps(data, indent=1))
 
 
-__all__ = ["basic_pitch_predictor", "cold_start_seconds", "peak_memory_mb", "stage_times", "timed", "write_json"]
+__all__ = ["COLD_START_STAGES", "basic_pitch_predictor", "cold_start_stages", "peak_memory_mb", "stage_times", "timed", "write_json"]
