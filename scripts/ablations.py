@@ -1,4 +1,4 @@
-"""Trains and evaluates the full model and the paper's Table 4 ablations over several seeds, then writes the table
+r"""Trains and evaluates the full model and the paper's Table 4 ablations over several seeds, then writes the table
 (mean ± standard deviation) into README.md and model_card.md.
 
     python scripts/ablations.py --cache-dir ~/.cache/mdpiano --output-dir runs/ablations \

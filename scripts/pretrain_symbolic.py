@@ -1,4 +1,4 @@
-"""Pretrains the symbolic encoder by masked-token prediction on MAESTRO (train split) and GiantMIDI-Piano MIDI.
+r"""Pretrains the symbolic encoder by masked-token prediction on MAESTRO (train split) and GiantMIDI-Piano MIDI.
 
     python scripts/pretrain_symbolic.py --cache-dir ~/.cache/mdpiano --output-dir runs/symbolic-mlm \
         --config configs/emopia-cpu.json [--max-steps 600]
