@@ -1,6 +1,7 @@
 """Model folders: the default model shipped in the repository, and saving for use with the package installed."""
 
 import json
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -9,8 +10,17 @@ CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.jso
 
 
 def remote_code_files() -> list[Path]:
-    """The module files that `save_pretrained` copies into a folder so it loads as Hub remote code."""
-    return sorted(PACKAGE_DIR.glob("*_mdpiano.py"))
+    """
+    The module files that `save_pretrained` copies into a folder so it loads as Hub remote code: the `*_mdpiano.py`
+    modules and the package modules they import relatively, directly or not.
+    """
+    files, pending = set(), list(PACKAGE_DIR.glob("*_mdpiano.py"))
+    while pending:
+        path = pending.pop()
+        if path not in files:
+            files.add(path)
+            pending += [PACKAGE_DIR / f"{name}.py" for name in re.findall(r"^\s*from \.(\w+) import", path.read_text(), re.M)]
+    return sorted(files)
 
 
 def save_for_package(folder: str | Path, *objects) -> Path:

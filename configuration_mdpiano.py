@@ -1,5 +1,7 @@
 """Configuration of the mdpiano multi-domain piano emotion model."""
 
+import math
+
 from transformers import PreTrainedConfig
 
 QUADRANT_NAMES = {
@@ -89,6 +91,10 @@ class MDPianoConfig(PreTrainedConfig):
             Standard deviation of the normal initialiser of linear and embedding weights.
         pad_token_id (`int`, *optional*, defaults to 0):
             Id of `<pad>` in the symbolic vocabulary.
+        quadrant_logit_bias (`list[float]`, *optional*):
+            Offsets added to the log of a recording's quadrant probabilities (and of each window's) before they are
+            renormalised and ranked: a decision calibration fitted on held-out validation audio after training
+            (`scripts/publish_model.py --calibrate-on`). `None`: the probabilities as the model gives them.
 
     Example:
 
@@ -135,6 +141,7 @@ class MDPianoConfig(PreTrainedConfig):
         valence_loss_weight=1.0,
         initializer_range=0.02,
         pad_token_id=0,
+        quadrant_logit_bias=None,
         **kwargs,
     ):
         self.sampling_rate = sampling_rate
@@ -167,6 +174,7 @@ class MDPianoConfig(PreTrainedConfig):
         self.valence_loss_weight = valence_loss_weight
         self.initializer_range = initializer_range
         self.pad_token_id = pad_token_id
+        self.quadrant_logit_bias = None if quadrant_logit_bias is None else list(quadrant_logit_bias)
         self._validate()
         self.vocab_size = vocab_size if vocab_size is not None else self.default_vocab_size()
 
@@ -208,6 +216,10 @@ class MDPianoConfig(PreTrainedConfig):
             )
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"`n_mfcc` ({self.n_mfcc}) must not exceed `n_mels` ({self.n_mels}).")
+        bias = self.quadrant_logit_bias
+        numbers = bias is None or all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bias)
+        if bias is not None and (len(bias) != len(QUADRANT_NAMES) or not numbers):
+            raise ValueError(f"`quadrant_logit_bias` must be {len(QUADRANT_NAMES)} finite numbers (Q1-Q4) or None, got {bias!r}.")
         if self.acoustic_input not in ACOUSTIC_INPUTS:
             raise ValueError(f"`acoustic_input` must be one of {ACOUSTIC_INPUTS}, got {self.acoustic_input!r}.")
         if self.domains not in DOMAINS:

@@ -19,6 +19,17 @@ DEFAULT_BATCH_SIZE = 8
 MAX_RENDER_S = 3600.0
 
 
+def apply_quadrant_bias(probabilities: torch.Tensor, bias) -> torch.Tensor:
+    """
+    Quadrant probabilities (..., 4) with `bias` (`config.quadrant_logit_bias`) added to their logarithms and
+    renormalised, i.e. each quadrant's probability weighted by exp(bias); unchanged when `bias` is `None`.
+    """
+    if bias is None:
+        return probabilities
+    weighted = probabilities * torch.exp(torch.as_tensor(bias, dtype=probabilities.dtype, device=probabilities.device))
+    return weighted / weighted.sum(dim=-1, keepdim=True)
+
+
 def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
     """
     Start times of analysis windows over a recording: one window when it fits, else windows every `stride_s` and a
@@ -298,7 +309,9 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         id2label = self.model.config.id2label
         top_k = top_k or self.model.config.num_labels
         probabilities = torch.stack([output["logits"].reshape(-1).float().softmax(-1) for output in model_outputs])
-        labels = self._ranked(probabilities.mean(dim=0), id2label, top_k)
+        bias = getattr(self.model.config, "quadrant_logit_bias", None)
+        labels = self._ranked(apply_quadrant_bias(probabilities.mean(dim=0), bias), id2label, top_k)
+        probabilities = apply_quadrant_bias(probabilities, bias)
         if not (return_timeline or return_notes):
             return labels
         notes = model_outputs[-1]["notes"]
@@ -323,4 +336,4 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         return [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(scores, ids)]
 
 
-__all__ = ["MDPianoAudioClassificationPipeline", "window_starts"]
+__all__ = ["MDPianoAudioClassificationPipeline", "apply_quadrant_bias", "window_starts"]

@@ -12,7 +12,7 @@ import torch
 
 from .caching import load_entry
 from .feature_augmentation import FeatureAugmentation
-from .pipeline_mdpiano import window_starts
+from .pipeline_mdpiano import apply_quadrant_bias, window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
 
@@ -128,7 +128,7 @@ def collate_with_labels(batcher: WindowBatcher):
 def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32):
     """
     Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: one window, the
-    pipeline's), window probabilities averaged per clip.
+    pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, if set).
 
     Returns:
         dict of numpy arrays: `probabilities` (clips, 4), and `arousal` / `valence` (clips,) head probabilities when
@@ -150,7 +150,8 @@ def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: fl
             np.add.at(sums["arousal"], owners, outputs.arousal_logits.float().sigmoid().cpu().numpy())
             np.add.at(sums["valence"], owners, outputs.valence_logits.float().sigmoid().cpu().numpy())
         np.add.at(counts, owners, 1)
-    results = {"probabilities": sums["probabilities"] / counts[:, None]}
+    averaged = torch.from_numpy(sums["probabilities"] / counts[:, None])
+    results = {"probabilities": apply_quadrant_bias(averaged, getattr(model.config, "quadrant_logit_bias", None)).numpy()}
     if getattr(model.config, "use_auxiliary_losses", False):
         results["arousal"] = sums["arousal"] / counts
         results["valence"] = sums["valence"] / counts

@@ -42,17 +42,21 @@ def main():
     parser.add_argument("--output-dir", help="default: <model>/evaluation/<set>-<split>[-midi][-bfloat16]")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's weights and features")
+    parser.add_argument("--uncalibrated", action="store_true", help="ignore the model's quadrant_logit_bias")
     args = parser.parse_args()
 
     audio_dir = Path(args.audio_dir) if args.audio_dir else Path(args.cache_dir) / "audio" / args.audio_set
     set_name = args.audio_set if not args.audio_dir else "dir-" + audio_dir.name
     dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir)[args.split]
     model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
+    if args.uncalibrated:
+        model.config.quadrant_logit_bias = None
     processor = MDPianoProcessor.from_pretrained(args.model)
     predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source, args.num_proc)
     suffix = ("-midi" if args.symbolic_source == "midi" else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
+    suffix += "-uncalibrated" if args.uncalibrated else ""
     output_dir = Path(args.output_dir or Path(args.model) / "evaluation" / f"{set_name}-{args.split}{suffix}")
-    precision = "" if args.dtype == "float32" else f", {args.dtype}"
+    precision = ("" if args.dtype == "float32" else f", {args.dtype}") + (", uncalibrated" if args.uncalibrated else "")
     title = f"{Path(args.model).name} on EMOPIA {args.split} ({set_name}, {args.mode}, symbols: {args.symbolic_source}{precision})"
     metrics = write_report(predictions, dataset, output_dir, title, extra={"arguments": vars(args)})
     print(title)

@@ -77,6 +77,9 @@ def build_model_and_processor(args):
         overrides[key] = parse_value(value)
     if args.init_from:
         model = MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides)
+        if model.config.quadrant_logit_bias is not None:  # fitted to the old model's decisions, not the new one's
+            print(f"dropping {args.init_from}'s quadrant_logit_bias {model.config.quadrant_logit_bias}: calibrate anew")
+            model.config.quadrant_logit_bias = None
         return model, MDPianoProcessor.from_pretrained(args.init_from)
     config = MDPianoConfig(**overrides)
     if args.symbolic_pretrained:

@@ -140,6 +140,8 @@ def test_top_k(pipe, rendered_clip):
 def test_saved_folder_with_the_package_installed(package_folder, hub_folder, pipe, rendered_clip):
     path, _ = rendered_clip
     reference = pipe(str(path))
+    assert not list(package_folder.glob("*.py"))  # no module copies to go stale beside the package's own
+    assert (hub_folder / "note_extraction.py").is_file()  # remote code needs the modules its modules import
     for folder in (package_folder, hub_folder):
         loaded = pipeline("audio-classification", model=str(folder))
         assert isinstance(loaded, MDPianoAudioClassificationPipeline)
