@@ -115,9 +115,10 @@ def load_emopia(
     audio_dir: str | os.PathLike | None = None,
     sampling_rate: int | None = None,
     return_report: bool = False,
+    splits: list[str] | None = None,
 ):
     """
-    EMOPIA as a `datasets.DatasetDict` with `train`, `validation` and `test`.
+    EMOPIA as a `datasets.DatasetDict` with `train`, `validation` and `test` (or the `splits` asked for).
 
     Columns: `clip_id`, `song_id` (YouTube id: splits are song-disjoint), `midi_path`, `label` (`ClassLabel` Q1-Q4),
     `arousal` (1 for Q1, Q2) and `valence` (1 for Q1, Q4); with `audio_dir`, also `audio` (`datasets.Audio`, decoded
@@ -133,6 +134,7 @@ def load_emopia(
             `"emopia_1.0"`.
         audio_dir: folder of audio files, one per clip.
         sampling_rate: decode audio at this rate (the `Audio` feature resamples).
+        splits: build (and check, and report on) only these splits, e.g. `["test"]` with a folder of test audio.
     """
     from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
 
@@ -153,8 +155,14 @@ def load_emopia(
     }
     if audio_dir is not None:
         features["audio"] = Audio(sampling_rate=sampling_rate)
-    splits = {}
-    for split, clip_ids in read_split(emopia_dir, split_scheme).items():
+    listed = read_split(emopia_dir, split_scheme)
+    unknown = sorted(set(splits or ()) - set(listed))
+    if unknown:
+        raise ValueError(f"No split {unknown} in EMOPIA's {split_scheme!r} scheme: choose from {sorted(listed)}.")
+    datasets = {}
+    for split, clip_ids in listed.items():
+        if splits is not None and split not in splits:
+            continue
         rows = {name: [] for name in features}
         report.missing_midi[split], report.missing_audio[split], report.missing_label[split] = [], [], []
         for clip_id in clip_ids:
@@ -176,10 +184,10 @@ def load_emopia(
                 rows["valence"].append(QUADRANT_VALENCE[quadrant])
                 if audio_dir is not None:
                     rows["audio"].append(audio_path)
-        splits[split] = Dataset.from_dict(rows, features=Features(features))
+        datasets[split] = Dataset.from_dict(rows, features=Features(features))
     if report.skipped:
         logger.warning("EMOPIA (%s): %d listed clips left out.\n%s", emopia_dir, report.skipped, report)
-    dataset = DatasetDict(splits)
+    dataset = DatasetDict(datasets)
     return (dataset, report) if return_report else dataset
 
 

@@ -47,7 +47,7 @@ def main():
 
     audio_dir = Path(args.audio_dir) if args.audio_dir else Path(args.cache_dir) / "audio" / args.audio_set
     set_name = args.audio_set if not args.audio_dir else "dir-" + audio_dir.name
-    dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir)[args.split]
+    dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir, splits=[args.split])[args.split]
     model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
     if args.uncalibrated:
         model.config.quadrant_logit_bias = None

@@ -39,7 +39,7 @@ def main():
         except ValueError as error:
             parser.error(str(error))
         audio_dir = Path(args.cache_dir) / "audio" / audio_set
-        dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir)[split]
+        dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir, splits=[split])[split]
         sets[audio_set] = load_clips(cache_dataset(dataset, processor, args.cache_dir, audio_set, args.num_proc))
     files = write_clip_archive(args.output_dir, sets, processor.feature_extractor, args.clips_per_file)
     for path in files:

@@ -87,7 +87,8 @@ def training_summary(run: Path, candidates: list[Path]) -> str:
 
 def calibrate(model, processor, args) -> str:
     """Fits `config.quadrant_logit_bias` on the validation split rendered as `args.calibrate_on`; says what it did."""
-    dataset = load_emopia(Path(args.data) / "emopia", audio_dir=Path(args.cache_dir) / "audio" / args.calibrate_on)["validation"]
+    audio_dir = Path(args.cache_dir) / "audio" / args.calibrate_on
+    dataset = load_emopia(Path(args.data) / "emopia", audio_dir=audio_dir, splits=["validation"])["validation"]
     probabilities = clip_predictions(model, processor, dataset, args.cache_dir, args.calibrate_on, num_proc=args.num_proc)["probabilities"]
     labels = np.array(dataset["label"])
     bias = fit_quadrant_bias(probabilities, labels)
@@ -138,7 +139,7 @@ def main():
     shared_songs = test_songs & set(splits["train"]["song_id"]) | test_songs & set(splits["validation"]["song_id"])
     results = {}
     for name, audio_set, mode, symbolic_source in EVALUATIONS:
-        dataset = load_emopia(Path(args.data) / "emopia", audio_dir=Path(args.cache_dir) / "audio" / audio_set)["test"]
+        dataset = load_emopia(Path(args.data) / "emopia", audio_dir=Path(args.cache_dir) / "audio" / audio_set, splits=["test"])["test"]
         predictions = clip_predictions(model, processor, dataset, args.cache_dir, audio_set, mode, symbolic_source, args.num_proc)
         results[name] = write_report(predictions, dataset, REPOSITORY / "results" / name, f"mdpiano-emopia, EMOPIA test, {name}")
         print(name, json.dumps({k: round(results[name][k], 3) for k in ("accuracy", "arousal_accuracy", "valence_accuracy")}))

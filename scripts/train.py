@@ -128,7 +128,7 @@ def main():
     else:
         def emopia_clips(split, audio_set):
             audio_dir = Path(args.cache_dir) / "audio" / audio_set
-            return cached(load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir)[split], audio_set)
+            return cached(load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir, splits=[split])[split], audio_set)
 
         train_clips = [clip for audio_set in args.train_sets for clip in emopia_clips("train", audio_set)]
         validation_clips = emopia_clips("validation", args.validation_set)

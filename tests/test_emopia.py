@@ -79,6 +79,18 @@ def test_audio_column_and_missing_audio(small_emopia, tmp_path, rendered_clip):
     assert resampled.sample_rate == 16000
 
 
+def test_one_split_is_built_and_reported_alone(small_emopia, tmp_path, rendered_clip):
+    root, present = small_emopia
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    soundfile.write(audio_dir / f"{present[0]}.flac", rendered_clip[1][:22050], 22050)
+    dataset, report = load_emopia(root, audio_dir=audio_dir, splits=["test"], return_report=True)
+    assert list(dataset) == ["test"] and list(dataset["test"]["clip_id"]) == [present[0]]
+    assert set(report.missing_audio) == {"test"}  # the train and validation clips are not reported as lacking audio
+    with pytest.raises(ValueError, match="No split \\['dev'\\].*choose from"):
+        load_emopia(root, splits=["dev"])
+
+
 @pytest.mark.parametrize(
     "content, message",
     [("id,quadrant\nQ1_a_0,1\n", "lacks the column"), ("ID,4Q,annotator\nQ1_a_0,7,X\n", "line 2: 4Q must be 1-4")],
