@@ -89,11 +89,14 @@ def calibrate(model, processor, args) -> str:
     """Fits `config.quadrant_logit_bias` on the validation split rendered as `args.calibrate_on`; says what it did."""
     audio_dir = Path(args.cache_dir) / "audio" / args.calibrate_on
     dataset = load_emopia(Path(args.data) / "emopia", audio_dir=audio_dir, splits=["validation"])["validation"]
-    probabilities = clip_predictions(model, processor, dataset, args.cache_dir, args.calibrate_on, num_proc=args.num_proc)["probabilities"]
-    labels = np.array(dataset["label"])
+    model.config.quadrant_logit_bias = None  # fitted on the network's own probabilities, not on earlier offsets
+    predictions = clip_predictions(model, processor, dataset, args.cache_dir, args.calibrate_on, num_proc=args.num_proc)
+    probabilities, labels = predictions["probabilities"], np.array(dataset["label"])
     bias = fit_quadrant_bias(probabilities, labels)
     model.config.quadrant_logit_bias = bias
-    (f1_before, f1_after), (accuracy_before, accuracy_after) = decision_scores(probabilities, labels, np.array([[0.0] * 4, bias]))
+    (f1_before, f1_after), (accuracy_before, accuracy_after) = decision_scores(
+        probabilities, labels, np.array([[0.0] * 4, bias])
+    )
     print(f"quadrant_logit_bias {bias}: on {args.calibrate_on}, macro-F1 {f1_before:.3f} -> {f1_after:.3f}")
     return (
         f" Decision calibration: offsets {', '.join(f'{b:+.1f}' for b in bias)} (Q1-Q4) added to the log of each "
@@ -139,7 +142,8 @@ def main():
     shared_songs = test_songs & set(splits["train"]["song_id"]) | test_songs & set(splits["validation"]["song_id"])
     results = {}
     for name, audio_set, mode, symbolic_source in EVALUATIONS:
-        dataset = load_emopia(Path(args.data) / "emopia", audio_dir=Path(args.cache_dir) / "audio" / audio_set, splits=["test"])["test"]
+        audio_dir = Path(args.cache_dir) / "audio" / audio_set
+        dataset = load_emopia(Path(args.data) / "emopia", audio_dir=audio_dir, splits=["test"])["test"]
         predictions = clip_predictions(model, processor, dataset, args.cache_dir, audio_set, mode, symbolic_source, args.num_proc)
         results[name] = write_report(predictions, dataset, REPOSITORY / "results" / name, f"mdpiano-emopia, EMOPIA test, {name}")
         print(name, json.dumps({k: round(results[name][k], 3) for k in ("accuracy", "arousal_accuracy", "valence_accuracy")}))
