@@ -104,4 +104,12 @@ def write_json(path, data) -> None:
     Path(path).write_text(json.dumps(data, indent=1))
 
 
-__all__ = ["COLD_START_STAGES", "basic_pitch_predictor", "cold_start_stages", "peak_memory_mb", "stage_times", "timed", "write_json"]
+__all__ = [
+    "COLD_START_STAGES",
+    "basic_pitch_predictor",
+    "cold_start_stages",
+    "peak_memory_mb",
+    "stage_times",
+    "timed",
+    "write_json",
+]

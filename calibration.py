@@ -50,7 +50,8 @@ def fit_quadrant_bias(probabilities, labels, grid: np.ndarray = BIAS_GRID) -> li
         raise ValueError(f"`labels` must be {len(probabilities)} quadrant ids in 0-3, got shape {labels.shape}.")
     offsets = np.stack(np.meshgrid(grid, grid, grid, indexing="ij"), -1).reshape(-1, 3)
     candidates = np.concatenate([np.zeros((len(offsets), 1)), offsets], axis=1)
-    scores = [decision_scores(probabilities, labels, chunk) for chunk in np.array_split(candidates, max(1, len(candidates) // 2048))]
+    chunks = np.array_split(candidates, max(1, len(candidates) // 2048))  # bounds the (candidates, clips) arrays
+    scores = [decision_scores(probabilities, labels, chunk) for chunk in chunks]
     macro_f1, accuracy = (np.concatenate(parts) for parts in zip(*scores))
     best = np.lexsort((np.abs(candidates).sum(1), -accuracy.round(9), -macro_f1.round(9)))[0]
     return [float(b) for b in candidates[best]]

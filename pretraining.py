@@ -150,9 +150,10 @@ class RandomMidiWindows(torch.utils.data.IterableDataset):
 
 class LengthGroupedWindows(torch.utils.data.IterableDataset):
     """
-    The items of an endless iterable dataset of `{"input_ids": ...}` (such as [`RandomMidiWindows`]) regrouped so
-    that each run of `batch_size` consecutive items holds sequences of similar length: `pool` batches' worth are
-    drawn, sorted by length and cut into batches, which are yielded whole, in random order. A batch is padded to its
+    The iterable counterpart of `training.LengthGroupedBatches` (a sampler, for datasets with indices): the items of
+    an endless iterable dataset of `{"input_ids": ...}` (such as [`RandomMidiWindows`]) regrouped so that each run
+    of `batch_size` consecutive items holds sequences of similar length: `pool` batches' worth are drawn, sorted by
+    length and cut into batches, which are yielded whole, in random order. A batch is padded to its
     longest sequence, so random windows waste a large share of each batch on padding; grouped, they waste little.
     Each DataLoader worker groups its own items, and a worker's batches are made of consecutive items, so batches
     stay grouped with `num_workers > 0`.

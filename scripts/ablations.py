@@ -72,7 +72,8 @@ def predict_test_set(args, model, processor):
         use_acoustic = model.config.domains in ("both", "acoustic")
         predictions = predict_clips(model, WindowBatcher(processor, use_acoustic), clips)
         return predictions, {"clip_id": [c.clip_id for c in clips], "label": [c.label for c in clips]}
-    dataset = load_emopia(Path(args.data) / "emopia", audio_dir=Path(args.cache_dir) / "audio" / args.test_set, splits=["test"])["test"]
+    audio_dir = Path(args.cache_dir) / "audio" / args.test_set
+    dataset = load_emopia(Path(args.data) / "emopia", audio_dir=audio_dir, splits=["test"])["test"]
     return clip_predictions(model, processor, dataset, args.cache_dir, args.test_set, num_proc=args.num_proc), dataset
 
 
