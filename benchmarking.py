@@ -69,15 +69,34 @@ def _pipeline_script(model_dir: str, dtype: str) -> str:
     )
 
 
-def peak_memory_mb(model_dir: str, path, dtype: str = "float32") -> float:
-    """Peak resident memory (MB) of a fresh process that classifies one file with the pipeline."""
+def memory_profile(model_dir: str, path, dtype: str = "float32", interval_s: float = 0.05) -> dict:
+    """
+    Memory of a fresh process that loads the pipeline and classifies one file: `peak_mb` (its peak resident memory,
+    start-up included), `loaded_mb` (resident once the pipeline is loaded), and `seconds` / `rss_mb`, its resident
+    memory every `interval_s` during the classification (sampled by a thread of that process).
+    """
     # VmHWM, not getrusage: ru_maxrss survives exec, so a child would report its (larger) parent's peak.
-    script = _pipeline_script(model_dir, dtype) + (
-        f"pipe({str(path)!r})\n"
-        "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024)\n"
-    )
+    script = _pipeline_script(model_dir, dtype) + f"""
+import json, threading, time
+def status(key):
+    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(key)) / 1024
+samples, done = [], threading.Event()
+def sample(start):
+    while True:
+        samples.append((round(time.perf_counter() - start, 3), round(status('VmRSS'), 1)))
+        if done.wait({interval_s!r}):
+            return
+loaded = status('VmRSS')
+sampler = threading.Thread(target=sample, args=(time.perf_counter(),))
+sampler.start()
+pipe({str(path)!r})
+done.set()
+sampler.join()
+print(json.dumps({{"peak_mb": status('VmHWM'), "loaded_mb": loaded, "seconds": [t for t, _ in samples],
+                  "rss_mb": [m for _, m in samples]}}))
+"""
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 COLD_START_STAGES = ("import torch", "import transformers", "import mdpiano", "load", "first prediction")
@@ -108,7 +127,7 @@ __all__ = [
     "COLD_START_STAGES",
     "basic_pitch_predictor",
     "cold_start_stages",
-    "peak_memory_mb",
+    "memory_profile",
     "stage_times",
     "timed",
     "write_json",

@@ -1,4 +1,5 @@
-"""Figures: evaluation results (confusion matrix, valence-arousal plane) and the demo's views of one prediction."""
+"""Figures: evaluation results (confusion matrix, valence-arousal plane), the benchmark's memory profiles, and the
+demo's views of one prediction."""
 
 from pathlib import Path
 
@@ -62,6 +63,36 @@ def plot_valence_arousal(probabilities, true_labels, label_names, path, title: s
     axes.set_ylabel("P(high arousal)")
     axes.set_title(title, fontsize=9)
     axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return Path(path)
+
+
+def plot_memory_profiles(profiles: dict, path, title: str = "") -> Path:
+    """
+    Resident memory during classification of each file (`{name: memory_profile(...)}`, from
+    `benchmarking.memory_profile`), against the share of its classification done, with its peak and its memory once
+    the pipeline was loaded, as a PNG: flat lines mean memory that does not grow with the recording.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 3.6), dpi=150)
+    for (name, profile), color in zip(profiles.items(), ("#3b6fb6", "#d1342f", "#3a9d5d", "#e6a100")):
+        seconds = np.asarray(profile["seconds"])
+        axes.plot(seconds / max(seconds[-1], 1e-9), profile["rss_mb"], color=color, lw=0.9,
+                  label=f"{name} ({seconds[-1]:.0f} s; peak {profile['peak_mb']:.0f} MB)")  # fmt: skip
+        axes.axhline(profile["peak_mb"], color=color, lw=0.8, ls="--")
+    loaded = min(profile["loaded_mb"] for profile in profiles.values())
+    axes.axhline(loaded, color="grey", lw=0.8, ls=":", label=f"pipeline loaded ({loaded:.0f} MB)")
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("share of the classification done")
+    axes.set_ylabel("resident memory (MB)")
+    axes.set_title(title, fontsize=9)
+    axes.legend(fontsize=7, loc="lower right")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -142,6 +173,7 @@ __all__ = [
     "figure_timeline",
     "figure_valence_arousal_point",
     "plot_confusion_matrix",
+    "plot_memory_profiles",
     "plot_valence_arousal",
     "quadrant_point",
 ]

@@ -8,8 +8,8 @@ transcription alone), (b) `pipeline("audio-classification")` end to end, (c) eac
 (b) are the fastest of `--repeats` alternating runs, and each batch size's throughput the best of as many rounds
 over all batch sizes: on a shared machine, noise only ever adds time. Prints and writes (results/benchmark.json,
 README's Performance section): median seconds, times real time, the ratio (b)/(a) per clip and its median, stage
-shares, batch throughput, peak memory of a fresh process on the 10-minute and 1-hour files, and the cold start
-(median of three fresh processes). Temporary audio is deleted afterwards.
+shares, batch throughput, peak memory of a fresh process on the 10-minute and 1-hour files and its resident memory
+over the classification (results/memory.png), and the cold start (median of three fresh processes). Temporary audio is deleted afterwards.
 """
 
 import argparse
@@ -21,9 +21,10 @@ import numpy as np
 import soundfile
 
 from mdpiano import DEFAULT_MODEL_DIR
-from mdpiano.benchmarking import basic_pitch_predictor, cold_start_stages, peak_memory_mb, stage_times, timed, write_json
+from mdpiano.benchmarking import basic_pitch_predictor, cold_start_stages, memory_profile, stage_times, timed, write_json
 from mdpiano.emopia import load_emopia
 from mdpiano.evaluation import replace_section
+from mdpiano.plots import plot_memory_profiles
 from mdpiano.rendering_mdpiano import render_midi
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -53,14 +54,18 @@ def main():
     suffix = "" if args.dtype == "float32" else f"-{args.dtype}"
     output = Path(args.output or REPOSITORY / "results" / f"benchmark{suffix}.json")
     write_json(output, summary)
-    text = report(summary, " ".join(["python scripts/benchmark.py", *sys.argv[1:]]), output)
+    plot = plot_memory_profiles(summary["memory_profiles"], output.with_name(f"memory{suffix}.png"),
+                                f"Resident memory while classifying one file (emotion model in {args.dtype})")  # fmt: skip
+    text = report(summary, " ".join(["python scripts/benchmark.py", *sys.argv[1:]]), output, plot)
     print(text)
     if not args.no_readme:
         replace_section(REPOSITORY / "README.md", f"performance{suffix}", text)
 
 
-def median_peak_mb(args, path: Path) -> float:
-    return float(np.median([peak_memory_mb(args.model, path, args.dtype) for _ in range(MEMORY_RUNS)]))
+def median_memory_profile(args, path: Path) -> dict:
+    """The memory profile (`benchmarking.memory_profile`) whose peak is the median of `MEMORY_RUNS` fresh processes."""
+    profiles = sorted((memory_profile(args.model, path, args.dtype) for _ in range(MEMORY_RUNS)), key=lambda p: p["peak_mb"])
+    return profiles[len(profiles) // 2]
 
 
 def measure(args, folder: Path) -> dict:
@@ -96,11 +101,11 @@ def measure(args, folder: Path) -> dict:
         for batch_size in throughput:
             seconds, _ = timed(classify, [str(p) for p in paths], batch_size=batch_size)
             throughput[batch_size] = max(throughput[batch_size], len(paths) / seconds)
-    memory = {"10 min": median_peak_mb(args, long_path)}
+    memory = {f"{args.long_minutes:g} min": median_memory_profile(args, long_path)}
     if args.hour:
         hour_path = folder / "hour.wav"
         soundfile.write(hour_path, np.tile(long_audio, 2)[: 3600 * RATE], RATE, subtype="PCM_16")
-        memory["1 h"] = median_peak_mb(args, hour_path)
+        memory["1 h"] = median_memory_profile(args, hour_path)
     cold_starts = [cold_start_stages(args.model, paths[0], args.dtype) for _ in range(COLD_STARTS)]
 
     stage_names = list(rows[0]["stages"])
@@ -122,14 +127,15 @@ def measure(args, folder: Path) -> dict:
         "long_basic_pitch_s": long_reference,
         "long_pipeline_s": long_pipeline,
         "throughput_clips_per_s": throughput,
-        "peak_rss_mb": memory,
+        "peak_rss_mb": {name: profile["peak_mb"] for name, profile in memory.items()},
+        "memory_profiles": memory,
         "cold_start_s": float(np.median([sum(stages.values()) for stages in cold_starts])),
         "cold_start_stages_s": {name: float(np.median([stages[name] for stages in cold_starts])) for name in cold_starts[0]},
         "rows": rows,
     }
 
 
-def report(s: dict, command: str, output: Path) -> str:
+def report(s: dict, command: str, output: Path, plot: Path) -> str:
     lines = [
         f"{s['clips']} EMOPIA test clips rendered with {s['soundfont']} (44.1 kHz WAV, median {s['median_audio_s']:.0f} s), "
         f"on this machine's CPU, emotion model in {s['dtype']}, measured alternately in one process after a warm-up "
@@ -155,9 +161,16 @@ def report(s: dict, command: str, output: Path) -> str:
         f"Cold start (import, load, first prediction; median of {COLD_STARTS} fresh processes): {s['cold_start_s']:.1f} s "
         "(stage medians: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in s["cold_start_stages_s"].items()) + ").",
         "",
-        f"Produced by `{command}` ({output.relative_to(REPOSITORY) if output.is_relative_to(REPOSITORY) else output}).",
+        f"![Resident memory over the classification of each long file]({_shown(plot)})",
+        "",
+        f"Produced by `{command}` ({_shown(output)}, {_shown(plot)}).",
     ]
     return "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    """A path as README shows it: relative to the repository when inside it."""
+    return str(path.relative_to(REPOSITORY) if path.is_relative_to(REPOSITORY) else path)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from mdpiano.benchmarking import COLD_START_STAGES, cold_start_stages
+from mdpiano.benchmarking import COLD_START_STAGES, cold_start_stages, memory_profile
+from mdpiano.plots import plot_memory_profiles
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -13,3 +14,16 @@ def test_cold_start_is_timed_by_stage():
     assert tuple(stages) == COLD_START_STAGES
     assert all(seconds > 0 for seconds in stages.values())
     assert stages["import torch"] > stages["import mdpiano"]  # torch's import is the heavy one, not this package's
+
+
+def test_memory_profile_samples_a_fresh_process_and_plots(tmp_path):
+    example = sorted((REPOSITORY / "examples").glob("Q2_*"))[0]
+    profile = memory_profile(str(REPOSITORY / "models" / "mdpiano-emopia"), example, interval_s=0.02)
+    assert len(profile["seconds"]) == len(profile["rss_mb"]) > 1
+    assert profile["seconds"] == sorted(profile["seconds"])
+    # The peak covers every sample and start-up; classifying takes memory beyond the loaded pipeline.
+    assert max(profile["rss_mb"]) <= profile["peak_mb"] + 0.1
+    assert profile["loaded_mb"] <= profile["peak_mb"]
+    assert max(profile["rss_mb"]) > profile["loaded_mb"]
+    path = plot_memory_profiles({"clip": profile}, tmp_path / "memory.png", "test")
+    assert path.read_bytes().startswith(b"\x89PNG")
