@@ -1,9 +1,9 @@
 """
 Note events from basic-pitch's frame and onset activations: the post-processing of basic-pitch's
-`note_creation.output_to_notes_polyphonic` (Bittner et al., ICASSP 2022), computed without scanning a frame at a time
-in Python or a full-matrix maximum per note, and without importing librosa, scipy.signal and mir_eval (what
-basic-pitch's module loads costs seconds at start-up). The notes equal basic-pitch's own (tested), including their
-order and amplitudes.
+`note_creation.output_to_notes_polyphonic` (Bittner et al., ICASSP 2022), computed without scanning a frame at a
+time in Python, a full-matrix maximum per note or a float copy of the activations, and without importing librosa,
+scipy.signal and mir_eval (what basic-pitch's module loads costs seconds at start-up). The notes equal basic-pitch's
+own (tested), including their order and amplitudes.
 """
 
 import numpy as np
@@ -80,15 +80,16 @@ def _onset_peaks(onset_rows, n_frames: int, threshold: float) -> tuple[np.ndarra
     return np.concatenate(found_frames), np.concatenate(found_pitches)
 
 
-def _last_active(column: np.ndarray, first: int, stop: int, threshold: float, tolerance: int) -> int:
+def _last_active(column: np.ndarray, used: np.ndarray, first: int, stop: int, threshold: float, tolerance: int) -> int:
     """
-    Scanning `column[first:stop]` forwards, the index of the last frame not below `threshold` before `tolerance`
-    consecutive frames below it (or before `stop`); `first - 1` when there is none.
+    Scanning `column[first:stop]` forwards, the index of the last frame not below `threshold` and not `used` before
+    `tolerance` consecutive frames that are (or before `stop`); `first - 1` when there is none.
     """
     last, position, width = first - 1, first, _FIRST_SCAN
     while position < stop:
         end = min(stop, position + width)
-        for active in (np.flatnonzero(~(column[position:end] < threshold)) + position).tolist():
+        active_frames = ~(column[position:end] < threshold) & ~used[position:end]
+        for active in (np.flatnonzero(active_frames) + position).tolist():
             if active - last > tolerance:
                 return last
             last = active
@@ -98,9 +99,9 @@ def _last_active(column: np.ndarray, first: int, stop: int, threshold: float, to
     return last
 
 
-def _clear(remaining: np.ndarray, start: int, stop: int, pitch: int) -> None:
-    """Zeroes frames [start, stop) of a pitch bin and of its neighbours."""
-    remaining[start:stop, max(pitch - 1, 0) : pitch + 2] = 0
+def _use(used: np.ndarray, start: int, stop: int, pitch: int) -> None:
+    """Marks frames [start, stop) of a pitch bin and of its neighbours as used up."""
+    used[start:stop, max(pitch - 1, 0) : pitch + 2] = True
 
 
 def extract_notes(
@@ -148,26 +149,33 @@ def extract_notes(
             onsets[band], frames[band] = 0, 0
     onset_rows = inferred_onset_rows(onsets, frames) if infer_onsets else lambda first, stop: onsets[first:stop]
     onset_frames, onset_pitches = _onset_peaks(onset_rows, n_frames, onset_threshold)
-    # The remaining energy keeps the activations' dtype (basic-pitch copies them to float64); compared with a float64
-    # threshold, so each comparison is basic-pitch's.
+    # basic-pitch zeroes the energy that notes use up in a float64 copy of the activations; here a boolean mask marks
+    # it (a quarter of a float32 copy's memory, an eighth of float64's), and the activations are compared with a
+    # float64 threshold, so each comparison is basic-pitch's.
     frame_threshold = np.float64(frame_threshold)
-    remaining = np.array(frames)
+    used = np.zeros(frames.shape, dtype=bool)
     notes = []
     for start, pitch in zip(onset_frames[::-1].tolist(), onset_pitches[::-1].tolist()):
         if start >= n_frames - 1:
             continue
-        end = _last_active(remaining[:, pitch], start + 1, n_frames - 1, frame_threshold, energy_tolerance) + 1
+        end = _last_active(frames[:, pitch], used[:, pitch], start + 1, n_frames - 1, frame_threshold, energy_tolerance) + 1
         if end - start <= min_note_length:
             continue
-        _clear(remaining, start, end, pitch)
+        _use(used, start, end, pitch)
         notes.append((start, end, pitch + MIDI_OFFSET, np.mean(frames[start:end, pitch])))
 
-    if melodia_trick and not np.isnan(remaining).any():
-        notes.extend(_melodia_notes(frames, remaining, frame_threshold, min_note_length, energy_tolerance))
+    if melodia_trick and not _unused_nan(frames, used):  # basic-pitch skips its second pass when NaN energy remains
+        notes.extend(_melodia_notes(frames, used, frame_threshold, min_note_length, energy_tolerance))
     return notes
 
 
-def _melodia_notes(frames, remaining, frame_threshold, min_note_length, energy_tolerance):
+def _unused_nan(frames: np.ndarray, used: np.ndarray) -> bool:
+    """Whether some activation not used up is NaN."""
+    nan = np.isnan(frames)
+    return bool(nan.any()) and bool(nan[~used].any())
+
+
+def _melodia_notes(frames, used, frame_threshold, min_note_length, energy_tolerance):
     """
     basic-pitch's second pass: while some remaining activation exceeds `frame_threshold`, take the largest (the
     first in row-major order among equals), follow its pitch forwards and backwards until `energy_tolerance` frames
@@ -175,26 +183,30 @@ def _melodia_notes(frames, remaining, frame_threshold, min_note_length, energy_t
     enough. Remaining activations only ever drop to zero, so the largest one is the next still-unused candidate of
     a single sort.
     """
-    n_frames, n_pitches = remaining.shape
-    flat = remaining.reshape(-1)
-    candidates = np.flatnonzero(flat > frame_threshold)
-    candidates = candidates[np.lexsort((candidates, -flat[candidates]))].tolist()
+    n_frames, n_pitches = frames.shape
+    flat_used = used.reshape(-1)
+    above = frames > frame_threshold
+    above[used] = False
+    candidates = np.flatnonzero(above)
+    del above
+    candidates = candidates[np.lexsort((candidates, -frames.flat[candidates]))].tolist()
     notes = []
     for index in candidates:
-        if flat[index] == 0:
+        if flat_used[index]:
             continue  # used up by an earlier note
         middle, pitch = divmod(index, n_pitches)
-        remaining[middle, pitch] = 0
-        column = remaining[:, pitch]
-        end = _last_active(column, middle + 1, n_frames - 1, frame_threshold, energy_tolerance)
+        used[middle, pitch] = True
+        column, column_used = frames[:, pitch], used[:, pitch]
+        end = _last_active(column, column_used, middle + 1, n_frames - 1, frame_threshold, energy_tolerance)
         forward_stop = max(middle + 1, min(end + energy_tolerance + 1, n_frames - 1))
         # Backwards: the same scan over the reversed column, down to frame 1.
         reversed_middle = n_frames - 1 - middle
-        reversed_start = _last_active(column[::-1], reversed_middle + 1, n_frames - 1, frame_threshold, energy_tolerance)
+        reversed_start = _last_active(column[::-1], column_used[::-1], reversed_middle + 1, n_frames - 1, frame_threshold,
+                                      energy_tolerance)  # fmt: skip
         backward_stop = max(reversed_middle + 1, min(reversed_start + energy_tolerance + 1, n_frames - 1))
         start = n_frames - 1 - reversed_start
-        _clear(remaining, middle + 1, forward_stop, pitch)
-        _clear(remaining, n_frames - backward_stop, middle, pitch)
+        _use(used, middle + 1, forward_stop, pitch)
+        _use(used, n_frames - backward_stop, middle, pitch)
         if end - start <= min_note_length:
             continue
         notes.append((start, end, pitch + MIDI_OFFSET, np.mean(frames[start:end, pitch])))
