@@ -48,9 +48,8 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
     The waveform of one audio input (anything [`load_audio`] accepts) as consecutive mono float32 blocks of
     `block_seconds` at `target_sampling_rate`. Files that libsndfile reads are decoded block by block and resampled
     with a streaming resampler (soxr, the same filter as a one-shot resampling), so a long recording never sits in
-    memory whole. Blocks are short because a block's buffers are held while the pipeline transcribes, extracts notes
-    and classifies windows: with minute-long ones, those coincidences made an hour's peak memory exceed that of ten
-    minutes.
+    memory whole. Blocks are short: the pipeline holds a block's buffers while it transcribes, extracts notes and
+    classifies windows, so their size adds to a long recording's peak memory.
     Raises as [`load_audio`] does; an empty or non-finite input raises before or while its blocks are produced.
     """
     blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
