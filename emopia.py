@@ -154,7 +154,8 @@ def load_emopia(
         "valence": Value("int8"),
     }
     if audio_dir is not None:
-        features["audio"] = Audio(sampling_rate=sampling_rate)
+        # Paths first, cast after: encoding an Audio value needs torchcodec, casting a path column does not.
+        features["audio"] = Value("string")
     listed = read_split(emopia_dir, split_scheme)
     unknown = sorted(set(splits or ()) - set(listed))
     if unknown:
@@ -185,6 +186,8 @@ def load_emopia(
                 if audio_dir is not None:
                     rows["audio"].append(audio_path)
         datasets[split] = Dataset.from_dict(rows, features=Features(features))
+        if audio_dir is not None:
+            datasets[split] = datasets[split].cast_column("audio", Audio(sampling_rate=sampling_rate))
     if report.skipped:
         logger.warning("EMOPIA (%s): %d listed clips left out.\n%s", emopia_dir, report.skipped, report)
     dataset = DatasetDict(datasets)

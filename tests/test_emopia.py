@@ -1,6 +1,8 @@
 import csv
 import logging
 import shutil
+import subprocess
+import sys
 
 import pytest
 import soundfile
@@ -77,6 +79,27 @@ def test_audio_column_and_missing_audio(small_emopia, tmp_path, rendered_clip):
     assert decoded.sample_rate == 22050 and decoded.data.shape[-1] == 22050
     resampled = load_emopia(root, audio_dir=audio_dir, sampling_rate=16000)["test"][0]["audio"].get_all_samples()
     assert resampled.sample_rate == 16000
+
+
+def test_audio_column_without_torchcodec(small_emopia, tmp_path, rendered_clip):
+    """Listing, caching and training read audio with libsndfile: a machine without torchcodec (which `datasets`
+    needs only to decode an Audio column itself) can still build the dataset and read its audio."""
+    root, present = small_emopia
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    soundfile.write(audio_dir / f"{present[0]}.flac", rendered_clip[1][:22050], 22050)
+    script = f"""
+import sys
+sys.modules["torchcodec"] = None  # any import of it fails, as where it is not installed
+from datasets import Audio
+from mdpiano.audio_mdpiano import load_audio
+from mdpiano.emopia import load_emopia
+test = load_emopia({str(root)!r}, audio_dir={str(audio_dir)!r}, splits=["test"])["test"]
+print(list(test["clip_id"]), load_audio(test.cast_column("audio", Audio(decode=False))[0]["audio"]["path"]).shape)
+"""
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == f"['{present[0]}'] (22050,)"
 
 
 def test_one_split_is_built_and_reported_alone(small_emopia, tmp_path, rendered_clip):
