@@ -6,7 +6,8 @@ r"""Trains and evaluates the full model and the paper's Table 4 ablations over s
 
 Each run trains with scripts/train.py (early stopping on validation accuracy) and is evaluated on the test split
 rendered in --test-set (default test-unseen: a piano, room and codec training never saw). Finished runs are kept:
-rerunning the command only does what is missing, then rewrites the table.
+rerunning the command only does what is missing, then rewrites the table. With --finished-only it trains nothing and
+tabulates the runs that have results (say, some trained on another machine); the caption names the runs it lacks.
 """
 
 import os
@@ -77,10 +78,14 @@ def predict_test_set(args, model, processor):
     return clip_predictions(model, processor, dataset, args.cache_dir, args.test_set, num_proc=args.num_proc), dataset
 
 
+def run_dir_of(args, variant: str, seed: int) -> Path:
+    return Path(args.output_dir) / variant / f"seed-{seed}"
+
+
 def run_one(args, variant: str, seed: int) -> dict:
     """Test metrics of one variant and seed, and its best validation accuracy; trains and evaluates it first unless
     its results exist."""
-    run_dir = Path(args.output_dir) / variant / f"seed-{seed}"
+    run_dir = run_dir_of(args, variant, seed)
     results_path = run_dir / "evaluation" / "results.json"
     if not results_path.is_file():
         train_and_evaluate(args, variant, seed, run_dir)
@@ -109,7 +114,8 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
                         extra={"trained_on": trained_on})  # fmt: skip
 
 
-def table(results: dict, args, num_test_clips: int, trained_on: list[str], validation_sets: list[str]) -> str:
+def table(results: dict, args, num_test_clips: int, trained_on: list[str], validation_sets: list[str],
+          unfinished: list[tuple[str, int]]) -> str:
     def cell(values):
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
@@ -117,7 +123,7 @@ def table(results: dict, args, num_test_clips: int, trained_on: list[str], valid
     # Name the paper's rows left out only for a table of its ablations (two rows of it or more), not for, say, full
     # against augmented.
     ablated = sum(variant in PAPER for variant in results) >= 2
-    not_run = [variant for variant in PAPER if variant not in results] if ablated else []
+    not_run = [v for v in PAPER if v not in results and v not in {u for u, _ in unfinished}] if ablated else []
     lines = [
         f"EMOPIA test split (emopia_cls, {num_test_clips} clips) rendered as `{args.test_set}`; {spread}; each run "
         f"trained for at most {args.epochs} epochs (early stopping patience {args.patience}), the same budget for every "
@@ -127,6 +133,7 @@ def table(results: dict, args, num_test_clips: int, trained_on: list[str], valid
         + ", the early-stopping criterion. "
         "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
         + (f" Not run: {', '.join(not_run)}." if not_run else "")
+        + (f" Not finished, left out: {', '.join(f'{v} seed {s}' for v, s in unfinished)}." if unfinished else "")
         + f" Trained on: {', '.join(trained_on)}."
         + (f" Training arguments added to every run: `{' '.join(args.train_args)}`." if args.train_args else ""),
         "",
@@ -159,6 +166,7 @@ def main():
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--test-set", default="test-unseen")
     parser.add_argument("--num-proc", type=int, default=2)
+    parser.add_argument("--finished-only", action="store_true", help="train nothing: tabulate the runs that have results")
     parser.add_argument("--no-docs", action="store_true", help="do not write the table into README.md and model_card.md")
     parser.add_argument("--section", default="ablations", help="the marked section of README.md and model_card.md to write")
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: more scripts/train.py arguments")
@@ -170,15 +178,22 @@ def main():
         parser.error("stft-input needs STFT features, which a clip archive of the mixed features lacks: use --cache-dir")
 
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
+    unfinished = []
+    if args.finished_only:
+        unfinished = [run for run in runs if not (run_dir_of(args, *run) / "evaluation" / "results.json").is_file()]
+        runs = [run for run in runs if run not in unfinished]
+        if not runs:
+            parser.error(f"--finished-only: no run under {args.output_dir} has results")
     with ThreadPoolExecutor(args.jobs) as pool:
         metrics = list(pool.map(lambda run: run_one(args, *run), runs))
     results = {variant: [m for (v, _), m in zip(runs, metrics) if v == variant] for variant in args.variants}
-    run_dirs = [Path(args.output_dir) / variant / f"seed-{seed}" for variant, seed in runs]
+    results = {variant: metrics for variant, metrics in results.items() if metrics}
+    run_dirs = [run_dir_of(args, *run) for run in runs]
     reports = [json.loads((run_dir / "evaluation" / "results.json").read_text()) for run_dir in run_dirs]
     trained_on = sorted({report.get("trained_on", "unrecorded") for report in reports})
     num_test_clips = len(reports[0]["clips"])
     validation_sets = sorted({json.loads((run_dir / "arguments.json").read_text())["validation_set"] for run_dir in run_dirs})
-    text = table(results, args, num_test_clips, trained_on, validation_sets)
+    text = table(results, args, num_test_clips, trained_on, validation_sets, unfinished)
     command = "python scripts/ablations.py " + " ".join(sys.argv[1:])
     for path, placeholder in ((args.cache_dir, "<cache-dir>"), (args.clips, "<clip-archive>")):
         if path:

@@ -97,6 +97,15 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path):
     assert "one seed (0)" in table and "at most 1 epochs" in table and "Not run: full, stft-input, single-loss." in table
     assert "--cache-dir <cache-dir>" in table and str(cache) not in table
     assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
+    # --finished-only trains nothing: it tabulates the finished runs and names the rest
+    run("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+        "--variants", "acoustic-only", "symbolic-only", "single-loss", "--seeds", "0", "1", "--epochs", "1",
+        "--test-set", "test-clean", "--no-docs", "--finished-only")  # fmt: skip
+    table = (output / "ablations.md").read_text()
+    assert "| acoustic-only | 1 |" in table and "| symbolic-only | 1 |" in table and "| single-loss" not in table
+    assert "Not run: full, stft-input." in table
+    assert "Not finished, left out: acoustic-only seed 1, symbolic-only seed 1, single-loss seed 0, single-loss seed 1." in table
+    assert not (output / "single-loss").exists() and not (output / "acoustic-only" / "seed-1").exists()
 
 
 def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_path):
