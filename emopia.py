@@ -109,6 +109,20 @@ def find_audio(audio_dir: str | os.PathLike, clip_id: str) -> str | None:
     return None
 
 
+def dataset_with_audio_paths(rows: dict[str, list], features: dict, sampling_rate: int | None = None):
+    """
+    `Dataset.from_dict(rows)` with the given `features`; an `audio` column of file paths becomes `datasets.Audio`
+    (decoded at `sampling_rate`, or the file's own rate). The paths are stored first and cast after: encoding Audio
+    values needs torchcodec and casting a column of paths does not, so machines without it can still list, cache
+    and train (mdpiano reads the files itself, with libsndfile or ffmpeg).
+    """
+    from datasets import Audio, Dataset, Features, Value
+
+    audio = "audio" in rows
+    dataset = Dataset.from_dict(rows, features=Features({**features, **({"audio": Value("string")} if audio else {})}))
+    return dataset.cast_column("audio", Audio(sampling_rate=sampling_rate)) if audio else dataset
+
+
 def load_emopia(
     emopia_dir: str | os.PathLike = "../shared/data/emopia",
     split_scheme: str = "emopia_cls",
@@ -136,7 +150,7 @@ def load_emopia(
         sampling_rate: decode audio at this rate (the `Audio` feature resamples).
         splits: build (and check, and report on) only these splits, e.g. `["test"]` with a folder of test audio.
     """
-    from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value
+    from datasets import ClassLabel, DatasetDict, Value
 
     emopia_dir = Path(emopia_dir)
     if not (emopia_dir / "midis").is_dir():
@@ -153,9 +167,6 @@ def load_emopia(
         "arousal": Value("int8"),
         "valence": Value("int8"),
     }
-    if audio_dir is not None:
-        # Paths first, cast after: encoding an Audio value needs torchcodec, casting a path column does not.
-        features["audio"] = Value("string")
     listed = read_split(emopia_dir, split_scheme)
     unknown = sorted(set(splits or ()) - set(listed))
     if unknown:
@@ -164,7 +175,7 @@ def load_emopia(
     for split, clip_ids in listed.items():
         if splits is not None and split not in splits:
             continue
-        rows = {name: [] for name in features}
+        rows = {name: [] for name in features} | ({"audio": []} if audio_dir is not None else {})
         report.missing_midi[split], report.missing_audio[split], report.missing_label[split] = [], [], []
         for clip_id in clip_ids:
             midi_path = emopia_dir / "midis" / f"{clip_id}.mid"
@@ -185,14 +196,12 @@ def load_emopia(
                 rows["valence"].append(QUADRANT_VALENCE[quadrant])
                 if audio_dir is not None:
                     rows["audio"].append(audio_path)
-        datasets[split] = Dataset.from_dict(rows, features=Features(features))
-        if audio_dir is not None:
-            datasets[split] = datasets[split].cast_column("audio", Audio(sampling_rate=sampling_rate))
+        datasets[split] = dataset_with_audio_paths(rows, features, sampling_rate)
     if report.skipped:
         logger.warning("EMOPIA (%s): %d listed clips left out.\n%s", emopia_dir, report.skipped, report)
     dataset = DatasetDict(datasets)
     return (dataset, report) if return_report else dataset
 
 
-__all__ = ["EmopiaFormatError", "EmopiaReport", "find_audio", "load_emopia", "read_labels", "read_split", "song_id",
-           "split_of_audio_set"]
+__all__ = ["EmopiaFormatError", "EmopiaReport", "dataset_with_audio_paths", "find_audio", "load_emopia", "read_labels",
+           "read_split", "song_id", "split_of_audio_set"]

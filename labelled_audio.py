@@ -4,7 +4,7 @@ import csv
 import logging
 from pathlib import Path
 
-from .emopia import AUDIO_EXTENSIONS, QUADRANTS, EmopiaFormatError
+from .emopia import AUDIO_EXTENSIONS, QUADRANTS, EmopiaFormatError, dataset_with_audio_paths
 from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def load_labelled_audio(source, sampling_rate: int | None = None):
 
     Rows whose file is missing are left out with a warning naming them; unknown labels are an error.
     """
-    from datasets import Audio, ClassLabel, Dataset, Features, Value
+    from datasets import ClassLabel, Value
 
     source = Path(source)
     entries, missing = [], []
@@ -63,18 +63,16 @@ def load_labelled_audio(source, sampling_rate: int | None = None):
     clip_ids = [clip_id.replace("/", "__") for clip_id, _, _ in entries]
     if len(set(clip_ids)) != len(clip_ids):
         raise ValueError(f"{source}: clip ids (file names) must be unique.")
-    features = Features({"clip_id": Value("string"), "label": ClassLabel(names=QUADRANTS), "arousal": Value("int8"),
-                         "valence": Value("int8"), "audio": Audio(sampling_rate=sampling_rate)})  # fmt: skip
-    return Dataset.from_dict(
-        {
-            "clip_id": clip_ids,
-            "label": [QUADRANTS.index(q) for _, q, _ in entries],
-            "arousal": [QUADRANT_AROUSAL[q] for _, q, _ in entries],
-            "valence": [QUADRANT_VALENCE[q] for _, q, _ in entries],
-            "audio": [path for _, _, path in entries],
-        },
-        features=features,
-    )
+    features = {"clip_id": Value("string"), "label": ClassLabel(names=QUADRANTS), "arousal": Value("int8"),
+                "valence": Value("int8")}  # fmt: skip
+    rows = {
+        "clip_id": clip_ids,
+        "label": [QUADRANTS.index(q) for _, q, _ in entries],
+        "arousal": [QUADRANT_AROUSAL[q] for _, q, _ in entries],
+        "valence": [QUADRANT_VALENCE[q] for _, q, _ in entries],
+        "audio": [path for _, _, path in entries],
+    }
+    return dataset_with_audio_paths(rows, features, sampling_rate)
 
 
 __all__ = ["load_labelled_audio"]

@@ -83,23 +83,27 @@ def test_audio_column_and_missing_audio(small_emopia, tmp_path, rendered_clip):
 
 def test_audio_column_without_torchcodec(small_emopia, tmp_path, rendered_clip):
     """Listing, caching and training read audio with libsndfile: a machine without torchcodec (which `datasets`
-    needs only to decode an Audio column itself) can still build the dataset and read its audio."""
+    needs only to decode an Audio column itself) can still build EMOPIA or a user's labelled audio and read it."""
     root, present = small_emopia
     audio_dir = tmp_path / "audio"
+    (tmp_path / "mine" / "calm").mkdir(parents=True)
     audio_dir.mkdir()
     soundfile.write(audio_dir / f"{present[0]}.flac", rendered_clip[1][:22050], 22050)
+    soundfile.write(tmp_path / "mine" / "calm" / "take.flac", rendered_clip[1][:11025], 22050)
     script = f"""
 import sys
 sys.modules["torchcodec"] = None  # any import of it fails, as where it is not installed
 from datasets import Audio
 from mdpiano.audio_mdpiano import load_audio
 from mdpiano.emopia import load_emopia
-test = load_emopia({str(root)!r}, audio_dir={str(audio_dir)!r}, splits=["test"])["test"]
-print(list(test["clip_id"]), load_audio(test.cast_column("audio", Audio(decode=False))[0]["audio"]["path"]).shape)
+from mdpiano.labelled_audio import load_labelled_audio
+for dataset in (load_emopia({str(root)!r}, audio_dir={str(audio_dir)!r}, splits=["test"])["test"],
+                load_labelled_audio({str(tmp_path / "mine")!r})):
+    print(list(dataset["clip_id"]), load_audio(dataset.cast_column("audio", Audio(decode=False))[0]["audio"]["path"]).shape)
 """
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.strip() == f"['{present[0]}'] (22050,)"
+    assert finished.stdout.strip().splitlines() == [f"['{present[0]}'] (22050,)", "['calm__take'] (11025,)"]
 
 
 def test_one_split_is_built_and_reported_alone(small_emopia, tmp_path, rendered_clip):
