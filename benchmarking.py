@@ -3,6 +3,7 @@
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,6 +33,17 @@ def timed(function, *args, **kwargs) -> tuple[float, object]:
     started = time.perf_counter()
     result = function(*args, **kwargs)
     return time.perf_counter() - started, result
+
+
+def timed_cpu(function, *args, **kwargs) -> tuple[float, float, object]:
+    """
+    Wall seconds of a call, the cores the process kept busy meanwhile (CPU seconds of all its threads over the wall
+    seconds: 2.0 is two cores fully used), and the call's result.
+    """
+    started, cpu_started = time.perf_counter(), os.times()
+    result = function(*args, **kwargs)
+    seconds, cpu = time.perf_counter() - started, os.times()
+    return seconds, (cpu.user - cpu_started.user + cpu.system - cpu_started.system) / seconds, result
 
 
 def stage_times(pipe, path) -> dict[str, float]:
@@ -130,5 +142,6 @@ __all__ = [
     "memory_profile",
     "stage_times",
     "timed",
+    "timed_cpu",
     "write_json",
 ]

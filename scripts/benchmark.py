@@ -8,12 +8,13 @@ transcription alone), (b) `pipeline("audio-classification")` end to end, (c) eac
 (b) are the fastest of `--repeats` alternating runs, and each batch size's throughput the best of as many rounds
 over all batch sizes: on a shared machine, noise only ever adds time. Prints and writes (results/benchmark.json,
 README's Performance section): median seconds, times real time, the ratio (b)/(a) per clip and its median, stage
-shares, batch throughput, peak memory of a fresh process on the 10-minute and 1-hour files and its resident memory
+shares, batch throughput (and the cores each batch size kept busy), peak memory of a fresh process on the 10-minute and 1-hour files and its resident memory
 over the classification (results/memory.png), and the cold start (median of three fresh processes). Temporary audio
 is deleted afterwards.
 """
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,15 @@ import numpy as np
 import soundfile
 
 from mdpiano import DEFAULT_MODEL_DIR
-from mdpiano.benchmarking import basic_pitch_predictor, cold_start_stages, memory_profile, stage_times, timed, write_json
+from mdpiano.benchmarking import (
+    basic_pitch_predictor,
+    cold_start_stages,
+    memory_profile,
+    stage_times,
+    timed,
+    timed_cpu,
+    write_json,
+)
 from mdpiano.emopia import load_emopia
 from mdpiano.evaluation import replace_section
 from mdpiano.plots import plot_memory_profiles
@@ -97,11 +106,12 @@ def measure(args, folder: Path) -> dict:
                      "stages": stage_times(classify, path)})  # fmt: skip
     long_reference, _ = timed(reference, long_path)
     long_pipeline, _ = timed(classify, str(long_path))
-    throughput = dict.fromkeys((1, 4, 16), 0.0)
+    throughput, cores_busy = dict.fromkeys((1, 4, 16), 0.0), {}
     for _ in range(args.repeats):  # rounds over all sizes, so a slow spell of the machine does not fall on one size
         for batch_size in throughput:
-            seconds, _ = timed(classify, [str(p) for p in paths], batch_size=batch_size)
-            throughput[batch_size] = max(throughput[batch_size], len(paths) / seconds)
+            seconds, cores, _ = timed_cpu(classify, [str(p) for p in paths], batch_size=batch_size)
+            if len(paths) / seconds > throughput[batch_size]:
+                throughput[batch_size], cores_busy[batch_size] = len(paths) / seconds, cores
     memory = {f"{args.long_minutes:g} min": median_memory_profile(args, long_path)}
     if args.hour:
         hour_path = folder / "hour.wav"
@@ -128,6 +138,8 @@ def measure(args, folder: Path) -> dict:
         "long_basic_pitch_s": long_reference,
         "long_pipeline_s": long_pipeline,
         "throughput_clips_per_s": throughput,
+        "throughput_cores_busy": cores_busy,
+        "cores": len(os.sched_getaffinity(0)),
         "peak_rss_mb": {name: profile["peak_mb"] for name, profile in memory.items()},
         "memory_profiles": memory,
         "cold_start_s": float(np.median([sum(stages.values()) for stages in cold_starts])),
@@ -157,8 +169,10 @@ def report(s: dict, command: str, output: Path, plot: Path) -> str:
         f"(median of {MEMORY_RUNS}): "
         + ", ".join(f"{name} {mb:.0f} MB" for name, mb in s["peak_rss_mb"].items()) + ".",
         "",
-        f"Throughput (clips per second, best of {s['repeats']} rounds) by `batch_size`: "
-        + ", ".join(f"{b}: {v:.2f}" for b, v in s["throughput_clips_per_s"].items()) + ".",
+        f"Throughput (clips per second, best of {s['repeats']} rounds; in brackets, the cores of {s['cores']} that round "
+        "kept busy on average) by `batch_size`: "
+        + ", ".join(f"{b}: {v:.2f} ({s['throughput_cores_busy'][b]:.2f})" for b, v in s["throughput_clips_per_s"].items())
+        + ".",
         f"Cold start (import, load, first prediction; median of {COLD_STARTS} fresh processes): {s['cold_start_s']:.1f} s "
         "(stage medians: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in s["cold_start_stages_s"].items()) + ").",
         "",

@@ -1,8 +1,9 @@
 """The benchmark's measurements that run in fresh processes."""
 
+import time
 from pathlib import Path
 
-from mdpiano.benchmarking import COLD_START_STAGES, cold_start_stages, memory_profile
+from mdpiano.benchmarking import COLD_START_STAGES, cold_start_stages, memory_profile, timed_cpu
 from mdpiano.plots import plot_memory_profiles
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -27,3 +28,16 @@ def test_memory_profile_samples_a_fresh_process_and_plots(tmp_path):
     assert max(profile["rss_mb"]) > profile["loaded_mb"]
     path = plot_memory_profiles({"clip": profile}, tmp_path / "memory.png", "test")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_timed_cpu_tells_a_busy_core_from_a_wait():
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+        return "spun"
+
+    seconds, busy, result = timed_cpu(spin, 0.3)
+    assert result == "spun" and seconds >= 0.3 and busy > 0.5  # one thread computing: about one core
+    seconds, idle, _ = timed_cpu(time.sleep, 0.3)
+    assert seconds >= 0.3 and idle < 0.2
