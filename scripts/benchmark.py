@@ -8,9 +8,9 @@ transcription alone), (b) `pipeline("audio-classification")` end to end, (c) eac
 (b) are the fastest of `--repeats` alternating runs, and each batch size's throughput the best of as many rounds
 over all batch sizes: on a shared machine, noise only ever adds time. Prints and writes (results/benchmark.json,
 README's Performance section): median seconds, times real time, the ratio (b)/(a) per clip and its median, stage
-shares, batch throughput (and the cores each batch size kept busy), peak memory of a fresh process on the 10-minute and 1-hour files and its resident memory
-over the classification (results/memory.png), and the cold start (median of three fresh processes). Temporary audio
-is deleted afterwards.
+shares, batch throughput (and the cores each batch size kept busy), peak memory of a fresh process on the 10-minute
+and 1-hour files and its resident memory over the classification (results/memory.png), and the cold start (median
+of three fresh processes). Temporary audio is deleted afterwards.
 """
 
 import argparse
