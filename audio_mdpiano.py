@@ -193,9 +193,13 @@ def _decode_encoded(source: str | bytes, name: str):
         samples = AudioDecoder(source).get_all_samples()
         return samples.data.numpy(), int(samples.sample_rate)
     except Exception as ffmpeg_error:
+        remedy = (
+            "Formats other than wav, flac, ogg and mp3 need torchcodec and ffmpeg: pip install 'mdpiano[audio]'."
+            if isinstance(ffmpeg_error, ImportError)
+            else "Pass a wav, flac, ogg or mp3 file, or a waveform array with its sampling rate."
+        )
         raise AudioDecodeError(
-            f"Could not decode {name} as audio (soundfile: {first_error}; ffmpeg: {ffmpeg_error}). "
-            "Pass a wav, flac, ogg or mp3 file, or a waveform array with its sampling rate."
+            f"Could not decode {name} as audio (soundfile: {first_error}; ffmpeg: {ffmpeg_error}). {remedy}"
         ) from ffmpeg_error
 
 

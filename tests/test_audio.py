@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import soundfile
@@ -93,6 +95,14 @@ def test_mp3_through_ffmpeg_or_libsndfile(tmp_path, tone):
 def test_bad_files_are_clear_errors(tmp_path, make, error, message):
     with pytest.raises(error, match=message):
         load_audio(make(tmp_path), target_sampling_rate=SR)
+
+
+def test_other_formats_without_torchcodec_say_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # as where torchcodec is not installed
+    path = tmp_path / "take.m4a"
+    path.write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    with pytest.raises(AudioDecodeError, match=r"need torchcodec and ffmpeg: pip install 'mdpiano\[audio\]'"):
+        load_audio(str(path))
 
 
 def test_truncated_file_gives_what_is_there(tmp_path, tone):
