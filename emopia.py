@@ -114,7 +114,7 @@ def dataset_with_audio_paths(rows: dict[str, list], features: dict, sampling_rat
     `Dataset.from_dict(rows)` with the given `features`; an `audio` column of file paths becomes `datasets.Audio`
     (decoded at `sampling_rate`, or the file's own rate). The paths are stored first and cast after: encoding Audio
     values needs torchcodec and casting a column of paths does not, so machines without it can still list, cache
-    and train (mdpiano reads the files itself, with libsndfile or ffmpeg).
+    and train (mdpiano reads the files itself: libsndfile, and torchcodec only for the formats libsndfile lacks).
     """
     from datasets import Audio, Dataset, Features, Value
 
