@@ -14,7 +14,6 @@ of three fresh processes). Temporary audio is deleted afterwards.
 """
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from mdpiano.emopia import load_emopia
 from mdpiano.evaluation import replace_section
 from mdpiano.plots import plot_memory_profiles
 from mdpiano.rendering_mdpiano import render_midi
+from mdpiano.transcription_mdpiano import _available_cpus
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RATE = 44100
@@ -139,7 +139,7 @@ def measure(args, folder: Path) -> dict:
         "long_pipeline_s": long_pipeline,
         "throughput_clips_per_s": throughput,
         "throughput_cores_busy": cores_busy,
-        "cores": len(os.sched_getaffinity(0)),
+        "cores": _available_cpus(),
         "peak_rss_mb": {name: profile["peak_mb"] for name, profile in memory.items()},
         "memory_profiles": memory,
         "cold_start_s": float(np.median([sum(stages.values()) for stages in cold_starts])),
