@@ -8,6 +8,7 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -61,8 +62,15 @@ def _basic_pitch(*submodules: str):
     return basic_pitch
 
 
+# Where a copy of basic-pitch's ONNX model may sit beside these modules: a Space (`scripts/export_space.py`) ships
+# it there because the basic-pitch package cannot be installed from a requirements file without its dependencies.
+BUNDLED_MODEL_PATH = Path(__file__).resolve().parent / "basic-pitch" / "nmp.onnx"
+
+
 def default_model_path() -> str:
-    """Path of the ICASSP 2022 ONNX model shipped inside the basic-pitch wheel."""
+    """Path of basic-pitch's ICASSP 2022 ONNX model: the copy bundled beside mdpiano if any, else the wheel's."""
+    if BUNDLED_MODEL_PATH.is_file():
+        return str(BUNDLED_MODEL_PATH)
     basic_pitch = _basic_pitch()
     return str(basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx))
 
@@ -148,7 +156,7 @@ class MDPianoTranscriber:
         num_threads (`int`, *optional*, defaults to 0): runs going side by side on their own threads, each running
             onnxruntime single-threaded (on a 2-core CPU, faster per window than one run at a time on two intra-op
             threads, with equal outputs); 0 means one per CPU available to the process.
-        model_path (`str`, *optional*): another basic-pitch ONNX file; defaults to the one in the wheel.
+        model_path (`str`, *optional*): another basic-pitch ONNX file; defaults to [`default_model_path`].
     """
 
     def __init__(
@@ -438,4 +446,10 @@ class TranscriptionStream:
         return array_to_notes(self.close().pop_notes())
 
 
-__all__ = ["MDPianoTranscriber", "TranscriberUnavailableError", "TranscriptionStream", "default_model_path"]
+__all__ = [
+    "BUNDLED_MODEL_PATH",
+    "MDPianoTranscriber",
+    "TranscriberUnavailableError",
+    "TranscriptionStream",
+    "default_model_path",
+]

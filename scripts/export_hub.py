@@ -11,13 +11,12 @@ model_card.md as README.md. It loads without mdpiano installed:
 """
 
 import argparse
-import os
 import shutil
-import sys
 from pathlib import Path
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR
+from mdpiano.hub_upload import upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -36,15 +35,6 @@ def build_folder(model_dir, output) -> Path:
     return output
 
 
-def push(folder: Path, repo_id: str, private: bool) -> str:
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=os.environ.get("HF_TOKEN"))
-    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
-                             commit_message="Upload mdpiano model").commit_url  # fmt: skip
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (default: the shipped model)")
@@ -58,13 +48,7 @@ def main():
     folder = build_folder(args.model, args.output)
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:
-        try:
-            url = push(folder, args.repo_id, args.private)
-        except Exception as error:  # no network, no token, no permission: say so, keep the folder
-            print(f"error: could not upload to the Hub ({type(error).__name__}: {error}). The folder {folder} is "
-                  "complete; upload it later with this command or `huggingface-cli upload`.", file=sys.stderr)  # fmt: skip
-            sys.exit(1)
-        print(f"uploaded: {url}")
+        upload_or_exit(folder, args.repo_id, repo_type="model", private=args.private)
 
 
 if __name__ == "__main__":

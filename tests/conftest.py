@@ -93,3 +93,43 @@ def model_dir(tiny_config, tmp_path_factory):
     torch.manual_seed(0)
     model = MDPianoForAudioClassification(tiny_config).eval()
     return save_for_package(tmp_path_factory.mktemp("model"), model, MDPianoProcessor.from_config(tiny_config))
+
+
+@pytest.fixture(scope="module")
+def serve_app():
+    """
+    Starts a Gradio app on a free loopback port: `serve_app(command, cwd, log_path, **env)` waits until it listens
+    and returns its URL (fails with the app's output if it exits or does not listen within 180 s). Stopped at the
+    end of the module.
+    """
+    import socket
+    import subprocess
+    import time
+
+    processes = []
+
+    def serve(command: list[str], cwd: Path, log_path: Path, **env: str) -> str:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+                   GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **env)  # fmt: skip
+        log = open(log_path, "w+")
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        processes.append(process)
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return f"http://127.0.0.1:{port}/"
+            except OSError:
+                if process.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"{' '.join(command)} exited: {log.read()[-3000:]}")
+                time.sleep(1)
+        pytest.fail(f"{' '.join(command)} did not listen within 180 s")
+
+    yield serve
+    for process in processes:
+        process.terminate()
+        process.wait(timeout=30)

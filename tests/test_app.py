@@ -1,11 +1,7 @@
 """The Gradio demo served on 127.0.0.1: called through gradio_client, and driven in headless Chromium."""
 
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,42 +10,16 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 QUADRANT_LABELS = {"Q1 happy", "Q2 tense", "Q3 sad", "Q4 calm"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_log(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("log") / "app.log"
 
 
 @pytest.fixture(scope="module")
-def server(model_dir, app_log):
-    """`python app.py` with a small model, on a free loopback port; yields its URL."""
-    port = free_port()
-    env = dict(os.environ, MDPIANO_MODEL=str(model_dir), GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", MDPIANO_MAX_SECONDS="60")  # fmt: skip
-    log = open(app_log, "w+")
-    process = subprocess.Popen([sys.executable, str(REPOSITORY / "app.py")], cwd=REPOSITORY, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"app.py exited: {log.read()[-3000:]}")
-            time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("app.py did not start within 180 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+def server(serve_app, model_dir, app_log):
+    """`python app.py` with a small model, on a free loopback port; its URL."""
+    return serve_app([sys.executable, str(REPOSITORY / "app.py")], REPOSITORY, app_log, MDPIANO_MODEL=str(model_dir),
+                     MDPIANO_MAX_SECONDS="60")  # fmt: skip
 
 
 def test_gradio_client(server, quadrant_clips, tmp_path):

@@ -1,0 +1,105 @@
+"""Builds a Hugging Face Space folder for the Gradio demo, and optionally uploads it.
+
+    python scripts/export_space.py --output space/                       # the shipped model
+    python scripts/export_space.py --model runs/full/best --output space/
+    HF_TOKEN=... python scripts/export_space.py --output space/ --push --repo-id user/mdpiano [--private]
+    cd space && python app.py                                             # try it as the Space will run it
+
+The folder is a complete Gradio Space:
+
+    README.md         spaces/README.md (its front matter is the Space's configuration)
+    app.py            the demo
+    mdpiano/          the package's module files, with the model as its default model (mdpiano/models/mdpiano-emopia)
+    mdpiano/basic-pitch/  basic-pitch's ONNX model with its LICENSE and NOTICE: a requirements file cannot install
+                      the basic-pitch package without its TensorFlow dependency, so the transcriber reads this copy
+    examples/         the example clips, preloaded in the demo
+    requirements.txt  the runtime pins of requirements.txt and torch's CPU build; no test tools, and no gradio
+                      (the Space installs the front matter's sdk_version)
+    packages.txt      Debian packages: ffmpeg, FluidSynth and the FluidR3_GM SoundFont (MIDI input is rendered)
+"""
+
+import argparse
+import importlib.metadata
+import shutil
+import sys
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
+from mdpiano.hub_upload import upload_or_exit
+from mdpiano.transcription_mdpiano import BUNDLED_MODEL_PATH, default_model_path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+# Left out of the Space's requirements: the tests' tools, and gradio, which the Space installs from its sdk_version.
+NOT_FOR_THE_SPACE = {"pytest", "pytest-timeout", "hypothesis", "selenium", "gradio"}
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+DEBIAN_PACKAGES = ["ffmpeg", "libfluidsynth3", "fluid-soundfont-gm"]
+
+
+def space_requirements() -> str:
+    """requirements.txt for the Space: torch's CPU build at the version here, then the repository's runtime pins."""
+    torch_version = importlib.metadata.version("torch").split("+")[0]
+    lines = [f"--extra-index-url {TORCH_CPU_INDEX}", f"torch=={torch_version}"]
+    for line in (REPOSITORY / "requirements.txt").read_text().splitlines():
+        requirement = line.split("#")[0].strip()
+        if requirement and canonicalize_name(Requirement(requirement).name) not in NOT_FOR_THE_SPACE:
+            lines.append(requirement)
+    return "\n".join(lines) + "\n"
+
+
+def copy_basic_pitch_model(package: Path) -> None:
+    """basic-pitch's ONNX model, where the transcriber looks for a bundled copy, with basic-pitch's licence files."""
+    target = package / BUNDLED_MODEL_PATH.relative_to(BUNDLED_MODEL_PATH.parents[1])
+    target.parent.mkdir(parents=True)
+    shutil.copy(default_model_path(), target)
+    distribution = importlib.metadata.distribution("basic-pitch")
+    licences = [f for f in distribution.files or [] if f.name in ("LICENSE", "NOTICE") and ".dist-info" in str(f)]
+    if not licences:
+        raise FileNotFoundError("basic-pitch's LICENSE was not found in its installed metadata; reinstall basic-pitch.")
+    for licence in licences:
+        shutil.copy(licence.locate(), target.parent / licence.name)
+
+
+def build_space(model_dir, output) -> Path:
+    output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise FileExistsError(f"{output} is not empty; give a new or empty folder.")
+    package = output / "mdpiano"
+    package.mkdir(parents=True)
+    for module in sorted(REPOSITORY.glob("*.py")):
+        shutil.copy(module, output if module.name == "app.py" else package)
+    model_folder = package / DEFAULT_MODEL_DIR.relative_to(DEFAULT_MODEL_DIR.parents[1])
+    save_for_package(model_folder, MDPianoForAudioClassification.from_pretrained(model_dir),
+                     MDPianoProcessor.from_pretrained(model_dir))  # fmt: skip
+    copy_basic_pitch_model(package)
+    shutil.copytree(REPOSITORY / "examples", output / "examples")
+    shutil.copy(REPOSITORY / "spaces" / "README.md", output / "README.md")
+    (output / "requirements.txt").write_text(space_requirements())
+    (output / "packages.txt").write_text("\n".join(DEBIAN_PACKAGES) + "\n")
+    return output
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (default: the shipped model)")
+    parser.add_argument("--output", required=True, help="folder to build (new or empty)")
+    parser.add_argument("--push", action="store_true", help="upload as a Space (token from HF_TOKEN or the CLI login)")
+    parser.add_argument("--repo-id", help="user/name of the Space (with --push)")
+    parser.add_argument("--private", action="store_true")
+    args = parser.parse_args()
+    if args.push and not args.repo_id:
+        parser.error("--push needs --repo-id")
+    try:
+        folder = build_space(args.model, args.output)
+    except (FileExistsError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+    print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
+    if args.push:
+        upload_or_exit(folder, args.repo_id, repo_type="space", private=args.private, space_sdk="gradio")
+
+
+if __name__ == "__main__":
+    main()
