@@ -1,8 +1,28 @@
-"""Uploading a folder built by `scripts/export_hub.py` (a model) or `scripts/export_space.py` (a Space) to the Hub."""
+"""
+The command line of `scripts/export_hub.py` (a model folder) and `scripts/export_space.py` (a Space folder), and
+uploading what they build to the Hub.
+"""
 
+import argparse
 import os
 import sys
 from pathlib import Path
+
+from .checkpoints import DEFAULT_MODEL_DIR
+
+
+def export_arguments(description: str, repo_kind: str) -> argparse.Namespace:
+    """The export scripts' command line: `--model`, `--output`, and `--push --repo-id [--private]` to upload."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (default: the shipped model)")
+    parser.add_argument("--output", required=True, help="folder to build")
+    parser.add_argument("--push", action="store_true", help=f"upload as a {repo_kind} (token from HF_TOKEN or the CLI login)")
+    parser.add_argument("--repo-id", help=f"user/name of the {repo_kind} (with --push)")
+    parser.add_argument("--private", action="store_true")
+    args = parser.parse_args()
+    if args.push and not args.repo_id:
+        parser.error("--push needs --repo-id")
+    return args
 
 
 def upload_folder(folder: Path, repo_id: str, *, repo_type: str = "model", private: bool = False,
@@ -30,4 +50,4 @@ def upload_or_exit(folder: Path, repo_id: str, **kwargs) -> None:
     print(f"uploaded: {url}")
 
 
-__all__ = ["upload_folder", "upload_or_exit"]
+__all__ = ["export_arguments", "upload_folder", "upload_or_exit"]

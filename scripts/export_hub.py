@@ -10,13 +10,11 @@ model_card.md as README.md. It loads without mdpiano installed:
 `pipeline("audio-classification", model=<folder or repo id>, trust_remote_code=True)`.
 """
 
-import argparse
 import shutil
 from pathlib import Path
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR
-from mdpiano.hub_upload import upload_or_exit
+from mdpiano.hub_upload import export_arguments, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -36,15 +34,7 @@ def build_folder(model_dir, output) -> Path:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (default: the shipped model)")
-    parser.add_argument("--output", required=True, help="folder to build")
-    parser.add_argument("--push", action="store_true", help="upload to the Hub (token from HF_TOKEN or the CLI login)")
-    parser.add_argument("--repo-id", help="user/name on the Hub (with --push)")
-    parser.add_argument("--private", action="store_true")
-    args = parser.parse_args()
-    if args.push and not args.repo_id:
-        parser.error("--push needs --repo-id")
+    args = export_arguments(__doc__, "model")
     folder = build_folder(args.model, args.output)
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:

@@ -18,7 +18,6 @@ The folder is a complete Gradio Space:
     packages.txt      Debian packages: ffmpeg, FluidSynth and the FluidR3_GM SoundFont (MIDI input is rendered)
 """
 
-import argparse
 import importlib.metadata
 import shutil
 import sys
@@ -29,7 +28,7 @@ from packaging.utils import canonicalize_name
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
-from mdpiano.hub_upload import upload_or_exit
+from mdpiano.hub_upload import export_arguments, upload_or_exit
 from mdpiano.transcription_mdpiano import BUNDLED_MODEL_PATH, default_model_path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -83,15 +82,7 @@ def build_space(model_dir, output) -> Path:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="checkpoint folder (default: the shipped model)")
-    parser.add_argument("--output", required=True, help="folder to build (new or empty)")
-    parser.add_argument("--push", action="store_true", help="upload as a Space (token from HF_TOKEN or the CLI login)")
-    parser.add_argument("--repo-id", help="user/name of the Space (with --push)")
-    parser.add_argument("--private", action="store_true")
-    args = parser.parse_args()
-    if args.push and not args.repo_id:
-        parser.error("--push needs --repo-id")
+    args = export_arguments(__doc__, "Space")
     try:
         folder = build_space(args.model, args.output)
     except (FileExistsError, FileNotFoundError) as error:
