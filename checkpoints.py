@@ -1,8 +1,12 @@
 """Model folders: the default model shipped in the repository, and saving for use with the package installed."""
 
+import importlib.metadata
 import json
 import re
+import shutil
 from pathlib import Path
+
+from .transcription_mdpiano import BUNDLED_MODEL_FILE, default_model_path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "mdpiano-emopia"
@@ -59,4 +63,22 @@ def _drop_auto_map(data) -> bool:
     return changed
 
 
-__all__ = ["DEFAULT_MODEL_DIR", "remote_code_files", "save_for_package", "strip_remote_code"]
+def bundle_transcription_model(folder: str | Path) -> Path:
+    """
+    Copies the installed basic-pitch's ONNX model into a model folder (`basic-pitch/nmp.onnx`, with basic-pitch's
+    Apache-2.0 LICENSE and NOTICE beside it); [`MDPianoProcessor.from_pretrained`] on that folder transcribes with it.
+    Returns the copy's path.
+    """
+    target = Path(folder) / BUNDLED_MODEL_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(default_model_path(), target)
+    distribution = importlib.metadata.distribution("basic-pitch")
+    licences = [f for f in distribution.files or [] if f.name in ("LICENSE", "NOTICE") and ".dist-info" in str(f)]
+    if not any(f.name == "LICENSE" for f in licences):
+        raise FileNotFoundError("basic-pitch's LICENSE is not in its installed metadata; reinstall basic-pitch.")
+    for licence in licences:
+        shutil.copy(licence.locate(), target.parent / licence.name)
+    return target
+
+
+__all__ = ["DEFAULT_MODEL_DIR", "bundle_transcription_model", "remote_code_files", "save_for_package", "strip_remote_code"]

@@ -4,12 +4,13 @@ import os
 
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
+from transformers.utils import cached_file
 
 from .audio_mdpiano import is_single_audio, load_audio
 from .feature_extraction_mdpiano import MDPianoFeatureExtractor
 from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes, window_notes
 from .tokenization_mdpiano import MDPianoTokenizer
-from .transcription_mdpiano import MDPianoTranscriber
+from .transcription_mdpiano import BUNDLED_MODEL_FILE, MDPianoTranscriber
 
 TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
 
@@ -21,7 +22,9 @@ class MDPianoProcessor(ProcessorMixin):
 
     Audio is decoded, downmixed and resampled once, to the feature extractor's rate (22050 Hz, basic-pitch's own),
     and cut to the analysis window (`chunk_length_s` from its start); both domains read that same waveform. The
-    transcription settings are saved in `processor_config.json`.
+    transcription settings are saved in `processor_config.json`. A folder that also carries basic-pitch's ONNX model
+    (`basic-pitch/nmp.onnx`, as exported Hub and Space folders do) is transcribed with that copy, so it needs no
+    basic-pitch package; otherwise the model comes from the installed basic-pitch wheel.
 
     Outputs (one [`BatchFeature`]; names do not collide):
 
@@ -53,7 +56,20 @@ class MDPianoProcessor(ProcessorMixin):
         self.minimum_frequency = minimum_frequency
         self.maximum_frequency = maximum_frequency
         self.melodia_trick = melodia_trick
+        # Set by `from_pretrained` when the folder carries the transcription model; not a setting, so never saved.
+        self.transcription_model_path = None
         self.transcriber  # validates the settings now rather than at the first call
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "MDPianoProcessor":
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        location = {name: kwargs[name] for name in ("cache_dir", "force_download", "local_files_only", "token",
+                                                    "revision", "subfolder") if name in kwargs}  # fmt: skip
+        processor.transcription_model_path = cached_file(
+            pretrained_model_name_or_path, BUNDLED_MODEL_FILE, **location,
+            _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+        )  # fmt: skip
+        return processor
 
     @classmethod
     def from_config(cls, config, **transcription_settings) -> "MDPianoProcessor":
@@ -81,7 +97,8 @@ class MDPianoProcessor(ProcessorMixin):
     @property
     def transcriber(self) -> MDPianoTranscriber:
         """The transcriber with this processor's settings (the ONNX session itself is shared per process)."""
-        return MDPianoTranscriber(**{name: getattr(self, name) for name in TRANSCRIPTION_DEFAULTS})
+        settings = {name: getattr(self, name) for name in TRANSCRIPTION_DEFAULTS}
+        return MDPianoTranscriber(**settings, model_path=self.transcription_model_path)
 
     @property
     def sampling_rate(self) -> int:

@@ -8,7 +8,6 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -62,15 +61,15 @@ def _basic_pitch(*submodules: str):
     return basic_pitch
 
 
-# Where a copy of basic-pitch's ONNX model may sit beside these modules: a Space (`scripts/export_space.py`) ships
-# it there because the basic-pitch package cannot be installed from a requirements file without its dependencies.
-BUNDLED_MODEL_PATH = Path(__file__).resolve().parent / "basic-pitch" / "nmp.onnx"
+# Where a model folder may carry basic-pitch's ONNX model (with its LICENSE and NOTICE): `MDPianoProcessor`'s
+# `from_pretrained` then transcribes with it, so the folder works without the basic-pitch package, which cannot be
+# installed from a requirements file without its TensorFlow dependency. `scripts/export_hub.py` and
+# `scripts/export_space.py` put it there.
+BUNDLED_MODEL_FILE = "basic-pitch/nmp.onnx"
 
 
 def default_model_path() -> str:
-    """Path of basic-pitch's ICASSP 2022 ONNX model: the copy bundled beside mdpiano if any, else the wheel's."""
-    if BUNDLED_MODEL_PATH.is_file():
-        return str(BUNDLED_MODEL_PATH)
+    """Path of the ICASSP 2022 ONNX model shipped inside the basic-pitch wheel."""
     basic_pitch = _basic_pitch()
     return str(basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx))
 
@@ -447,7 +446,7 @@ class TranscriptionStream:
 
 
 __all__ = [
-    "BUNDLED_MODEL_PATH",
+    "BUNDLED_MODEL_FILE",
     "MDPianoTranscriber",
     "TranscriberUnavailableError",
     "TranscriptionStream",

@@ -10,8 +10,8 @@ The folder is a complete Gradio Space:
     README.md         spaces/README.md (its front matter is the Space's configuration)
     app.py            the demo
     mdpiano/          the package's module files, with the model as its default model (mdpiano/models/mdpiano-emopia)
-    mdpiano/basic-pitch/  basic-pitch's ONNX model with its LICENSE and NOTICE: a requirements file cannot install
-                      the basic-pitch package without its TensorFlow dependency, so the transcriber reads this copy
+                      and, in the model's folder, basic-pitch's ONNX model with its LICENSE and NOTICE (basic-pitch/):
+                      a requirements file cannot install the basic-pitch package without its TensorFlow dependency
     examples/         the example clips, preloaded in the demo
     requirements.txt  the runtime pins of requirements.txt and torch's CPU build; no test tools, and no gradio
                       (the Space installs the front matter's sdk_version)
@@ -27,9 +27,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, save_for_package
 from mdpiano.hub_upload import export_arguments, upload_or_exit
-from mdpiano.transcription_mdpiano import BUNDLED_MODEL_PATH, default_model_path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # Left out of the Space's requirements: the tests' tools, and gradio, which the Space installs from its sdk_version.
@@ -49,19 +48,6 @@ def space_requirements() -> str:
     return "\n".join(lines) + "\n"
 
 
-def copy_basic_pitch_model(package: Path) -> None:
-    """basic-pitch's ONNX model, where the transcriber looks for a bundled copy, with basic-pitch's licence files."""
-    target = package / BUNDLED_MODEL_PATH.relative_to(BUNDLED_MODEL_PATH.parents[1])
-    target.parent.mkdir(parents=True)
-    shutil.copy(default_model_path(), target)
-    distribution = importlib.metadata.distribution("basic-pitch")
-    licences = [f for f in distribution.files or [] if f.name in ("LICENSE", "NOTICE") and ".dist-info" in str(f)]
-    if not licences:
-        raise FileNotFoundError("basic-pitch's LICENSE was not found in its installed metadata; reinstall basic-pitch.")
-    for licence in licences:
-        shutil.copy(licence.locate(), target.parent / licence.name)
-
-
 def build_space(model_dir, output) -> Path:
     output = Path(output)
     if output.exists() and any(output.iterdir()):
@@ -73,7 +59,7 @@ def build_space(model_dir, output) -> Path:
     model_folder = package / DEFAULT_MODEL_DIR.relative_to(DEFAULT_MODEL_DIR.parents[1])
     save_for_package(model_folder, MDPianoForAudioClassification.from_pretrained(model_dir),
                      MDPianoProcessor.from_pretrained(model_dir))  # fmt: skip
-    copy_basic_pitch_model(package)
+    bundle_transcription_model(model_folder)
     shutil.copytree(REPOSITORY / "examples", output / "examples")
     shutil.copy(REPOSITORY / "spaces" / "README.md", output / "README.md")
     (output / "requirements.txt").write_text(space_requirements())

@@ -12,6 +12,7 @@ from transformers import pipeline
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import save_for_package
+from mdpiano.transcription_mdpiano import default_model_path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -29,7 +30,7 @@ def export(checkpoint, output, *extra, env=None):
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
-def test_exported_folder_loads_without_the_package(checkpoint, tmp_path, rendered_clip):
+def test_exported_folder_loads_without_the_package_or_basic_pitch(checkpoint, tmp_path, rendered_clip):
     folder = tmp_path / "hub"
     result = export(checkpoint, folder)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -37,6 +38,8 @@ def test_exported_folder_loads_without_the_package(checkpoint, tmp_path, rendere
     assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer_config.json", "vocab.json",
             "README.md", "modeling_mdpiano.py", "pipeline_mdpiano.py", "processing_mdpiano.py"} <= names  # fmt: skip
     assert (folder / "README.md").read_text().startswith("---\nlicense: cc-by-nc-sa-4.0")
+    assert (folder / "basic-pitch" / "nmp.onnx").read_bytes() == Path(default_model_path()).read_bytes()
+    assert "Apache License" in (folder / "basic-pitch" / "LICENSE").read_text()
     config = json.loads((folder / "config.json").read_text())
     assert "AutoModelForAudioClassification" in config["auto_map"] and "audio-classification" in config["custom_pipelines"]
     path, _ = rendered_clip
@@ -44,7 +47,7 @@ def test_exported_folder_loads_without_the_package(checkpoint, tmp_path, rendere
     script = textwrap.dedent(
         f"""
         import json, sys
-        sys.modules["mdpiano"] = None
+        sys.modules["mdpiano"] = sys.modules["basic_pitch"] = None  # the folder carries the transcription model
         sys.path = [p for p in sys.path if p not in ("", {str(REPOSITORY)!r})]
         from transformers import pipeline
         print(json.dumps(pipeline("audio-classification", model={str(folder)!r}, trust_remote_code=True)({str(path)!r})))

@@ -47,10 +47,11 @@ def test_space_layout(space):
     assert not names & {"gradio", "pytest", "hypothesis", "selenium", "basic-pitch"}
     package = space / "mdpiano"
     assert (package / "__init__.py").is_file() and not (package / "app.py").exists()
-    assert (package / "basic-pitch" / "nmp.onnx").read_bytes() == Path(default_model_path()).read_bytes()
-    assert "Apache License" in (package / "basic-pitch" / "LICENSE").read_text()
+    model = package / "models" / "mdpiano-emopia"
     for name in ("model.safetensors", "config.json", "processor_config.json"):
-        assert (package / "models" / "mdpiano-emopia" / name).read_bytes() == (DEFAULT_MODEL_DIR / name).read_bytes()
+        assert (model / name).read_bytes() == (DEFAULT_MODEL_DIR / name).read_bytes()
+    assert (model / "basic-pitch" / "nmp.onnx").read_bytes() == Path(default_model_path()).read_bytes()
+    assert "Apache License" in (model / "basic-pitch" / "LICENSE").read_text()
     assert sorted(p.name for p in (space / "examples").iterdir()) == sorted(p.name for p in (REPOSITORY / "examples").iterdir())
 
 
