@@ -3,7 +3,8 @@
 Training crops windows from whole-clip features and notes, so the expensive parts (basic-pitch transcription, the
 STFT) run once per audio file. Each clip gets one file of notes and one of features, under folders named by a hash
 of the settings that shape them, so a rerun with the same inputs only reads files, an interrupted run resumes, and
-changed settings never reuse stale results.
+changed settings never reuse stale results; an audio file newer than its entries (re-rendered, edited) is computed
+again.
 """
 
 import hashlib
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_mdpiano import load_audio
+from .audio_mdpiano import AudioDecodeError, load_audio
 from .transcription_mdpiano import MDPianoTranscriber
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
@@ -36,6 +37,11 @@ def cache_folders(cache_dir, processor, name: str) -> tuple[Path, Path]:
     return root / "transcriptions" / transcription_key / name, root / "features" / feature_key / name
 
 
+def source_cache_name(prefix: str, source) -> str:
+    """Cache set name of audio given by location (a user's folder or CSV): unique per resolved path, e.g. `user-1a2b...`."""
+    return f"{prefix}-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
+
+
 def load_entry(notes_path, features_path=None) -> dict:
     """`notes` (N, 4) float32 and `duration` from a transcription file, and `features` (frames, F) float16."""
     with np.load(notes_path) as data:
@@ -49,8 +55,11 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
     """
     Adds `notes_path` (an `.npz` with the whole clip's `notes` and `duration`) and, with `with_features`,
     `features_path` (an `.npy` of unnormalised (frames, F) float16 features) to every row of a dataset with an
-    `audio` column. Entries not on disk yet are computed (`datasets.map` over `num_proc` processes, each running
-    the transcriber on one thread); each audio file is decoded once.
+    `audio` column. Entries not on disk yet, or older than their audio file, are computed (`datasets.map` over
+    `num_proc` processes, each running the transcriber on one thread); each audio file is decoded once.
+
+    Raises:
+        AudioDecodeError: naming every file that could not be decoded, once all the others are cached.
     """
     from datasets import Audio
 
@@ -65,23 +74,32 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
     def add_entry(row):
         notes_path = notes_dir / f"{row['clip_id']}.npz"
         features_path = features_dir / f"{row['clip_id']}.npy"
-        need_notes, need_features = not notes_path.exists(), with_features and not features_path.exists()
+        source_time = os.stat(row["audio"]["path"]).st_mtime_ns
+        need_notes = not notes_path.exists() or notes_path.stat().st_mtime_ns < source_time
+        need_features = with_features and (not features_path.exists() or features_path.stat().st_mtime_ns < source_time)
         if need_notes or need_features:
-            waveform = load_audio(row["audio"]["path"], target_sampling_rate=processor.sampling_rate)
+            try:
+                waveform = load_audio(row["audio"]["path"], target_sampling_rate=processor.sampling_rate)
+            except AudioDecodeError as error:  # reported with the others once the whole set is done
+                return {"notes_path": "", "features_path": "", "error": str(error)}
             if need_notes:
                 notes = np.array(transcriber(waveform, processor.sampling_rate), dtype=np.float32).reshape(-1, 4)
                 _write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=len(waveform) / processor.sampling_rate))
             if need_features:
                 features = processor.feature_extractor.extract(waveform, normalize=False).astype(np.float16)
                 _write_atomic(features_path, lambda f: np.save(f, features))
-        row = {"notes_path": str(notes_path)}
-        if with_features:
-            row["features_path"] = str(features_path)
-        return row
+        return {"notes_path": str(notes_path), "features_path": str(features_path) if with_features else "", "error": ""}
 
     undecoded = dataset.cast_column("audio", Audio(decode=False))
-    return undecoded.map(add_entry, num_proc=num_proc if num_proc > 1 else None, desc=f"Caching {name}",
-                         load_from_cache_file=False)  # fmt: skip
+    cached = undecoded.map(add_entry, num_proc=num_proc if num_proc > 1 else None, desc=f"Caching {name}",
+                           load_from_cache_file=False)  # fmt: skip
+    failures = [error for error in cached["error"] if error]
+    if failures:
+        raise AudioDecodeError(
+            f"{len(failures)} of {len(cached)} audio files of {name} could not be decoded (the others are cached; "
+            f"fix or remove these and run again): " + " | ".join(failures)
+        )
+    return cached.remove_columns(["error"] + ([] if with_features else ["features_path"]))
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -92,4 +110,4 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(partial, path)
 
 
-__all__ = ["cache_dataset", "cache_folders", "load_entry"]
+__all__ = ["cache_dataset", "cache_folders", "load_entry", "source_cache_name"]

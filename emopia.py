@@ -11,7 +11,7 @@ from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_NAMES, QUADRANT_VA
 logger = logging.getLogger(__name__)
 
 QUADRANTS = list(QUADRANT_NAMES)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif")
 # Split files of each scheme, per datasets split name: (file name, column holding the clip name).
 SPLIT_SCHEMES = {
     "emopia_cls": {"train": ("train.csv", "fname"), "validation": ("val.csv", "fname"), "test": ("test.csv", "fname")},
@@ -101,11 +101,12 @@ def split_of_audio_set(name: str) -> str:
 
 
 def find_audio(audio_dir: str | os.PathLike, clip_id: str) -> str | None:
-    """The audio file of a clip in `audio_dir` (`<clip_id>.<wav|flac|mp3|ogg|m4a|opus>`), or None."""
+    """The audio file of a clip in `audio_dir` (`<clip_id>.<wav|flac|mp3|ogg|m4a|opus|aiff>`, any case), or None."""
     for extension in AUDIO_EXTENSIONS:
-        path = Path(audio_dir) / f"{clip_id}{extension}"
-        if path.is_file():
-            return str(path)
+        for suffix in (extension, extension.upper()):
+            path = Path(audio_dir) / f"{clip_id}{suffix}"
+            if path.is_file():
+                return str(path)
     return None
 
 

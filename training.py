@@ -187,11 +187,21 @@ class TrainingArguments:
     patience: int = 10
     seed: int = 0
     gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
+    mixed_precision: str | None = None  # "no", "fp16", "bf16"; None: `accelerate launch`'s setting, else "no"
     num_workers: int = 0
     augment_features: bool = False
     resume: bool = False
     log_every: int = 10
+
+
+def check_output_dir(output_dir, resume: bool) -> None:
+    """Refuses to start a new run in a folder holding an earlier one (its log or checkpoint) unless resuming it."""
+    output_dir = Path(output_dir)
+    if not resume and ((output_dir / "checkpoint").exists() or (output_dir / "log.jsonl").exists()):
+        raise FileExistsError(
+            f"{output_dir} holds an earlier run (its log and checkpoint): continue it with `resume` (--resume) or "
+            "give another output folder; a new run there would mix both logs and replace its best model."
+        )
 
 
 def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip], args: TrainingArguments) -> dict:
@@ -206,10 +216,13 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
         the best validation metrics, with `epoch`.
     """
     from accelerate import Accelerator
-    from accelerate.utils import is_xpu_available, set_seed
+    from accelerate.utils import broadcast_object_list, is_xpu_available, set_seed
     from tqdm.auto import tqdm
 
     output_dir = Path(args.output_dir)
+    check_output_dir(output_dir, args.resume)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint, log_path = output_dir / "checkpoint", output_dir / "log.jsonl"
     # Without an accelerator, Accelerate runs DDP over CPU processes (gloo) only when told it is on CPU.
     accelerator = Accelerator(
         cpu=not (torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available()),
@@ -230,14 +243,15 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = {"epoch": 0, "best_accuracy": -1.0, "best_loss": math.inf, "best": None, "stale_epochs": 0}
-    checkpoint = output_dir / "checkpoint"
     if args.resume and (checkpoint / "trainer_state.json").is_file():
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
         accelerator.print(f"resumed after epoch {state['epoch']} (best accuracy {state['best_accuracy']:.3f})")
+    elif args.resume:
+        accelerator.print(f"nothing to resume in {checkpoint}: starting at epoch 1")
     accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, "
-                      f"distributed type {accelerator.distributed_type.value}")
-    log_path = output_dir / "log.jsonl"
+                      f"distributed type {accelerator.distributed_type.value}, mixed precision "
+                      f"{accelerator.mixed_precision}, gradient accumulation {accelerator.gradient_accumulation_steps}")
     labels = [clip.label for clip in validation_clips]
 
     for epoch in range(state["epoch"] + 1, args.epochs + 1):
@@ -259,9 +273,13 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
         metrics = quadrant_metrics(predictions, labels)
         probabilities = predictions["probabilities"][np.arange(len(labels)), labels]
         validation_loss = float(-np.log(np.clip(probabilities, 1e-9, 1)).mean())
+        # Under DDP each process validates its own copy, whose batch-norm statistics drift apart: the main process's
+        # figures (those of the model it saves) decide for all, so all save, stop and log alike.
+        metrics, validation_loss = broadcast_object_list([metrics, validation_loss])
+        train_loss = accelerator.reduce(torch.tensor(np.mean(losses), device=accelerator.device), "mean").item()
         record = {
             "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
+            "train_loss": train_loss,
             "validation_loss": validation_loss,
             "validation_accuracy": metrics["accuracy"],
             "validation_macro_f1": metrics["macro_f1"],
@@ -291,4 +309,4 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     return state["best"]
 
 
-__all__ = ["Clip", "LengthGroupedBatches", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]
+__all__ = ["Clip", "LengthGroupedBatches", "check_output_dir", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.calibration import decision_scores, fit_quadrant_bias
+from mdpiano.calibration import calibrate as calibrate_decisions
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.emopia import load_emopia
 from mdpiano.evaluation import clip_predictions, metrics_table, replace_section, write_report
@@ -91,12 +91,10 @@ def calibrate(model, processor, args) -> str:
     dataset = load_emopia(Path(args.data) / "emopia", audio_dir=audio_dir, splits=["validation"])["validation"]
     model.config.quadrant_logit_bias = None  # fitted on the network's own probabilities, not on earlier offsets
     predictions = clip_predictions(model, processor, dataset, args.cache_dir, args.calibrate_on, num_proc=args.num_proc)
-    probabilities, labels = predictions["probabilities"], np.array(dataset["label"])
-    bias = fit_quadrant_bias(probabilities, labels)
+    labels = np.array(dataset["label"])
+    bias, scores = calibrate_decisions(predictions["probabilities"], labels)
     model.config.quadrant_logit_bias = bias
-    (f1_before, f1_after), (accuracy_before, accuracy_after) = decision_scores(
-        probabilities, labels, np.array([[0.0] * 4, bias])
-    )
+    (f1_before, f1_after), (accuracy_before, accuracy_after) = scores["macro_f1"], scores["accuracy"]
     print(f"quadrant_logit_bias {bias}: on {args.calibrate_on}, macro-F1 {f1_before:.3f} -> {f1_after:.3f}")
     return (
         f" Decision calibration: offsets {', '.join(f'{b:+.1f}' for b in bias)} (Q1-Q4) added to the log of each "

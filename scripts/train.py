@@ -20,16 +20,18 @@ import sys
 sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
 
 import argparse  # noqa: E402
-import hashlib
 import json
 from pathlib import Path
 
+from accelerate import PartialState
+
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.caching import cache_dataset
+from mdpiano.audio_mdpiano import AudioDecodeError
+from mdpiano.caching import cache_dataset, source_cache_name
 from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import load_emopia
-from mdpiano.labelled_audio import load_labelled_audio
-from mdpiano.training import TrainingArguments, device_description, load_clips, train
+from mdpiano.labelled_audio import load_labelled_audio, split_validation
+from mdpiano.training import TrainingArguments, check_output_dir, device_description, load_clips, train
 
 
 def parse_value(text: str):
@@ -62,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"],
+                        help="default: accelerate launch's setting, else no")  # fmt: skip
     parser.add_argument("--augment-features", action="store_true",
                         help="pass training features through random recording chains (reverb, EQ, noise, gain)")
     parser.add_argument("--resume", action="store_true", help="continue from <output-dir>/checkpoint")
@@ -89,17 +92,14 @@ def build_model_and_processor(args):
     return model, MDPianoProcessor.from_config(config)
 
 
-def user_clips(args, cached):
-    """Training and validation clips from the user's labelled audio (cache folders named after its location)."""
-    def name(source):
-        return "user-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
-
-    train = load_labelled_audio(args.train_data)
+def labelled_data(args) -> tuple:
+    """The user's labelled audio as (train, validation) datasets, and the cache folder name of each."""
+    train, train_name = load_labelled_audio(args.train_data), source_cache_name("user", args.train_data)
     if args.validation_data:
-        return cached(train, name(args.train_data)), cached(load_labelled_audio(args.validation_data), name(args.validation_data))
-    split = train.train_test_split(test_size=args.validation_fraction, seed=args.seed, stratify_by_column="label")
-    clips = {c.clip_id: c for c in cached(train, name(args.train_data))}
-    return [clips[i] for i in split["train"]["clip_id"]], [clips[i] for i in split["test"]["clip_id"]]
+        return (train, train_name), (load_labelled_audio(args.validation_data), source_cache_name("user", args.validation_data))
+    train, validation = split_validation(train, args.validation_fraction, args.seed)
+    # Both halves are cached under the whole collection's name: a new fraction or seed reuses the same files.
+    return (train, train_name), (validation, train_name)
 
 
 def main():
@@ -109,15 +109,23 @@ def main():
         parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
     if args.clips and args.train_data:
         parser.error("--clips holds EMOPIA sets; --train-data needs --cache-dir")
+    try:
+        check_output_dir(args.output_dir, args.resume)
+        user_data = labelled_data(args) if args.train_data else None
+    except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
+        sys.exit(f"error: {error}")
     model, processor = build_model_and_processor(args)
     emopia_dir = Path(args.data) / "emopia"
     use_acoustic = model.config.domains in ("both", "acoustic")
 
     def cached(dataset, name):
-        return load_clips(cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc, with_features=use_acoustic))
+        try:
+            return load_clips(cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc, with_features=use_acoustic))
+        except AudioDecodeError as error:
+            sys.exit(f"error: {error}")
 
     if args.train_data:
-        train_clips, validation_clips = user_clips(args, cached)
+        train_clips, validation_clips = (cached(dataset, name) for dataset, name in user_data)
         args.train_sets = [args.train_data]
     elif args.clips:
         def archived(audio_set):
@@ -148,11 +156,12 @@ def main():
         augment_features=args.augment_features,
         resume=args.resume,
     )
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
-    best = {**train(model, processor, train_clips, validation_clips, training_args), "trained_on": device_description()}
-    (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
-    print(json.dumps(best, indent=1))
+    best = train(model, processor, train_clips, validation_clips, training_args)
+    if PartialState().is_main_process:
+        best["trained_on"] = device_description()
+        (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
+        (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
+        print(json.dumps(best, indent=1))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.emopia import EmopiaFormatError
-from mdpiano.labelled_audio import load_labelled_audio
+from mdpiano.labelled_audio import load_labelled_audio, split_validation
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -35,11 +35,44 @@ def test_folder_and_csv(user_folder, tmp_path, caplog):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING):
         from_csv = load_labelled_audio(tmp_path / "labels.csv")
-    assert len(from_csv) == 8 and "1 listed files are missing" in caplog.text and "nowhere.wav" in caplog.text
+    assert len(from_csv) == 8 and "1 files left out" in caplog.text and "nowhere.wav (line 10: no such file)" in caplog.text
     (tmp_path / "bad.csv").write_text("path,label\nx.wav,joyful\n")
     (tmp_path / "x.wav").write_bytes((user_folder / "Q1").iterdir().__next__().read_bytes())
     with pytest.raises(EmopiaFormatError, match="unknown label 'joyful'"):
         load_labelled_audio(tmp_path / "bad.csv")
+
+
+def test_what_a_folder_or_csv_leaves_out_is_named(user_folder, tmp_path, caplog):
+    folder = tmp_path / "mine"
+    (folder / "Q1").mkdir(parents=True)
+    (folder / ".ipynb_checkpoints").mkdir()  # hidden: skipped without a word
+    clip = next((user_folder / "Q1").iterdir())
+    for name in ("a.wav", "b.WAV", "notes.txt", ".DS_Store"):
+        (folder / "Q1" / name).write_bytes(clip.read_bytes())
+    (folder / "loose.wav").write_bytes(clip.read_bytes())
+    with caplog.at_level(logging.WARNING):
+        dataset = load_labelled_audio(folder)
+    assert sorted(dataset["clip_id"]) == ["Q1__a", "Q1__b"]
+    assert "2 files left out" in caplog.text and "loose.wav (not in a label folder)" in caplog.text
+    assert "notes.txt (not an audio file" in caplog.text and "DS_Store" not in caplog.text
+    # A spreadsheet's CSV: byte-order mark, spaces around the header names.
+    (folder / "labels.csv").write_text("\ufeffpath , label\nQ1/a.wav,happy\nQ1/b.WAV,Q1\nQ1/a.wav,Q1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="clip ids must be unique; repeated: Q1__a"):
+        load_labelled_audio(folder / "labels.csv")
+    (folder / "labels.csv").write_text("\ufeffpath , label\nQ1/a.wav,happy\nQ1/b.WAV,Q1\n", encoding="utf-8")
+    assert load_labelled_audio(folder / "labels.csv")["label"] == [0, 0]
+
+
+def test_split_validation(user_folder):
+    dataset = load_labelled_audio(user_folder)  # 8 clips, 2 per quadrant
+    train, validation = split_validation(dataset, 0.5, seed=0)
+    assert sorted(train["label"]) == sorted(validation["label"]) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="gives 1 validation and 7 training clips.*between 0.50 and 0.50"):
+        split_validation(dataset, 0.1, seed=0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_validation(dataset, 0, seed=0)
+    with pytest.raises(ValueError, match="at least 2 clips of each quadrant"):
+        split_validation(dataset.select(range(7)), 0.5, seed=0)
 
 
 def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path):
@@ -49,9 +82,13 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path):
     model.save_pretrained(hub)
     MDPianoProcessor.from_config(tiny_config).save_pretrained(hub)
     output = tmp_path / "finetuned"
-    command = [sys.executable, str(REPOSITORY / "scripts" / "train.py"), "--init-from", str(hub), "--train-data",
-               str(user_folder), "--validation-fraction", "0.5", "--cache-dir", str(tmp_path / "cache"),
-               "--output-dir", str(output), "--epochs", "2", "--batch-size", "4", "--num-proc", "1"]  # fmt: skip
+
+    def train_command(output_dir, validation_fraction="0.5"):
+        return [sys.executable, str(REPOSITORY / "scripts" / "train.py"), "--init-from", str(hub), "--train-data",
+                str(user_folder), "--validation-fraction", validation_fraction, "--cache-dir", str(tmp_path / "cache"),
+                "--output-dir", str(output_dir), "--epochs", "2", "--batch-size", "4", "--num-proc", "1"]  # fmt: skip
+
+    command = train_command(output)
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 training clips" in result.stdout
@@ -61,3 +98,18 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path):
     assert tuned.config.d_model == tiny_config.d_model
     changed = [name for name, p in tuned.state_dict().items() if not torch.equal(p, model.state_dict()[name])]
     assert changed  # the weights moved from the Hub folder's
+    # Calibrated and evaluated on labelled audio of the same form.
+    evaluated = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "evaluate.py"), "--model", str(output / "best"),
+                                "--labelled-data", str(user_folder), "--cache-dir", str(tmp_path / "cache"), "--num-proc", "1",
+                                "--output-dir", str(tmp_path / "evaluation"), "--fit-calibration"],
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    report = json.loads((tmp_path / "evaluation" / "results.json").read_text())
+    assert report["clips_evaluated"] == 8 and len(report["clips"]) == 8 and (tmp_path / "evaluation" / "confusion_matrix.png").is_file()
+    bias = MDPianoForAudioClassification.from_pretrained(output / "best").config.quadrant_logit_bias
+    assert len(bias) == 4 and bias[0] == 0 and f"quadrant_logit_bias {bias} saved" in evaluated.stdout
+    # A second run into the same folder must say --resume; a split that cannot hold every quadrant says what to change.
+    for again_command, message in ((train_command(output), "holds an earlier run"),
+                                   (train_command(tmp_path / "other", "0.1"), "use a fraction between")):  # fmt: skip
+        again = subprocess.run(again_command, capture_output=True, text=True, timeout=600)
+        assert again.returncode == 1 and message in again.stderr and "Traceback" not in again.stderr, again.stderr[-2000:]

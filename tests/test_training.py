@@ -54,6 +54,33 @@ def test_cache_is_computed_once(quadrant_dataset, processor, cache_dir, clips):
     assert not set(moved["features_path"]) & set(cached["features_path"])
 
 
+def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips, processor, tmp_path):
+    import shutil
+
+    from mdpiano.audio_mdpiano import AudioDecodeError
+
+    paths = [tmp_path / f"clip{i}.wav" for i in range(3)]
+    for path, (_, source, _) in zip(paths, quadrant_clips):
+        shutil.copy(source, path)
+    rows = {"clip_id": [p.stem for p in paths], "label": [0, 1, 2], "audio": [str(p) for p in paths]}
+    dataset = Dataset.from_dict(rows).cast_column("audio", Audio())
+    first = load_clips(cache_dataset(dataset, processor, tmp_path / "cache", "mine"))
+    # The same name, other audio: re-rendered or edited after it was cached.
+    shutil.copy(quadrant_clips[3][1], paths[0])
+    again = load_clips(cache_dataset(dataset, processor, tmp_path / "cache", "mine"))
+    assert not np.array_equal(again[0].notes, first[0].notes) and np.array_equal(again[1].notes, first[1].notes)
+    paths[1].write_bytes(b"")
+    paths[2].write_bytes(b"not audio at all")
+    with pytest.raises(AudioDecodeError, match=r"2 of 3 audio files of mine could not be decoded.*clip1\.wav is empty.*clip2\.wav"):
+        cache_dataset(dataset, processor, tmp_path / "cache", "mine")
+
+
+def test_a_new_run_refuses_an_earlier_runs_folder(tmp_path, tiny_config, processor, clips):
+    run_training(tiny_config, processor, clips, tmp_path, epochs=1)
+    with pytest.raises(FileExistsError, match="holds an earlier run"):
+        run_training(tiny_config, processor, clips, tmp_path, epochs=1)
+
+
 def test_windows_match_the_processor(clips, quadrant_clips, processor):
     clip, (_, _, waveform) = clips[0], quadrant_clips[0]
     batcher = WindowBatcher(processor)
