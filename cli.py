@@ -11,28 +11,64 @@ import io
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif"}
 MIDI_EXTENSIONS = {".mid", ".midi"}
 
 
-def expand_inputs(paths: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to process (folders expanded to their audio and MIDI files, recursively, sorted), and errors for paths
-    that do not exist."""
+def expand_inputs(
+    paths: list[str], extensions: set[str] = AUDIO_EXTENSIONS | MIDI_EXTENSIONS
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to process (folders expanded to their files with these extensions, recursively, sorted), and errors for
+    paths that do not exist."""
     files, errors = [], []
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS | MIDI_EXTENSIONS)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
             if not found:
-                errors.append((text, "folder holds no audio or MIDI files"))
+                errors.append((text, f"folder holds no {'audio or MIDI' if MIDI_EXTENSIONS <= extensions else 'audio'} files"))
             files += found
         elif path.exists():
             files.append(path)
         else:
             errors.append((text, "file or folder not found"))
     return files, errors
+
+
+def midi_output_paths(files: list[Path], out_dir: str) -> dict[Path, Path]:
+    """
+    Where each input's transcription is written: `<out_dir>/<stem>.mid`, or, where stems collide or that name is one
+    of the inputs, a name made of the input's path below the inputs' common folder (`d1__x.wav.mid`): no output
+    overwrites an input or another output.
+    """
+    if not files:
+        return {}
+    resolved = {path: path.resolve() for path in files}
+    common = Path(os.path.commonpath([str(path.parent) for path in resolved.values()]))
+    stems = Counter(path.stem for path in files)
+    targets = {}
+    for path in files:
+        target = Path(out_dir) / f"{path.stem}.mid"
+        if stems[path.stem] > 1 or target.resolve() in resolved.values():
+            target = Path(out_dir) / ("__".join(resolved[path].relative_to(common).parts) + ".mid")
+        targets[path] = target
+    return targets
+
+
+def check_output_file(path: str | None) -> None:
+    """Refuses, before any work, an output file whose folder does not exist."""
+    if path and not Path(path).resolve().parent.is_dir():
+        raise SystemExit(f"error: cannot write {path}: its folder does not exist.")
+
+
+def check_output_folder(path: str) -> None:
+    """Creates an output folder, or refuses a path that is a file, before any work."""
+    if Path(path).exists() and not Path(path).is_dir():
+        raise SystemExit(f"error: {path} is a file; give a folder for the MIDI files.")
+    os.makedirs(path, exist_ok=True)
 
 
 def load_pipeline(model_dir: str, device: str):
@@ -45,7 +81,10 @@ def load_pipeline(model_dir: str, device: str):
 
     if not any(Path(model_dir).glob("*.safetensors")):
         raise SystemExit(f"error: {model_dir} holds no model weights (model.safetensors); pass --model <trained folder>.")
-    return pipeline("audio-classification", model=model_dir, device=device)
+    try:
+        return pipeline("audio-classification", model=model_dir, device=device)
+    except (AssertionError, RuntimeError) as error:  # e.g. --device cuda with a CPU-only torch
+        raise SystemExit(f"error: cannot run the model on --device {device}: {error}") from error
 
 
 def predict(args) -> int:
@@ -69,7 +108,7 @@ def classify_files(args) -> tuple[list[dict], list[tuple[str, str]]]:
     files, errors = expand_inputs(args.paths)
     classifier = load_pipeline(args.model, args.device)
     if args.midi_out:
-        os.makedirs(args.midi_out, exist_ok=True)
+        midi_paths = midi_output_paths(files, args.midi_out)
     results = []
     for path in tqdm(files, desc="Classifying", unit="file", disable=args.quiet or len(files) < 2):
         try:
@@ -83,14 +122,14 @@ def classify_files(args) -> tuple[list[dict], list[tuple[str, str]]]:
                   "scores": scores, "num_notes": output["num_notes"]}  # fmt: skip
         if args.timeline:
             record["timeline"] = [
-                {"start": w["start"], "end": w["end"], "prediction": w["labels"][0]["label"],
-                 "scores": {e["label"]: e["score"] for e in w["labels"]}}  # fmt: skip
+                {"start": round(w["start"], 3), "end": round(w["end"], 3), "prediction": w["labels"][0]["label"],
+                 "scores": {e["label"]: e["score"] for e in w["labels"]}, "num_notes": w["num_notes"]}  # fmt: skip
                 for w in output["timeline"]
             ]
         if args.midi_out:
             from .notes_mdpiano import notes_to_midi
 
-            midi_path = Path(args.midi_out) / f"{path.stem}.mid"
+            midi_path = midi_paths[path]
             notes_to_midi(output["notes"]).write(str(midi_path))
             record["midi"] = str(midi_path)
         results.append(record)
@@ -109,7 +148,9 @@ def format_table(results: list[dict], timeline: bool) -> str:
             lines.append(f"{'':<{width}}  (no notes were found: the symbolic branch saw an empty transcription)")
         for window in record.get("timeline", []) if timeline else []:
             span = f"  {window['start']:7.1f}-{window['end']:.1f} s"
-            lines.append(f"{span:<{width}}  {window['prediction']:<11}  " + "  ".join(f"{window['scores'][q]:5.2f}" for q in quadrants))
+            notes = "-" if window["num_notes"] is None else str(window["num_notes"])
+            lines.append(f"{span:<{width}}  {window['prediction']:<11}  " + "  ".join(f"{window['scores'][q]:5.2f}" for q in quadrants)
+                         + f"  {notes:>5}")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -122,11 +163,11 @@ def format_csv(results: list[dict], timeline: bool) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["file", "start", "end", "prediction", "Q1", "Q2", "Q3", "Q4", "num_notes"])
     for record in results:
-        rows = [(None, None, record["prediction"], record["scores"])]
-        rows += [(w["start"], w["end"], w["prediction"], w["scores"]) for w in record.get("timeline", [])] if timeline else []
-        for start, end, prediction, scores in rows:
+        rows = [(None, None, record["prediction"], record["scores"], record["num_notes"])]
+        rows += [(w["start"], w["end"], w["prediction"], w["scores"], w["num_notes"]) for w in record.get("timeline", [])] if timeline else []
+        for start, end, prediction, scores, num_notes in rows:
             writer.writerow([record["file"], start, end, prediction] + [f"{scores[q]:.4f}" for q in ("Q1", "Q2", "Q3", "Q4")]
-                            + [record["num_notes"]])  # fmt: skip
+                            + [num_notes])  # fmt: skip
     return buffer.getvalue()
 
 
@@ -136,16 +177,17 @@ def transcribe(args) -> int:
     from .notes_mdpiano import notes_to_midi
     from .processing_mdpiano import MDPianoProcessor
 
-    files, errors = expand_inputs(args.paths)
+    files, errors = expand_inputs(args.paths, AUDIO_EXTENSIONS)
+    check_output_folder(args.out)
     processor = MDPianoProcessor.from_pretrained(args.model)
-    os.makedirs(args.out, exist_ok=True)
+    targets = midi_output_paths(files, args.out)
     for path in tqdm(files, desc="Transcribing", unit="file", disable=args.quiet or len(files) < 2):
         try:
             (notes,) = processor.transcribe(str(path))
         except Exception as error:
             errors.append((str(path), f"{type(error).__name__}: {error}"))
             continue
-        target = Path(args.out) / f"{path.stem}.mid"
+        target = targets[path]
         notes_to_midi(notes).write(str(target))
         print(f"{path} -> {target} ({len(notes)} notes)")
     return report_errors(errors)
@@ -167,8 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict_parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: the shipped model)")
     predict_parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
     predict_parser.add_argument("--timeline", action="store_true", help="also the emotion of every analysis window")
-    predict_parser.add_argument("--stride", type=float, help="seconds between windows (default: one window)")
-    predict_parser.add_argument("--midi-out", help="save each transcription as <DIR>/<name>.mid")
+    predict_parser.add_argument("--stride", type=positive_seconds, help="seconds between windows (default: one window)")
+    predict_parser.add_argument("--midi-out", help="save each transcription as <DIR>/<name>.mid (names made unique)")
     predict_parser.add_argument("--output", "-o", help="write the results to this file instead of the screen")
     predict_parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     predict_parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -182,8 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not seconds >= 0.1:
+        raise argparse.ArgumentTypeError(f"must be at least 0.1 s, got {text}")
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "predict":
+        check_output_file(args.output)
+        if args.midi_out:
+            check_output_folder(args.midi_out)
     return args.run(args)
 
 

@@ -73,3 +73,45 @@ def test_console_entry_point(model_dir, quadrant_clips):
 def test_model_without_weights_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit, match="no model weights"):
         main(["predict", str(tmp_path), "--model", str(tmp_path)])
+
+
+def test_midi_outputs_never_overwrite_inputs_or_each_other(tmp_path):
+    from mdpiano.cli import midi_output_paths
+
+    inputs = [tmp_path / "same" / "x.mid", tmp_path / "same" / "x.wav", tmp_path / "d1" / "y.flac", tmp_path / "d2" / "y.wav",
+              tmp_path / "d2" / "z.mp3"]  # fmt: skip
+    targets = midi_output_paths(inputs, str(tmp_path / "same"))
+    assert [t.name for t in targets.values()] == ["same__x.mid.mid", "same__x.wav.mid", "d1__y.flac.mid", "d2__y.wav.mid", "z.mid"]
+    # Alone, a MIDI input would be written over by its own transcription's name: it gets the long name too.
+    assert midi_output_paths([tmp_path / "same" / "x.mid"], str(tmp_path / "same"))[tmp_path / "same" / "x.mid"].name == "x.mid.mid"
+
+
+def test_transcribe_skips_midi_in_folders(model_dir, inputs, tmp_path, capsys):
+    code = main(["transcribe", str(inputs), "--out", str(tmp_path), "--model", str(model_dir), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1 and "broken.wav" in captured.err and "score.mid" not in captured.err  # only the text file fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.stem + ".mid" for p in inputs.glob("*.wav") if p.name != "broken.wav")
+
+
+def test_csv_timeline_rows_count_their_own_notes(model_dir, tmp_path, quadrant_clips, capsys):
+    import numpy as np
+    import soundfile
+
+    long_path = tmp_path / "long.wav"
+    soundfile.write(long_path, np.concatenate([w for _, _, w in quadrant_clips[:2]]), 22050)  # 12 s, 6-s windows
+    assert main(["predict", str(long_path), "--model", str(model_dir), "--format", "csv", "--timeline", "--quiet"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    whole, windows = rows[0], rows[1:]
+    assert len(windows) == 2 and all(0 < int(w["num_notes"]) < int(whole["num_notes"]) for w in windows)
+
+
+def test_bad_arguments_fail_before_any_work(model_dir, quadrant_clips, tmp_path, capsys):
+    path = str(quadrant_clips[0][1])
+    with pytest.raises(SystemExit, match="its folder does not exist"):
+        main(["predict", path, "--model", str(model_dir), "-o", str(tmp_path / "nowhere" / "out.json")])
+    with pytest.raises(SystemExit) as stride:
+        main(["predict", path, "--model", str(model_dir), "--stride", "0"])
+    assert stride.value.code == 2 and "at least 0.1 s" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="is a file; give a folder"):
+        main(["predict", path, "--model", str(model_dir), "--midi-out", str(tmp_path / "file")])
