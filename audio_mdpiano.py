@@ -1,6 +1,7 @@
 """Audio input: every accepted form is decoded, checked, downmixed and resampled here, once."""
 
 import io
+import logging
 import os
 
 import numpy as np
@@ -9,6 +10,10 @@ MIN_SAMPLING_RATE = 1_000
 MAX_SAMPLING_RATE = 384_000
 # More channels than this in a 2-D array means the array is probably not (channels, samples).
 MAX_CHANNELS = 32
+# Larger float samples overflow the STFT's float32 power; real audio is within [-1, 1].
+MAX_FLOAT_PEAK = 1e6
+
+logger = logging.getLogger(__name__)
 
 
 class AudioDecodeError(ValueError):
@@ -59,11 +64,21 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
         import soxr
 
         resampler = soxr.ResampleStream(rate, target_sampling_rate, 1, dtype="float32", quality="HQ")
-    total = 0
+    total, warned = 0, False
     for block in blocks:
         if not np.isfinite(block).all():
             raise ValueError(
                 "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."
+            )
+        peak = float(np.abs(block).max(initial=0.0))
+        if peak > MAX_FLOAT_PEAK:  # the features' squared magnitudes would overflow float32
+            raise ValueError(f"Audio samples reach {peak:.3g}; float audio is expected in [-1, 1]: scale it first.")
+        if peak > 2.0 and not warned:
+            warned = True
+            logger.warning(
+                "Audio samples reach %.3g, far outside [-1, 1]: if this is integer PCM converted to float, divide it by "
+                "its full scale (32768 for 16-bit) or pass the integer array itself; loudness shapes the prediction.",
+                peak,
             )
         total += block.size
         out = block if resampler is None else resampler.resample_chunk(block, last=False)
@@ -108,15 +123,46 @@ def _soundfile_blocks(path: str, block_seconds: float):
 
     def blocks():
         with file:
-            while True:
-                block = file.read(max(1, int(block_seconds * rate)), dtype="float32", always_2d=True)
-                if len(block) == 0:
-                    return
+            for block in _readable_blocks(file, max(1, int(block_seconds * rate)), path):
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                 del block  # a stereo block is not held while the caller works on the mono one
                 yield mono
 
     return blocks(), rate
+
+
+# Frames read at a time past a read error: a damaged file keeps all but the last of these before the damage.
+_SALVAGE_FRAMES = 4096
+
+
+def _readable_blocks(file, size: int, path: str):
+    """
+    (frames, channels) blocks of an open SoundFile. A truncated or corrupt file makes libsndfile fail on the block
+    holding the damage and drop all of it: that block is read again in small pieces, and what precedes the damage is
+    kept, with a warning.
+    """
+    import soundfile
+
+    position = 0
+    try:
+        while len(block := file.read(size, dtype="float32", always_2d=True)):
+            position += len(block)
+            yield block
+        return
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        damage = error
+    with soundfile.SoundFile(path) as again:
+        again.seek(position)
+        try:
+            while len(piece := again.read(_SALVAGE_FRAMES, dtype="float32", always_2d=True)):
+                position += len(piece)
+                yield piece
+        except (soundfile.LibsndfileError, RuntimeError):
+            pass  # the piece holding the damage
+    if position == 0:
+        raise AudioDecodeError(f"Could not decode {path} as audio ({damage}).")
+    logger.warning("%s: decoding stopped after %.1f s (%s); using the audio up to there.", path, position / file.samplerate,
+                   damage)  # fmt: skip
 
 
 def is_single_audio(audio) -> bool:
@@ -125,7 +171,7 @@ def is_single_audio(audio) -> bool:
         return True
     if type(audio).__module__.startswith("torch"):
         return True
-    if isinstance(audio, tuple) and len(audio) == 2 and isinstance(audio[1], (int, np.integer)):
+    if isinstance(audio, tuple) and len(audio) == 2 and _is_whole_number(audio[1]):
         return not isinstance(audio[0], (int, float, np.number))  # (array, rate), not two samples
     if isinstance(audio, (list, tuple)):
         return len(audio) > 0 and isinstance(audio[0], (int, float, np.number))
@@ -148,9 +194,16 @@ def _decode(audio, sampling_rate):
     if hasattr(audio, "get_all_samples"):  # torchcodec AudioDecoder, what `datasets` Audio columns return
         samples = audio.get_all_samples()
         return samples.data.numpy(), int(samples.sample_rate)
-    if isinstance(audio, tuple) and len(audio) == 2 and isinstance(audio[1], (int, np.integer)):
-        return _decode_array(audio[0], int(audio[1]))
+    if isinstance(audio, tuple) and len(audio) == 2 and _is_whole_number(audio[1]) and not isinstance(audio[0], (int, float, np.number)):
+        return _decode_array(audio[0], audio[1])
     return _decode_array(audio, sampling_rate)
+
+
+def _is_whole_number(value) -> bool:
+    """An int, or a float with no fractional part (a sampling rate such as 44100.0)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    return isinstance(value, (int, np.integer)) or (isinstance(value, (float, np.floating)) and float(value).is_integer())
 
 
 def _decode_array(array, sampling_rate):
@@ -158,8 +211,11 @@ def _decode_array(array, sampling_rate):
         raise ValueError(
             "An audio array needs its sampling rate: pass `sampling_rate=` (in Hz) or a tuple (array, sampling_rate)."
         )
+    if not _is_whole_number(sampling_rate):
+        raise ValueError(f"The sampling rate must be a whole number of Hz, got {sampling_rate!r}.")
     if type(array).__module__.startswith("torch"):
-        array = array.detach().cpu().numpy()
+        tensor = array.detach().cpu()
+        array = tensor.float().numpy() if tensor.dtype.is_floating_point and tensor.dtype.itemsize == 2 else tensor.numpy()
     return np.asarray(array), int(sampling_rate)
 
 

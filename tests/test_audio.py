@@ -63,8 +63,23 @@ def test_multichannel_is_downmixed(tone, layout, channels):
 
 def test_tensor_tuple_and_dict_inputs(tone):
     np.testing.assert_array_equal(load_audio(torch.from_numpy(tone), SR, SR), tone)
+    np.testing.assert_allclose(load_audio(torch.from_numpy(tone).bfloat16(), SR, SR), tone, atol=4e-3)
     np.testing.assert_array_equal(load_audio((tone, SR), target_sampling_rate=SR), tone)
     np.testing.assert_array_equal(load_audio({"array": tone, "sampling_rate": SR}, target_sampling_rate=SR), tone)
+    # Rates read from files or computed often arrive as floats.
+    for rate in (float(SR), np.float64(SR)):
+        np.testing.assert_array_equal(load_audio((tone, rate), target_sampling_rate=SR), tone)
+        np.testing.assert_array_equal(load_audio(tone, rate, SR), tone)
+    with pytest.raises(ValueError, match="whole number of Hz, got 22050.5"):
+        load_audio(tone, 22050.5, SR)
+
+
+def test_float_audio_far_outside_unit_range(tone, caplog):
+    with caplog.at_level("WARNING"):
+        load_audio(tone * 32767, SR, SR)  # 16-bit PCM values cast to float without scaling
+    assert "far outside [-1, 1]" in caplog.text
+    with pytest.raises(ValueError, match="float audio is expected in"):
+        load_audio(tone * 1e17, SR, SR)
 
 
 def test_files_and_bytes(tmp_path, tone):
@@ -105,14 +120,19 @@ def test_other_formats_without_torchcodec_say_how_to_get_it(tmp_path, monkeypatc
         load_audio(str(path))
 
 
-def test_truncated_file_gives_what_is_there(tmp_path, tone):
-    path = tmp_path / "full.wav"
-    soundfile.write(path, tone, SR, subtype="PCM_16")
-    cut = tmp_path / "cut.wav"
+@pytest.mark.parametrize("suffix", ["wav", "flac"])
+def test_truncated_file_gives_what_is_there(tmp_path, tone, suffix, caplog):
+    long_tone = np.tile(tone, 20)  # 20 s: FLAC frames past the cut are lost mid-stream, not at the header
+    path = tmp_path / f"full.{suffix}"
+    soundfile.write(path, long_tone, SR, subtype="PCM_16")
+    cut = tmp_path / f"cut.{suffix}"
     cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
-    out = load_audio(cut, target_sampling_rate=SR)
-    assert 0 < len(out) < len(tone)
-    np.testing.assert_allclose(out, tone[: len(out)], atol=1e-3)
+    with caplog.at_level("WARNING"):
+        out = load_audio(cut, target_sampling_rate=SR)
+    assert SR < len(out) < len(long_tone)
+    np.testing.assert_allclose(out, long_tone[: len(out)], atol=1e-3)
+    if suffix == "flac":
+        assert "decoding stopped after" in caplog.text
 
 
 @pytest.mark.parametrize(
