@@ -12,7 +12,7 @@ from .modeling_mdpiano import (
     MDPianoSymbolicForMaskedLM,
 )
 from .notes_mdpiano import MidiReadError, Note, notes_to_midi, read_midi_notes
-from .pipeline_mdpiano import MDPianoAudioClassificationPipeline
+from .pipeline_mdpiano import MDPianoAudioClassificationPipeline, apply_quadrant_bias
 from .processing_mdpiano import MDPianoProcessor
 from .registration import register
 from .tokenization_mdpiano import MDPianoTokenizer
@@ -42,6 +42,7 @@ __all__ = [
     "QUADRANT_NAMES",
     "QUADRANT_VALENCE",
     "TranscriberUnavailableError",
+    "apply_quadrant_bias",
     "load_audio",
     "notes_to_midi",
     "read_midi_notes",

@@ -79,12 +79,14 @@ def load_pipeline(model_dir: str, device: str):
 
     logging.disable_progress_bar()  # the weight-loading bar; the command shows its own per file
 
-    if not any(Path(model_dir).glob("*.safetensors")):
+    if Path(model_dir).is_dir() and not any(Path(model_dir).glob("*.safetensors")):
         raise SystemExit(f"error: {model_dir} holds no model weights (model.safetensors); pass --model <trained folder>.")
     try:
         return pipeline("audio-classification", model=model_dir, device=device)
     except (AssertionError, RuntimeError) as error:  # e.g. --device cuda with a CPU-only torch
         raise SystemExit(f"error: cannot run the model on --device {device}: {error}") from error
+    except OSError as error:  # neither a folder nor a Hub id that can be downloaded
+        raise SystemExit(f"error: cannot load the model {model_dir}: {error}") from error
 
 
 def predict(args) -> int:
@@ -116,14 +118,14 @@ def classify_files(args) -> tuple[list[dict], list[tuple[str, str]]]:
         except Exception as error:  # one bad file is reported and the batch goes on
             errors.append((str(path), f"{type(error).__name__}: {error}"))
             continue
-        scores = {entry["label"]: entry["score"] for entry in output["labels"]}
+        scores = dict(sorted((entry["label"], entry["score"]) for entry in output["labels"]))  # Q1..Q4
         prediction = output["labels"][0]["label"]
         record = {"file": str(path), "prediction": prediction, "emotion": QUADRANT_NAMES[prediction].split(" ")[0],
                   "scores": scores, "num_notes": output["num_notes"]}  # fmt: skip
         if args.timeline:
             record["timeline"] = [
                 {"start": round(w["start"], 3), "end": round(w["end"], 3), "prediction": w["labels"][0]["label"],
-                 "scores": {e["label"]: e["score"] for e in w["labels"]}, "num_notes": w["num_notes"]}  # fmt: skip
+                 "scores": dict(sorted((e["label"], e["score"]) for e in w["labels"])), "num_notes": w["num_notes"]}  # fmt: skip
                 for w in output["timeline"]
             ]
         if args.midi_out:
@@ -206,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     predict_parser = commands.add_parser("predict", help="emotion quadrant of recordings or MIDI files")
     predict_parser.add_argument("paths", nargs="+", help="audio or MIDI files, or folders of them")
-    predict_parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: the shipped model)")
+    predict_parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR),
+                                help="model folder or Hub id (default: the shipped model)")  # fmt: skip
     predict_parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
     predict_parser.add_argument("--timeline", action="store_true", help="also the emotion of every analysis window")
     predict_parser.add_argument("--stride", type=positive_seconds, help="seconds between windows (default: one window)")

@@ -69,7 +69,9 @@ class MDPianoAudioClassifierOutput(ModelOutput):
             Cross-entropy of the quadrant logits, plus the weighted binary cross-entropies of the arousal and valence
             logits when `config.use_auxiliary_losses`; returned when `labels` are given.
         logits (`torch.FloatTensor` of shape (batch, 4)):
-            Quadrant logits, in the order of `config.id2label`.
+            Quadrant logits, in the order of `config.id2label`: the network's own, without the decision calibration
+            (`config.quadrant_logit_bias`) that the pipeline applies to its probabilities
+            (`mdpiano.apply_quadrant_bias(logits.softmax(-1), config.quadrant_logit_bias)` gives the pipeline's).
         arousal_logits (`torch.FloatTensor` of shape (batch,)):
             Logit of high arousal, from the acoustic branch (`None` without auxiliary losses).
         valence_logits (`torch.FloatTensor` of shape (batch,)):

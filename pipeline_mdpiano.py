@@ -173,6 +173,11 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             )
         return processor
 
+    def __call__(self, inputs, **kwargs):
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError("No inputs: pass a recording (path, array, ...) or a non-empty list of them.")
+        return super().__call__(inputs, **kwargs)
+
     @property
     def uses_acoustic(self) -> bool:
         return self.model.config.domains in ("both", "acoustic")
@@ -250,6 +255,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         its notes, and the features of its rendering.
         """
         rate = self.processor.sampling_rate
+        if isinstance(inputs, dict) and inputs.get("array") is None and inputs.get("bytes") is None and inputs.get("path"):
+            inputs = inputs["path"]  # a `datasets` value holding only a path: a MIDI path is read as MIDI
         if isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES):
             notes = read_midi_notes(inputs)
             if not notes:

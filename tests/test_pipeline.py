@@ -89,6 +89,7 @@ def test_midi_input_skips_transcription(pipe, clip_midi, monkeypatch):
     monkeypatch.setattr(MDPianoTranscriber, "__call__", refuse)
     result = pipe(str(clip_midi), return_timeline=True)
     assert_quadrant_scores(result["labels"])
+    assert pipe({"path": str(clip_midi)}) == result["labels"]  # a `datasets`-style value naming the MIDI file
     from mdpiano import read_midi_notes
 
     notes = read_midi_notes(clip_midi)
@@ -209,6 +210,25 @@ def test_other_models_keep_the_stock_pipeline():
 def test_bare_array_needs_its_rate(pipe):
     with pytest.raises(ValueError, match="sampling rate"):
         pipe(np.zeros(SR, np.float32))
+    with pytest.raises(ValueError, match="No inputs"):
+        pipe([])
+
+
+def test_model_outputs_and_the_pipeline_agree_through_the_calibration(model_and_processor, quadrant_clips):
+    import mdpiano
+
+    model, processor = model_and_processor
+    _, _, waveform = quadrant_clips[0]  # 6 s: one window
+    bias = [0.0, 0.3, -0.2, -0.5]
+    model.config.quadrant_logit_bias = bias
+    try:
+        with torch.no_grad():
+            logits = model(**processor(waveform, sampling_rate=SR, return_tensors="pt")).logits
+        expected = mdpiano.apply_quadrant_bias(logits.softmax(-1), bias)[0]
+        scores = {r["label"]: r["score"] for r in pipeline("audio-classification", model=model, processor=processor)((waveform, SR))}
+    finally:
+        model.config.quadrant_logit_bias = None
+    np.testing.assert_allclose([scores[q] for q in ("Q1", "Q2", "Q3", "Q4")], expected.numpy(), atol=1e-5)
 
 
 def test_notes_and_silence(pipe, rendered_clip, quadrant_clips):
