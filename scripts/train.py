@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validation-set", default="validation", help="audio set of the validation split")
     parser.add_argument("--train-data", help="your labelled audio (folder of Q1..Q4 sub-folders, or CSV path,label)")
     parser.add_argument("--validation-data", help="labelled audio for validation (default: part of --train-data)")
-    parser.add_argument("--validation-fraction", type=float, default=0.2, help="with --train-data alone")
+    parser.add_argument("--validation-fraction", type=float, help="with --train-data alone (default: 0.2)")
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--config", help="JSON file of MDPianoConfig values (e.g. configs/emopia-cpu.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
@@ -97,7 +97,8 @@ def labelled_data(args) -> tuple:
     train, train_name = load_labelled_audio(args.train_data), source_cache_name("user", args.train_data)
     if args.validation_data:
         return (train, train_name), (load_labelled_audio(args.validation_data), source_cache_name("user", args.validation_data))
-    train, validation = split_validation(train, args.validation_fraction, args.seed)
+    fraction = 0.2 if args.validation_fraction is None else args.validation_fraction
+    train, validation = split_validation(train, fraction, args.seed)
     # Both halves are cached under the whole collection's name: a new fraction or seed reuses the same files.
     return (train, train_name), (validation, train_name)
 
@@ -109,6 +110,10 @@ def main():
         parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
     if args.clips and args.train_data:
         parser.error("--clips holds EMOPIA sets; --train-data needs --cache-dir")
+    if args.validation_fraction is not None and (args.validation_data or not args.train_data):
+        parser.error("--validation-fraction splits --train-data; not with --validation-data or EMOPIA's own split")
+    if args.init_from and args.symbolic_pretrained:
+        parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
     try:
         check_output_dir(args.output_dir, args.resume)
         user_data = labelled_data(args) if args.train_data else None
@@ -160,6 +165,8 @@ def main():
     if PartialState().is_main_process:
         best["trained_on"] = device_description()
         (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
+        split = {"train": [clip.clip_id for clip in train_clips], "validation": [clip.clip_id for clip in validation_clips]}
+        (Path(args.output_dir) / "clips.json").write_text(json.dumps(split, indent=1))
         (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
         print(json.dumps(best, indent=1))
 

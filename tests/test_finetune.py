@@ -94,6 +94,8 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path):
     assert "4 training clips" in result.stdout
     log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2
+    split = json.loads((output / "clips.json").read_text())
+    assert len(split["train"]) == len(split["validation"]) == 4 and not set(split["train"]) & set(split["validation"])
     tuned = MDPianoForAudioClassification.from_pretrained(output / "best")
     assert tuned.config.d_model == tiny_config.d_model
     changed = [name for name, p in tuned.state_dict().items() if not torch.equal(p, model.state_dict()[name])]
