@@ -195,6 +195,21 @@ def transcribe(args) -> int:
     return report_errors(errors)
 
 
+def exit_on_input_errors(main) -> None:
+    """
+    Runs a script's `main`: missing inputs (`FileNotFoundError`: data, SoundFonts, configs) and malformed data files
+    end it with one `error:` line naming what to fix instead of a traceback; Ctrl-C ends it quietly.
+    """
+    from .emopia import EmopiaFormatError
+
+    try:
+        main()
+    except (FileNotFoundError, EmopiaFormatError) as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted")
+
+
 def report_errors(errors: list[tuple[str, str]]) -> int:
     for path, message in errors:
         print(f"error: {path}: {message}", file=sys.stderr)

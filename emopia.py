@@ -11,6 +11,8 @@ from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_NAMES, QUADRANT_VA
 logger = logging.getLogger(__name__)
 
 QUADRANTS = list(QUADRANT_NAMES)
+# The data beside the repository (../shared/data: emopia/, maestro-v2.0.0/, giantmidi-piano/), or MDPIANO_DATA.
+DEFAULT_DATA_DIR = Path(os.environ.get("MDPIANO_DATA") or Path(__file__).resolve().parents[1] / "shared" / "data")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif")
 # Split files of each scheme, per datasets split name: (file name, column holding the clip name).
 SPLIT_SCHEMES = {

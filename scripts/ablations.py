@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import read_clip_archive
-from mdpiano.emopia import load_emopia
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, replace_section, write_report
 from mdpiano.training import WindowBatcher, device_description, predict_clips
 
@@ -111,11 +112,14 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
     trained_on = device_description()
     print(f"== {variant}, seed {seed}: done", flush=True)
     write_report(predictions, test, run_dir / "evaluation", f"{variant}, seed {seed} on EMOPIA test ({args.test_set})",
-                        extra={"trained_on": trained_on})  # fmt: skip
+                        extra={"trained_on": trained_on, "test_set": args.test_set})  # fmt: skip
 
 
-def table(results: dict, args, num_test_clips: int, trained_on: list[str], validation_sets: list[str],
-          unfinished: list[tuple[str, int]]) -> str:
+def table(results: dict, args, runs: dict, unfinished: list[tuple[str, int]]) -> str:
+    """
+    The Markdown table of the runs' test metrics with its caption. `runs` holds what the runs themselves recorded:
+    `num_test_clips`, `test_sets`, `trained_on`, `validation_sets` and `budgets` ((epochs, patience) pairs).
+    """
     def cell(values):
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
 
@@ -124,17 +128,20 @@ def table(results: dict, args, num_test_clips: int, trained_on: list[str], valid
     # against augmented.
     ablated = sum(variant in PAPER for variant in results) >= 2
     not_run = [v for v in PAPER if v not in results and v not in {u for u, _ in unfinished}] if ablated else []
+    budget = " or ".join(f"{epochs} epochs (early stopping patience {patience})" for epochs, patience in runs["budgets"])
+    validation_sets = runs["validation_sets"]
     lines = [
-        f"EMOPIA test split (emopia_cls, {num_test_clips} clips) rendered as `{args.test_set}`; {spread}; each run "
-        f"trained for at most {args.epochs} epochs (early stopping patience {args.patience}), the same budget for every "
-        "variant. Arousal and valence accuracy are read off the predicted quadrant. Validation: the best epoch's 4Q "
+        f"EMOPIA test split (emopia_cls, {runs['num_test_clips']} clips) rendered as "
+        f"{' / '.join(f'`{name}`' for name in runs['test_sets'])}; {spread}; each run trained for at most {budget}"
+        + (", the same budget for every variant" if len(runs["budgets"]) == 1 else "")
+        + ". Arousal and valence accuracy are read off the predicted quadrant. Validation: the best epoch's 4Q "
         f"accuracy on the validation split rendered as {' / '.join(f'`{name}`' for name in validation_sets)}"
         + (" (like the training audio)" if validation_sets == ["validation"] else "")
         + ", the early-stopping criterion. "
         "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
         + (f" Not run: {', '.join(not_run)}." if not_run else "")
         + (f" Not finished, left out: {', '.join(f'{v} seed {s}' for v, s in unfinished)}." if unfinished else "")
-        + f" Trained on: {', '.join(trained_on)}."
+        + f" Trained on: {', '.join(runs['trained_on'])}."
         + (f" Training arguments added to every run: `{' '.join(args.train_args)}`." if args.train_args else ""),
         "",
         "| model | runs | 4Q accuracy | arousal | valence | macro-F1 | validation 4Q | paper 4Q / A / V |",
@@ -152,7 +159,7 @@ def table(results: dict, args, num_test_clips: int, trained_on: list[str], valid
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--cache-dir", help="audio and caches (or --clips)")
     parser.add_argument("--clips", help="a clip archive (scripts/export_clips.py) holding the train, validation and test sets")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time (e.g. several on one GPU)")
@@ -172,15 +179,19 @@ def main():
     parser.add_argument("train_args", nargs=argparse.REMAINDER, help="after --: more scripts/train.py arguments")
     args = parser.parse_args()
     args.train_args = [a for a in args.train_args if a != "--"]
-    if not (args.cache_dir or args.clips):
+    if not (args.cache_dir or args.clips or args.finished_only):
         parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
-    if args.clips and "stft-input" in args.variants:
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
+    args.variants, args.seeds = list(dict.fromkeys(args.variants)), list(dict.fromkeys(args.seeds))
+    if args.clips and "stft-input" in args.variants and not args.finished_only:
         parser.error("stft-input needs STFT features, which a clip archive of the mixed features lacks: use --cache-dir")
 
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
     unfinished = []
     if args.finished_only:
-        unfinished = [run for run in runs if not (run_dir_of(args, *run) / "evaluation" / "results.json").is_file()]
+        unfinished = [run for run in runs if not all((run_dir_of(args, *run) / name).is_file()
+                                                     for name in ("evaluation/results.json", "best_validation.json"))]  # fmt: skip
         runs = [run for run in runs if run not in unfinished]
         if not runs:
             parser.error(f"--finished-only: no run under {args.output_dir} has results")
@@ -190,10 +201,15 @@ def main():
     results = {variant: metrics for variant, metrics in results.items() if metrics}
     run_dirs = [run_dir_of(args, *run) for run in runs]
     reports = [json.loads((run_dir / "evaluation" / "results.json").read_text()) for run_dir in run_dirs]
-    trained_on = sorted({report.get("trained_on", "unrecorded") for report in reports})
-    num_test_clips = len(reports[0]["clips"])
-    validation_sets = sorted({json.loads((run_dir / "arguments.json").read_text())["validation_set"] for run_dir in run_dirs})
-    text = table(results, args, num_test_clips, trained_on, validation_sets, unfinished)
+    arguments = [json.loads((run_dir / "arguments.json").read_text()) for run_dir in run_dirs]
+    recorded = {  # from the runs, not this command line: --finished-only may tabulate runs made with other flags
+        "num_test_clips": len(reports[0]["clips"]),
+        "test_sets": sorted({report.get("test_set", args.test_set) for report in reports}),
+        "trained_on": sorted({report.get("trained_on", "unrecorded") for report in reports}),
+        "validation_sets": sorted({a["validation_set"] for a in arguments}),
+        "budgets": sorted({(a["epochs"], a["patience"]) for a in arguments}),
+    }
+    text = table(results, args, recorded, unfinished)
     command = "python scripts/ablations.py " + " ".join(sys.argv[1:])
     for path, placeholder in ((args.cache_dir, "<cache-dir>"), (args.clips, "<clip-archive>")):
         if path:
@@ -207,4 +223,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

@@ -31,7 +31,8 @@ from mdpiano.benchmarking import (
     timed_cpu,
     write_json,
 )
-from mdpiano.emopia import load_emopia
+from mdpiano.cli import exit_on_input_errors
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import replace_section
 from mdpiano.plots import plot_memory_profiles
 from mdpiano.rendering_mdpiano import render_midi
@@ -45,7 +46,7 @@ MEMORY_RUNS = 3  # fresh processes per file; the median peak is reported (thread
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--clips", type=int, default=10)
     parser.add_argument("--soundfont", default="FluidR3_GM")
@@ -189,4 +190,4 @@ def _shown(path: Path) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

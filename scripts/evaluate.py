@@ -33,7 +33,8 @@ from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import source_cache_name
 from mdpiano.calibration import calibrate
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR
-from mdpiano.emopia import load_emopia
+from mdpiano.cli import exit_on_input_errors
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, metrics_table, write_report
 from mdpiano.labelled_audio import load_labelled_audio
 from mdpiano.pipeline_mdpiano import apply_quadrant_bias
@@ -77,7 +78,7 @@ def fit_calibration(model, predictions: dict, dataset, model_dir) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: %(default)s)")
-    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
     parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--cache-dir", required=True, help="transcriptions and features are cached here")
@@ -132,4 +133,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

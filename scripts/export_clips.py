@@ -13,13 +13,14 @@ from pathlib import Path
 
 from mdpiano import MDPianoConfig, MDPianoProcessor
 from mdpiano.caching import cache_dataset
+from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import write_clip_archive
-from mdpiano.emopia import load_emopia, split_of_audio_set
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.training import load_clips
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
     parser.add_argument("--cache-dir", required=True, help="holds audio/<set> and the caches")
     parser.add_argument("--output-dir", required=True, help="the archive's folder")
@@ -47,4 +48,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

@@ -8,14 +8,15 @@ import argparse
 from pathlib import Path
 
 from mdpiano.augmentation import FIXED_CONDITIONS, encode, render_condition
-from mdpiano.emopia import QUADRANTS, load_emopia
+from mdpiano.cli import exit_on_input_errors
+from mdpiano.emopia import DEFAULT_DATA_DIR, QUADRANTS, load_emopia
 
 SECONDS = 20.0
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--output-dir", default=str(Path(__file__).resolve().parents[1] / "examples"))
     args = parser.parse_args()
     test = load_emopia(Path(args.data) / "emopia")["test"]
@@ -30,4 +31,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

@@ -31,6 +31,8 @@ import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
+from mdpiano.cli import exit_on_input_errors
+from mdpiano.emopia import DEFAULT_DATA_DIR
 from mdpiano.pretraining import (
     LengthGroupedWindows,
     RandomMidiWindows,
@@ -45,7 +47,7 @@ from mdpiano.pretraining import (
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding maestro-v2.0.0/ and giantmidi-piano/")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding maestro-v2.0.0/ and giantmidi-piano/")
     parser.add_argument("--cache-dir", help="parsed MIDI notes are cached here (not needed with --corpus)")
     parser.add_argument("--output-dir", help="checkpoints and best/ (not needed with --export-corpus)")
     parser.add_argument("--corpus", help="archive written by --export-corpus, read instead of the MIDI under --data")
@@ -86,6 +88,10 @@ def main():
         parser.error("--transcribed-repeat must be at least 1")
     if args.dataloader_workers < 0:
         parser.error("--dataloader-workers must be at least 0")
+    if not args.window_s > 0 or min(args.max_steps, args.eval_steps, args.batch_size, args.eval_windows) < 1:
+        parser.error("--window-s must be positive; --max-steps, --eval-steps, --batch-size and --eval-windows at least 1")
+    if args.corpus and args.no_giantmidi:
+        parser.error("--no-giantmidi selects MIDI under --data; a --corpus archive already holds what it holds")
     if args.bf16 and not (torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
         parser.error("--bf16 needs a GPU that supports bfloat16")
     if args.corpus and args.transcribed_pieces:
@@ -135,7 +141,7 @@ def main():
         eval_steps=args.eval_steps,
         save_strategy="steps",
         save_steps=args.eval_steps,
-        save_total_limit=2,
+        save_total_limit=None,  # every checkpoint-<step>/ is kept: the recipe starts the classifier from one
         load_best_model_at_end=True,
         metric_for_best_model="eval_loss",
         logging_steps=10,
@@ -193,4 +199,4 @@ def corpus_hours(corpus: list) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

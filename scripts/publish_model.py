@@ -27,7 +27,8 @@ import numpy as np
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.calibration import calibrate as calibrate_decisions
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
-from mdpiano.emopia import load_emopia
+from mdpiano.cli import exit_on_input_errors
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, metrics_table, replace_section, write_report
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def model_index(results: dict) -> str:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, nargs="+", help="training output folder(s) (holding best/ and log.jsonl)")
-    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
     parser.add_argument("--num-proc", type=int, default=2)
@@ -178,4 +179,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

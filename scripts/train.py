@@ -23,13 +23,12 @@ import argparse  # noqa: E402
 import json
 from pathlib import Path
 
-from accelerate import PartialState
-
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import cache_dataset, source_cache_name
+from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import read_clip_archive
-from mdpiano.emopia import load_emopia
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
 from mdpiano.training import TrainingArguments, check_output_dir, device_description, load_clips, train
 
@@ -43,7 +42,7 @@ def parse_value(text: str):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default="../shared/data", help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
     parser.add_argument("--cache-dir", help="holds audio/<set> and the caches (not needed with --clips)")
     parser.add_argument("--clips", help="a clip archive (scripts/export_clips.py) to read the sets from, instead of the cache")
@@ -161,10 +160,14 @@ def main():
         augment_features=args.augment_features,
         resume=args.resume,
     )
-    best = train(model, processor, train_clips, validation_clips, training_args)
-    if PartialState().is_main_process:
-        best["trained_on"] = device_description()
+    # The launcher's rank, read without initialising Accelerate's state: `train` sets that up (gloo on CPUs).
+    main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
+    best = train(model, processor, train_clips, validation_clips, training_args)
+    if main_process:
+        best["trained_on"] = device_description()
         split = {"train": [clip.clip_id for clip in train_clips], "validation": [clip.clip_id for clip in validation_clips]}
         (Path(args.output_dir) / "clips.json").write_text(json.dumps(split, indent=1))
         (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
@@ -172,4 +175,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_input_errors(main)

@@ -190,3 +190,17 @@ def test_corpus_archive_errors(tmp_path):
         read_corpus_archive(corrupt)
     notes = [np.array([[0.0, 0.5, 60, 80]], np.float32), np.zeros((0, 4), np.float32)]
     assert [len(n) for n in read_corpus_archive(write_corpus_archive(tmp_path / "c.npz.xz", {"train": notes}))["train"]] == [1, 0]
+
+
+def test_scripts_name_bad_inputs_without_a_traceback(tmp_path):
+    def fails(script, *arguments):
+        result = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / script), *map(str, arguments)],
+                                capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        return result.stderr
+
+    assert "Unknown set 'train-x'" in fails("render_emopia.py", "--cache-dir", tmp_path, "--sets", "test-clean", "train-x")
+    assert not (tmp_path / "audio").exists()  # refused before rendering anything
+    assert "error: " in fails("render_emopia.py", "--data", tmp_path / "nowhere", "--cache-dir", tmp_path, "--sets", "test-clean")
+    assert "error: " in fails("pretrain_symbolic.py", "--data", tmp_path / "nowhere", "--cache-dir", tmp_path,
+                              "--output-dir", tmp_path / "mlm")  # fmt: skip
