@@ -471,6 +471,8 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
                 1 for high arousal / positive valence; derived from `labels` when omitted.
         """
         inputs = (input_features, feature_attention_mask, input_ids, attention_mask)
+        if any(value is not None and not isinstance(value, torch.Tensor) for value in inputs):
+            raise TypeError("The model takes tensors: call the processor with `return_tensors=\"pt\"`.")
         reference = next((tensor for tensor in inputs if tensor is not None), None)
         large_cpu_batch = reference is not None and reference.device.type == "cpu" and len(reference) > CPU_INFERENCE_BATCH
         if large_cpu_batch and not self.training and labels is None:

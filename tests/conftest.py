@@ -133,3 +133,26 @@ def serve_app():
     for process in processes:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.fixture
+def run_script(monkeypatch, capsys):
+    """
+    Runs `scripts/<name>` in this process, without an interpreter's start-up and imports (for argument and input
+    checks that end a script early): `run_script(name, *arguments)` gives (exit status, stderr).
+    """
+    import runpy
+    import sys
+
+    def run(name: str, *arguments) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", [name, *map(str, arguments)])
+        monkeypatch.setattr(sys, "path", list(sys.path))  # scripts may edit it
+        message = ""
+        try:
+            runpy.run_path(str(REPO_ROOT / "scripts" / name), run_name="__main__")
+            status = 0
+        except SystemExit as exit:
+            status, message = (exit.code, "") if isinstance(exit.code, int) or exit.code is None else (1, str(exit.code))
+        return status or 0, capsys.readouterr().err + message
+
+    return run

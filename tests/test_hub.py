@@ -71,6 +71,6 @@ def test_push_without_network_fails_clearly_and_keeps_the_folder(checkpoint, tmp
     assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
 
 
-def test_push_needs_a_repo_id(checkpoint, tmp_path):
-    result = export(checkpoint, tmp_path / "hub", "--push")
-    assert result.returncode == 2 and "--push needs --repo-id" in result.stderr
+def test_push_needs_a_repo_id(checkpoint, tmp_path, run_script):
+    status, error = run_script("export_hub.py", "--model", checkpoint, "--output", tmp_path / "hub", "--push")
+    assert status == 2 and "--push needs --repo-id" in error and not (tmp_path / "hub").exists()

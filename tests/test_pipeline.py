@@ -221,6 +221,8 @@ def test_model_outputs_and_the_pipeline_agree_through_the_calibration(model_and_
     _, _, waveform = quadrant_clips[0]  # 6 s: one window
     bias = [0.0, 0.3, -0.2, -0.5]
     model.config.quadrant_logit_bias = bias
+    with pytest.raises(TypeError, match="return_tensors"):
+        model(**processor(waveform, sampling_rate=SR))  # lists, not tensors
     try:
         with torch.no_grad():
             logits = model(**processor(waveform, sampling_rate=SR, return_tensors="pt")).logits

@@ -66,11 +66,10 @@ def test_space_serves_without_basic_pitch(space, serve_app, tmp_path):
     assert served == pytest.approx(installed, abs=1e-5)
 
 
-def test_export_refusals(space, tmp_path):
-    result = export(space)
-    assert result.returncode == 1 and "is not empty" in result.stderr
-    result = export(tmp_path / "space", "--push")
-    assert result.returncode == 2 and "--push needs --repo-id" in result.stderr
+def test_export_refusals(space, tmp_path, run_script):
+    assert run_script("export_space.py", "--output", space) == (1, f"error: {space} is not empty; give a new or empty folder.")
+    status, error = run_script("export_space.py", "--output", tmp_path / "space", "--push")
+    assert status == 2 and "--push needs --repo-id" in error
     # A closed local port stands for the Hub: no network here.
     result = export(tmp_path / "space", "--push", "--repo-id", "someone/mdpiano-demo",
                     env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_dummy"})  # fmt: skip
