@@ -93,10 +93,16 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
             yield np.ascontiguousarray(out, dtype=np.float32)
 
 
+def file_input(audio):
+    """The input itself, or the path of a `datasets` value that holds only a path (`{"path": ...}`): what to read."""
+    if isinstance(audio, dict) and audio.get("array") is None and audio.get("bytes") is None and audio.get("path"):
+        return audio["path"]
+    return audio
+
+
 def _mono_blocks(audio, sampling_rate, block_seconds):
     """(iterator of mono float32 blocks at the source rate, source rate)."""
-    if isinstance(audio, dict) and audio.get("array") is None and audio.get("bytes") is None and audio.get("path"):
-        audio = audio["path"]
+    audio = file_input(audio)
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
         _check_file(path)
@@ -171,8 +177,8 @@ def is_single_audio(audio) -> bool:
         return True
     if type(audio).__module__.startswith("torch"):
         return True
-    if isinstance(audio, tuple) and len(audio) == 2 and _is_whole_number(audio[1]):
-        return not isinstance(audio[0], (int, float, np.number))  # (array, rate), not two samples
+    if _is_array_and_rate(audio):
+        return True
     if isinstance(audio, (list, tuple)):
         return len(audio) > 0 and isinstance(audio[0], (int, float, np.number))
     return True
@@ -194,9 +200,15 @@ def _decode(audio, sampling_rate):
     if hasattr(audio, "get_all_samples"):  # torchcodec AudioDecoder, what `datasets` Audio columns return
         samples = audio.get_all_samples()
         return samples.data.numpy(), int(samples.sample_rate)
-    if isinstance(audio, tuple) and len(audio) == 2 and _is_whole_number(audio[1]) and not isinstance(audio[0], (int, float, np.number)):
+    if _is_array_and_rate(audio):
         return _decode_array(audio[0], audio[1])
     return _decode_array(audio, sampling_rate)
+
+
+def _is_array_and_rate(audio) -> bool:
+    """A tuple `(array, sampling_rate)`, not two samples."""
+    return (isinstance(audio, tuple) and len(audio) == 2 and _is_whole_number(audio[1])
+            and not isinstance(audio[0], (int, float, np.number)))  # fmt: skip
 
 
 def _is_whole_number(value) -> bool:
@@ -215,7 +227,7 @@ def _decode_array(array, sampling_rate):
         raise ValueError(f"The sampling rate must be a whole number of Hz, got {sampling_rate!r}.")
     if type(array).__module__.startswith("torch"):
         tensor = array.detach().cpu()
-        array = tensor.float().numpy() if tensor.dtype.is_floating_point and tensor.dtype.itemsize == 2 else tensor.numpy()
+        array = (tensor.float() if tensor.is_floating_point() else tensor).numpy()  # numpy has no bfloat16
     return np.asarray(array), int(sampling_rate)
 
 
@@ -297,4 +309,4 @@ def _pcm_to_float(waveform: np.ndarray) -> np.ndarray:
     return waveform.astype(np.float64) / float(-info.min)
 
 
-__all__ = ["AudioDecodeError", "is_single_audio", "load_audio", "stream_audio"]
+__all__ = ["AudioDecodeError", "file_input", "is_single_audio", "load_audio", "stream_audio"]

@@ -14,8 +14,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif"}
-MIDI_EXTENSIONS = {".mid", ".midi"}
+from .emopia import AUDIO_EXTENSIONS as AUDIO_SUFFIXES
+from .pipeline_mdpiano import MIDI_SUFFIXES
+
+AUDIO_EXTENSIONS, MIDI_EXTENSIONS = set(AUDIO_SUFFIXES), set(MIDI_SUFFIXES)
 
 
 def expand_inputs(

@@ -127,7 +127,7 @@ def dataset_with_audio_paths(rows: dict[str, list], features: dict, sampling_rat
 
 
 def load_emopia(
-    emopia_dir: str | os.PathLike = "../shared/data/emopia",
+    emopia_dir: str | os.PathLike = DEFAULT_DATA_DIR / "emopia",
     split_scheme: str = "emopia_cls",
     audio_dir: str | os.PathLike | None = None,
     sampling_rate: int | None = None,

@@ -3,6 +3,7 @@
 import csv
 import logging
 import math
+from collections import Counter
 from pathlib import Path
 
 from .emopia import AUDIO_EXTENSIONS, QUADRANTS, EmopiaFormatError, dataset_with_audio_paths
@@ -81,12 +82,13 @@ def load_labelled_audio(source, sampling_rate: int | None = None):
     else:
         raise FileNotFoundError(f"Labelled audio not found: {source} (a folder of Q1-Q4 sub-folders, or a CSV file).")
     if left_out:
-        logger.warning("%s: %d files left out: %s", source, len(left_out), "; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else ""))
+        shown = "; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")
+        logger.warning("%s: %d files left out: %s", source, len(left_out), shown)
     if not entries:
         raise ValueError(f"No labelled audio found in {source}.")
     # Cache entries are named by clip id: keep ids unique and free of path separators.
     clip_ids = [clip_id.replace("/", "__") for clip_id, _, _ in entries]
-    duplicates = sorted({clip_id for clip_id in clip_ids if clip_ids.count(clip_id) > 1})
+    duplicates = sorted(clip_id for clip_id, count in Counter(clip_ids).items() if count > 1)
     if duplicates:
         raise ValueError(f"{source}: clip ids must be unique; repeated: {', '.join(duplicates[:10])}.")
     features = {"clip_id": Value("string"), "label": ClassLabel(names=QUADRANTS), "arousal": Value("int8"),
@@ -115,11 +117,13 @@ def split_validation(dataset, fraction: float, seed: int):
         raise ValueError(f"A stratified validation split needs at least 2 clips of each quadrant present; counts: "
                          f"{counts}. Add clips, or give separate validation data.")  # fmt: skip
     if validation_size < len(counts) or len(labels) - validation_size < len(counts):
-        needed = len(counts) / len(labels)
+        # Bounds rounded inwards, so that both printed fractions work.
+        lowest = math.ceil(100 * len(counts) / len(labels)) / 100
+        highest = math.floor(100 * (len(labels) - len(counts)) / len(labels)) / 100
         raise ValueError(
             f"A validation fraction of {fraction} of {len(labels)} clips gives {validation_size} validation and "
             f"{len(labels) - validation_size} training clips; each needs one clip of every quadrant present "
-            f"({len(counts)}): use a fraction between {needed:.2f} and {1 - needed:.2f}, or give separate validation data."
+            f"({len(counts)}): use a fraction between {lowest:.2f} and {highest:.2f}, or give separate validation data."
         )
     split = dataset.train_test_split(test_size=validation_size, seed=seed, stratify_by_column="label")
     return split["train"], split["test"]

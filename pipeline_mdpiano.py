@@ -7,7 +7,7 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .audio_mdpiano import stream_audio
+from .audio_mdpiano import file_input, stream_audio
 from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 
@@ -255,8 +255,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         its notes, and the features of its rendering.
         """
         rate = self.processor.sampling_rate
-        if isinstance(inputs, dict) and inputs.get("array") is None and inputs.get("bytes") is None and inputs.get("path"):
-            inputs = inputs["path"]  # a `datasets` value holding only a path: a MIDI path is read as MIDI
+        inputs = file_input(inputs)  # a `datasets` value holding only a MIDI path is read as MIDI
         if isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES):
             notes = read_midi_notes(inputs)
             if not notes:
