@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE, MDPianoConfig
 
@@ -340,6 +340,7 @@ class MDPianoModel(MDPianoPreTrainedModel):
     def fused_size(self) -> int:
         return 2 * self.config.d_model if self.config.domains == "both" else self.config.d_model
 
+    @can_return_tuple
     def forward(
         self,
         input_features: torch.FloatTensor | None = None,
@@ -358,6 +359,8 @@ class MDPianoModel(MDPianoPreTrainedModel):
                 Symbolic tokens from [`MDPianoTokenizer`].
             attention_mask (`torch.LongTensor` of shape (batch, tokens)):
                 1 for real tokens, 0 for padding; derived from `pad_token_id` when omitted.
+            return_dict (`bool`, *optional*, defaults to `config.return_dict`):
+                `False` returns a tuple of the outputs that are not `None` instead of the `ModelOutput`.
         """
         acoustic = acoustic_mask = symbolic = symbolic_mask = None
         acoustic_pooled = symbolic_pooled = None
@@ -434,11 +437,15 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """
         `PreTrainedModel.save_pretrained`; when the class is registered for an Auto class (importing mdpiano does
-        it), the folder is Hub-ready: the module files, `auto_map`, and the custom pipeline in `config.json`.
+        it), the folder is Hub-ready: the module files, `auto_map` (this class and, for embeddings, `AutoModel`), and
+        the custom pipeline in `config.json`.
         """
         hub_ready = self._auto_class is not None and not hasattr(self.config, "custom_pipelines")
         if hub_ready:
             self.config.custom_pipelines = CUSTOM_PIPELINES
+            # `AutoModel` too, for the fused embeddings: transformers maps only the saved class's own Auto class.
+            auto_map = getattr(self.config, "auto_map", None) or {}
+            self.config.auto_map = {**auto_map, "AutoModel": "modeling_mdpiano.MDPianoModel"}
         try:
             super().save_pretrained(save_directory, *args, **kwargs)
         finally:
@@ -451,6 +458,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
 
             custom_object_save(MDPianoAudioClassificationPipeline, save_directory)
 
+    @can_return_tuple
     def forward(
         self,
         input_features: torch.FloatTensor | None = None,
@@ -464,7 +472,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
     ) -> MDPianoAudioClassifierOutput:
         r"""
         Args:
-            input_features, feature_attention_mask, input_ids, attention_mask: see [`MDPianoModel.forward`].
+            input_features, feature_attention_mask, input_ids, attention_mask, return_dict: see [`MDPianoModel.forward`].
             labels (`torch.LongTensor` of shape (batch,)):
                 Quadrant indices (`config.label2id`).
             arousal_labels, valence_labels (`torch.FloatTensor` of shape (batch,)):
@@ -479,7 +487,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             return self._classify_in_slices(*inputs)
         if input_ids is not None and input_ids.device.type == "cpu" and self.dtype in REDUCED_PRECISION and not self.training:
             inputs = (input_features, feature_attention_mask, *self._pad_to_length_step(input_ids, attention_mask))
-        outputs = self.mdpiano(*inputs)
+        outputs = self.mdpiano(*inputs, return_dict=True)
         logits = self.classifier(outputs.pooled_output)
         arousal_logits = valence_logits = None
         if self.arousal_head is not None:
@@ -541,7 +549,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
                 ids, mask = input_ids[rows, :extent], attention_mask[rows, :extent]
             features = None if input_features is None else input_features[rows]
             feature_mask = None if feature_attention_mask is None else feature_attention_mask[rows]
-            slices.append(self(features, feature_mask, ids, mask))
+            slices.append(self(features, feature_mask, ids, mask, return_dict=True))
         unsort = order.argsort()
 
         def joined(name):
@@ -576,6 +584,7 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
         )
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -588,6 +597,7 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
             input_ids (`torch.LongTensor` of shape (batch, tokens)): tokens with some replaced by `<mask>`.
             attention_mask (`torch.LongTensor` of shape (batch, tokens)): 1 for real tokens.
             labels (`torch.LongTensor` of shape (batch, tokens)): original ids at masked positions, -100 elsewhere.
+            return_dict (`bool`, *optional*): see [`MDPianoModel.forward`].
         """
         attention_mask = _ensure_one_valid(self._token_mask(input_ids, attention_mask))
         hidden_states = self.mdpiano["symbolic_encoder"](input_ids, attention_mask)

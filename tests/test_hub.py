@@ -49,7 +49,9 @@ def test_exported_folder_loads_without_the_package_or_basic_pitch(checkpoint, tm
         import json, sys
         sys.modules["mdpiano"] = sys.modules["basic_pitch"] = None  # the folder carries the transcription model
         sys.path = [p for p in sys.path if p not in ("", {str(REPOSITORY)!r})]
-        from transformers import pipeline
+        from transformers import AutoModel, pipeline
+        base, info = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True, output_loading_info=True)
+        assert type(base).__name__ == "MDPianoModel" and not info["missing_keys"], info
         print(json.dumps(pipeline("audio-classification", model={str(folder)!r}, trust_remote_code=True)({str(path)!r})))
         """
     )

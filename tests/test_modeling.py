@@ -173,7 +173,7 @@ def test_large_cpu_batches_run_in_slices_with_the_same_outputs(monkeypatch, tiny
     if config.domains == "acoustic":
         inputs["input_ids"] = inputs["attention_mask"] = None
     calls = []
-    monkeypatch.setattr(model.mdpiano, "forward", lambda *a, f=model.mdpiano.forward: calls.append(a) or f(*a))
+    monkeypatch.setattr(model.mdpiano, "forward", lambda *a, f=model.mdpiano.forward, **k: calls.append(a) or f(*a, **k))
     with torch.no_grad():
         sliced = model(**inputs)
         assert len(calls) == 3 and all(len(next(t for t in call if t is not None)) == 4 for call in calls)
@@ -250,6 +250,7 @@ def test_save_and_load_give_identical_logits(tmp_path, tiny_config, batch):
 
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["auto_map"]["AutoModelForAudioClassification"] == "modeling_mdpiano.MDPianoForAudioClassification"
+    assert saved["auto_map"]["AutoModel"] == "modeling_mdpiano.MDPianoModel"
     assert saved["custom_pipelines"]["audio-classification"]["impl"] == "pipeline_mdpiano.MDPianoAudioClassificationPipeline"
     # Installed, the package's own pipeline serves the task: the entry is not kept on load.
     assert not hasattr(AutoConfig.from_pretrained(tmp_path), "custom_pipelines")
@@ -271,6 +272,28 @@ def test_masked_lm_encoder_loads_by_name_into_the_classifier(tmp_path, tiny_conf
     for name, tensor in pretrained.mdpiano["symbolic_encoder"].state_dict().items():
         torch.testing.assert_close(classifier.mdpiano.symbolic_encoder.state_dict()[name], tensor, atol=0, rtol=0)
     assert isinstance(AutoModel.from_pretrained(tmp_path), MDPianoModel)
+
+
+def test_return_dict_false_gives_tuples(monkeypatch, tiny_config, batch):
+    from mdpiano import modeling_mdpiano
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(make_config(tiny_config)).eval()
+    with torch.no_grad():
+        expected = model(**batch)
+        as_tuple = model(**batch, return_dict=False)
+        # Large CPU batches run in slices: each slice still comes back whole before the outputs are joined.
+        monkeypatch.setattr(modeling_mdpiano, "CPU_INFERENCE_BATCH", 2)
+        model.config.return_dict = False
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        sliced = model(**inputs)
+        base = model.mdpiano(inputs["input_features"], None, inputs["input_ids"], inputs["attention_mask"])
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 5  # loss, logits, arousal, valence, pooled
+    for value, reference in zip(as_tuple, expected.to_tuple()):
+        torch.testing.assert_close(value, reference)
+    assert isinstance(sliced, tuple)
+    torch.testing.assert_close(sliced[0], expected.logits, atol=1e-5, rtol=1e-5)
+    assert isinstance(base, tuple) and base[0].shape == (4, 2 * tiny_config.d_model)
 
 
 def test_clear_errors(tiny_config, batch):
