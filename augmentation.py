@@ -154,7 +154,6 @@ def render_condition(
         max_duration_s=max_duration_s,
         peak=1.0,
         program=condition.program,
-        reuse_synthesizer=True,
     ).astype(np.float64)
     rng = np.random.default_rng(seed)
     rate = condition.sampling_rate
@@ -286,13 +285,15 @@ def render_folder(
             seed = zlib.crc32(f"{clip_id}/{variant}".encode())
             tasks.append((clip_id, str(midi_path), condition, out_path, seed, max_duration_s))
     (out_dir / "conditions.jsonl").write_text("\n".join(records) + "\n")
-    failures = {}
     description = f"Rendering {condition_set} #{variant} ({len(midi_paths) - len(tasks)} done before)"
+
+    def failures_of(results) -> dict[str, str]:
+        return {clip_id: error for clip_id, error in tqdm(results, total=len(tasks), desc=description) if error}
+
+    if workers == 1 or len(tasks) <= 1:  # no worker process to start
+        return failures_of(map(_render_one, tasks))
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        for clip_id, error in tqdm(pool.imap_unordered(_render_one, tasks), total=len(tasks), desc=description):
-            if error:
-                failures[clip_id] = error
-    return failures
+        return failures_of(pool.imap_unordered(_render_one, tasks))
 
 
 __all__ = [

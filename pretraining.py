@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import DataCollatorForLanguageModeling
 
 from .clip_archive import read_npz_xz, write_npz_xz
 from .notes_mdpiano import MidiReadError, notes_to_array, read_midi_notes, window_notes
@@ -184,12 +185,45 @@ def fixed_windows(corpus: list[np.ndarray], processor, count: int, seed: int = 0
     return [next(iterator) for _ in range(count)]
 
 
+def masked_evaluation_windows(windows: list[dict], tokenizer, mlm_probability: float, seed: int = 0) -> list[dict]:
+    """
+    `windows` with their tokens masked once, with `labels` (-100 where not masked): every evaluation then scores the
+    same masked tokens. Masks redrawn at each evaluation made two evaluations of the same weights differ, and the
+    best checkpoint was picked partly by that noise.
+    """
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability, seed=seed)
+    masked = []
+    for window in windows:
+        batch = collator([window])  # one window: nothing padded
+        masked.append({name: batch[name][0].tolist() for name in ("input_ids", "attention_mask", "labels")})
+    return masked
+
+
+class MaskedLMCollator(DataCollatorForLanguageModeling):
+    """
+    transformers' masked-token collator for training batches; batches of windows that carry their `labels` already
+    ([`masked_evaluation_windows`]) are only padded (input ids with the pad token, mask with 0, labels with -100).
+    """
+
+    def torch_call(self, examples):
+        if "labels" not in examples[0]:
+            return super().torch_call(examples)
+        length = max(len(example["input_ids"]) for example in examples)
+        fills = {"input_ids": self.tokenizer.pad_token_id, "attention_mask": 0, "labels": -100}
+        return {
+            name: torch.tensor([example[name] + [fill] * (length - len(example[name])) for example in examples])
+            for name, fill in fills.items()
+        }
+
+
 __all__ = [
     "LengthGroupedWindows",
+    "MaskedLMCollator",
     "RandomMidiWindows",
     "fixed_windows",
     "load_corpus",
     "maestro_files",
+    "masked_evaluation_windows",
     "read_corpus_archive",
     "transcribed_corpus",
     "window_ids",

@@ -1,6 +1,5 @@
 """Rendering MIDI to piano audio with FluidSynth and a SoundFont (EMOPIA ships MIDI, not audio)."""
 
-import functools
 import os
 
 import numpy as np
@@ -59,7 +58,6 @@ def render_midi(
     max_duration_s: float | None = None,
     peak: float = 0.9,
     program: int | None = None,
-    reuse_synthesizer: bool = False,
 ) -> np.ndarray:
     """
     Renders a MIDI file (path) or `pretty_midi.PrettyMIDI` to mono float32 audio with FluidSynth, sustain pedal and
@@ -73,9 +71,6 @@ def render_midi(
         peak: peak amplitude of the returned audio (pretty_midi normalises its output to 1).
         program: General MIDI program for every instrument (0 acoustic grand, 1 bright acoustic, ...); `None`
             keeps the file's.
-        reuse_synthesizer: keep one synthesizer per SoundFont in this process (loading a SoundFont takes up to
-            seconds). Renderings then differ from a fresh synthesizer's by FluidSynth's 64-sample event timing
-            (inaudible); the default, a fresh synthesizer, is bit-exact from call to call.
 
     Returns:
         `np.ndarray` of shape (samples,), float32.
@@ -91,26 +86,16 @@ def render_midi(
         for instrument in midi.instruments:
             instrument.program = program
     soundfont = default_soundfont() if soundfont is None else find_soundfont(soundfont)
-    if reuse_synthesizer:
-        synthesizer, soundfont_id = _shared_synthesizer(soundfont, sampling_rate)
+    # A fresh synthesizer each time (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps its
+    # event timing phase and effect state, so a clip's samples would depend on what the process rendered earlier.
+    synthesizer, soundfont_id = _new_synthesizer(soundfont, sampling_rate)
+    try:
         audio = midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
-        # Silence every voice, controller and effect tail before the next rendering.
-        synthesizer.system_reset()
-        synthesizer.get_samples(sampling_rate)
-    else:
-        synthesizer, soundfont_id = _new_synthesizer(soundfont, sampling_rate)
-        try:
-            audio = midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
-        finally:
-            synthesizer.delete()
+    finally:
+        synthesizer.delete()
     if max_duration_s is not None:
         audio = audio[: int(round(max_duration_s * sampling_rate))]
     return (audio * peak).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=4)
-def _shared_synthesizer(soundfont_path: str, sampling_rate: int):
-    return _new_synthesizer(soundfont_path, sampling_rate)
 
 
 def _new_synthesizer(soundfont_path: str, sampling_rate: int):

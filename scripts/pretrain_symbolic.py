@@ -5,9 +5,9 @@ r"""Pretrains the symbolic encoder by masked-token prediction on MAESTRO (train 
 
 Random 5-s windows (--window-s) are tokenized as the processor tokenizes a transcription; 15% of the
 tokens are masked (transformers' DataCollatorForLanguageModeling) and the transformers Trainer (Accelerate
-underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split picks
-the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained <output-dir>/best` starts
-the classifier's symbolic encoder from it.
+underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split, masked
+once, picks the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained
+<output-dir>/best` starts the classifier's symbolic encoder from it.
 
 With --transcribed-pieces N, N of MAESTRO's train pieces (their first --transcribed-seconds) are also rendered
 through the training distribution of SoundFonts, rooms, EQ, noise and codecs and transcribed by basic-pitch, so the
@@ -28,17 +28,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR
 from mdpiano.pretraining import (
     LengthGroupedWindows,
+    MaskedLMCollator,
     RandomMidiWindows,
     fixed_windows,
     load_corpus,
     maestro_files,
+    masked_evaluation_windows,
     read_corpus_archive,
     transcribed_corpus,
     write_corpus_archive,
@@ -128,6 +130,7 @@ def main():
     train_windows = RandomMidiWindows(train_corpus, processor, seed=args.seed, window_s=args.window_s)
     if args.group_by_length:
         train_windows = LengthGroupedWindows(train_windows, args.batch_size, seed=args.seed)
+    evaluation_windows = fixed_windows(validation_corpus, processor, args.eval_windows, args.seed + 1, args.window_s)
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -154,8 +157,8 @@ def main():
         model=model,
         args=training_args,
         train_dataset=train_windows,
-        eval_dataset=fixed_windows(validation_corpus, processor, args.eval_windows, args.seed + 1, args.window_s),
-        data_collator=DataCollatorForLanguageModeling(processor.tokenizer, mlm_probability=args.mlm_probability),
+        eval_dataset=masked_evaluation_windows(evaluation_windows, processor.tokenizer, args.mlm_probability, args.seed + 1),
+        data_collator=MaskedLMCollator(processor.tokenizer, mlm_probability=args.mlm_probability),
     )
     trainer.train(resume_from_checkpoint=any(Path(args.output_dir).glob("checkpoint-*")) or None)
     metrics = trainer.evaluate()

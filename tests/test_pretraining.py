@@ -55,3 +55,37 @@ def test_length_grouping_cuts_padding_with_dataloader_workers(processor, corpus)
 def test_length_grouping_rejects_empty_batches(processor, corpus):
     with pytest.raises(ValueError, match="must be at least 1"):
         LengthGroupedWindows(RandomMidiWindows(corpus, processor), batch_size=0)
+
+
+def test_evaluation_masks_are_drawn_once(processor, corpus, tmp_path):
+    """Two evaluations of the same weights give the same loss: the validation windows carry fixed masks."""
+    from transformers import Trainer, TrainingArguments
+
+    from mdpiano import MDPianoConfig, MDPianoSymbolicForMaskedLM
+    from mdpiano.pretraining import MaskedLMCollator, fixed_windows, masked_evaluation_windows
+
+    windows = fixed_windows(corpus, processor, count=6, seed=1, window_s=5.0)
+    masked = masked_evaluation_windows(windows, processor.tokenizer, mlm_probability=0.15, seed=2)
+    assert masked == masked_evaluation_windows(windows, processor.tokenizer, mlm_probability=0.15, seed=2)
+    for window, item in zip(windows, masked):
+        assert len(item["input_ids"]) == len(item["labels"]) == len(window["input_ids"])
+        targets = [(label, original) for label, original in zip(item["labels"], window["input_ids"]) if label != -100]
+        assert targets and all(label == original for label, original in targets)
+    share = sum(label != -100 for item in masked for label in item["labels"]) / sum(len(item["labels"]) for item in masked)
+    assert 0.05 < share < 0.3  # about mlm_probability of the tokens
+
+    collator = MaskedLMCollator(processor.tokenizer, mlm_probability=0.15)
+    batch = collator(masked[:3])
+    length = max(len(item["input_ids"]) for item in masked[:3])
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (3, length)
+    shortest = min(range(3), key=lambda i: len(masked[i]["input_ids"]))
+    tail = slice(len(masked[shortest]["input_ids"]), None)
+    assert (batch["labels"][shortest, tail] == -100).all() and (batch["attention_mask"][shortest, tail] == 0).all()
+    assert "labels" in collator([{"input_ids": windows[0]["input_ids"]}])  # training windows are masked afresh
+
+    torch.manual_seed(0)
+    config = MDPianoConfig(d_model=32, num_encoder_layers=1, num_attention_heads=2, intermediate_size=64)
+    trainer = Trainer(model=MDPianoSymbolicForMaskedLM(config), data_collator=collator, eval_dataset=masked,
+                      args=TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=2, report_to=[],
+                                             dataloader_pin_memory=False))  # fmt: skip
+    assert trainer.evaluate()["eval_loss"] == trainer.evaluate()["eval_loss"]
