@@ -92,19 +92,29 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
-def replace_section(path, name: str, content: str, yaml: bool = False) -> None:
-    """
-    Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in a document (README, model card), or
-    between `# name:begin` and `# name:end` lines in its YAML front matter when `yaml`.
-    """
-    path = Path(path)
+def _split_section(path: Path, name: str, yaml: bool) -> tuple[str, str, str, str, str]:
+    """A document's text before the section's begin marker, the marker, the section, the end marker, and the rest."""
     text = path.read_text()
     begin, end = (f"# {name}:begin", f"# {name}:end") if yaml else (f"<!-- {name}:begin -->", f"<!-- {name}:end -->")
     if begin not in text or end not in text:
         raise ValueError(f"{path} has no {begin} ... {end} section to fill.")
     head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    path.write_text(f"{head}{begin}\n{content.strip()}\n{end}{tail}")
+    section, tail = rest.split(end, 1)
+    return head, begin, section, end, tail
 
 
-__all__ = ["clip_predictions", "metrics_table", "replace_section", "write_report"]
+def read_section(path, name: str, yaml: bool = False) -> str:
+    """The text of a section written by [`replace_section`]."""
+    return _split_section(Path(path), name, yaml)[2].strip()
+
+
+def replace_section(path, name: str, content: str, yaml: bool = False) -> None:
+    """
+    Replaces the text between `<!-- name:begin -->` and `<!-- name:end -->` in a document (README, model card), or
+    between `# name:begin` and `# name:end` lines in its YAML front matter when `yaml`.
+    """
+    head, begin, _, end, tail = _split_section(Path(path), name, yaml)
+    Path(path).write_text(f"{head}{begin}\n{content.strip()}\n{end}{tail}")
+
+
+__all__ = ["clip_predictions", "metrics_table", "read_section", "replace_section", "write_report"]

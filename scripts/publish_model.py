@@ -3,6 +3,11 @@ evaluates it on the EMOPIA test split, and writes the results into results/, REA
 
     python scripts/publish_model.py --run runs/full --cache-dir ~/.cache/mdpiano [--data ../shared/data]
     python scripts/publish_model.py --run runs/robust/augmented/seed-* --cache-dir ...   # the best of several runs
+    python scripts/publish_model.py --model models/mdpiano-emopia --cache-dir ...        # re-measure the published one
+
+The test audio comes from `python scripts/render_emopia.py --cache-dir ... --sets test-unseen test-clean` (the same
+files on any machine). --model evaluates the published model folder as it is (nothing trained, calibrated or saved)
+and keeps the training paragraph of its publication, so the test figures can be reproduced without the runs.
 
 Given several runs, the one with the best validation accuracy (then the lower validation loss) is published; the
 test split plays no part in the choice.
@@ -20,6 +25,7 @@ sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname
 
 import argparse  # noqa: E402
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +35,7 @@ from mdpiano.calibration import calibrate as calibrate_decisions
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
-from mdpiano.evaluation import clip_predictions, metrics_table, replace_section, write_report
+from mdpiano.evaluation import clip_predictions, metrics_table, read_section, replace_section, write_report
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EVALUATIONS = [  # (name, audio set, mode, symbolic source)
@@ -105,6 +111,16 @@ def calibrate(model, processor, args) -> str:
     )
 
 
+def last_publication() -> tuple[str, str]:
+    """The training paragraph and the command of the model's publication, from README's results section."""
+    paragraphs = read_section(REPOSITORY / "README.md", "results").split("\n\n")
+    provenance = next((p for p in paragraphs if p.startswith("Training:")), "")
+    command = re.search(r"`python scripts/publish_model.py --run [^`]*`", "\n\n".join(paragraphs))
+    if not provenance or command is None:
+        raise ValueError("README.md's results section does not say how the model was published; publish it with --run.")
+    return provenance, command.group(0)
+
+
 def model_index(results: dict) -> str:
     metrics = results["test-unseen"]
     lines = ["model-index:", "  - name: mdpiano-emopia", "    results:", "      - task:", "          type: audio-classification",
@@ -120,7 +136,9 @@ def model_index(results: dict) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, nargs="+", help="training output folder(s) (holding best/ and log.jsonl)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", nargs="+", help="training output folder(s) (holding best/ and log.jsonl)")
+    source.add_argument("--model", help="a published model folder: re-evaluate it as it is (no runs needed)")
     parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--cache-dir", required=True)
     parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
@@ -128,14 +146,27 @@ def main():
     parser.add_argument("--calibrate-on", metavar="AUDIO_SET",
                         help="fit the quadrant decision offsets on the validation split rendered as AUDIO_SET")
     args = parser.parse_args()
+    if args.model and args.calibrate_on:
+        parser.error("--calibrate-on fits the offsets of a model being published: use it with --run")
 
-    candidates = [Path(run) for run in args.run]
-    run = best_run(candidates)
-    print(f"publishing {run}")
-    model = MDPianoForAudioClassification.from_pretrained(run / "best").eval()
-    processor = MDPianoProcessor.from_pretrained(run / "best")
-    calibration = calibrate(model, processor, args) if args.calibrate_on else ""
-    save_for_package(args.output, model, processor)
+    if args.run:
+        candidates = [Path(run) for run in args.run]
+        run = best_run(candidates)
+        print(f"publishing {run}")
+        model = MDPianoForAudioClassification.from_pretrained(run / "best").eval()
+        processor = MDPianoProcessor.from_pretrained(run / "best")
+        calibration = calibrate(model, processor, args) if args.calibrate_on else ""
+        save_for_package(args.output, model, processor)
+        provenance = training_summary(run, candidates) + calibration
+        publication = (f"`python scripts/publish_model.py --run {' '.join(args.run)} --cache-dir <cache-dir>"
+                       + (f" --calibrate-on {args.calibrate_on}" if args.calibrate_on else "") + "`")  # fmt: skip
+        produced = f"Produced by {publication}"
+    else:
+        model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
+        processor = MDPianoProcessor.from_pretrained(args.model)
+        provenance, publication = last_publication()
+        produced = (f"Model published by {publication}; test figures measured by `python scripts/publish_model.py "
+                    f"--model {args.model} --cache-dir <cache-dir>`")  # fmt: skip
     splits = load_emopia(Path(args.data) / "emopia")
     test_songs = set(splits["test"]["song_id"])
     shared_songs = test_songs & set(splits["train"]["song_id"]) | test_songs & set(splits["validation"]["song_id"])
@@ -165,11 +196,11 @@ def main():
         "",
         metrics_table(results["test-unseen"]).split("\n\n", 1)[1],
         "",
-        training_summary(run, candidates) + calibration,
+        provenance,
         "",
-        f"Produced by `python scripts/publish_model.py --run {' '.join(args.run)} --cache-dir <cache-dir>"
-        + (f" --calibrate-on {args.calibrate_on}" if args.calibrate_on else "") + "`; figures: "
-        "`results/<test audio>/confusion_matrix.png`, `valence_arousal.png`; per-clip predictions: `results.json`.",
+        f"{produced}, on the test audio of `python scripts/render_emopia.py --cache-dir <cache-dir> --sets test-unseen "
+        "test-clean`; figures: `results/<test audio>/confusion_matrix.png`, `valence_arousal.png`; per-clip "
+        "predictions: `results.json`.",
     ])
     for document in ("README.md", "model_card.md"):
         replace_section(REPOSITORY / document, "results", text)

@@ -84,7 +84,7 @@ def test_accelerate_launch_trains_with_two_processes(tiny_emopia, tmp_path):
     assert len((output / "log.jsonl").read_text().splitlines()) == 2  # one line per epoch: only the main process logs
 
 
-def test_ablations_write_their_table(tiny_emopia, tmp_path):
+def test_ablations_write_their_table(tiny_emopia, tmp_path, run_script):
     data, cache = tiny_emopia
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))
@@ -97,10 +97,11 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path):
     assert "one seed (0)" in table and "at most 1 epochs" in table and "Not run: full, stft-input, single-loss." in table
     assert "--cache-dir <cache-dir>" in table and str(cache) not in table
     assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
-    # --finished-only trains nothing: it tabulates the finished runs and names the rest
-    run("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
-        "--variants", "acoustic-only", "symbolic-only", "single-loss", "--seeds", "0", "1", "--epochs", "1",
-        "--test-set", "test-clean", "--no-docs", "--finished-only")  # fmt: skip
+    # --finished-only trains nothing: it tabulates the finished runs and names the rest (run in this process)
+    status, error = run_script("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+                               "--variants", "acoustic-only", "symbolic-only", "single-loss", "--seeds", "0", "1",
+                               "--epochs", "1", "--test-set", "test-clean", "--no-docs", "--finished-only")  # fmt: skip
+    assert status == 0, error[-3000:]
     table = (output / "ablations.md").read_text()
     assert "| acoustic-only | 1 |" in table and "| symbolic-only | 1 |" in table and "| single-loss" not in table
     assert "Not run: full, stft-input." in table
@@ -135,7 +136,7 @@ def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_pa
     assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
 
 
-def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path):
+def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script):
     """pretrain_symbolic.py reads MAESTRO-shaped MIDI, exports the notes, and pretrains from that archive alone."""
     from mdpiano import MDPianoForAudioClassification
     from mdpiano.pretraining import read_corpus_archive
@@ -176,9 +177,8 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path):
                     "--max-steps", "1", "--batch-size", "2", "--eval-windows", "2", "--no-transcribed")  # fmt: skip
     assert "and 0 transcribed excerpts (0.0 h, 0% of the windows)" in midi_only.stdout
 
-    result = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "pretrain_symbolic.py"), "--corpus",
-                             str(tmp_path / "absent.npz.xz"), "--output-dir", str(output)], capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 2 and "No corpus archive at" in result.stderr
+    status, error = run_script("pretrain_symbolic.py", "--corpus", tmp_path / "absent.npz.xz", "--output-dir", output)
+    assert status == 2 and "No corpus archive at" in error
 
 
 def test_corpus_archive_errors(tmp_path):
@@ -201,3 +201,17 @@ def test_scripts_name_bad_inputs_without_a_traceback(run_script, tmp_path):
     status, error = run_script("pretrain_symbolic.py", "--data", tmp_path / "nowhere", "--cache-dir", tmp_path,
                                "--output-dir", tmp_path / "mlm")  # fmt: skip
     assert status == 1 and error.startswith("error: ") and "nowhere" in error
+
+
+def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, tmp_path, monkeypatch):
+    """--model keeps the training paragraph and command its publication wrote into README's results section."""
+    import runpy
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script edits it
+    publish = runpy.run_path(str(REPOSITORY / "scripts" / "publish_model.py"), run_name="publish_model")
+    provenance, command = publish["last_publication"]()
+    assert provenance.startswith("Training: ") and command.startswith("`python scripts/publish_model.py --run ")
+    status, error = run_script("publish_model.py", "--model", tmp_path, "--cache-dir", tmp_path, "--calibrate-on", "x")
+    assert status == 2 and "use it with --run" in error
+    status, error = run_script("publish_model.py", "--model", tmp_path, "--run", tmp_path, "--cache-dir", tmp_path)
+    assert status == 2 and "not allowed with argument" in error
