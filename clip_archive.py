@@ -87,6 +87,25 @@ def _unpack(arrays, feature_extractor) -> list[Clip]:
     ]
 
 
+def archive_manifest(folder, feature_extractor) -> dict:
+    """
+    The manifest that writing into `folder` extends: its archive's, whose sets stay, or a new one. Check it before
+    caching anything: clips of other feature settings cannot join an archive.
+
+    Raises:
+        `ValueError` when the folder holds an archive of other feature settings.
+    """
+    folder = Path(folder)
+    settings = _feature_settings(feature_extractor)
+    if not (folder / "archive.json").is_file():
+        return {"format_version": FORMAT_VERSION, "feature_settings": settings, "sets": {}}
+    manifest = json.loads((folder / "archive.json").read_text())
+    if manifest["feature_settings"] != settings:
+        raise ValueError(f"{folder} holds clips with other feature settings ({manifest['feature_settings']}); "
+                         "write this archive into another folder.")  # fmt: skip
+    return manifest
+
+
 def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, clips_per_file: int = 200) -> list[Path]:
     """
     Writes the clips of each named set (e.g. `{"train-0": [...], "validation": [...]}`) into `folder`, at most
@@ -99,14 +118,8 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
     from tqdm.auto import tqdm
 
     folder = Path(folder)
+    manifest = archive_manifest(folder, feature_extractor)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = _feature_settings(feature_extractor)
-    manifest = {"format_version": FORMAT_VERSION, "feature_settings": settings, "sets": {}}
-    if (folder / "archive.json").is_file():  # add to an existing archive: its other sets stay
-        manifest = json.loads((folder / "archive.json").read_text())
-        if manifest["feature_settings"] != settings:
-            raise ValueError(f"{folder} holds clips with other feature settings ({manifest['feature_settings']}); "
-                             "write this archive into another folder.")  # fmt: skip
     written = [folder / "archive.json"]
     for name, clips in sets.items():
         if not clips:
@@ -155,4 +168,4 @@ def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
     return clips
 
 
-__all__ = ["read_clip_archive", "read_npz_xz", "write_clip_archive", "write_npz_xz"]
+__all__ = ["archive_manifest", "read_clip_archive", "read_npz_xz", "write_clip_archive", "write_npz_xz"]

@@ -29,8 +29,9 @@ def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
 
 def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
     """
-    Notes (N, 4) of MIDI files, parsed once and cached as `.npy` under `cache_dir/midi_notes`; unreadable files are
-    returned with their error instead of stopping the run.
+    Notes (N, 4) of MIDI files, parsed once and cached as `.npy` under `cache_dir/midi_notes` (parsed again when the
+    file is newer than its entry: edited or replaced); unreadable files are returned with their error instead of
+    stopping the run.
     """
     from tqdm.auto import tqdm
 
@@ -39,7 +40,7 @@ def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
     corpus, failures = [], {}
     for path in tqdm(list(paths), desc="Reading MIDI"):
         cached = folder / (hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16] + ".npy")
-        if cached.exists():
+        if cached.exists() and Path(path).exists() and cached.stat().st_mtime_ns >= Path(path).stat().st_mtime_ns:
             corpus.append(np.load(cached))
             continue
         try:

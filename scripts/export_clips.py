@@ -14,7 +14,7 @@ from pathlib import Path
 from mdpiano import MDPianoConfig, MDPianoProcessor
 from mdpiano.caching import cache_dataset
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.clip_archive import write_clip_archive
+from mdpiano.clip_archive import archive_manifest, write_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.training import load_clips
 
@@ -33,15 +33,21 @@ def main():
 
     config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
     processor = MDPianoProcessor.from_config(config)
-    sets = {}
-    for audio_set in args.sets:
-        try:
-            split = split_of_audio_set(audio_set)
-        except ValueError as error:
-            parser.error(str(error))
+    # Every check before caching, which can take an hour: the archive's settings, the sets' names and audio.
+    try:
+        archive_manifest(args.output_dir, processor.feature_extractor)
+        splits = {audio_set: split_of_audio_set(audio_set) for audio_set in args.sets}
+    except ValueError as error:
+        parser.error(str(error))
+    datasets = {}
+    for audio_set, split in splits.items():
         audio_dir = Path(args.cache_dir) / "audio" / audio_set
-        dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir, splits=[split])[split]
-        sets[audio_set] = load_clips(cache_dataset(dataset, processor, args.cache_dir, audio_set, args.num_proc))
+        datasets[audio_set] = load_emopia(Path(args.data) / "emopia", args.split_scheme, audio_dir=audio_dir, splits=[split])[split]
+        if len(datasets[audio_set]) == 0:
+            parser.error(f"{audio_dir} holds audio of none of the {split} split's clips: render it first "
+                         f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {audio_set}).")  # fmt: skip
+    sets = {name: load_clips(cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc))
+            for name, dataset in datasets.items()}  # fmt: skip
     files = write_clip_archive(args.output_dir, sets, processor.feature_extractor, args.clips_per_file)
     for path in files:
         print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")

@@ -208,7 +208,7 @@ def test_reduced_precision_cpu_inference_pads_token_lengths_to_steps(monkeypatch
 
     lengths = []
     model.to(torch.bfloat16)
-    monkeypatch.setattr(model.mdpiano, "forward", lambda *a, f=model.mdpiano.forward: lengths.append(a[2].shape[1]) or f(*a))
+    monkeypatch.setattr(model.mdpiano, "forward", lambda *a, f=model.mdpiano.forward, **k: lengths.append(a[2].shape[1]) or f(*a, **k))
     with torch.no_grad():
         model(**{**inputs, "input_features": inputs["input_features"].to(torch.bfloat16)})
     assert lengths == [padded_ids.shape[1]]

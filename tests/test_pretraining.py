@@ -89,3 +89,28 @@ def test_evaluation_masks_are_drawn_once(processor, corpus, tmp_path):
                       args=TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=2, report_to=[],
                                              dataloader_pin_memory=False))  # fmt: skip
     assert trainer.evaluate()["eval_loss"] == trainer.evaluate()["eval_loss"]
+
+
+def test_midi_cache_follows_edited_files(tmp_path):
+    import os
+
+    import pretty_midi
+
+    from mdpiano.pretraining import load_corpus
+
+    def write(path, pitches):
+        midi = pretty_midi.PrettyMIDI()
+        piano = pretty_midi.Instrument(program=0)
+        piano.notes = [pretty_midi.Note(velocity=80, pitch=p, start=i * 0.5, end=i * 0.5 + 0.4) for i, p in enumerate(pitches)]
+        midi.instruments.append(piano)
+        midi.write(str(path))
+
+    path = tmp_path / "piece.mid"
+    write(path, [60, 62])
+    first, _ = load_corpus([path], tmp_path / "cache")
+    assert first[0][:, 2].tolist() == [60, 62]
+    assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [60, 62]  # read from the cache
+    write(path, [70, 71, 72])
+    later = os.stat(path).st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+    assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [70, 71, 72]

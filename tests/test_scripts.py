@@ -215,3 +215,21 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     assert status == 2 and "use it with --run" in error
     status, error = run_script("publish_model.py", "--model", tmp_path, "--run", tmp_path, "--cache-dir", tmp_path)
     assert status == 2 and "not allowed with argument" in error
+
+
+def test_export_clips_checks_everything_before_caching(run_script, tmp_path):
+    archive, cache = tmp_path / "archive", tmp_path / "cache"
+    archive.mkdir()
+    (archive / "archive.json").write_text(json.dumps({"format_version": 1, "feature_settings": {"n_mels": 1}, "sets": {}}))
+    status, error = run_script("export_clips.py", "--cache-dir", cache, "--output-dir", archive, "--sets", "test-clean")
+    assert status == 2 and "other feature settings" in error
+    # test-clean holds one test clip's audio (the Q1 example), test-unseen no folder, then an empty one.
+    (cache / "audio" / "test-clean").mkdir(parents=True)
+    example = next((REPOSITORY / "examples").glob("Q1_*.mp3"))
+    (cache / "audio" / "test-clean" / example.name).symlink_to(example)
+    for expected_status, expected in ((1, "Audio folder not found"), (2, "render it first")):
+        status, error = run_script("export_clips.py", "--cache-dir", cache, "--output-dir", tmp_path / "new",
+                                   "--sets", "test-clean", "test-unseen")  # fmt: skip
+        assert status == expected_status and expected in error and "test-unseen" in error
+        (cache / "audio" / "test-unseen").mkdir(exist_ok=True)
+    assert sorted(p.name for p in cache.iterdir()) == ["audio"]  # test-clean was not cached
