@@ -139,7 +139,8 @@ def serve_app():
 def run_script(monkeypatch, capsys):
     """
     Runs `scripts/<name>` in this process, without an interpreter's start-up and imports (for argument and input
-    checks that end a script early): `run_script(name, *arguments)` gives (exit status, stderr).
+    checks that end a script early, and scripts that start their own processes for the heavy work):
+    `run_script(name, *arguments)` gives (exit status, stderr); `run_script.stdout` then holds what it printed.
     """
     import runpy
     import sys
@@ -153,6 +154,8 @@ def run_script(monkeypatch, capsys):
             status = 0
         except SystemExit as exit:
             status, message = (exit.code, "") if isinstance(exit.code, int) or exit.code is None else (1, str(exit.code))
-        return status or 0, capsys.readouterr().err + message
+        captured = capsys.readouterr()
+        run.stdout = captured.out
+        return status or 0, captured.err + message
 
     return run

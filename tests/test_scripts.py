@@ -47,7 +47,7 @@ def tiny_emopia(emopia_dir, tmp_path_factory):
     return data, cache
 
 
-def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir):
+def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script):
     data, cache = tiny_emopia
     assert len(list((cache / "audio" / "train-0").glob("*.flac")) + list((cache / "audio" / "train-0").glob("*.ogg"))) == 2
     config = tmp_path / "config.json"
@@ -58,13 +58,14 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir):
     assert "2 training clips" in trained.stdout
     assert (output / "best" / "model.safetensors").is_file() and len((output / "log.jsonl").read_text().splitlines()) == 2
     for extra in ([], ["--symbolic-source", "midi"]):
-        evaluated = run("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
-                        "--audio-set", "test-clean", "--num-proc", "1", *extra)  # fmt: skip
+        status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
+                                   "--audio-set", "test-clean", "--num-proc", "1", *extra)  # fmt: skip
+        assert status == 0, error[-3000:]
         folder = output / "best" / "evaluation" / ("test-clean-test" + ("-midi" if extra else ""))
         report = json.loads((folder / "results.json").read_text())
         assert len(report["clips"]) == 2 and 0 <= report["metrics"]["accuracy"] <= 1
         assert (folder / "confusion_matrix.png").is_file() and (folder / "valence_arousal.png").is_file()
-        assert "| accuracy |" in evaluated.stdout
+        assert "| accuracy |" in run_script.stdout
 
 
 def test_accelerate_launch_trains_with_two_processes(tiny_emopia, tmp_path):
@@ -89,15 +90,17 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path, run_script):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))
     output = tmp_path / "ablations"
-    result = run("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
-                 "--variants", "acoustic-only", "symbolic-only", "--seeds", "0", "--epochs", "1", "--test-set",
-                 "test-clean", "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    # ablations.py in this process; each run's train.py in a process of its own
+    status, error = run_script("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+                               "--variants", "acoustic-only", "symbolic-only", "--seeds", "0", "--epochs", "1", "--test-set",
+                               "test-clean", "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    assert status == 0, error[-3000:]
     table = (output / "ablations.md").read_text()
     assert "| acoustic-only | 1 |" in table and "| symbolic-only | 1 |" in table and "0.630 / 0.902 / 0.697" in table
     assert "one seed (0)" in table and "at most 1 epochs" in table and "Not run: full, stft-input, single-loss." in table
     assert "--cache-dir <cache-dir>" in table and str(cache) not in table
-    assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
-    # --finished-only trains nothing: it tabulates the finished runs and names the rest (run in this process)
+    assert run_script.stdout.strip().endswith(table.strip().splitlines()[-1])
+    # --finished-only trains nothing: it tabulates the finished runs and names the rest
     status, error = run_script("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
                                "--variants", "acoustic-only", "symbolic-only", "single-loss", "--seeds", "0", "1",
                                "--epochs", "1", "--test-set", "test-clean", "--no-docs", "--finished-only")  # fmt: skip
@@ -109,21 +112,24 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path, run_script):
     assert not (output / "single-loss").exists() and not (output / "acoustic-only" / "seed-1").exists()
 
 
-def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_path):
+def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_path, run_script):
     """export_clips.py packs the cached sets; ablations.py (and train.py under it) then run on the archive alone."""
     data, cache = tiny_emopia
     config = tmp_path / "config.json"
     config.write_text(json.dumps(TINY_CONFIG))
     archive = tmp_path / "archive"
-    run("export_clips.py", "--data", data, "--cache-dir", cache, "--output-dir", archive, "--config", config,
-        "--sets", "train-0", "validation", "test-clean", "--num-proc", "1", "--clips-per-file", "1")  # fmt: skip
+    status, error = run_script("export_clips.py", "--data", data, "--cache-dir", cache, "--output-dir", archive, "--config",
+                               config, "--sets", "train-0", "validation", "test-clean", "--num-proc", "1",
+                               "--clips-per-file", "1")  # fmt: skip
+    assert status == 0, error[-3000:]
     manifest = json.loads((archive / "archive.json").read_text())
     assert {name: entry["clips"] for name, entry in manifest["sets"].items()} == {"train-0": 2, "validation": 2, "test-clean": 2}
     assert len(list(archive.glob("train-0-*.npz.xz"))) == 2
     output = tmp_path / "ablations"
-    result = run("ablations.py", "--clips", archive, "--output-dir", output, "--config", config, "--jobs", "2",
-                 "--variants", "full", "augmented", "--seeds", "0", "--epochs", "1", "--test-set", "test-clean",
-                 "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    status, error = run_script("ablations.py", "--clips", archive, "--output-dir", output, "--config", config, "--jobs", "2",
+                               "--variants", "full", "augmented", "--seeds", "0", "--epochs", "1", "--test-set",
+                               "test-clean", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    assert status == 0, error[-3000:]
     table = (output / "ablations.md").read_text()
     assert "Training arguments added to every run: `--train-sets train-0 --batch-size 2`." in table
     assert "| full | 1 |" in table and "| augmented | 1 |" in table and "Trained on: CPU" in table
@@ -133,7 +139,7 @@ def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_pa
     for variant, augmented in (("full", False), ("augmented", True)):
         assert json.loads((output / variant / "seed-0" / "arguments.json").read_text())["augment_features"] is augmented
         assert "2 training clips (train-0)" in (output / variant / "seed-0" / "train.log").read_text()
-    assert result.stdout.strip().endswith(table.strip().splitlines()[-1])
+    assert run_script.stdout.strip().endswith(table.strip().splitlines()[-1])
 
 
 def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script):
