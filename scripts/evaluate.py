@@ -92,6 +92,8 @@ def main():
                         "(user-<hash> for --labelled-data)")  # fmt: skip
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's weights and features")
+    parser.add_argument("--stride-s", type=float, help="hop between analysis windows, as the pipeline's stride_length_s "
+                        "(default: one window, no overlap)")
     parser.add_argument("--uncalibrated", action="store_true", help="ignore the model's quadrant_logit_bias")
     parser.add_argument("--fit-calibration", action="store_true",
                         help="fit quadrant_logit_bias on these clips and save it in the model folder's config.json")  # fmt: skip
@@ -102,6 +104,10 @@ def main():
     if args.fit_calibration and (args.dtype != "float32" or args.symbolic_source != "transcription"
                                  or not (Path(args.model) / "config.json").is_file()):  # fmt: skip
         parser.error("--fit-calibration needs a local model folder, float32 and transcriptions (what the pipeline uses)")
+    if args.stride_s is not None and not args.stride_s > 0:
+        parser.error(f"--stride-s must be a positive number of seconds, got {args.stride_s}")
+    if args.stride_s and args.fit_calibration:
+        parser.error("--fit-calibration fits offsets for the pipeline's default windows: leave out --stride-s")
     try:
         dataset, set_name, report_name, source, skipped = evaluation_data(args)
     except (ValueError, FileNotFoundError) as error:
@@ -111,16 +117,19 @@ def main():
         model.config.quadrant_logit_bias = None
     processor = MDPianoProcessor.from_pretrained(args.model)
     try:
-        predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source, args.num_proc)
+        predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source,
+                                       args.num_proc, stride_s=args.stride_s)  # fmt: skip
     except AudioDecodeError as error:
         sys.exit(f"error: {error}")
     if args.fit_calibration:
         predictions = fit_calibration(model, predictions, dataset, args.model)
     suffix = ("-midi" if args.symbolic_source == "midi" else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
     suffix += "-uncalibrated" if args.uncalibrated else "-calibration-fit" if args.fit_calibration else ""
+    suffix += f"-stride-{args.stride_s:g}s" if args.stride_s else ""
     output_dir = Path(args.output_dir or Path(args.model) / "evaluation" / f"{report_name}{suffix}")
     precision = ("" if args.dtype == "float32" else f", {args.dtype}") + (", uncalibrated" if args.uncalibrated else "")
     precision += ", calibration fitted on these clips" if args.fit_calibration else ""
+    precision += f", windows every {args.stride_s:g} s" if args.stride_s else ""
     title = f"{Path(args.model).name} on {source} ({args.mode}, symbols: {args.symbolic_source}{precision})"
     extra = {"arguments": vars(args), "clips_evaluated": len(dataset), "clips_skipped": skipped}
     metrics = write_report(predictions, dataset, output_dir, title, extra=extra)

@@ -57,15 +57,18 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script):
                   "--train-sets", "train-0", "--epochs", "2", "--batch-size", "2", "--num-proc", "1")  # fmt: skip
     assert "2 training clips" in trained.stdout
     assert (output / "best" / "model.safetensors").is_file() and len((output / "log.jsonl").read_text().splitlines()) == 2
-    for extra in ([], ["--symbolic-source", "midi"]):
+    for extra, suffix in (([], ""), (["--symbolic-source", "midi"], "-midi"), (["--stride-s", "2.5"], "-stride-2.5s")):
         status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
                                    "--audio-set", "test-clean", "--num-proc", "1", *extra)  # fmt: skip
         assert status == 0, error[-3000:]
-        folder = output / "best" / "evaluation" / ("test-clean-test" + ("-midi" if extra else ""))
+        folder = output / "best" / "evaluation" / f"test-clean-test{suffix}"
         report = json.loads((folder / "results.json").read_text())
         assert len(report["clips"]) == 2 and 0 <= report["metrics"]["accuracy"] <= 1
         assert (folder / "confusion_matrix.png").is_file() and (folder / "valence_arousal.png").is_file()
         assert "| accuracy |" in run_script.stdout
+    assert "windows every 2.5 s" in report["title"]
+    status, error = run_script("evaluate.py", "--model", output / "best", "--cache-dir", cache, "--stride-s", "0")
+    assert status == 2 and "--stride-s must be a positive number" in error
 
 
 def test_accelerate_launch_trains_with_two_processes(tiny_emopia, tmp_path):
