@@ -10,6 +10,7 @@ again.
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +66,11 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
 
     notes_dir, features_dir = cache_folders(cache_dir, processor, name)
     notes_dir.mkdir(parents=True, exist_ok=True)
-    (notes_dir / "settings.json").write_text(json.dumps(processor.transcriber.to_dict(), indent=1))
+    _write_atomic(notes_dir / "settings.json", lambda f: f.write(json.dumps(processor.transcriber.to_dict(), indent=1).encode()))
     if with_features:
         features_dir.mkdir(parents=True, exist_ok=True)
-        (features_dir / "settings.json").write_text(json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str))
+        settings = json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str)
+        _write_atomic(features_dir / "settings.json", lambda f: f.write(settings.encode()))
     transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), num_threads=1 if num_proc > 1 else 0)
 
     def add_entry(row):
@@ -103,11 +105,19 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
 
 
 def _write_atomic(path: Path, write) -> None:
-    """Writes through a temporary file, so an interrupted run never leaves a truncated entry behind."""
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as file:
-        write(file)
-    os.replace(partial, path)
+    """
+    Writes through a temporary file of this writer's own, so an interrupted run never leaves a truncated entry behind
+    and two runs caching the same set at once (e.g. ablation variants started side by side) never write into one
+    file: each replaces the entry whole, with the same content.
+    """
+    partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    try:
+        with open(partial, "xb") as file:
+            write(file)
+        os.replace(partial, path)
+    except BaseException:
+        os.unlink(partial)
+        raise
 
 
 __all__ = ["cache_dataset", "cache_folders", "load_entry", "source_cache_name"]

@@ -141,13 +141,15 @@ def main():
     source.add_argument("--model", help="a published model folder: re-evaluate it as it is (no runs needed)")
     parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--cache-dir", required=True)
-    parser.add_argument("--output", default=str(DEFAULT_MODEL_DIR))
+    parser.add_argument("--output", help=f"where --run saves the model (default: {DEFAULT_MODEL_DIR})")
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--calibrate-on", metavar="AUDIO_SET",
                         help="fit the quadrant decision offsets on the validation split rendered as AUDIO_SET")
     args = parser.parse_args()
     if args.model and args.calibrate_on:
         parser.error("--calibrate-on fits the offsets of a model being published: use it with --run")
+    if args.model and args.output:
+        parser.error("--model re-evaluates a published folder and saves nothing: --output goes with --run")
 
     if args.run:
         candidates = [Path(run) for run in args.run]
@@ -156,7 +158,7 @@ def main():
         model = MDPianoForAudioClassification.from_pretrained(run / "best").eval()
         processor = MDPianoProcessor.from_pretrained(run / "best")
         calibration = calibrate(model, processor, args) if args.calibrate_on else ""
-        save_for_package(args.output, model, processor)
+        save_for_package(args.output or DEFAULT_MODEL_DIR, model, processor)
         provenance = training_summary(run, candidates) + calibration
         publication = (f"`python scripts/publish_model.py --run {' '.join(args.run)} --cache-dir <cache-dir>"
                        + (f" --calibrate-on {args.calibrate_on}" if args.calibrate_on else "") + "`")  # fmt: skip

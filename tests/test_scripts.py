@@ -224,6 +224,8 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     assert status == 2 and "use it with --run" in error
     status, error = run_script("publish_model.py", "--model", tmp_path, "--run", tmp_path, "--cache-dir", tmp_path)
     assert status == 2 and "not allowed with argument" in error
+    status, error = run_script("publish_model.py", "--model", tmp_path, "--cache-dir", tmp_path, "--output", tmp_path / "m")
+    assert status == 2 and "--output goes with --run" in error
 
 
 def test_export_clips_checks_everything_before_caching(run_script, tmp_path):

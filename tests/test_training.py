@@ -75,6 +75,40 @@ def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips,
         cache_dataset(dataset, processor, tmp_path / "cache", "mine")
 
 
+def test_two_runs_caching_one_entry_at_once_both_leave_it_whole(tmp_path):
+    import threading
+
+    from mdpiano.caching import _write_atomic
+
+    entry = tmp_path / "clip.npy"
+    halfway, other_done = threading.Event(), threading.Event()
+
+    def slow_write(file):  # the first writer is overtaken halfway by a second one
+        file.write(b"first-half ")
+        file.flush()
+        halfway.set()
+        other_done.wait(10)
+        file.write(b"first-rest")
+
+    errors = []
+
+    def first_writer():
+        try:
+            _write_atomic(entry, slow_write)
+        except Exception as error:
+            errors.append(error)
+
+    first = threading.Thread(target=first_writer)
+    first.start()
+    halfway.wait(10)
+    _write_atomic(entry, lambda file: file.write(b"second whole"))
+    assert entry.read_bytes() == b"second whole"
+    other_done.set()
+    first.join()
+    assert not errors and entry.read_bytes() == b"first-half first-rest"
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.npy"]  # no temporary file left behind
+
+
 def test_a_new_run_refuses_an_earlier_runs_folder(tmp_path, tiny_config, processor, clips):
     run_training(tiny_config, processor, clips, tmp_path, epochs=1)
     with pytest.raises(FileExistsError, match="holds an earlier run"):
