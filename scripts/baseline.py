@@ -1,0 +1,142 @@
+"""A reference baseline without deep learning: logistic regression on nine note statistics of each clip (key fit,
+density, velocity, register, durations; see mdpiano.note_statistics), trained on EMOPIA's train split and evaluated
+on its test split, from the ground-truth MIDI and from basic-pitch transcriptions of rendered test audio.
+
+    python scripts/baseline.py --cache-dir ~/.cache/mdpiano                        # train on the train split's MIDI
+    python scripts/baseline.py --cache-dir ~/.cache/mdpiano --train-on midi train-0   # ... and on transcriptions of train-0
+
+The transcriptions are the shipped model's (its processor's settings), cached like evaluate.py's, so the test
+sets' are shared with it. Writes results/baseline/<training source>/<test input>/ (results.json, confusion matrix,
+valence-arousal plane) and the table into README.md and model_card.md (unless --no-docs).
+"""
+
+import os
+import sys
+
+# This folder holds evaluate.py; keep it from shadowing the `evaluate` library that computes the metrics.
+sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
+
+import argparse  # noqa: E402
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from mdpiano import MDPianoProcessor
+from mdpiano.caching import cache_dataset
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR
+from mdpiano.cli import exit_on_input_errors
+from mdpiano.emopia import DEFAULT_DATA_DIR, QUADRANTS, load_emopia, split_of_audio_set
+from mdpiano.evaluation import replace_section, write_report
+from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics
+from mdpiano.notes_mdpiano import read_midi_notes
+from mdpiano.training import load_clips
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def clip_statistics(args, processor, split: str, source: str):
+    """The split's clips (a `datasets.Dataset`) and their note statistics (clips, len(NOTE_STATISTICS)), from the
+    clips' MIDI (`source` "midi") or from the cached transcriptions of the audio set `source`."""
+    emopia_dir = Path(args.data) / "emopia"
+    if source == "midi":
+        dataset = load_emopia(emopia_dir, args.split_scheme, splits=[split])[split]
+        paths = tqdm(dataset["midi_path"], desc=f"Note statistics, {split} MIDI")
+        return dataset, np.stack([note_statistics(read_midi_notes(path)) for path in paths])
+    audio_dir = Path(args.cache_dir) / "audio" / source
+    dataset = load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir, splits=[split])[split]
+    if len(dataset) == 0:
+        raise ValueError(f"{audio_dir} holds audio of none of the {split} split's clips: render it first "
+                         f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {source}).")  # fmt: skip
+    clips = load_clips(cache_dataset(dataset, processor, args.cache_dir, source, args.num_proc, with_features=False))
+    return dataset, np.stack([note_statistics(clip.notes, clip.duration) for clip in clips])
+
+
+def fit(statistics: np.ndarray, labels: np.ndarray):
+    """Standardised statistics into a multinomial logistic regression (deterministic: no seed to choose)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(statistics, labels)
+
+
+def quadrant_probabilities(classifier, statistics: np.ndarray) -> np.ndarray:
+    """(clips, 4) probabilities; zero for a quadrant absent from the training labels."""
+    probabilities = np.zeros((len(statistics), len(QUADRANTS)))
+    probabilities[:, classifier.classes_] = classifier.predict_proba(statistics)
+    return probabilities
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
+    parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
+    parser.add_argument("--cache-dir", required=True, help="holds audio/<set>; transcriptions are cached here")
+    parser.add_argument("--train-on", nargs="+", default=["midi"], metavar="SOURCE",
+                        help="'midi' (the train split's MIDI) and/or train audio sets, e.g. train-0; one classifier "
+                        "each (default: midi)")  # fmt: skip
+    parser.add_argument("--test-sets", nargs="*", default=["test-unseen", "test-clean"],
+                        help="rendered test audio sets to evaluate on, besides the test MIDI (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="whose transcription settings to use (default: %(default)s)")
+    parser.add_argument("--output-dir", default=str(REPOSITORY / "results" / "baseline"),
+                        help="reports go to <output-dir>/<training source>/<test input> (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription")
+    parser.add_argument("--no-docs", action="store_true", help="do not write the table into README.md and model_card.md")
+    args = parser.parse_args()
+    try:
+        for name in args.train_on:
+            if name != "midi" and split_of_audio_set(name) != "train":
+                raise ValueError(f"--train-on takes 'midi' or train audio sets (train-0, train-1, ...), got {name!r}.")
+        for name in args.test_sets:
+            if split_of_audio_set(name) != "test":
+                raise ValueError(f"--test-sets takes test audio sets (test-unseen, test-clean, ...), got {name!r}.")
+    except ValueError as error:
+        parser.error(str(error))
+    audio_sets = [name for name in [*args.train_on, *args.test_sets] if name != "midi"]
+    unrendered = [name for name in audio_sets if not (Path(args.cache_dir) / "audio" / name).is_dir()]
+    if unrendered:  # before any work
+        sys.exit(f"error: {Path(args.cache_dir) / 'audio'} holds no {', '.join(unrendered)}: render it first "
+                 f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {' '.join(unrendered)}).")  # fmt: skip
+
+    processor = MDPianoProcessor.from_pretrained(args.model)
+    try:
+        trains = {source: clip_statistics(args, processor, "train", source) for source in dict.fromkeys(args.train_on)}
+        tests = {source: clip_statistics(args, processor, "test", source) for source in dict.fromkeys(["midi", *args.test_sets])}
+    except ValueError as error:
+        sys.exit(f"error: {error}")
+    rows = ["| trained on | test input | 4Q accuracy | arousal | valence | macro-F1 |", "|---|---|---|---|---|---|"]
+    for train_source, (train, train_statistics) in trains.items():
+        classifier = fit(train_statistics, np.array(train["label"]))
+        trained_on = "train MIDI" if train_source == "midi" else f"transcriptions of `{train_source}`"
+        for test_source, (test, test_statistics) in tests.items():
+            name = "test-midi" if test_source == "midi" else test_source
+            title = f"note-statistics baseline ({trained_on}) on EMOPIA test, {name}"
+            extra = {"arguments": vars(args), "trained_on": train_source, "training_clips": train.num_rows,
+                     "statistics": list(NOTE_STATISTICS)}  # fmt: skip
+            predictions = {"probabilities": quadrant_probabilities(classifier, test_statistics)}
+            metrics = write_report(predictions, test, Path(args.output_dir) / train_source / name, title, extra)
+            tested_on = "test MIDI" if test_source == "midi" else f"transcriptions of `{test_source}`"
+            rows.append(f"| {trained_on} | {tested_on} | {metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | "
+                        f"{metrics['valence_accuracy']:.3f} | {metrics['macro_f1']:.3f} |")  # fmt: skip
+
+    options = "" if args.train_on == ["midi"] else " --train-on " + " ".join(args.train_on)
+    options += "" if args.test_sets == parser.get_default("test_sets") else " --test-sets " + " ".join(args.test_sets)
+    text = "\n".join([
+        f"Logistic regression on {len(NOTE_STATISTICS)} note statistics per clip ({', '.join(NOTE_STATISTICS)}), one "
+        f"classifier per training source (the train split: {train.num_rows} clips), on the EMOPIA test split "
+        f"({test.num_rows} clips). Transcriptions: basic-pitch, the model's settings. Arousal and valence accuracy are "
+        "read off the predicted quadrant.",
+        "",
+        *rows,
+        "",
+        f"Produced by `python scripts/baseline.py --cache-dir <cache-dir>{options}` "
+        "(results/baseline/<training source>/<test input>/results.json).",
+    ])  # fmt: skip
+    print(text)
+    if not args.no_docs:
+        for document in ("README.md", "model_card.md"):
+            replace_section(REPOSITORY / document, "baseline", text)
+
+if __name__ == "__main__":
+    exit_on_input_errors(main)
