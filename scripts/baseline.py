@@ -1,12 +1,14 @@
 """A reference baseline without deep learning: logistic regression on nine note statistics of each clip (key fit,
 density, velocity, register, durations; see mdpiano.note_statistics), trained on EMOPIA's train split and evaluated
-on its test split, from the ground-truth MIDI and from basic-pitch transcriptions of rendered test audio.
+on its test split, from the ground-truth MIDI and from basic-pitch transcriptions of rendered test (and validation)
+audio.
 
     python scripts/baseline.py --cache-dir ~/.cache/mdpiano                        # train on the train split's MIDI
     python scripts/baseline.py --cache-dir ~/.cache/mdpiano --train-on midi train-0   # ... and on transcriptions of train-0
+    python scripts/baseline.py ... --eval-sets test-unseen test-clean validation-unseen
 
-The transcriptions are the shipped model's (its processor's settings), cached like evaluate.py's, so the test
-sets' are shared with it. Writes results/baseline/<training source>/<test input>/ (results.json, confusion matrix,
+The transcriptions are the shipped model's (its processor's settings), cached like evaluate.py's, so the two
+share them. Writes results/baseline/<training source>/<evaluation set>/ (results.json, confusion matrix,
 valence-arousal plane) and the table into README.md and model_card.md (unless --no-docs).
 """
 
@@ -76,11 +78,12 @@ def main():
     parser.add_argument("--train-on", nargs="+", default=["midi"], metavar="SOURCE",
                         help="'midi' (the train split's MIDI) and/or train audio sets, e.g. train-0; one classifier "
                         "each (default: midi)")  # fmt: skip
-    parser.add_argument("--test-sets", nargs="*", default=["test-unseen", "test-clean"],
-                        help="rendered test audio sets to evaluate on, besides the test MIDI (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--eval-sets", nargs="*", default=["test-unseen", "test-clean"],
+                        help="rendered test or validation audio sets to evaluate on, besides the test MIDI "
+                        "(default: %(default)s)")  # fmt: skip
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="whose transcription settings to use (default: %(default)s)")
     parser.add_argument("--output-dir", default=str(REPOSITORY / "results" / "baseline"),
-                        help="reports go to <output-dir>/<training source>/<test input> (default: %(default)s)")  # fmt: skip
+                        help="reports go to <output-dir>/<training source>/<evaluation set> (default: %(default)s)")  # fmt: skip
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription")
     parser.add_argument("--no-docs", action="store_true", help="do not write the table into README.md and model_card.md")
     args = parser.parse_args()
@@ -88,12 +91,13 @@ def main():
         for name in args.train_on:
             if name != "midi" and split_of_audio_set(name) != "train":
                 raise ValueError(f"--train-on takes 'midi' or train audio sets (train-0, train-1, ...), got {name!r}.")
-        for name in args.test_sets:
-            if split_of_audio_set(name) != "test":
-                raise ValueError(f"--test-sets takes test audio sets (test-unseen, test-clean, ...), got {name!r}.")
+        for name in args.eval_sets:
+            if split_of_audio_set(name) == "train":
+                raise ValueError(f"--eval-sets takes test or validation audio sets (test-unseen, validation-unseen, ...), "
+                                 f"got {name!r}.")  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
-    audio_sets = [name for name in [*args.train_on, *args.test_sets] if name != "midi"]
+    audio_sets = [name for name in [*args.train_on, *args.eval_sets] if name != "midi"]
     unrendered = [name for name in audio_sets if not (Path(args.cache_dir) / "audio" / name).is_dir()]
     if unrendered:  # before any work
         sys.exit(f"error: {Path(args.cache_dir) / 'audio'} holds no {', '.join(unrendered)}: render it first "
@@ -102,36 +106,38 @@ def main():
     processor = MDPianoProcessor.from_pretrained(args.model)
     try:
         trains = {source: clip_statistics(args, processor, "train", source) for source in dict.fromkeys(args.train_on)}
-        tests = {source: clip_statistics(args, processor, "test", source) for source in dict.fromkeys(["midi", *args.test_sets])}
+        evaluations = {"midi": clip_statistics(args, processor, "test", "midi")}
+        evaluations.update({source: clip_statistics(args, processor, split_of_audio_set(source), source) for source in args.eval_sets})
     except ValueError as error:
         sys.exit(f"error: {error}")
-    rows = ["| trained on | test input | 4Q accuracy | arousal | valence | macro-F1 |", "|---|---|---|---|---|---|"]
+    rows = ["| trained on | evaluated on | 4Q accuracy | arousal | valence | macro-F1 |", "|---|---|---|---|---|---|"]
     for train_source, (train, train_statistics) in trains.items():
         classifier = fit(train_statistics, np.array(train["label"]))
         trained_on = "train MIDI" if train_source == "midi" else f"transcriptions of `{train_source}`"
-        for test_source, (test, test_statistics) in tests.items():
-            name = "test-midi" if test_source == "midi" else test_source
-            title = f"note-statistics baseline ({trained_on}) on EMOPIA test, {name}"
+        for source, (clips, statistics) in evaluations.items():
+            name = "test-midi" if source == "midi" else source
+            split = "test" if source == "midi" else split_of_audio_set(source)
+            title = f"note-statistics baseline ({trained_on}) on EMOPIA {split}, {name}"
             extra = {"arguments": vars(args), "trained_on": train_source, "training_clips": train.num_rows,
                      "statistics": list(NOTE_STATISTICS)}  # fmt: skip
-            predictions = {"probabilities": quadrant_probabilities(classifier, test_statistics)}
-            metrics = write_report(predictions, test, Path(args.output_dir) / train_source / name, title, extra)
-            tested_on = "test MIDI" if test_source == "midi" else f"transcriptions of `{test_source}`"
-            rows.append(f"| {trained_on} | {tested_on} | {metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | "
+            predictions = {"probabilities": quadrant_probabilities(classifier, statistics)}
+            metrics = write_report(predictions, clips, Path(args.output_dir) / train_source / name, title, extra)
+            evaluated_on = "test MIDI" if source == "midi" else f"transcriptions of `{source}` ({clips.num_rows} {split} clips)"
+            rows.append(f"| {trained_on} | {evaluated_on} | {metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | "
                         f"{metrics['valence_accuracy']:.3f} | {metrics['macro_f1']:.3f} |")  # fmt: skip
 
     options = "" if args.train_on == ["midi"] else " --train-on " + " ".join(args.train_on)
-    options += "" if args.test_sets == parser.get_default("test_sets") else " --test-sets " + " ".join(args.test_sets)
+    options += "" if args.eval_sets == parser.get_default("eval_sets") else " --eval-sets " + " ".join(args.eval_sets)
     text = "\n".join([
         f"Logistic regression on {len(NOTE_STATISTICS)} note statistics per clip ({', '.join(NOTE_STATISTICS)}), one "
-        f"classifier per training source (the train split: {train.num_rows} clips), on the EMOPIA test split "
-        f"({test.num_rows} clips). Transcriptions: basic-pitch, the model's settings. Arousal and valence accuracy are "
+        f"classifier per training source (the train split: {train.num_rows} clips), evaluated on the EMOPIA test split "
+        f"({evaluations['midi'][0].num_rows} clips) and the sets named. Transcriptions: basic-pitch, the model's settings. Arousal and valence accuracy are "
         "read off the predicted quadrant.",
         "",
         *rows,
         "",
         f"Produced by `python scripts/baseline.py --cache-dir <cache-dir>{options}` "
-        "(results/baseline/<training source>/<test input>/results.json).",
+        "(results/baseline/<training source>/<evaluation set>/results.json).",
     ])  # fmt: skip
     print(text)
     if not args.no_docs:

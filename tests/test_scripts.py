@@ -119,10 +119,11 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
     data, cache = tiny_emopia
     output = tmp_path / "baseline"
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "midi", "train-0",
-                               "--test-sets", "test-clean", "--num-proc", "1", "--output-dir", output, "--no-docs")  # fmt: skip
+                               "--eval-sets", "test-clean", "validation", "--num-proc", "1", "--output-dir", output,
+                               "--no-docs")  # fmt: skip
     assert status == 0, error[-3000:]
     for train_on in ("midi", "train-0"):
-        for name in ("test-midi", "test-clean"):
+        for name in ("test-midi", "test-clean", "validation"):
             report = json.loads((output / train_on / name / "results.json").read_text())
             assert report["trained_on"] == train_on and report["training_clips"] == 2 and len(report["clips"]) == 2
             # trained on a Q1 and a Q3 clip: the other quadrants get no probability
@@ -130,15 +131,16 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
             assert (output / train_on / name / "confusion_matrix.png").is_file()
     rows = [line for line in run_script.stdout.splitlines() if line.startswith(("| train MIDI", "| transcriptions"))]
     assert [row.split(" | ")[:2] for row in rows] == [
-        ["| train MIDI", "test MIDI"], ["| train MIDI", "transcriptions of `test-clean`"],
-        ["| transcriptions of `train-0`", "test MIDI"], ["| transcriptions of `train-0`", "transcriptions of `test-clean`"],
+        [trained_on, evaluated_on]
+        for trained_on in ("| train MIDI", "| transcriptions of `train-0`")
+        for evaluated_on in ("test MIDI", "transcriptions of `test-clean` (2 test clips)", "transcriptions of `validation` (2 validation clips)")
     ]  # fmt: skip
-    assert "--train-on midi train-0 --test-sets test-clean`" in run_script.stdout
+    assert "--train-on midi train-0 --eval-sets test-clean validation`" in run_script.stdout
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "test-clean")
     assert status == 2 and "train audio sets" in error
-    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--test-sets", "validation")
-    assert status == 2 and "test audio sets" in error
-    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--test-sets", "test-unseen", "--no-docs",
+    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--eval-sets", "train-0")
+    assert status == 2 and "test or validation audio sets" in error
+    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--eval-sets", "test-unseen", "--no-docs",
                                "--output-dir", tmp_path / "none")  # fmt: skip
     assert status == 1 and "holds no test-unseen: render it first" in error and not (tmp_path / "none").exists()
 
