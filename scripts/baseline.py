@@ -118,7 +118,7 @@ def main():
             name = "test-midi" if source == "midi" else source
             split = "test" if source == "midi" else split_of_audio_set(source)
             title = f"note-statistics baseline ({trained_on}) on EMOPIA {split}, {name}"
-            extra = {"arguments": vars(args), "trained_on": train_source, "training_clips": train.num_rows,
+            extra = {"trained_on": train_source, "training_clips": train.num_rows,
                      "statistics": list(NOTE_STATISTICS)}  # fmt: skip
             predictions = {"probabilities": quadrant_probabilities(classifier, statistics)}
             metrics = write_report(predictions, clips, Path(args.output_dir) / train_source / name, title, extra)
