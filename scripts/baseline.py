@@ -131,8 +131,8 @@ def main():
     text = "\n".join([
         f"Logistic regression on {len(NOTE_STATISTICS)} note statistics per clip ({', '.join(NOTE_STATISTICS)}), one "
         f"classifier per training source (the train split: {train.num_rows} clips), evaluated on the EMOPIA test split "
-        f"({evaluations['midi'][0].num_rows} clips) and the sets named. Transcriptions: basic-pitch, the model's settings. Arousal and valence accuracy are "
-        "read off the predicted quadrant.",
+        f"({evaluations['midi'][0].num_rows} clips) and the sets named. Transcriptions: basic-pitch, the model's "
+        "settings. Arousal and valence accuracy are read off the predicted quadrant.",
         "",
         *rows,
         "",
