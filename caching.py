@@ -66,11 +66,12 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
 
     notes_dir, features_dir = cache_folders(cache_dir, processor, name)
     notes_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(notes_dir / "settings.json", lambda f: f.write(json.dumps(processor.transcriber.to_dict(), indent=1).encode()))
+    transcription_settings = json.dumps(processor.transcriber.to_dict(), indent=1).encode()
+    _write_atomic(notes_dir / "settings.json", lambda f: f.write(transcription_settings))
     if with_features:
         features_dir.mkdir(parents=True, exist_ok=True)
-        settings = json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str)
-        _write_atomic(features_dir / "settings.json", lambda f: f.write(settings.encode()))
+        feature_settings = json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str).encode()
+        _write_atomic(features_dir / "settings.json", lambda f: f.write(feature_settings))
     transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), num_threads=1 if num_proc > 1 else 0)
 
     def add_entry(row):
@@ -116,7 +117,7 @@ def _write_atomic(path: Path, write) -> None:
             write(file)
         os.replace(partial, path)
     except BaseException:
-        os.unlink(partial)
+        partial.unlink(missing_ok=True)
         raise
 
 
