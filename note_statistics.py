@@ -28,22 +28,26 @@ NOTE_STATISTICS = (
 MAX_NOTE_DURATION_S = 2.0
 
 
+def _unit_key_profiles(profile: np.ndarray) -> np.ndarray:
+    """The profile in each of the 12 keys (rows), centred and scaled to unit length: dot products are correlations."""
+    keys = np.stack([np.roll(profile, tonic) for tonic in range(12)])
+    keys -= keys.mean(axis=1, keepdims=True)
+    return keys / np.linalg.norm(keys, axis=1, keepdims=True)
+
+
+MAJOR_KEYS, MINOR_KEYS = _unit_key_profiles(MAJOR_PROFILE), _unit_key_profiles(MINOR_PROFILE)
+
+
 def key_fits(pitch_class_weights: np.ndarray) -> tuple[float, float]:
     """
-    The best correlation of a 12-bin pitch-class histogram with the 12 rotations of the major profile, and with
-    those of the minor profile (Krumhansl-Schmuckler key finding); 0.0 for a flat or empty histogram.
+    The best correlation of a 12-bin pitch-class histogram with the major profile in any of the 12 keys, and with
+    the minor profile (Krumhansl-Schmuckler key finding); 0.0 for a flat or empty histogram.
     """
     if np.ptp(pitch_class_weights) == 0:
         return 0.0, 0.0
     centred = pitch_class_weights - pitch_class_weights.mean()
-
-    def best_fit(profile):
-        rotations = np.stack([np.roll(profile, shift) for shift in range(12)])
-        rotations = rotations - rotations.mean(axis=1, keepdims=True)
-        correlations = rotations @ centred / (np.linalg.norm(rotations, axis=1) * np.linalg.norm(centred))
-        return float(correlations.max())
-
-    return best_fit(MAJOR_PROFILE), best_fit(MINOR_PROFILE)
+    unit = centred / np.linalg.norm(centred)
+    return float((MAJOR_KEYS @ unit).max()), float((MINOR_KEYS @ unit).max())
 
 
 def note_statistics(notes, duration_s: float | None = None) -> np.ndarray:

@@ -114,12 +114,11 @@ def main():
     for train_source, (train, train_statistics) in trains.items():
         classifier = fit(train_statistics, np.array(train["label"]))
         trained_on = "train MIDI" if train_source == "midi" else f"transcriptions of `{train_source}`"
+        extra = {"trained_on": train_source, "training_clips": train.num_rows, "statistics": list(NOTE_STATISTICS)}
         for source, (clips, statistics) in evaluations.items():
             name = "test-midi" if source == "midi" else source
             split = "test" if source == "midi" else split_of_audio_set(source)
             title = f"note-statistics baseline ({trained_on}) on EMOPIA {split}, {name}"
-            extra = {"trained_on": train_source, "training_clips": train.num_rows,
-                     "statistics": list(NOTE_STATISTICS)}  # fmt: skip
             predictions = {"probabilities": quadrant_probabilities(classifier, statistics)}
             metrics = write_report(predictions, clips, Path(args.output_dir) / train_source / name, title, extra)
             evaluated_on = "test MIDI" if source == "midi" else f"transcriptions of `{source}` ({clips.num_rows} {split} clips)"
