@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_mdpiano import stream_audio
-from .pipeline_mdpiano import window_starts
+from .windowing import window_starts
 
 
 def basic_pitch_predictor():

@@ -18,6 +18,11 @@ DOMAINS = ("both", "acoustic", "symbolic")
 ACOUSTIC_INPUTS = ("mixed", "stft")
 
 
+def acoustic_feature_size(acoustic_input: str, n_fft: int, n_mels: int, n_mfcc: int) -> int:
+    """Features per frame: the log STFT's bins, or log-mel bands + MFCCs + spectral centroid + RMS."""
+    return n_fft // 2 + 1 if acoustic_input == "stft" else n_mels + n_mfcc + 2
+
+
 class MDPianoConfig(PreTrainedConfig):
     r"""
     Configuration of [`MDPianoForAudioClassification`]: the acoustic features, the acoustic ConvNet, the symbolic
@@ -210,9 +215,15 @@ class MDPianoConfig(PreTrainedConfig):
             raise ValueError(f"`chunk_length_s` must be in (0, 600] seconds, got {self.chunk_length_s!r}.")
         if self.hop_length > self.n_fft:
             raise ValueError(f"`hop_length` ({self.hop_length}) must not exceed `n_fft` ({self.n_fft}).")
-        if self.fmin < 0 or (self.fmax is not None and not self.fmin < self.fmax <= self.sampling_rate / 2):
+        nyquist = self.sampling_rate / 2
+        if self.fmin < 0 or not self.fmin < (nyquist if self.fmax is None else self.fmax) <= nyquist:
             raise ValueError(
-                f"`fmin` ({self.fmin}) and `fmax` ({self.fmax}) must satisfy 0 <= fmin < fmax <= sampling_rate / 2."
+                f"`fmin` ({self.fmin}) and `fmax` ({self.fmax}) must satisfy 0 <= fmin < fmax <= sampling_rate / 2 "
+                f"({nyquist:g}; fmax=None means sampling_rate / 2)."
+            )
+        if self.conv_kernel_size % 2 == 0:
+            raise ValueError(
+                f"`conv_kernel_size` must be odd (its 'same' padding keeps the frame count), got {self.conv_kernel_size}."
             )
         if self.n_mfcc > self.n_mels:
             raise ValueError(f"`n_mfcc` ({self.n_mfcc}) must not exceed `n_mels` ({self.n_mels}).")
@@ -251,9 +262,7 @@ class MDPianoConfig(PreTrainedConfig):
     @property
     def feature_size(self) -> int:
         """Number of acoustic features per frame (the F of `input_features` (B, T, F))."""
-        if self.acoustic_input == "stft":
-            return self.n_fft // 2 + 1
-        return self.n_mels + self.n_mfcc + 2
+        return acoustic_feature_size(self.acoustic_input, self.n_fft, self.n_mels, self.n_mfcc)
 
     @property
     def num_frames(self) -> int:

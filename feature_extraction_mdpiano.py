@@ -9,9 +9,10 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank, power_to_db
 from transformers.utils import logging
 
+from .configuration_mdpiano import ACOUSTIC_INPUTS, acoustic_feature_size
+
 logger = logging.get_logger(__name__)
 
-FEATURE_TYPES = ("mixed", "stft")
 STFT_BLOCK_FRAMES = 256  # frames transformed together: bounds the float64 transform's memory on long inputs
 
 
@@ -76,14 +77,23 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         return_attention_mask=True,
         **kwargs,
     ):
-        if feature_type not in FEATURE_TYPES:
-            raise ValueError(f"`feature_type` must be one of {FEATURE_TYPES}, got {feature_type!r}.")
+        if feature_type not in ACOUSTIC_INPUTS:
+            raise ValueError(f"`feature_type` must be one of {ACOUSTIC_INPUTS}, got {feature_type!r}.")
         if hop_length <= 0 or n_fft <= 0 or hop_length > n_fft:
             raise ValueError(f"Need 0 < hop_length <= n_fft, got hop_length={hop_length}, n_fft={n_fft}.")
         if not chunk_length_s > 0:
             raise ValueError(f"`chunk_length_s` must be positive, got {chunk_length_s}.")
+        if feature_type == "mixed":
+            nyquist = sampling_rate / 2
+            if not 0 < n_mfcc <= n_mels:
+                raise ValueError(f"Need 0 < n_mfcc <= n_mels, got n_mfcc={n_mfcc}, n_mels={n_mels}.")
+            if fmin < 0 or not fmin < (nyquist if fmax is None else fmax) <= nyquist:
+                raise ValueError(
+                    f"Need 0 <= fmin < fmax <= sampling_rate / 2 ({nyquist:g}; fmax=None means that), got fmin={fmin}, "
+                    f"fmax={fmax}."
+                )
         kwargs.pop("feature_size", None)  # derived from the settings below, saved only for reference
-        feature_size = n_fft // 2 + 1 if feature_type == "stft" else n_mels + n_mfcc + 2
+        feature_size = acoustic_feature_size(feature_type, n_fft, n_mels, n_mfcc)
         super().__init__(
             feature_size=feature_size,
             sampling_rate=sampling_rate,

@@ -143,8 +143,9 @@ class MDPianoAcousticEncoder(nn.Module):
     The acoustic ConvNet: (batch, frames, features) -> (batch, frames // 2^blocks, d_model).
 
     Each block halves time and frequency; the channels x remaining frequencies of each time step are flattened and
-    projected to `d_model`. Padded frames are zeroed before every block, so valid steps never depend on how much
-    padding follows.
+    projected to `d_model`. Padded frames are zeroed before every block, and a pooled step is real only when both
+    its frames are (unpadded, pooling drops an odd last frame the same way), so the real steps and their values
+    never depend on how much padding follows. Inputs need at least 2^blocks frames.
     """
 
     def __init__(self, config: MDPianoConfig):
@@ -163,12 +164,19 @@ class MDPianoAcousticEncoder(nn.Module):
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Features come as float32; a model loaded in another dtype (e.g. bfloat16) takes them in its own.
+        min_frames = 2 ** len(self.blocks)
+        if input_features.shape[1] < min_frames:
+            raise ValueError(
+                f"`input_features` has {input_features.shape[1]} frames; the ConvNet's {len(self.blocks)} blocks need at "
+                f"least {min_frames}. Pad the features to the analysis window (the processor's default, "
+                "padding='max_length')."
+            )
         hidden_states = input_features.to(self.projection.weight.dtype).unsqueeze(1)
         mask = attention_mask
         for block in self.blocks:
             hidden_states = block(hidden_states * mask[:, None, :, None].to(hidden_states.dtype))
             steps = hidden_states.shape[2]
-            mask = mask[:, : 2 * steps].reshape(mask.shape[0], steps, 2).amax(dim=-1)
+            mask = mask[:, : 2 * steps].reshape(mask.shape[0], steps, 2).amin(dim=-1)
         hidden_states = hidden_states * mask[:, None, :, None].to(hidden_states.dtype)
         batch, channels, steps, bins = hidden_states.shape
         hidden_states = hidden_states.permute(0, 2, 1, 3).reshape(batch, steps, channels * bins)
@@ -347,7 +355,6 @@ class MDPianoModel(MDPianoPreTrainedModel):
         feature_attention_mask: torch.LongTensor | None = None,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.LongTensor | None = None,
-        **kwargs,
     ) -> MDPianoModelOutput:
         r"""
         Args:
@@ -385,6 +392,11 @@ class MDPianoModel(MDPianoPreTrainedModel):
                 raise ValueError(
                     f"This model (domains={self.config.domains!r}) needs `input_ids`: pass the audio (or MIDI) through "
                     "MDPianoProcessor."
+                )
+            if input_ids.ndim != 2 or input_ids.shape[1] == 0:
+                raise ValueError(
+                    f"`input_ids` must have shape (batch, tokens) with at least one token (the tokenizer always gives "
+                    f"<s> and </s>); got {tuple(input_ids.shape)}."
                 )
             symbolic_mask = _ensure_one_valid(self._token_mask(input_ids, attention_mask))
             symbolic = self.symbolic_encoder(input_ids, symbolic_mask)
@@ -468,7 +480,6 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         labels: torch.LongTensor | None = None,
         arousal_labels: torch.FloatTensor | None = None,
         valence_labels: torch.FloatTensor | None = None,
-        **kwargs,
     ) -> MDPianoAudioClassifierOutput:
         r"""
         Args:
@@ -590,7 +601,6 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
-        **kwargs,
     ) -> MDPianoMaskedLMOutput:
         r"""
         Args:

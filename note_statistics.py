@@ -23,7 +23,7 @@ NOTE_STATISTICS = (
     "mean_pitch",
     "pitch_std",
     "mean_duration_s",  # durations capped at 2 s: held pedal notes would otherwise dominate
-    "mean_polyphony",  # summed note durations over the clip's duration
+    "mean_polyphony",  # summed note durations (capped as above) over the clip's duration
 )
 MAX_NOTE_DURATION_S = 2.0
 

@@ -7,9 +7,10 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .audio_mdpiano import file_input, stream_audio
+from .audio_mdpiano import file_input
 from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
+from .windowing import WindowCutter
 
 logger = logging.get_logger(__name__)
 
@@ -28,85 +29,6 @@ def apply_quadrant_bias(probabilities: torch.Tensor, bias) -> torch.Tensor:
         return probabilities
     weighted = probabilities * torch.exp(torch.as_tensor(bias, dtype=probabilities.dtype, device=probabilities.device))
     return weighted / weighted.sum(dim=-1, keepdim=True)
-
-
-def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
-    """
-    Start times of analysis windows over a recording: one window when it fits, else windows every `stride_s` and a
-    last one ending exactly at the end, so every window is full length and the whole recording is covered.
-    """
-    if duration_s <= window_s:
-        return [0.0]
-    starts = list(np.arange(0.0, duration_s - window_s, stride_s))
-    return [float(s) for s in starts] + [duration_s - window_s]
-
-
-class WindowCutter:
-    """
-    Cuts a recording's analysis windows (those of [`window_starts`]) from its features and notes while they stream
-    in. A window is cut once the recording is known to run past its end and its frames and notes are final; what
-    no later window needs is then dropped, so memory does not grow with the recording's length. The inputs of each
-    window equal those cut from the whole recording's features and notes.
-    """
-
-    def __init__(self, processor, stride_s: float, use_acoustic: bool, use_symbolic: bool, keep_notes: bool = False):
-        fe = processor.feature_extractor
-        self.processor, self.stride_s, self.window_s = processor, stride_s, fe.chunk_length_s
-        self.frames_per_second = fe.sampling_rate / fe.hop_length
-        self.features = np.zeros((0, fe.feature_size), np.float32) if use_acoustic else None
-        self.first_frame = 0  # global index of self.features[0]
-        self.notes = np.zeros((0, 4)) if use_symbolic else None
-        self.kept_notes = [] if keep_notes and use_symbolic else None
-        self.total_notes = 0
-        self.next_regular = 0  # index k of the next window starting at k * stride_s
-
-    def add(self, features: np.ndarray | None = None, notes: np.ndarray | None = None) -> None:
-        """Appends final frames (unnormalised) and final notes ((N, 4), in onset order)."""
-        if self.features is not None and features is not None and len(features):
-            self.features = np.concatenate([self.features, features])
-        if self.notes is not None and notes is not None and len(notes):
-            self.notes = np.concatenate([self.notes, notes])
-            self.total_notes += len(notes)
-            if self.kept_notes is not None:
-                self.kept_notes.append(notes)
-
-    def ready(self, seconds_so_far: float, notes_final_s: float) -> list[float]:
-        """Starts of the windows that can be cut now, in order (each is then cut with [`cut`])."""
-        starts = []
-        while True:
-            start = self._snap(self.next_regular * self.stride_s)
-            if not self.next_regular * self.stride_s < seconds_so_far - self.window_s:
-                return starts  # the recording may end before this window does
-            last_frame = round(start * self.frames_per_second) + self.processor.feature_extractor.nb_max_frames
-            frames_ready = self.features is None or self.first_frame + len(self.features) >= last_frame
-            if not (frames_ready and (self.notes is None or notes_final_s >= start + self.window_s)):
-                return starts
-            starts.append(start)
-            self.next_regular += 1
-
-    def remaining(self, duration_s: float) -> list[float]:
-        """Starts of the windows not cut yet, once the recording has ended after `duration_s` seconds."""
-        return [self._snap(start) for start in window_starts(duration_s, self.window_s, self.stride_s)[self.next_regular :]]
-
-    def cut(self, start: float) -> tuple[dict, int]:
-        """The model inputs of the window starting at `start` (from [`ready`] or [`remaining`], in order), and the
-        number of notes starting in it. Frames and notes before it are dropped."""
-        first = round(start * self.frames_per_second)
-        if self.features is not None:
-            self.features = self.features[max(0, first - self.first_frame) :]
-            self.first_frame = max(self.first_frame, first)
-        if self.notes is not None:
-            self.notes = self.notes[self.notes[:, 0] >= first / self.frames_per_second]
-        inputs = self.processor.window_inputs([(self.features, self.notes, start, self.first_frame)])
-        in_window = 0 if self.notes is None else int((self.notes[:, 0] < start + self.window_s).sum())
-        return inputs, in_window
-
-    def all_notes(self) -> np.ndarray | None:
-        """Every note of the recording (with `keep_notes`), or `None`."""
-        return None if self.kept_notes is None else np.concatenate([np.zeros((0, 4))] + self.kept_notes)
-
-    def _snap(self, start: float) -> float:
-        return round(start * self.frames_per_second) / self.frames_per_second  # window_inputs snaps to frames too
 
 
 class MDPianoAudioClassificationPipeline(ChunkPipeline):
@@ -278,28 +200,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             return
         if isinstance(inputs, dict) and "raw" in inputs:
             inputs = {"array": inputs["raw"], "sampling_rate": inputs.get("sampling_rate")}
-        features = self.feature_extractor.stream() if self.uses_acoustic else None
-        transcription = self.processor.transcriber.stream() if self.uses_symbolic else None
-        samples = 0
-        for block in stream_audio(inputs, sampling_rate, rate):
-            samples += len(block)
-            # The transcriber first: its runs go on in its threads while this one computes the block's features.
-            if transcription is not None:
-                transcription.feed(block)
-            if features is not None:
-                features.feed(block)
-            yield (
-                None if features is None else features.pop_frames(),
-                None if transcription is None else transcription.pop_notes(),
-                samples / rate,
-                float("inf") if transcription is None else transcription.final_until_s(),
-            )
-        yield (
-            None if features is None else features.finish(normalize=False),
-            None if transcription is None else transcription.close().pop_notes(),
-            samples / rate,
-            float("inf"),
-        )
+        yield from self.processor.analysis_stream(inputs, sampling_rate, self.uses_acoustic, self.uses_symbolic)
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
@@ -342,4 +243,4 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         return [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(scores, ids)]
 
 
-__all__ = ["MDPianoAudioClassificationPipeline", "apply_quadrant_bias", "window_starts"]
+__all__ = ["MDPianoAudioClassificationPipeline", "apply_quadrant_bias"]

@@ -1,16 +1,18 @@
 """Processor of mdpiano: one call turns piano audio (or MIDI) into both model inputs."""
 
+import contextlib
 import os
 
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
 from transformers.utils import cached_file
 
-from .audio_mdpiano import is_single_audio, load_audio
+from .audio_mdpiano import is_single_audio, load_audio, stream_audio
 from .feature_extraction_mdpiano import MDPianoFeatureExtractor
 from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes, window_notes
 from .tokenization_mdpiano import MDPianoTokenizer
 from .transcription_mdpiano import BUNDLED_MODEL_FILE, MDPianoTranscriber
+from .windowing import WindowCutter
 
 TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
 
@@ -20,11 +22,13 @@ class MDPianoProcessor(ProcessorMixin):
     Wraps [`MDPianoFeatureExtractor`] (acoustic domain), [`MDPianoTranscriber`] and [`MDPianoTokenizer`] (symbolic
     domain) into one processor.
 
-    Audio is decoded, downmixed and resampled once, to the feature extractor's rate (22050 Hz, basic-pitch's own),
-    and cut to the analysis window (`chunk_length_s` from its start); both domains read that same waveform. The
-    transcription settings are saved in `processor_config.json`. A folder that also carries basic-pitch's ONNX model
-    (`basic-pitch/nmp.onnx`, as exported Hub and Space folders do) is transcribed with that copy, so it needs no
-    basic-pitch package; otherwise the model comes from the installed basic-pitch wheel.
+    Audio is decoded, downmixed and resampled once, to the feature extractor's rate (22050 Hz, basic-pitch's own);
+    both domains read that same waveform. With truncation (the default) the inputs are those of the analysis window
+    (`chunk_length_s` from the start), cut from the features and transcription of the recording as the pipeline
+    cuts its first window, so they equal the pipeline's. The transcription settings are saved in
+    `processor_config.json`. A folder that also carries basic-pitch's ONNX model (`basic-pitch/nmp.onnx`, as exported
+    Hub and Space folders do) is transcribed with that copy, so it needs no basic-pitch package; otherwise the model
+    comes from the installed basic-pitch wheel.
 
     Outputs (one [`BatchFeature`]; names do not collide):
 
@@ -142,39 +146,93 @@ class MDPianoProcessor(ProcessorMixin):
         if audio is None and midi is None and notes is None:
             raise ValueError("Pass `audio` (recordings), `midi` (MIDI files) or `notes`.")
 
-        waveforms = None
-        if audio is not None:
-            waveforms = self.load_audio(audio, sampling_rate, truncation)
         if midi is not None:
             paths = [midi] if isinstance(midi, (str, os.PathLike)) else list(midi)
             note_sets = [read_midi_notes(path) for path in paths]
         elif notes is not None:
             note_sets = list(notes) if is_note_batch(notes) else [notes]
         else:
+            note_sets = None
+        if audio is None:
+            return BatchFeature(self.symbolic_inputs(note_sets, truncation), tensor_type=return_tensors)
+        recordings = [audio] if is_single_audio(audio) else list(audio)
+        if not recordings:
+            raise ValueError("Got an empty list of recordings.")
+        if note_sets is not None and len(note_sets) != len(recordings):
+            raise ValueError(f"Got {len(recordings)} recordings but {len(note_sets)} sets of notes.")
+        if truncation:
+            windows = [self.first_window(recording, sampling_rate, symbolic=note_sets is None) for recording in recordings]
+            if note_sets is not None:
+                windows = [(features, notes_to_array(notes), 0.0, first) for (features, _, _, first), notes in zip(windows, note_sets)]
+            return self.window_inputs(windows, padding=padding, return_tensors=return_tensors)
+        waveforms = self.load_audio(recordings, sampling_rate)
+        if note_sets is None:
             note_sets = self.transcribe(waveforms, self.sampling_rate)
-        if waveforms is not None and len(note_sets) != len(waveforms):
-            raise ValueError(f"Got {len(waveforms)} recordings but {len(note_sets)} sets of notes.")
-        data = self.symbolic_inputs(note_sets, truncation)
-        if waveforms is not None:
-            acoustic = self.feature_extractor(
-                waveforms, sampling_rate=self.sampling_rate, padding=padding, truncation=truncation, return_attention_mask=True
-            )
-            data["input_features"] = acoustic["input_features"]
-            data["feature_attention_mask"] = acoustic["attention_mask"]
+        data = self.symbolic_inputs(note_sets, truncation=False)
+        acoustic = self.feature_extractor(
+            waveforms, sampling_rate=self.sampling_rate, padding=padding, truncation=False, return_attention_mask=True
+        )
+        data["input_features"] = acoustic["input_features"]
+        data["feature_attention_mask"] = acoustic["attention_mask"]
         return BatchFeature(data, tensor_type=return_tensors)
 
-    def load_audio(self, audio, sampling_rate: int | None = None, truncation: bool = True) -> list[np.ndarray]:
-        """
-        Decodes, downmixes and resamples one recording or a list to mono float32 at `self.sampling_rate`, cut to
-        the analysis window when `truncation`.
-        """
+    def load_audio(self, audio, sampling_rate: int | None = None) -> list[np.ndarray]:
+        """Decodes, downmixes and resamples one recording or a list, whole, to mono float32 at `self.sampling_rate`."""
         items = [audio] if is_single_audio(audio) else list(audio)
         if not items:
             raise ValueError("Got an empty list of recordings.")
-        waveforms = [load_audio(item, sampling_rate, self.sampling_rate) for item in items]
-        if truncation:
-            waveforms = [w[: self.feature_extractor.n_samples] for w in waveforms]
-        return waveforms
+        return [load_audio(item, sampling_rate, self.sampling_rate) for item in items]
+
+    def analysis_stream(self, audio, sampling_rate: int | None = None, acoustic: bool = True, symbolic: bool = True):
+        """
+        Streams one recording block by block through decoding and resampling, one STFT and the transcriber, so a
+        long recording is never held whole. Yields `(new final frames (unnormalised), new final notes (N, 4),
+        seconds so far, time before which notes are final)`, `None` for a domain not asked for. Closing the
+        generator early stops the transcriber's threads.
+        """
+        features = self.feature_extractor.stream() if acoustic else None
+        transcription = self.transcriber.stream() if symbolic else None
+        samples = 0
+        try:
+            for block in stream_audio(audio, sampling_rate, self.sampling_rate):
+                samples += len(block)
+                # The transcriber first: its runs go on in its threads while this one computes the block's features.
+                if transcription is not None:
+                    transcription.feed(block)
+                if features is not None:
+                    features.feed(block)
+                yield (
+                    None if features is None else features.pop_frames(),
+                    None if transcription is None else transcription.pop_notes(),
+                    samples / self.sampling_rate,
+                    float("inf") if transcription is None else transcription.final_until_s(),
+                )
+            yield (
+                None if features is None else features.finish(normalize=False),
+                None if transcription is None else transcription.close().pop_notes(),
+                samples / self.sampling_rate,
+                float("inf"),
+            )
+        finally:
+            if transcription is not None:
+                transcription.abandon()
+
+    def first_window(self, audio, sampling_rate: int | None = None, symbolic: bool = True) -> tuple:
+        """
+        The first analysis window of one recording, as [`window_inputs`] takes it: the same frames and notes as the
+        pipeline's first window, which come from the STFT and transcription of the recording around it, not of the
+        recording cut to the window. The recording is read only as far as that window needs (notes are final once
+        the transcriber's segment, up to ten minutes, is complete).
+        """
+        window_s = self.feature_extractor.chunk_length_s
+        cutter = WindowCutter(self, window_s, use_acoustic=True, use_symbolic=symbolic)
+        stream = self.analysis_stream(audio, sampling_rate, symbolic=symbolic)
+        with contextlib.closing(stream):
+            for features, notes, seconds, notes_final_s in stream:
+                cutter.add(features, notes)
+                if cutter.ready(seconds, notes_final_s):
+                    break
+        return cutter.crop(0.0)
 
     def transcribe(self, audio, sampling_rate: int | None = None) -> list[list[Note]]:
         """Notes of one recording or a list (anything [`load_audio`] accepts), one list of notes per recording."""
@@ -188,11 +246,11 @@ class MDPianoProcessor(ProcessorMixin):
         Tokens are padded to the longest sequence of the batch: a fixed length would mostly add padding.
         """
         if truncation:
-            note_sets = [self.crop_notes(n) for n in note_sets]
+            note_sets = [window_notes(n, 0.0, self.feature_extractor.chunk_length_s) for n in note_sets]
         symbolic = self.tokenizer.encode_notes(note_sets, padding="longest", truncation=truncation, return_attention_mask=True)
         return {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
 
-    def window_inputs(self, windows: list, return_tensors: str | None = "pt") -> BatchFeature:
+    def window_inputs(self, windows: list, padding: bool | str = "max_length", return_tensors: str | None = "pt") -> BatchFeature:
         """
         Model inputs for analysis windows cut from whole recordings: one STFT and one transcription per recording,
         instead of one per window (what the pipeline does for long inputs, and training on cached clips).
@@ -203,6 +261,8 @@ class MDPianoProcessor(ProcessorMixin):
                 domain), its notes (N, 4) or `None` (no symbolic domain: an empty sequence), and the window's start
                 in seconds. Starts snap to the nearest frame, so the frames are the window's own. A fourth item,
                 the index of `features`' first frame in the recording, allows passing only a recent part of it.
+            padding: acoustic features, as in `__call__`.
+            return_tensors: `"pt"` (default), `"np"` or `None`.
 
         Returns:
             [`BatchFeature`] like `__call__`'s (without the acoustic keys when no window has features).
@@ -219,18 +279,10 @@ class MDPianoProcessor(ProcessorMixin):
         if any(features is not None for features, _, _, _ in windows):
             crops = [fe.normalize(features[first - offset : first - offset + fe.nb_max_frames])
                      for (features, _, _, offset), first in zip(windows, firsts)]  # fmt: skip
-            acoustic = fe.pad_features(crops, padding="max_length")
+            acoustic = fe.pad_features(crops, padding=padding)
             data["input_features"] = acoustic["input_features"]
             data["feature_attention_mask"] = acoustic["attention_mask"]
         return BatchFeature(data, tensor_type=return_tensors)
-
-    def crop_notes(self, notes) -> np.ndarray:
-        """Notes of the analysis window: onsets before its end, offsets cut at its end."""
-        array = notes_to_array(notes)
-        window = self.feature_extractor.chunk_length_s
-        array = array[array[:, 0] < window]
-        array[:, 1] = np.minimum(array[:, 1], window)
-        return array
 
     @property
     def model_input_names(self):

@@ -12,7 +12,8 @@ import torch
 
 from .caching import load_entry
 from .feature_augmentation import FeatureAugmentation
-from .pipeline_mdpiano import apply_quadrant_bias, window_starts
+from .pipeline_mdpiano import apply_quadrant_bias
+from .windowing import window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
 

@@ -440,6 +440,14 @@ class TranscriptionStream:
             self.executor = None
         return self
 
+    def abandon(self) -> None:
+        """Stops a stream that will not be finished (its reader stopped early): pending runs are dropped and the
+        threads end. Nothing happens after [`close`]."""
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+        self.runs.clear()
+
     def finish(self) -> list[Note]:
         """The notes of the whole input (those not popped yet), sorted by onset then pitch; empty for silence."""
         return array_to_notes(self.close().pop_notes())

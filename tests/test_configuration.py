@@ -46,6 +46,8 @@ def test_vocab_size_matches_the_tokenizer():
         ("use_auxiliary_losses", "yes"),
         ("arousal_loss_weight", -1.0),
         ("fmax", 20000.0),
+        ("fmin", 15000.0),
+        ("conv_kernel_size", 4),
         ("max_symbolic_length", 2),
     ],
 )

@@ -133,6 +133,10 @@ def test_invalid_settings():
         MDPianoFeatureExtractor(feature_type="cqt")
     with pytest.raises(ValueError, match="feature_mean"):
         MDPianoFeatureExtractor(feature_mean=[0.0] * 3, feature_std=[1.0] * 3)
+    with pytest.raises(ValueError, match="n_mfcc=20, n_mels=16"):
+        MDPianoFeatureExtractor(n_mels=16, n_mfcc=20)
+    with pytest.raises(ValueError, match="fmin=15000"):
+        MDPianoFeatureExtractor(fmin=15000)
 
 
 def test_streamed_features_equal_whole(extractor, rendered_clip):

@@ -108,21 +108,23 @@ def test_padding_is_ignored_in_both_domains(tiny_config, batch):
     padded = dict(single)
     padded["input_ids"] = torch.nn.functional.pad(single["input_ids"], (0, 37), value=tiny_config.pad_token_id)
     padded["attention_mask"] = torch.nn.functional.pad(single["attention_mask"], (0, 37))
-    # Half of the audio frames marked as padding, and garbage in them: the result must equal the truncated input.
-    frames = single["input_features"].shape[1]
-    half = frames // 2 // 8 * 8  # a multiple of the ConvNet's total pooling, so both inputs pool the same frames
-    garbage = single["input_features"].clone()
-    garbage[:, half:] = 1e3
-    mask = single["feature_attention_mask"].clone()
-    mask[:, half:] = 0
     with torch.no_grad():
         reference = model(**single).logits
         torch.testing.assert_close(model(**padded).logits, reference, atol=1e-5, rtol=1e-5)
-        truncated = model(input_features=single["input_features"][:, :half], feature_attention_mask=mask[:, :half],
-                          input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits  # fmt: skip
-        masked = model(input_features=garbage, feature_attention_mask=mask,
-                       input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits  # fmt: skip
-    torch.testing.assert_close(masked, truncated, atol=1e-5, rtol=1e-5)
+    # Part of the audio frames marked as padding, and garbage in them: the result must equal the truncated input,
+    # whether or not the real frames are a multiple of the ConvNet's total pooling (8 frames).
+    frames = single["input_features"].shape[1]
+    for real in (frames // 2 // 8 * 8, frames // 2 // 8 * 8 + 3):
+        garbage = single["input_features"].clone()
+        garbage[:, real:] = 1e3
+        mask = single["feature_attention_mask"].clone()
+        mask[:, real:] = 0
+        with torch.no_grad():
+            truncated = model(input_features=single["input_features"][:, :real], feature_attention_mask=mask[:, :real],
+                              input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits  # fmt: skip
+            masked = model(input_features=garbage, feature_attention_mask=mask,
+                           input_ids=single["input_ids"], attention_mask=single["attention_mask"]).logits  # fmt: skip
+        torch.testing.assert_close(masked, truncated, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("ablation", ["full", "symbolic-only"])
@@ -306,6 +308,12 @@ def test_clear_errors(tiny_config, batch):
         model(input_features=batch["input_features"][..., :10], input_ids=batch["input_ids"])
     with pytest.raises(ValueError, match="max_symbolic_length"):
         model(input_features=batch["input_features"][:1], input_ids=torch.ones(1, 600, dtype=torch.long))
+    with pytest.raises(ValueError, match="has 5 frames; .* need at least 8"):
+        model(input_features=batch["input_features"][:, :5], input_ids=batch["input_ids"])
+    with pytest.raises(ValueError, match="at least one token"):
+        model(input_features=batch["input_features"], input_ids=batch["input_ids"][:, :0])
+    with pytest.raises(TypeError, match="feature_attention_maks"):  # a misspelt argument is not silently ignored
+        model(**batch, feature_attention_maks=batch["feature_attention_mask"])
 
 
 def test_loaded_model_computes_the_same_loss(tmp_path, tiny_config, batch):

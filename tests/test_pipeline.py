@@ -12,7 +12,7 @@ from transformers import pipeline
 
 from mdpiano import MDPianoAudioClassificationPipeline, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import save_for_package
-from mdpiano.pipeline_mdpiano import window_starts
+from mdpiano.windowing import window_starts
 
 SR = 22050
 QUADRANTS = {"Q1", "Q2", "Q3", "Q4"}
@@ -248,27 +248,42 @@ def test_notes_and_silence(pipe, rendered_clip, quadrant_clips):
     assert [len(r["notes"]) for r in batched] == [r["num_notes"] for r in pipe(inputs, return_notes=True)]
 
 
+def test_processor_gives_the_inputs_of_the_first_window(pipe, rendered_clip):
+    """`processor(audio=...)` then the model gives the pipeline's first window: the window is cut from the
+    recording's features and transcription, not analysed as a recording of its own."""
+    path, _ = rendered_clip
+    processor, model = pipe.processor, pipe.model
+    inputs = processor(audio=str(path), return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**inputs).logits.softmax(-1)[0]
+    first = pipe(str(path), return_timeline=True)["timeline"][0]
+    assert first["start"] == 0.0
+    got = {r["label"]: r["score"] for r in first["labels"]}
+    for index, label in model.config.id2label.items():
+        assert got[label] == pytest.approx(float(expected[index]), abs=1e-6)
+
+
 def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch):
     """Windows are cut as frames and notes become final (short note segments and audio blocks here, to see it in
     minutes): what is held does not grow with the input's length, and the scores equal those of the whole input's
     windows."""
     import functools
 
-    from mdpiano import pipeline_mdpiano
+    from mdpiano import processing_mdpiano, windowing
     from mdpiano.notes_mdpiano import notes_to_array
     from mdpiano.transcription_mdpiano import BASIC_PITCH_SAMPLE_RATE, WINDOW_HOP, TranscriptionStream
 
     monkeypatch.setattr(TranscriptionStream, "SEGMENT_S", 20)
     monkeypatch.setattr(TranscriptionStream, "MARGIN_S", 5)
     block_s = 7.0
-    monkeypatch.setattr(pipeline_mdpiano, "stream_audio", functools.partial(pipeline_mdpiano.stream_audio, block_seconds=block_s))
-    original_cut, held = pipeline_mdpiano.WindowCutter.cut, []
+    monkeypatch.setattr(processing_mdpiano, "stream_audio", functools.partial(processing_mdpiano.stream_audio, block_seconds=block_s))
+    original_cut, held = windowing.WindowCutter.cut, []
 
     def cut_and_record(cutter, start):
         held.append((len(cutter.features), cutter.first_frame + len(cutter.features)))
         return original_cut(cutter, start)
 
-    monkeypatch.setattr(pipeline_mdpiano.WindowCutter, "cut", cut_and_record)
+    monkeypatch.setattr(windowing.WindowCutter, "cut", cut_and_record)
     music = np.tile(np.concatenate([w for _, _, w in quadrant_clips]), 16).astype(np.float32)
     peaks = {}
     for seconds in (180, 360):

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoProcessor
 
 from mdpiano import MDPianoFeatureExtractor, MDPianoProcessor, MDPianoTokenizer, MDPianoTranscriber, read_midi_notes
+from mdpiano.notes_mdpiano import window_notes
 
 SR = 22050
 
@@ -37,11 +38,14 @@ def test_audio_path_gives_both_domains(processor, rendered_clip):
     assert batch["input_features"].shape == (1, fe.nb_max_frames, fe.feature_size)
     assert batch["feature_attention_mask"].all()  # 20 s of audio fill the 15-s window
     assert batch["input_ids"].shape == batch["attention_mask"].shape and batch["input_ids"].shape[1] > 100
-    # The symbolic domain is the transcription of the window, tokenized.
+    # The symbolic domain is the window's part of the recording's transcription, tokenized; the features are the
+    # window's frames of the recording's features (not those of the recording cut to the window).
     notes = processor.tokenizer.decode_notes(batch["input_ids"][0])
-    transcribed = MDPianoTranscriber()(waveform[: SR * 15], SR)
+    transcribed = window_notes(MDPianoTranscriber()(waveform, SR), 0.0, 15.0)
     assert len(notes) == len(transcribed)
-    assert max(abs(a.onset - b.onset) for a, b in zip(sorted(notes), sorted(transcribed))) <= 0.005 + 1e-9
+    assert max(abs(a.onset - b[0]) for a, b in zip(sorted(notes), sorted(transcribed.tolist()))) <= 0.005 + 1e-9
+    features = fe.normalize(fe.extract(waveform, normalize=False)[: fe.nb_max_frames])
+    np.testing.assert_allclose(batch["input_features"][0].numpy(), features, atol=1e-6)
 
 
 def test_array_at_any_rate_is_resampled_once(processor, rendered_clip):

@@ -13,7 +13,7 @@ from transformers import pipeline
 from mdpiano import AudioDecodeError, MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import save_for_package
 from mdpiano.cli import main as cli
-from mdpiano.pipeline_mdpiano import window_starts
+from mdpiano.windowing import window_starts
 
 SR = 22050
 

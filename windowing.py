@@ -1,0 +1,90 @@
+"""Analysis windows of a recording: where they start, and cutting them from features and notes that stream in."""
+
+import numpy as np
+
+
+def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
+    """
+    Start times of analysis windows over a recording: one window when it fits, else windows every `stride_s` and a
+    last one ending exactly at the end, so every window is full length and the whole recording is covered.
+    """
+    if duration_s <= window_s:
+        return [0.0]
+    starts = list(np.arange(0.0, duration_s - window_s, stride_s))
+    return [float(s) for s in starts] + [duration_s - window_s]
+
+
+class WindowCutter:
+    """
+    Cuts a recording's analysis windows (those of [`window_starts`]) from its features and notes while they stream
+    in. A window is cut once the recording is known to run past its end and its frames and notes are final; what
+    no later window needs is then dropped, so memory does not grow with the recording's length. The inputs of each
+    window equal those cut from the whole recording's features and notes.
+    """
+
+    def __init__(self, processor, stride_s: float, use_acoustic: bool, use_symbolic: bool, keep_notes: bool = False):
+        fe = processor.feature_extractor
+        self.processor, self.stride_s, self.window_s = processor, stride_s, fe.chunk_length_s
+        self.frames_per_second = fe.sampling_rate / fe.hop_length
+        self.features = np.zeros((0, fe.feature_size), np.float32) if use_acoustic else None
+        self.first_frame = 0  # global index of self.features[0]
+        self.notes = np.zeros((0, 4)) if use_symbolic else None
+        self.kept_notes = [] if keep_notes and use_symbolic else None
+        self.total_notes = 0
+        self.next_regular = 0  # index k of the next window starting at k * stride_s
+
+    def add(self, features: np.ndarray | None = None, notes: np.ndarray | None = None) -> None:
+        """Appends final frames (unnormalised) and final notes ((N, 4), in onset order)."""
+        if self.features is not None and features is not None and len(features):
+            self.features = np.concatenate([self.features, features])
+        if self.notes is not None and notes is not None and len(notes):
+            self.notes = np.concatenate([self.notes, notes])
+            self.total_notes += len(notes)
+            if self.kept_notes is not None:
+                self.kept_notes.append(notes)
+
+    def ready(self, seconds_so_far: float, notes_final_s: float) -> list[float]:
+        """Starts of the windows that can be cut now, in order (each is then cut with [`cut`])."""
+        starts = []
+        while True:
+            start = self._snap(self.next_regular * self.stride_s)
+            if not self.next_regular * self.stride_s < seconds_so_far - self.window_s:
+                return starts  # the recording may end before this window does
+            last_frame = round(start * self.frames_per_second) + self.processor.feature_extractor.nb_max_frames
+            frames_ready = self.features is None or self.first_frame + len(self.features) >= last_frame
+            if not (frames_ready and (self.notes is None or notes_final_s >= start + self.window_s)):
+                return starts
+            starts.append(start)
+            self.next_regular += 1
+
+    def remaining(self, duration_s: float) -> list[float]:
+        """Starts of the windows not cut yet, once the recording has ended after `duration_s` seconds."""
+        return [self._snap(start) for start in window_starts(duration_s, self.window_s, self.stride_s)[self.next_regular :]]
+
+    def cut(self, start: float) -> tuple[dict, int]:
+        """The model inputs of the window starting at `start` (from [`ready`] or [`remaining`], in order), and the
+        number of notes starting in it. Frames and notes before it are dropped."""
+        window = self.crop(start)
+        in_window = 0 if self.notes is None else int((self.notes[:, 0] < start + self.window_s).sum())
+        return self.processor.window_inputs([window]), in_window
+
+    def crop(self, start: float) -> tuple:
+        """The window starting at `start` as [`MDPianoProcessor.window_inputs`] takes it: `(features, notes, start,
+        index of the first frame held)`. Frames and notes before it are dropped."""
+        first = round(start * self.frames_per_second)
+        if self.features is not None:
+            self.features = self.features[max(0, first - self.first_frame) :]
+            self.first_frame = max(self.first_frame, first)
+        if self.notes is not None:
+            self.notes = self.notes[self.notes[:, 0] >= first / self.frames_per_second]
+        return self.features, self.notes, start, self.first_frame
+
+    def all_notes(self) -> np.ndarray | None:
+        """Every note of the recording (with `keep_notes`), or `None`."""
+        return None if self.kept_notes is None else np.concatenate([np.zeros((0, 4))] + self.kept_notes)
+
+    def _snap(self, start: float) -> float:
+        return round(start * self.frames_per_second) / self.frames_per_second  # window_inputs snaps to frames too
+
+
+__all__ = ["WindowCutter", "window_starts"]
