@@ -75,11 +75,12 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
             raise ValueError(f"Audio samples reach {peak:.3g}; float audio is expected in [-1, 1]: scale it first.")
         if peak > 2.0 and not warned:
             warned = True
+            source = file_input(audio)
             logger.warning(
-                "Audio samples reach %.3g, far outside [-1, 1]: if this is integer PCM converted to float, divide it by "
-                "its full scale (32768 for 16-bit) or pass the integer array itself; loudness shapes the prediction.",
-                peak,
-            )
+                "%sAudio samples reach %.3g, far outside [-1, 1]: if this is integer PCM converted to float, divide it "
+                "by its full scale (32768 for 16-bit) or pass the integer array itself; loudness shapes the prediction.",
+                f"{os.fspath(source)}: " if isinstance(source, (str, os.PathLike)) else "", peak,
+            )  # fmt: skip
         total += block.size
         out = block if resampler is None else resampler.resample_chunk(block, last=False)
         del block  # not held while the caller works on `out` (blocks of long files are tens of MB)
@@ -154,6 +155,11 @@ def _readable_blocks(file, size: int, path: str):
         while len(block := file.read(size, dtype="float32", always_2d=True)):
             position += len(block)
             yield block
+        # A damaged MP3 can end the reads early without an error: compare with the length its header announces
+        # (an estimate for MP3, hence the tolerance).
+        if file.frames - position > max(0.01 * file.frames, 0.5 * file.samplerate):
+            logger.warning("%s: decoding stopped after %.1f s of the %.1f s the file announces; it may be damaged: "
+                           "using the audio up to there.", path, position / file.samplerate, file.frames / file.samplerate)  # fmt: skip
         return
     except (soundfile.LibsndfileError, RuntimeError) as error:
         damage = error
@@ -262,9 +268,9 @@ def _decode_encoded(source: str | bytes, name: str):
         return samples.data.numpy(), int(samples.sample_rate)
     except Exception as ffmpeg_error:
         remedy = (
-            "Formats other than wav, flac, ogg and mp3 need torchcodec and ffmpeg: pip install 'mdpiano[audio]'."
+            "Formats libsndfile lacks (m4a, aac, wma, ...) need torchcodec and ffmpeg: pip install 'mdpiano[audio]'."
             if isinstance(ffmpeg_error, ImportError)
-            else "Pass a wav, flac, ogg or mp3 file, or a waveform array with its sampling rate."
+            else "Pass an audio file (wav, flac, mp3, ogg, opus, aiff, m4a, ...), or a waveform array with its sampling rate."
         )
         raise AudioDecodeError(
             f"Could not decode {name} as audio (soundfile: {first_error}; ffmpeg: {ffmpeg_error}). {remedy}"

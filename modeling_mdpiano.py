@@ -145,7 +145,7 @@ class MDPianoAcousticEncoder(nn.Module):
     Each block halves time and frequency; the channels x remaining frequencies of each time step are flattened and
     projected to `d_model`. Padded frames are zeroed before every block, and a pooled step is real only when both
     its frames are (unpadded, pooling drops an odd last frame the same way), so the real steps and their values
-    never depend on how much padding follows. Inputs need at least 2^blocks frames.
+    never depend on how much padding follows. Every input needs at least 2^blocks real frames.
     """
 
     def __init__(self, config: MDPianoConfig):
@@ -161,16 +161,18 @@ class MDPianoAcousticEncoder(nn.Module):
             )
         self.projection = nn.Linear(channels[-1] * reduced_features, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
+        self.min_frames = 2 ** len(config.conv_channels)
+        self.frame_seconds = config.hop_length / config.sampling_rate
 
     def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Features come as float32; a model loaded in another dtype (e.g. bfloat16) takes them in its own.
-        min_frames = 2 ** len(self.blocks)
-        if input_features.shape[1] < min_frames:
+        real_frames = min(input_features.shape[1], int(attention_mask.sum(dim=1).min()))
+        if real_frames < self.min_frames:
             raise ValueError(
-                f"`input_features` has {input_features.shape[1]} frames; the ConvNet's {len(self.blocks)} blocks need at "
-                f"least {min_frames}. Pad the features to the analysis window (the processor's default, "
-                "padding='max_length')."
+                f"An input has {real_frames} frames of audio; the ConvNet's {len(self.blocks)} pooling steps need at "
+                f"least {self.min_frames} ({self.min_frames * self.frame_seconds:.2f} s): the recording is too short "
+                "to analyse."
             )
+        # Features come as float32; a model loaded in another dtype (e.g. bfloat16) takes them in its own.
         hidden_states = input_features.to(self.projection.weight.dtype).unsqueeze(1)
         mask = attention_mask
         for block in self.blocks:
@@ -384,8 +386,7 @@ class MDPianoModel(MDPianoPreTrainedModel):
                 )
             if feature_attention_mask is None:
                 feature_attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
-            acoustic, acoustic_mask = self.acoustic_encoder(input_features, _ensure_one_valid(feature_attention_mask))
-            acoustic_mask = _ensure_one_valid(acoustic_mask)
+            acoustic, acoustic_mask = self.acoustic_encoder(input_features, feature_attention_mask)
             acoustic_pooled = masked_mean(acoustic, acoustic_mask)
         if self.symbolic_encoder is not None:
             if input_ids is None:

@@ -1,5 +1,6 @@
 """The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
 
+import math
 import os
 
 import numpy as np
@@ -124,8 +125,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
         if stride_length_s is not None:
-            if not stride_length_s > 0:
-                raise ValueError(f"`stride_length_s` must be positive, got {stride_length_s}.")
+            if not 0 < stride_length_s < math.inf:
+                raise ValueError(f"`stride_length_s` must be a positive number of seconds, got {stride_length_s}.")
             preprocess["stride_length_s"] = stride_length_s
         if soundfont is not None:
             preprocess["soundfont"] = soundfont

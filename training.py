@@ -196,8 +196,11 @@ class TrainingArguments:
 
 
 def check_output_dir(output_dir, resume: bool) -> None:
-    """Refuses to start a new run in a folder holding an earlier one (its log or checkpoint) unless resuming it."""
+    """Refuses a file as the run's folder, and a new run in a folder holding an earlier one (its log or checkpoint)
+    unless resuming it."""
     output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"{output_dir} is a file: give a folder for the run (it is made if missing).")
     if not resume and ((output_dir / "checkpoint").exists() or (output_dir / "log.jsonl").exists()):
         raise FileExistsError(
             f"{output_dir} holds an earlier run (its log and checkpoint): continue it with `resume` (--resume) or "

@@ -72,20 +72,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What defines a run: resuming it with any of these changed would silently train something else.
+RUN_DEFINING_ARGUMENTS = (
+    "data", "split_scheme", "clips", "train_sets", "validation_set", "train_data", "validation_data",
+    "validation_fraction", "config", "set", "symbolic_pretrained", "init_from", "batch_size", "learning_rate",
+    "weight_decay", "seed", "gradient_accumulation_steps", "augment_features",
+)  # fmt: skip
+
+
+def check_resume_arguments(args) -> None:
+    """Refuses to resume a run with other data, model or optimisation settings than its `arguments.json` holds."""
+    saved_path = Path(args.output_dir) / "arguments.json"
+    if not saved_path.is_file():
+        return
+    saved, current = json.loads(saved_path.read_text()), vars(args)
+    if args.train_data:  # the script records --train-data as the run's train set
+        saved.pop("train_sets", None)
+    changed = [name for name in RUN_DEFINING_ARGUMENTS if name in saved and saved[name] != current[name]]
+    if changed:
+        differences = "; ".join(f"--{name.replace('_', '-')} {saved[name]!r} then, {current[name]!r} now" for name in changed)
+        raise ValueError(
+            f"{args.output_dir} was started with other settings ({differences}): resume it with the arguments in "
+            f"{saved_path}, or start a new run in another folder."
+        )
+
+
+def load_or_exit(flag: str, location: str, load):
+    """`load()`, or one `error:` line when the model folder (or Hub id) given with `flag` cannot be loaded."""
+    try:
+        return load()
+    except OSError as error:
+        missing = "" if Path(location).exists() else "no such folder, and as a Hub id: "
+        sys.exit(f"error: {flag} {location}: {missing}{str(error).splitlines()[0]}")
+
+
 def build_model_and_processor(args):
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
     if args.init_from:
-        model = MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides)
+        model = load_or_exit("--init-from", args.init_from, lambda: MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides))
         if model.config.quadrant_logit_bias is not None:  # fitted to the old model's decisions, not the new one's
             print(f"dropping {args.init_from}'s quadrant_logit_bias {model.config.quadrant_logit_bias}: calibrate anew")
             model.config.quadrant_logit_bias = None
         return model, MDPianoProcessor.from_pretrained(args.init_from)
     config = MDPianoConfig(**overrides)
     if args.symbolic_pretrained:
-        model = MDPianoForAudioClassification.from_pretrained(args.symbolic_pretrained, config=config)
+        model = load_or_exit("--symbolic-pretrained", args.symbolic_pretrained,
+                             lambda: MDPianoForAudioClassification.from_pretrained(args.symbolic_pretrained, config=config))  # fmt: skip
     else:
         model = MDPianoForAudioClassification(config)
     return model, MDPianoProcessor.from_config(config)
@@ -115,6 +150,8 @@ def main():
         parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
     try:
         check_output_dir(args.output_dir, args.resume)
+        if args.resume:
+            check_resume_arguments(args)
         user_data = labelled_data(args) if args.train_data else None
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
         sys.exit(f"error: {error}")

@@ -151,3 +151,22 @@ def test_truncated_file_gives_what_is_there(tmp_path, tone, suffix, caplog):
 def test_bad_arrays_are_clear_errors(audio, rate, message):
     with pytest.raises(ValueError, match=message):
         load_audio(audio, rate, SR)
+
+
+def test_damaged_mp3_that_ends_early_is_reported(tmp_path, caplog):
+    """libsndfile stops reading this damaged MP3 after 1.4 s without an error; the shortfall is logged, not hidden."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "Q1_4dXC1cC7crw_1.mp3"
+    damaged = bytearray(example.read_bytes())
+    damaged[5000:25000] = np.random.default_rng(3).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(damaged)
+    with caplog.at_level("WARNING"):
+        out = load_audio(path, target_sampling_rate=SR)
+    assert len(out) < 5 * SR
+    assert "decoding stopped after" in caplog.text and "of the 20.0 s the file announces" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_audio(example, target_sampling_rate=SR)
+    assert "decoding stopped" not in caplog.text  # an intact MP3's announced length is met

@@ -1,5 +1,6 @@
 import csv
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -7,11 +8,13 @@ import sys
 import pytest
 import soundfile
 
-from mdpiano.emopia import EmopiaFormatError, load_emopia, read_split, song_id
+from mdpiano.emopia import AUDIO_EXTENSIONS, EmopiaFormatError, find_audio, load_emopia, read_split, song_id
 
 
-def test_benchmark_split(emopia_dir):
-    dataset, report = load_emopia(emopia_dir, return_report=True)
+def test_benchmark_split(emopia_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        dataset, report = load_emopia(emopia_dir, return_report=True)
+    assert not caplog.records  # the real labels and splits agree, and every MIDI file is readable
     assert {name: len(split) for name, split in dataset.items()} == {"train": 767, "validation": 198, "test": 86}
     assert report.skipped == 0
     features = dataset["train"].features
@@ -25,8 +28,10 @@ def test_benchmark_split(emopia_dir):
     assert not songs["train"] & songs["test"] and not songs["train"] & songs["validation"]
 
 
-def test_second_split_scheme(emopia_dir):
-    dataset = load_emopia(emopia_dir, "emopia_1.0")
+def test_second_split_scheme(emopia_dir, caplog):
+    with caplog.at_level(logging.WARNING):
+        dataset = load_emopia(emopia_dir, "emopia_1.0")
+    assert not caplog.records
     assert {name: len(split) for name, split in dataset.items()} == {"train": 876, "validation": 114, "test": 88}
     with pytest.raises(ValueError, match="Unknown split scheme"):
         read_split(emopia_dir, "random")
@@ -37,24 +42,36 @@ def test_song_id_keeps_underscores():
     assert song_id("Q1_0vLPYiPN7qY_10") == "0vLPYiPN7qY"
 
 
+def read_rows(path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def write_rows(path, rows: list[dict], encoding: str = "utf-8") -> None:
+    with open(path, "w", newline="", encoding=encoding) as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 @pytest.fixture
 def small_emopia(emopia_dir, tmp_path):
-    """A copy of EMOPIA with three real test clips and one listed clip whose MIDI file is absent."""
+    """
+    A copy of EMOPIA's labels and emopia_cls split files listing one real clip in train and validation, three in test
+    and a test clip whose MIDI file is absent (the real MIDI files are linked).
+    """
     root = tmp_path / "emopia"
     (root / "midis").mkdir(parents=True)
     (root / "split" / "emopia_cls").mkdir(parents=True)
     shutil.copy(emopia_dir / "label.csv", root / "label.csv")
-    with open(emopia_dir / "split" / "emopia_cls" / "test.csv") as file:
-        rows = list(csv.DictReader(file))[:3]
-    for row in rows:
+    splits = {name: read_rows(emopia_dir / "split" / "emopia_cls" / name)[:count]
+              for name, count in (("train.csv", 1), ("val.csv", 1), ("test.csv", 3))}  # fmt: skip
+    for row in sum(splits.values(), []):
         (root / "midis" / f"{row['fname']}.mid").symlink_to(emopia_dir / "midis" / f"{row['fname']}.mid")
-    rows.append({"fname": "Q1_notAClip_0", "label": "Q1"})
-    for name in ("train.csv", "val.csv", "test.csv"):
-        with open(root / "split" / "emopia_cls" / name, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=["fname", "label"])
-            writer.writeheader()
-            writer.writerows(rows if name == "test.csv" else rows[:1])
-    return root, [row["fname"] for row in rows[:3]]
+    splits["test.csv"].append({"fname": "Q1_notAClip_0", "label": "Q1"})
+    for name, rows in splits.items():
+        write_rows(root / "split" / "emopia_cls" / name, rows)
+    return root, [row["fname"] for row in splits["test.csv"][:3]]
 
 
 def test_missing_clips_are_reported(small_emopia, caplog):
@@ -63,7 +80,7 @@ def test_missing_clips_are_reported(small_emopia, caplog):
         dataset, report = load_emopia(root, return_report=True)
     assert list(dataset["test"]["clip_id"]) == present
     assert report.missing_midi["test"] == ["Q1_notAClip_0"]
-    assert "1 clips skipped, no MIDI file: Q1_notAClip_0" in caplog.text
+    assert "1 clip skipped, no MIDI file: Q1_notAClip_0" in caplog.text
 
 
 def test_audio_column_and_missing_audio(small_emopia, tmp_path, rendered_clip):
@@ -127,6 +144,110 @@ def test_malformed_label_file(small_emopia, content, message):
     (root / "label.csv").write_text(content)
     with pytest.raises(EmopiaFormatError, match=message):
         load_emopia(root)
+
+
+def relabel(path, key: str, clip_id: str, column: str, value: str) -> int:
+    """Sets `column` in the row of `clip_id` (in column `key`) of a CSV file; returns that row's line."""
+    rows = read_rows(path)
+    index = next(i for i, row in enumerate(rows) if row[key] == clip_id)
+    rows[index][column] = value
+    write_rows(path, rows)
+    return index + 2
+
+
+@pytest.mark.parametrize("file", ["label.csv", "split/emopia_cls/test.csv"])
+def test_contradicting_labels_are_errors(small_emopia, file):
+    root, present = small_emopia
+    clip, named = present[0], present[0][:2]
+    wrong = "Q1" if named != "Q1" else "Q2"
+    if file == "label.csv":
+        line = relabel(root / file, "ID", clip, "4Q", wrong[1])
+        message = f"label.csv, line {line}: {clip} has 4Q {wrong[1]} ({wrong}), but its name says {named}"
+    else:
+        line = relabel(root / file, "fname", clip, "label", wrong)
+        message = f"test.csv, line {line}: {clip} is labelled '{wrong}', but its name says {named}"
+    with pytest.raises(EmopiaFormatError, match=re.escape(message)):
+        load_emopia(root)
+
+
+@pytest.mark.parametrize(
+    "file, message",
+    [
+        ("label.csv", r"label.csv lists 1 clip more than once: {clip} \(lines \d+, 1080\)"),
+        ("split/emopia_cls/test.csv", r"test.csv lists 1 clip more than once: {clip} \(lines 2, 6\)"),
+        ("split/emopia_cls/train.csv", r"1 clip in more than one split file: {clip} \(train.csv and test.csv\)"),
+    ],
+)
+def test_duplicates_and_leaks_are_errors(small_emopia, file, message):
+    root, present = small_emopia
+    source = read_rows(root / ("label.csv" if file == "label.csv" else "split/emopia_cls/test.csv"))
+    row = next(row for row in source if present[0] in (row.get("ID"), row.get("fname")))
+    write_rows(root / file, read_rows(root / file) + [row])
+    with pytest.raises(EmopiaFormatError, match=message.format(clip=re.escape(present[0]))):
+        load_emopia(root)
+
+
+def test_song_in_two_splits_is_a_warning(small_emopia, caplog):
+    root, present = small_emopia
+    song, train = song_id(present[0]), root / "split" / "emopia_cls" / "train.csv"
+    write_rows(train, read_rows(train) + [{"fname": f"Q1_{song}_99", "label": "Q1"}])
+    with caplog.at_level(logging.WARNING):
+        load_emopia(root)
+    assert f"clips of 1 song are in more than one split ({song}: train, test)" in caplog.text
+
+
+def test_only_the_split_files_asked_for_are_read(small_emopia):
+    root, present = small_emopia
+    split_dir = root / "split" / "emopia_cls"
+    (split_dir / "val.csv").unlink()
+    leak = {"fname": present[0], "label": present[0][:2]}
+    write_rows(split_dir / "train.csv", read_rows(split_dir / "train.csv") + [leak])
+    dataset = load_emopia(root, splits="test")  # a split's name works as a list of one; train.csv (a leak) is not read
+    assert list(dataset) == ["test"] and list(dataset["test"]["clip_id"]) == present
+    missing = r"The validation split file of EMOPIA's 'emopia_cls' scheme is missing: .*val\.csv"
+    with pytest.raises(FileNotFoundError, match=missing):
+        load_emopia(root)
+    with pytest.raises(EmopiaFormatError, match="train.csv and test.csv"):
+        load_emopia(root, splits=["train", "test"])
+
+
+def test_unreadable_midi_is_reported(small_emopia, caplog):
+    root, present = small_emopia
+    for clip_id, content in zip(present[1:], (b"", b"not a MIDI file")):
+        (root / "midis" / f"{clip_id}.mid").unlink()  # a link to the real file
+        (root / "midis" / f"{clip_id}.mid").write_bytes(content)
+    with caplog.at_level(logging.WARNING):
+        dataset, report = load_emopia(root, splits="test", return_report=True)
+    assert list(dataset["test"]["clip_id"]) == present[:1]
+    assert report.unreadable_midi["test"] == present[1:] and report.skipped == 3
+    assert "3 listed clips left out" in caplog.text
+    unreadable = f"2 clips skipped, unreadable MIDI file (empty, or no MThd header): {present[1]}, {present[2]}"
+    assert unreadable in caplog.text
+
+
+def test_csv_files_with_a_byte_order_mark(small_emopia):
+    root, present = small_emopia
+    for path in (root / "label.csv", root / "split" / "emopia_cls" / "test.csv"):
+        write_rows(path, read_rows(path), encoding="utf-8-sig")  # as spreadsheets save CSV
+    assert list(load_emopia(root, splits="test")["test"]["clip_id"]) == present
+
+
+def test_audio_extensions_in_any_case_and_one_file_per_clip(small_emopia, tmp_path):
+    root, present = small_emopia
+    audio_dir = tmp_path / "audio"
+    audio_dir.mkdir()
+    for name in (f"{present[0]}.Flac", f"{present[1]}.WAV", f"{present[2]}.txt"):
+        (audio_dir / name).touch()  # only the paths are read here
+    assert find_audio(audio_dir, present[0]) == str(audio_dir / f"{present[0]}.Flac")
+    dataset, report = load_emopia(root, audio_dir=audio_dir, splits="test", return_report=True)
+    assert list(dataset["test"]["clip_id"]) == present[:2] and report.missing_audio["test"] == present[2:]
+    (audio_dir / f"{present[0]}.mp3").touch()
+    message = re.escape(f"holds several audio files for 1 clip: {present[0]} ({present[0]}.Flac, {present[0]}.mp3)")
+    with pytest.raises(EmopiaFormatError, match=message):
+        find_audio(audio_dir, present[0])
+    with pytest.raises(EmopiaFormatError, match=message):
+        load_emopia(root, audio_dir=audio_dir, splits="test")
+    assert ", ".join(extension[1:] for extension in AUDIO_EXTENSIONS) in " ".join(find_audio.__doc__.split())
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -43,3 +43,19 @@ def test_replace_section(tmp_path):
     )
     with pytest.raises(ValueError, match="no <!-- other:begin -->"):
         replace_section(document, "other", "x")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_quadrant_metrics_agree_with_scikit_learn(seed):
+    """Accuracy and macro-F1 as scikit-learn computes them, also on sets where a quadrant never occurs."""
+    import evaluate
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from mdpiano.training import METRICS_DIR
+
+    rng = np.random.default_rng(seed)
+    references = rng.integers(0, 3, 40)  # no Q4 in the truth
+    predictions = np.where(rng.random(40) < 0.6, references, rng.integers(0, 3 + seed % 2, 40))  # Q4 predicted in some
+    metrics = evaluate.load(str(METRICS_DIR)).compute(predictions=predictions.tolist(), references=references.tolist())
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(references, predictions))
+    assert metrics["macro_f1"] == pytest.approx(f1_score(references, predictions, average="macro"))

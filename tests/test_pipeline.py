@@ -214,6 +214,12 @@ def test_bare_array_needs_its_rate(pipe):
         pipe([])
 
 
+@pytest.mark.parametrize("stride", [0.0, -1.0, float("inf"), float("nan")])
+def test_stride_must_be_a_positive_number_of_seconds(pipe, stride):
+    with pytest.raises(ValueError, match="stride_length_s"):
+        pipe(np.zeros(SR, np.float32), sampling_rate=SR, stride_length_s=stride)
+
+
 def test_model_outputs_and_the_pipeline_agree_through_the_calibration(model_and_processor, quadrant_clips):
     import mdpiano
 

@@ -60,7 +60,7 @@ def hours_of_midi(folder):
 # name -> (make the input file in a folder, expected: "ok", "no notes" or (error type, message))
 FILE_CASES = {
     "empty WAV (0 samples)": (lambda d: write(d, "empty.wav", np.zeros(0)), (ValueError, "empty")),
-    "10 ms of audio": (lambda d: write(d, "short.wav", tone(0.01)), "no notes"),
+    "10 ms of audio": (lambda d: write(d, "short.wav", tone(0.01)), (ValueError, "too short")),
     "30 s of silence": (lambda d: write(d, "silence.wav", np.zeros(30 * SR)), "no notes"),
     "NaN samples": (lambda d: write(d, "nan.wav", np.r_[tone(1.0), np.nan]), (ValueError, "NaN or infinite")),
     "Inf samples": (lambda d: write(d, "inf.wav", np.r_[tone(1.0), np.inf]), (ValueError, "NaN or infinite")),
@@ -77,6 +77,10 @@ FILE_CASES = {
     "MIDI file with no notes": (empty_midi, (ValueError, "no notes")),
     "MIDI file of several hours": (hours_of_midi, (ValueError, "limited to 1 h")),
 }
+
+
+# Inputs the processor prepares but the model refuses (the pipeline and the command line raise or report).
+MODEL_REFUSES = {"10 ms of audio"}
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +116,7 @@ def test_processor(case, processor, tmp_path):
     make, expected = FILE_CASES[case]
     path = make(tmp_path)
     is_midi = path.suffix == ".mid"
-    if isinstance(expected, tuple) and not is_midi:
+    if isinstance(expected, tuple) and not is_midi and case not in MODEL_REFUSES:
         with pytest.raises(expected[0], match=expected[1]):
             processor(audio=str(path))
         return
@@ -122,7 +126,7 @@ def test_processor(case, processor, tmp_path):
         assert (inputs["input_ids"] == empty) == (case == "MIDI file with no notes")
         return
     assert torch.isfinite(inputs["input_features"]).all()
-    assert (inputs["input_ids"].shape[1] == 2) == (expected == "no notes")
+    assert (inputs["input_ids"].shape[1] == 2) == (expected == "no notes" or case in MODEL_REFUSES)
 
 
 @pytest.mark.parametrize("case", FILE_CASES)

@@ -14,7 +14,8 @@ Args:
     valence_predictions (`list[int]`, optional): separate positive-valence predictions (1/0).
     labels (`list[str]`, optional): quadrant names, default Q1-Q4.
 Returns:
-    accuracy, macro_f1, arousal_accuracy, valence_accuracy (from the quadrant prediction), per_class
+    accuracy, macro_f1 (the mean F1 of the quadrants that occur in references or predictions),
+    arousal_accuracy, valence_accuracy (from the quadrant prediction), per_class
     (precision, recall, f1, support per quadrant), confusion_matrix (rows: truth, columns: prediction), and
     arousal_head_accuracy / valence_head_accuracy when separate predictions are given.
 """
@@ -45,9 +46,12 @@ class QuadrantMetrics(evaluate.Metric):
             f1 = 2 * precision * recall / max(precision + recall, 1e-12)
             per_class[name] = {"precision": float(precision), "recall": float(recall), "f1": float(f1),
                                "support": int(confusion[index].sum())}  # fmt: skip
+        occurs = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0
         results = {
             "accuracy": float((predictions == references).mean()),
-            "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
+            # Over the quadrants that occur (in truth or prediction), as scikit-learn does: a test set without a
+            # quadrant must not count it as an F1 of 0.
+            "macro_f1": float(np.mean([c["f1"] for c, seen in zip(per_class.values(), occurs) if seen])),
             "arousal_accuracy": float((AROUSAL[predictions] == AROUSAL[references]).mean()),
             "valence_accuracy": float((VALENCE[predictions] == VALENCE[references]).mean()),
             "per_class": per_class,
