@@ -3,7 +3,8 @@
 Training crops windows from whole-clip features and notes, so the expensive parts (basic-pitch transcription, the
 STFT) run once per audio file. Each clip gets one file of notes and one of features, under folders named by a hash
 of the settings that shape them, so a rerun with the same inputs only reads files, an interrupted run resumes, and
-changed settings never reuse stale results; an audio file newer than its entries (re-rendered, edited) is computed
+changed settings never reuse stale results. Each entry records the size and modification time of the audio it was
+computed from: an audio file that differs in either (re-rendered, edited, or replaced by an older copy) is computed
 again.
 """
 
@@ -48,19 +49,41 @@ def load_entry(notes_path, features_path=None) -> dict:
     with np.load(notes_path) as data:
         entry = {"notes": data["notes"], "duration": float(data["duration"])}
     if features_path is not None:
-        entry["features"] = np.load(features_path)
+        with np.load(features_path) as data:
+            entry["features"] = data["features"]
     return entry
+
+
+def _source_stamp(path) -> dict[str, int]:
+    """
+    What an entry records of its audio file, and is checked against: its size and modification time. Any difference
+    makes the entry stale, so a file replaced by an older one (`cp -p`, `rsync -a`, unzip) is computed again, as an
+    edited one is; cheap, as nothing is read.
+    """
+    stat = os.stat(path)
+    return {"source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+
+
+def _is_current(entry_path: Path, stamp: dict[str, int]) -> bool:
+    """Whether an entry exists and was computed from the audio file `stamp` describes (entries written before
+    entries recorded their audio are not, and are computed again)."""
+    if not entry_path.exists():
+        return False
+    with np.load(entry_path) as entry:
+        return all(key in entry.files and int(entry[key]) == value for key, value in stamp.items())
 
 
 def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, with_features: bool = True):
     """
     Adds `notes_path` (an `.npz` with the whole clip's `notes` and `duration`) and, with `with_features`,
-    `features_path` (an `.npy` of unnormalised (frames, F) float16 features) to every row of a dataset with an
-    `audio` column. Entries not on disk yet, or older than their audio file, are computed (`datasets.map` over
-    `num_proc` processes, each running the transcriber on one thread); each audio file is decoded once.
+    `features_path` (an `.npz` with its unnormalised (frames, F) float16 `features`) to every row of a dataset with an
+    `audio` column. Entries not on disk yet, or computed from an audio file of another size or modification time,
+    are computed (`datasets.map` over `num_proc` processes, each running the transcriber on one thread); each audio
+    file is decoded once.
 
     Raises:
-        AudioDecodeError: naming every file that could not be decoded, once all the others are cached.
+        AudioDecodeError: naming every file that could not be decoded or holds unusable audio (no samples, NaN), and
+            why, once all the others are cached.
     """
     from datasets import Audio
 
@@ -75,22 +98,27 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
     transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), num_threads=1 if num_proc > 1 else 0)
 
     def add_entry(row):
+        path = row["audio"]["path"]
         notes_path = notes_dir / f"{row['clip_id']}.npz"
-        features_path = features_dir / f"{row['clip_id']}.npy"
-        source_time = os.stat(row["audio"]["path"]).st_mtime_ns
-        need_notes = not notes_path.exists() or notes_path.stat().st_mtime_ns < source_time
-        need_features = with_features and (not features_path.exists() or features_path.stat().st_mtime_ns < source_time)
+        features_path = features_dir / f"{row['clip_id']}.npz"
+        stamp = _source_stamp(path)
+        need_notes = not _is_current(notes_path, stamp)
+        need_features = with_features and not _is_current(features_path, stamp)
         if need_notes or need_features:
             try:
-                waveform = load_audio(row["audio"]["path"], target_sampling_rate=processor.sampling_rate)
-            except AudioDecodeError as error:  # reported with the others once the whole set is done
-                return {"notes_path": "", "features_path": "", "error": str(error)}
+                waveform = load_audio(path, target_sampling_rate=processor.sampling_rate)
+            except ValueError as error:  # reported with the others once the whole set is done
+                # A decode error names the file; one about the decoded audio (no samples, NaN) does not.
+                message = str(error) if isinstance(error, AudioDecodeError) else f"{path}: {error}"
+                return {"notes_path": "", "features_path": "", "error": message}
             if need_notes:
                 notes = np.array(transcriber(waveform, processor.sampling_rate), dtype=np.float32).reshape(-1, 4)
-                _write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=len(waveform) / processor.sampling_rate))
+                duration = len(waveform) / processor.sampling_rate
+                _write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=duration, **stamp))
             if need_features:
                 features = processor.feature_extractor.extract(waveform, normalize=False).astype(np.float16)
-                _write_atomic(features_path, lambda f: np.save(f, features))
+                _write_atomic(features_path, lambda f: np.savez(f, features=features, **stamp))
+                features_path.with_suffix(".npy").unlink(missing_ok=True)  # the entry's form before it had a stamp
         return {"notes_path": str(notes_path), "features_path": str(features_path) if with_features else "", "error": ""}
 
     undecoded = dataset.cast_column("audio", Audio(decode=False))
@@ -98,8 +126,10 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
                            load_from_cache_file=False)  # fmt: skip
     failures = [error for error in cached["error"] if error]
     if failures:
+        # Named by the folder holding the audio: the set's name is a hash for a user's folder or CSV.
+        folder = os.path.commonpath([os.path.dirname(os.path.abspath(row["path"])) for row in cached["audio"]])
         raise AudioDecodeError(
-            f"{len(failures)} of {len(cached)} audio files of {name} could not be decoded (the others are cached; "
+            f"{len(failures)} of {len(cached)} audio files in {folder} could not be used (the others are cached; "
             f"fix or remove these and run again): " + " | ".join(failures)
         )
     return cached.remove_columns(["error"] + ([] if with_features else ["features_path"]))

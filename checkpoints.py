@@ -13,6 +13,13 @@ DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "mdpiano-emopia"
 CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
 
+def load_error_message(flag: str, location: str, error: OSError) -> str:
+    """One `error:` line for a model folder (or Hub id) given with `flag` that could not be loaded: transformers'
+    first line, after saying when no such local folder exists (a typo would otherwise read as a Hub failure)."""
+    missing = "" if Path(location).exists() else "no such folder, and as a Hub id: "
+    return f"error: {flag} {location}: {missing}{str(error).splitlines()[0]}"
+
+
 def remote_code_files() -> list[Path]:
     """
     The module files that `save_pretrained` copies into a folder so it loads as Hub remote code: the `*_mdpiano.py`

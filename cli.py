@@ -11,6 +11,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -18,26 +19,48 @@ from .emopia import AUDIO_EXTENSIONS as AUDIO_SUFFIXES
 from .pipeline_mdpiano import MIDI_SUFFIXES
 
 AUDIO_EXTENSIONS, MIDI_EXTENSIONS = set(AUDIO_SUFFIXES), set(MIDI_SUFFIXES)
+MAX_STRIDE_S = 24 * 3600  # longer than any recording; strides near 1e308 s overflow the window arithmetic
 
 
 def expand_inputs(
-    paths: list[str], extensions: set[str] = AUDIO_EXTENSIONS | MIDI_EXTENSIONS
+    paths: list[str], extensions: set[str] = AUDIO_EXTENSIONS | MIDI_EXTENSIONS, skip: str | None = None
 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files to process (folders expanded to their files with these extensions, recursively, sorted), and errors for
-    paths that do not exist."""
+    """
+    Files to process, each once (folders expanded to their files with these extensions, recursively, sorted, leaving
+    out the output folder `skip`), and errors for paths that do not exist or that need no processing.
+    """
     files, errors = [], []
     for text in paths:
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in extensions)
+            found = scan_folder(path, extensions, skip)
             if not found:
                 errors.append((text, f"folder holds no {'audio or MIDI' if MIDI_EXTENSIONS <= extensions else 'audio'} files"))
             files += found
-        elif path.exists():
-            files.append(path)
-        else:
+        elif not path.exists():
             errors.append((text, "file or folder not found"))
-    return files, errors
+        elif path.suffix.lower() in MIDI_EXTENSIONS - extensions:
+            errors.append((text, "is a MIDI file already: it needs no transcription"))
+        else:
+            files.append(path)
+    unique = {}
+    for path in files:
+        unique.setdefault(path.resolve(), path)  # `in/a.wav ./in/a.wav` name one file: it is processed once
+    return list(unique.values()), errors
+
+
+def scan_folder(folder: Path, extensions: set[str], skip: str | None = None) -> list[Path]:
+    """
+    The files with these extensions below a folder, sorted. Hidden files and folders (macOS's `._x.wav` resource forks,
+    `.git`) are left out, and so is the output folder `skip` inside it: an earlier run's transcriptions are not inputs.
+    """
+    skip_path = Path(skip).resolve() if skip else None
+    found = []
+    for root, folders, names in os.walk(folder):
+        folders[:] = [name for name in folders if not name.startswith(".") and Path(root, name).resolve() != skip_path]
+        names = [name for name in names if not name.startswith(".") and Path(name).suffix.lower() in extensions]
+        found += [Path(root, name) for name in names]
+    return sorted(path for path in found if path.is_file())
 
 
 def midi_output_paths(files: list[Path], out_dir: str) -> dict[Path, Path]:
@@ -60,17 +83,49 @@ def midi_output_paths(files: list[Path], out_dir: str) -> dict[Path, Path]:
     return targets
 
 
-def check_output_file(path: str | None) -> None:
-    """Refuses, before any work, an output file whose folder does not exist."""
-    if path and not Path(path).resolve().parent.is_dir():
+def check_output_file(path: str | None, inputs: list[Path]) -> None:
+    """Refuses, before any work, an output file that is a folder, cannot be written or is one of the inputs."""
+    if not path:
+        return
+    target = Path(path)
+    if path.endswith(("/", os.sep)) or target.is_dir():
+        raise SystemExit(f"error: -o {path} is a folder; give a file name (results.json).")
+    if not target.resolve().parent.is_dir():
         raise SystemExit(f"error: cannot write {path}: its folder does not exist.")
+    if target.resolve() in {file.resolve() for file in inputs}:
+        raise SystemExit(f"error: -o {path} is one of the inputs; give another file name.")
+    existed = target.exists()
+    try:
+        open(target, "a").close()  # appending nothing leaves an existing file as it is
+    except OSError as error:
+        raise SystemExit(f"error: cannot write {path}: {error.strerror or error}") from error
+    if not existed:
+        target.unlink()
 
 
 def check_output_folder(path: str) -> None:
-    """Creates an output folder, or refuses a path that is a file, before any work."""
+    """Creates an output folder, or refuses one that is a file, cannot be created or cannot be written to."""
     if Path(path).exists() and not Path(path).is_dir():
         raise SystemExit(f"error: {path} is a file; give a folder for the MIDI files.")
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as error:
+        raise SystemExit(f"error: cannot write MIDI files to {path}: {error.strerror or error}") from error
+
+
+def check_model_dir(model_dir: str, pattern: str, files: str) -> None:
+    """Refuses a --model that is neither a folder nor a Hub id, or a folder without the files (`pattern`) needed."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(model_dir).is_dir():
+        if not any(Path(model_dir).glob(pattern)):
+            raise SystemExit(f"error: {model_dir} holds no {files}; pass --model <trained folder>.")
+        return
+    try:
+        validate_repo_id(model_dir)
+    except HFValidationError:
+        raise SystemExit(f"error: --model {model_dir}: no such folder.") from None
 
 
 def load_pipeline(model_dir: str, device: str):
@@ -81,8 +136,7 @@ def load_pipeline(model_dir: str, device: str):
 
     logging.disable_progress_bar()  # the weight-loading bar; the command shows its own per file
 
-    if Path(model_dir).is_dir() and not any(Path(model_dir).glob("*.safetensors")):
-        raise SystemExit(f"error: {model_dir} holds no model weights (model.safetensors); pass --model <trained folder>.")
+    check_model_dir(model_dir, "*.safetensors", "model weights (model.safetensors)")
     try:
         return pipeline("audio-classification", model=model_dir, device=device)
     except (AssertionError, RuntimeError) as error:  # e.g. --device cuda with a CPU-only torch
@@ -91,25 +145,62 @@ def load_pipeline(model_dir: str, device: str):
         raise SystemExit(f"error: cannot load the model {model_dir}: {error}") from error
 
 
+def load_processor(model_dir: str):
+    from .processing_mdpiano import MDPianoProcessor
+
+    check_model_dir(model_dir, "*processor_config.json", "processor settings (processor_config.json)")
+    try:
+        return MDPianoProcessor.from_pretrained(model_dir)
+    except OSError as error:  # a Hub id that cannot be downloaded
+        raise SystemExit(f"error: cannot load the model {model_dir}: {error}") from error
+
+
+def write_midi(notes: list, source: Path, target: Path, errors: list[tuple[str, str]]) -> bool:
+    """Writes a transcription; a failure (a folder of that name, a full disk) is reported and the batch goes on."""
+    from .notes_mdpiano import notes_to_midi
+
+    try:
+        notes_to_midi(notes).write(str(target))
+    except OSError as error:
+        errors.append((str(source), f"cannot write {target}: {error.strerror or error}"))
+        return False
+    return True
+
+
 def predict(args) -> int:
+    files, errors = expand_inputs(args.paths, skip=args.midi_out)
+    if not files:
+        return report_errors(errors)
+    check_output_file(args.output, files)
+    if args.midi_out:
+        check_output_folder(args.midi_out)
     # Libraries print notices on stdout (pyfluidsynth does when `CI` is set); the JSON/CSV there must stay parseable.
     with contextlib.redirect_stdout(sys.stderr):
-        results, errors = classify_files(args)
+        results = classify_files(files, args, errors)
     text = {"table": format_table, "json": format_json, "csv": format_csv}[args.format](results, args.timeline)
-    if args.output:
-        Path(args.output).write_text(text)
-    else:
+    return max(write_results(text, args.output), report_errors(errors))
+
+
+def write_results(text: str, output: str | None) -> int:
+    """Writes the results to `output` or the screen; to the screen when the file cannot be written (a full disk)."""
+    if not output:
         sys.stdout.write(text)
-    return report_errors(errors)
+        return 0
+    try:
+        Path(output).write_text(text)
+    except OSError as error:  # checked before the work, so rare; the results are not lost
+        print(f"error: cannot write {output}: {error.strerror or error}; the results follow.", file=sys.stderr)
+        sys.stdout.write(text)
+        return 1
+    return 0
 
 
-def classify_files(args) -> tuple[list[dict], list[tuple[str, str]]]:
-    """One result record per file that could be classified, and (path, message) for each that could not."""
+def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> list[dict]:
+    """One result record per file that could be classified; (path, message) added to `errors` for the others."""
     from tqdm.auto import tqdm
 
     from .configuration_mdpiano import QUADRANT_NAMES
 
-    files, errors = expand_inputs(args.paths)
     classifier = load_pipeline(args.model, args.device)
     if args.midi_out:
         midi_paths = midi_output_paths(files, args.midi_out)
@@ -130,14 +221,10 @@ def classify_files(args) -> tuple[list[dict], list[tuple[str, str]]]:
                  "scores": dict(sorted((e["label"], e["score"]) for e in w["labels"])), "num_notes": w["num_notes"]}  # fmt: skip
                 for w in output["timeline"]
             ]
-        if args.midi_out:
-            from .notes_mdpiano import notes_to_midi
-
-            midi_path = midi_paths[path]
-            notes_to_midi(output["notes"]).write(str(midi_path))
-            record["midi"] = str(midi_path)
+        if args.midi_out and write_midi(output["notes"], path, midi_paths[path], errors):
+            record["midi"] = str(midi_paths[path])
         results.append(record)
-    return results, errors
+    return results
 
 
 def format_table(results: list[dict], timeline: bool) -> str:
@@ -178,12 +265,11 @@ def format_csv(results: list[dict], timeline: bool) -> str:
 def transcribe(args) -> int:
     from tqdm.auto import tqdm
 
-    from .notes_mdpiano import notes_to_midi
-    from .processing_mdpiano import MDPianoProcessor
-
-    files, errors = expand_inputs(args.paths, AUDIO_EXTENSIONS)
+    files, errors = expand_inputs(args.paths, AUDIO_EXTENSIONS, skip=args.out)
+    if not files:
+        return report_errors(errors)
     check_output_folder(args.out)
-    processor = MDPianoProcessor.from_pretrained(args.model)
+    processor = load_processor(args.model)
     targets = midi_output_paths(files, args.out)
     for path in tqdm(files, desc="Transcribing", unit="file", disable=args.quiet or len(files) < 2):
         try:
@@ -191,25 +277,26 @@ def transcribe(args) -> int:
         except Exception as error:
             errors.append((str(path), f"{type(error).__name__}: {error}"))
             continue
-        target = targets[path]
-        notes_to_midi(notes).write(str(target))
-        print(f"{path} -> {target} ({len(notes)} notes)")
+        if write_midi(notes, path, targets[path], errors):
+            print(f"{path} -> {targets[path]} ({len(notes)} notes)")
     return report_errors(errors)
 
 
-def exit_on_input_errors(main) -> None:
+def exit_on_input_errors(main):
     """
-    Runs a script's `main`: missing inputs (`FileNotFoundError`: data, SoundFonts, configs) and malformed data files
-    end it with one `error:` line naming what to fix instead of a traceback; Ctrl-C ends it quietly.
+    Runs a script's `main` and returns what it returns: missing inputs (`FileNotFoundError`: data, SoundFonts, configs)
+    and malformed data files end it with one `error:` line naming what to fix instead of a traceback; Ctrl-C ends it
+    with one line and status 130, as shells report an interrupted command.
     """
     from .emopia import EmopiaFormatError
 
     try:
-        main()
+        return main()
     except (FileNotFoundError, EmopiaFormatError) as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:
-        sys.exit("interrupted")
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def report_errors(errors: list[tuple[str, str]]) -> int:
@@ -245,19 +332,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def positive_seconds(text: str) -> float:
-    seconds = float(text)
-    if not seconds >= 0.1:
-        raise argparse.ArgumentTypeError(f"must be at least 0.1 s, got {text}")
+    """`--stride`: a number of seconds, from 0.1 to a day."""
+    try:
+        seconds = float(text)
+    except ValueError:  # argparse's own message would name this function
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0.1 <= seconds <= MAX_STRIDE_S:  # also refuses inf and nan
+        raise argparse.ArgumentTypeError(f"must be at least 0.1 s and at most {MAX_STRIDE_S} s, got {text}")
     return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "predict":
-        check_output_file(args.output)
-        if args.midi_out:
-            check_output_folder(args.midi_out)
-    return args.run(args)
+    return exit_on_input_errors(lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -58,6 +58,10 @@ class EmopiaReport:
     def skipped(self) -> int:
         return sum(len(names) for _, group in self._groups() for names in group.values())
 
+    def left_out(self, split: str) -> list[str]:
+        """The names of the split's listed clips that were left out, for whatever reason, sorted."""
+        return sorted(name for _, group in self._groups() for name in group.get(split, []))
+
     def __str__(self) -> str:
         lines = [f"{split}: {_count(len(names), 'clip')} skipped, {what}: {_shown(names)}"
                  for what, group in self._groups() for split, names in group.items() if names]  # fmt: skip

@@ -3,6 +3,7 @@
 import csv
 import logging
 import math
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE
 logger = logging.getLogger(__name__)
 # Besides Q1..Q4, a folder or label may use the quadrant's emotion word.
 LABEL_ALIASES = {"q1": "Q1", "happy": "Q1", "q2": "Q2", "tense": "Q2", "q3": "Q3", "sad": "Q3", "q4": "Q4", "calm": "Q4"}
+_EXPECTED = ("give a folder with sub-folders Q1 ... Q4 (or happy, tense, sad, calm) holding the audio, or a CSV file "
+             "with columns path,label (saved as UTF-8).")
 
 
 def _quadrant(label: str, where: str) -> str:
@@ -21,56 +24,73 @@ def _quadrant(label: str, where: str) -> str:
     return quadrant
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    """Whether a path below `root` is, or lies in, a hidden file or folder (.ipynb_checkpoints, .DS_Store, a Mac zip's
+    __MACOSX folder): system clutter, skipped without a word."""
+    parts = path.relative_to(root).parts
+    return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
+
+
 def _folder_entries(source: Path) -> tuple[list, list]:
-    """(clip id, quadrant, path) of the audio in a folder's label sub-folders, and the files left out (with why)."""
+    """(clip id, quadrant, path, name in messages) of the audio in a folder's label sub-folders, and the files left
+    out (with why)."""
     entries, left_out = [], []
-    for path in sorted(source.iterdir()):
-        if path.name.startswith("."):  # .ipynb_checkpoints, .DS_Store, ...
-            continue
+    for path in sorted(p for p in source.iterdir() if not _hidden(p, source)):
         if path.is_file():
             left_out.append(f"{path} (not in a label folder)")
             continue
         quadrant = _quadrant(path.name, str(path))
-        for file in sorted(f for f in path.rglob("*") if f.is_file() and not f.name.startswith(".")):
+        for file in sorted(f for f in path.rglob("*") if f.is_file() and not _hidden(f, source)):
+            relative = file.relative_to(source)
             if file.suffix.lower() in AUDIO_EXTENSIONS:
-                entries.append((str(file.relative_to(source).with_suffix("")), quadrant, str(file)))
+                entries.append((str(relative.with_suffix("")), quadrant, str(file), str(relative)))
             else:
                 left_out.append(f"{file} (not an audio file: {', '.join(AUDIO_EXTENSIONS)})")
     return entries, left_out
 
 
 def _csv_entries(source: Path) -> tuple[list, list]:
-    """(clip id, quadrant, path) of each row of a `path,label` CSV, and the rows whose file is missing."""
+    """(clip id, quadrant, path, name in messages) of each row of a `path,label` CSV, and the rows whose file is
+    missing."""
+    if source.suffix.lower() in AUDIO_EXTENSIONS:
+        raise EmopiaFormatError(f"{source} is an audio file: {_EXPECTED}")
     entries, left_out = [], []
-    with open(source, newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets often write a byte-order mark
-        reader = csv.DictReader(file)
-        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
-        if not {"path", "label"} <= set(reader.fieldnames):
-            raise EmopiaFormatError(f"{source} needs the columns path and label; its header is {reader.fieldnames}.")
-        for line, row in enumerate(reader, start=2):
-            relative = Path(row["path"].strip())
-            path = relative if relative.is_absolute() else source.parent / relative
-            if not path.is_file():
-                left_out.append(f"{path} (line {line}: no such file)")
-                continue
-            clip_id = (row.get("clip_id") or "").strip() or str(relative.with_suffix(""))
-            entries.append((clip_id, _quadrant(row["label"], f"{source}, line {line}"), str(path)))
+    try:
+        with open(source, newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets often write a byte-order mark
+            reader = csv.DictReader(file)
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+            if not {"path", "label"} <= set(reader.fieldnames):
+                raise EmopiaFormatError(f"{source} needs the columns path and label; its header is {reader.fieldnames}.")
+            for line, row in enumerate(reader, start=2):
+                relative = Path(row["path"].strip())
+                path = relative if relative.is_absolute() else source.parent / relative
+                if not path.is_file():
+                    left_out.append(f"{path} (line {line}: no such file)")
+                    continue
+                clip_id = (row.get("clip_id") or "").strip() or str(relative.with_suffix(""))
+                quadrant = _quadrant(row["label"], f"{source}, line {line}")
+                entries.append((clip_id, quadrant, str(path), f"line {line} ({relative})"))
+    except (UnicodeDecodeError, csv.Error) as error:  # a binary file, or a CSV saved in another encoding
+        raise EmopiaFormatError(f"{source} is not a UTF-8 CSV file ({error}): {_EXPECTED}") from None
     return entries, left_out
 
 
-def load_labelled_audio(source, sampling_rate: int | None = None):
+def load_labelled_audio(source, sampling_rate: int | None = None, return_left_out: bool = False):
     """
     A labelled audio collection as a `datasets.Dataset` with `clip_id`, `label` (`ClassLabel` Q1-Q4), `arousal`,
     `valence` and `audio` (`datasets.Audio`).
 
     Args:
         source: a folder with sub-folders `Q1` ... `Q4` (or `happy`, `tense`, `sad`, `calm`) holding audio files
-            (wav, flac, mp3, ogg, m4a, opus, aiff; any depth), or a CSV file with columns `path` and `label` (paths
-            relative to the CSV's folder or absolute; an optional `clip_id` column names the clips).
+            (wav, flac, mp3, ogg, m4a, opus, aiff; any depth), or a UTF-8 CSV file with columns `path` and `label`
+            (paths relative to the CSV's folder or absolute; an optional `clip_id` column names the clips).
         sampling_rate: decode audio at this rate.
+        return_left_out: also return the files left out, each as `"<path> (<why>)"`.
 
     Files left out are named in a warning: CSV rows whose file is missing, files outside the label folders, files
-    that are not audio (hidden files and folders are skipped). Unknown labels and duplicate clip ids are errors.
+    that are not audio (hidden files and folders, and a `__MACOSX` folder, are skipped). A quadrant without clips is
+    named in a warning. Unknown labels, duplicate clip ids and a source that is neither a folder nor a CSV file are
+    errors.
     """
     from datasets import ClassLabel, Value
 
@@ -83,34 +103,47 @@ def load_labelled_audio(source, sampling_rate: int | None = None):
         raise FileNotFoundError(f"Labelled audio not found: {source} (a folder of Q1-Q4 sub-folders, or a CSV file).")
     if left_out:
         shown = "; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")
-        logger.warning("%s: %d files left out: %s", source, len(left_out), shown)
+        logger.warning("%s: %d %s left out: %s", source, len(left_out), "file" if len(left_out) == 1 else "files", shown)
     if not entries:
         raise ValueError(f"No labelled audio found in {source}.")
+    counts = Counter(quadrant for _, quadrant, _, _ in entries)
+    if empty := " or ".join(quadrant for quadrant in QUADRANTS if not counts[quadrant]):
+        logger.warning("%s has no clips of %s (clips per quadrant: %s): a model trained on these clips never sees %s, and "
+                       "an evaluation on them does not test %s.", source, empty,
+                       ", ".join(f"{quadrant} {counts[quadrant]}" for quadrant in QUADRANTS), empty, empty)  # fmt: skip
     # Cache entries are named by clip id: keep ids unique and free of path separators.
-    clip_ids = [clip_id.replace("/", "__") for clip_id, _, _ in entries]
-    duplicates = sorted(clip_id for clip_id, count in Counter(clip_ids).items() if count > 1)
-    if duplicates:
-        raise ValueError(f"{source}: clip ids must be unique; repeated: {', '.join(duplicates[:10])}.")
+    clip_ids = [clip_id.replace("/", "__") for clip_id, _, _, _ in entries]
+    named = {}
+    for clip_id, (_, _, _, name) in zip(clip_ids, entries):
+        named.setdefault(clip_id, []).append(name)
+    if repeated := {clip_id: names for clip_id, names in named.items() if len(names) > 1}:
+        shown = "; ".join(f"{clip_id} is the id of {' and '.join(names)}" for clip_id, names in list(repeated.items())[:10])
+        remedy = ("rename one of each (a clip's id is its path without the extension)" if source.is_dir()
+                  else "remove repeated rows, or name the clips in a clip_id column")  # fmt: skip
+        raise ValueError(f"{source}: clip ids must be unique, but {shown}: {remedy}.")
     features = {"clip_id": Value("string"), "label": ClassLabel(names=QUADRANTS), "arousal": Value("int8"),
                 "valence": Value("int8")}  # fmt: skip
     rows = {
         "clip_id": clip_ids,
-        "label": [QUADRANTS.index(q) for _, q, _ in entries],
-        "arousal": [QUADRANT_AROUSAL[q] for _, q, _ in entries],
-        "valence": [QUADRANT_VALENCE[q] for _, q, _ in entries],
-        "audio": [path for _, _, path in entries],
+        "label": [QUADRANTS.index(q) for _, q, _, _ in entries],
+        "arousal": [QUADRANT_AROUSAL[q] for _, q, _, _ in entries],
+        "valence": [QUADRANT_VALENCE[q] for _, q, _, _ in entries],
+        "audio": [path for _, _, path, _ in entries],
     }
-    return dataset_with_audio_paths(rows, features, sampling_rate)
+    dataset = dataset_with_audio_paths(rows, features, sampling_rate)
+    return (dataset, left_out) if return_left_out else dataset
 
 
 def split_validation(dataset, fraction: float, seed: int):
     """
-    Splits labelled clips into `(train, validation)`, stratified by quadrant, with `fraction` of them (rounded up)
-    for validation. Raises a `ValueError` saying what to change when the split cannot hold every quadrant present.
+    Splits labelled clips into `(train, validation)` with `fraction` of them (rounded up) for validation, stratified
+    by quadrant: each quadrant gives its share of the validation clips in proportion to its clips, but at least one
+    and at most all but one, so that both sides hold every quadrant present. The clips of each quadrant are drawn
+    at random (`seed`). Raises a `ValueError` saying what to change when the split cannot hold every quadrant.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"The validation fraction must be between 0 and 1, got {fraction}; or give validation data.")
-    labels = dataset["label"]
+    labels = list(dataset["label"])
     counts = {QUADRANTS[label]: labels.count(label) for label in sorted(set(labels))}
     validation_size = math.ceil(fraction * len(labels))
     if min(counts.values()) < 2:
@@ -125,8 +158,30 @@ def split_validation(dataset, fraction: float, seed: int):
             f"{len(labels) - validation_size} training clips; each needs one clip of every quadrant present "
             f"({len(counts)}): use a fraction between {lowest:.2f} and {highest:.2f}, or give separate validation data."
         )
-    split = dataset.train_test_split(test_size=validation_size, seed=seed, stratify_by_column="label")
-    return split["train"], split["test"]
+    draw = random.Random(seed)
+    chosen = set()
+    for quadrant, share in _validation_shares(counts, validation_size).items():
+        clips = [index for index, label in enumerate(labels) if QUADRANTS[label] == quadrant]
+        chosen.update(draw.sample(clips, share))
+    return dataset.select([i for i in range(len(labels)) if i not in chosen]), dataset.select(sorted(chosen))
+
+
+def _validation_shares(counts: dict[str, int], size: int) -> dict[str, int]:
+    """
+    How many of `size` validation clips each quadrant gives: its proportional share rounded by largest remainders,
+    kept between 1 and all its clips but one. (Rounding each quadrant's share on its own, as a stratified
+    `train_test_split` does, can leave a small quadrant out of one side.) Needs 2+ clips per quadrant and
+    `len(counts) <= size <= total - len(counts)`.
+    """
+    total = sum(counts.values())
+    targets = {quadrant: size * count / total for quadrant, count in counts.items()}
+    shares = {quadrant: min(max(math.floor(targets[quadrant]), 1), counts[quadrant] - 1) for quadrant in counts}
+    while missing := size - sum(shares.values()):
+        step = 1 if missing > 0 else -1
+        # The quadrant furthest below its proportional share takes one more (furthest above gives one back).
+        movable = [quadrant for quadrant in counts if 1 <= shares[quadrant] + step < counts[quadrant]]
+        shares[max(movable, key=lambda quadrant: step * (targets[quadrant] - shares[quadrant]))] += step
+    return shares
 
 
 __all__ = ["load_labelled_audio", "split_validation"]

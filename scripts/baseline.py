@@ -38,21 +38,23 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def clip_statistics(args, processor, split: str, source: str):
-    """The split's clips (a `datasets.Dataset`) and their note statistics (clips, len(NOTE_STATISTICS)), from the
-    clips' MIDI (`source` "midi") or from the cached transcriptions of the audio set `source`."""
+    """The split's clips (a `datasets.Dataset`), their note statistics (clips, len(NOTE_STATISTICS)), from the clips'
+    MIDI (`source` "midi") or from the cached transcriptions of the audio set `source`, and the names of the listed
+    clips left out."""
     emopia_dir = Path(args.data) / "emopia"
     if source == "midi":
-        dataset = load_emopia(emopia_dir, args.split_scheme, splits=[split])[split]
-        paths = tqdm(dataset["midi_path"], desc=f"Note statistics, {split} MIDI")
-        return dataset, np.stack([note_statistics(read_midi_notes(path)) for path in paths])
+        splits, report = load_emopia(emopia_dir, args.split_scheme, splits=[split], return_report=True)
+        paths = tqdm(splits[split]["midi_path"], desc=f"Note statistics, {split} MIDI")
+        return splits[split], np.stack([note_statistics(read_midi_notes(path)) for path in paths]), report.left_out(split)
     audio_dir = Path(args.cache_dir) / "audio" / source
-    dataset = load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir, splits=[split])[split]
+    splits, report = load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir, splits=[split], return_report=True)
+    dataset = splits[split]
     if len(dataset) == 0:
         raise ValueError(f"{audio_dir} holds audio of none of the {split} split's clips: render it first "
                          f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {source}).")  # fmt: skip
     clips = load_clips(cache_dataset(dataset, processor, args.cache_dir, source, args.num_proc, with_features=False))
     # A clip's length is its last note's end for both sources (the audio's length would add the rendering's tail).
-    return dataset, np.stack([note_statistics(clip.notes) for clip in clips])
+    return dataset, np.stack([note_statistics(clip.notes) for clip in clips]), report.left_out(split)
 
 
 def fit(statistics: np.ndarray, labels: np.ndarray):
@@ -112,22 +114,25 @@ def main():
     except ValueError as error:
         sys.exit(f"error: {error}")
     rows = ["| trained on | evaluated on | 4Q accuracy | arousal | valence | macro-F1 |", "|---|---|---|---|---|---|"]
-    for train_source, (train, train_statistics) in trains.items():
+    for train_source, (train, train_statistics, train_left_out) in trains.items():
         classifier = fit(train_statistics, np.array(train["label"]))
         trained_on = "train MIDI" if train_source == "midi" else f"transcriptions of `{train_source}`"
-        extra = {"trained_on": train_source, "training_clips": train.num_rows, "statistics": list(NOTE_STATISTICS)}
-        for source, (clips, statistics) in evaluations.items():
+        extra = {"trained_on": train_source, "training_clips": train.num_rows, "training_clips_skipped": train_left_out,
+                 "statistics": list(NOTE_STATISTICS)}  # fmt: skip
+        for source, (clips, statistics, left_out) in evaluations.items():
             name = "test-midi" if source == "midi" else source
             split = "test" if source == "midi" else split_of_audio_set(source)
             title = f"note-statistics baseline ({trained_on}) on EMOPIA {split}, {name}"
             predictions = {"probabilities": quadrant_probabilities(classifier, statistics)}
-            metrics = write_report(predictions, clips, Path(args.output_dir) / train_source / name, title, extra)
+            report_extra = {**extra, "clips_evaluated": clips.num_rows, "clips_skipped": left_out}
+            metrics = write_report(predictions, clips, Path(args.output_dir) / train_source / name, title, report_extra)
             evaluated_on = "test MIDI" if source == "midi" else f"transcriptions of `{source}` ({clips.num_rows} {split} clips)"
             rows.append(f"| {trained_on} | {evaluated_on} | {metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | "
                         f"{metrics['valence_accuracy']:.3f} | {metrics['macro_f1']:.3f} |")  # fmt: skip
 
-    options = "" if args.train_on == ["midi"] else " --train-on " + " ".join(args.train_on)
-    options += "" if args.eval_sets == parser.get_default("eval_sets") else " --eval-sets " + " ".join(args.eval_sets)
+    options = "" if args.split_scheme == parser.get_default("split_scheme") else f" --split-scheme {args.split_scheme}"
+    options += "" if args.train_on == ["midi"] else " --train-on " + " ".join(args.train_on)
+    options += "" if args.eval_sets == parser.get_default("eval_sets") else " --eval-sets" + "".join(f" {s}" for s in args.eval_sets)
     text = "\n".join([
         f"Logistic regression on {len(NOTE_STATISTICS)} note statistics per clip ({', '.join(NOTE_STATISTICS)}), one "
         f"classifier per training source (the train split: {train.num_rows} clips), evaluated on the EMOPIA test split "

@@ -32,9 +32,9 @@ from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import source_cache_name
 from mdpiano.calibration import calibrate
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_error_message
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, metrics_table, write_report
 from mdpiano.labelled_audio import load_labelled_audio
 from mdpiano.pipeline_mdpiano import apply_quadrant_bias
@@ -43,11 +43,12 @@ from mdpiano.pipeline_mdpiano import apply_quadrant_bias
 def evaluation_data(args) -> tuple:
     """
     The clips to evaluate, their cache set name, the name of their report folder, a description for the report, and
-    the listed clips left out.
+    what was left out: EMOPIA's listed clips without audio, MIDI or label, or the labelled audio's files (with why).
     """
     if args.labelled_data:
         name = source_cache_name("user", args.labelled_data)
-        return load_labelled_audio(args.labelled_data), name, name, str(args.labelled_data), []
+        dataset, left_out = load_labelled_audio(args.labelled_data, return_left_out=True)
+        return dataset, name, name, str(args.labelled_data), left_out
     if args.audio_dir:
         audio_dir, set_name = Path(args.audio_dir), source_cache_name("dir", args.audio_dir)
     else:
@@ -58,9 +59,7 @@ def evaluation_data(args) -> tuple:
     if len(dataset) == 0:
         raise ValueError(f"None of the EMOPIA {args.split} clips has audio in {audio_dir} (files named <clip_id>.<ext>); "
                          "for your own labelled audio use --labelled-data.")  # fmt: skip
-    skipped = sorted(name for group in (report.missing_midi, report.missing_audio, report.missing_label)
-                     for name in group.get(args.split, []))  # fmt: skip
-    return dataset, set_name, f"{set_name}-{args.split}", f"EMOPIA {args.split} ({audio_dir.name})", skipped
+    return dataset, set_name, f"{set_name}-{args.split}", f"EMOPIA {args.split} ({audio_dir.name})", report.left_out(args.split)
 
 
 def fit_calibration(model, predictions: dict, dataset, model_dir) -> dict:
@@ -80,7 +79,8 @@ def main():
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: %(default)s)")
     parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
-    parser.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--split", choices=["train", "validation", "test"],
+                        help="default: the split --audio-set renders (test-* test, validation-* validation), else test")
     parser.add_argument("--cache-dir", required=True, help="transcriptions and features are cached here")
     parser.add_argument("--audio-set", default="test-unseen", help="audio folder <cache-dir>/audio/<set>")
     parser.add_argument("--audio-dir", help="another folder of audio named <clip_id>.<ext> (overrides --audio-set)")
@@ -88,7 +88,8 @@ def main():
                         "or a CSV with columns path,label (as scripts/train.py --train-data)")  # fmt: skip
     parser.add_argument("--mode", default="cached", choices=["cached", "pipeline"])
     parser.add_argument("--symbolic-source", default="transcription", choices=["transcription", "midi"])
-    parser.add_argument("--output-dir", help="default: <model>/evaluation/<set>-<split>[-midi][-bfloat16] "
+    parser.add_argument("--output-dir", help="default: <model>/evaluation/<set>-<split>, plus -midi, -bfloat16, "
+                        "-uncalibrated or -calibration-fit and -stride-<s>s as those options are given "
                         "(user-<hash> for --labelled-data)")  # fmt: skip
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's weights and features")
@@ -98,6 +99,11 @@ def main():
     parser.add_argument("--fit-calibration", action="store_true",
                         help="fit quadrant_logit_bias on these clips and save it in the model folder's config.json")  # fmt: skip
     args = parser.parse_args()
+    if args.split is None:  # the split the audio set renders; test for any other folder
+        try:
+            args.split = "test" if args.audio_dir or args.labelled_data else split_of_audio_set(args.audio_set)
+        except ValueError:
+            args.split = "test"
 
     if args.labelled_data and args.symbolic_source == "midi":
         parser.error("--symbolic-source midi needs EMOPIA's MIDI: not with --labelled-data")
@@ -112,10 +118,13 @@ def main():
         dataset, set_name, report_name, source, skipped = evaluation_data(args)
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"error: {error}")
-    model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
+    try:
+        model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
+        processor = MDPianoProcessor.from_pretrained(args.model)
+    except OSError as error:
+        sys.exit(load_error_message("--model", args.model, error))
     if args.uncalibrated or args.fit_calibration:
         model.config.quadrant_logit_bias = None
-    processor = MDPianoProcessor.from_pretrained(args.model)
     try:
         predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source,
                                        args.num_proc, stride_s=args.stride_s)  # fmt: skip
@@ -134,7 +143,7 @@ def main():
     extra = {"arguments": vars(args), "clips_evaluated": len(dataset), "clips_skipped": skipped}
     metrics = write_report(predictions, dataset, output_dir, title, extra=extra)
     if skipped:
-        print(f"{len(skipped)} listed clips were left out (no audio or MIDI): see clips_skipped in results.json")
+        print(f"Left out: {len(skipped)} (see clips_skipped in results.json)")
     print(title)
     print(metrics_table(metrics))
     print(f"wrote {output_dir}/results.json, confusion_matrix.png, valence_arousal.png")

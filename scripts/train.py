@@ -26,6 +26,7 @@ from pathlib import Path
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import cache_dataset, source_cache_name
+from mdpiano.checkpoints import load_error_message
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
@@ -102,8 +103,7 @@ def load_or_exit(flag: str, location: str, load):
     try:
         return load()
     except OSError as error:
-        missing = "" if Path(location).exists() else "no such folder, and as a Hub id: "
-        sys.exit(f"error: {flag} {location}: {missing}{str(error).splitlines()[0]}")
+        sys.exit(load_error_message(flag, location, error))
 
 
 def build_model_and_processor(args):

@@ -2,6 +2,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -70,11 +71,6 @@ def test_console_entry_point(model_dir, quadrant_clips):
     assert json.loads(result.stdout)[0]["file"] == str(quadrant_clips[2][1])
 
 
-def test_model_without_weights_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="no model weights"):
-        main(["predict", str(tmp_path), "--model", str(tmp_path)])
-
-
 def test_midi_outputs_never_overwrite_inputs_or_each_other(tmp_path):
     from mdpiano.cli import midi_output_paths
 
@@ -107,11 +103,93 @@ def test_csv_timeline_rows_count_their_own_notes(model_dir, tmp_path, quadrant_c
 
 def test_bad_arguments_fail_before_any_work(model_dir, quadrant_clips, tmp_path, capsys):
     path = str(quadrant_clips[0][1])
-    with pytest.raises(SystemExit, match="its folder does not exist"):
-        main(["predict", path, "--model", str(model_dir), "-o", str(tmp_path / "nowhere" / "out.json")])
-    with pytest.raises(SystemExit) as stride:
-        main(["predict", path, "--model", str(model_dir), "--stride", "0"])
-    assert stride.value.code == 2 and "at least 0.1 s" in capsys.readouterr().err
-    (tmp_path / "file").write_text("")
-    with pytest.raises(SystemExit, match="is a file; give a folder"):
-        main(["predict", path, "--model", str(model_dir), "--midi-out", str(tmp_path / "file")])
+    (tmp_path / "file.mp3").write_text("")
+    refused = {
+        "its folder does not exist": ["-o", str(tmp_path / "nowhere" / "out.json")],
+        "is a folder; give a file name": ["-o", str(tmp_path)],
+        "new/ is a folder": ["-o", f"{tmp_path / 'new'}/"],
+        "cannot write /proc/out.json": ["-o", "/proc/out.json"],  # a folder no file can be created in
+        "is one of the inputs": ["-o", os.path.join(os.path.dirname(path), ".", os.path.basename(path))],
+        "is a file; give a folder": ["--midi-out", str(tmp_path / "file.mp3")],
+        "cannot write MIDI files to .*: Not a directory": ["--midi-out", str(tmp_path / "file.mp3" / "sub")],
+        "cannot write MIDI files to /proc": ["--midi-out", "/proc"],
+    }
+    for message, option in refused.items():
+        with pytest.raises(SystemExit, match=message):
+            main(["predict", path, "--model", str(tmp_path / "no model"), *option])  # refused before the model loads
+    with pytest.raises(SystemExit, match="cannot write MIDI files to /proc/x"):
+        main(["transcribe", path, "--out", "/proc/x", "--model", str(model_dir)])
+    assert not (tmp_path / "new").exists() and os.path.getsize(path) > 0
+    for stride, message in [("0", "at least 0.1 s"), ("inf", "at most 86400 s"), ("nan", "got nan"), ("1e308", "at most"),
+                            ("abc", "expected a number of seconds, got 'abc'")]:  # fmt: skip
+        with pytest.raises(SystemExit) as error:
+            main(["predict", path, "--model", str(model_dir), "--stride", stride])
+        assert error.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_failed_writes_are_reported_and_the_batch_goes_on(model_dir, quadrant_clips, tmp_path, capsys):
+    paths = [str(p) for _, p, _ in quadrant_clips[:2]]
+    (tmp_path / f"{quadrant_clips[0][1].stem}.mid").mkdir()  # the first transcription's name is taken by a folder
+    # /dev/full can be opened but not written to, as a disk that fills up during the run: the results go to the screen.
+    code = main(["predict", *paths, "--model", str(model_dir), "--midi-out", str(tmp_path), "-o", "/dev/full", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1 and [line.split()[0] for line in captured.out.splitlines()[1:]] == paths
+    assert f"error: {paths[0]}: cannot write {tmp_path / quadrant_clips[0][1].stem}.mid: Is a directory" in captured.err
+    assert "error: cannot write /dev/full: No space left on device" in captured.err
+    assert (tmp_path / f"{quadrant_clips[1][1].stem}.mid").is_file()
+    (tmp_path / f"{quadrant_clips[1][1].stem}.mid").unlink()
+    assert main(["transcribe", *paths, "--out", str(tmp_path), "--model", str(model_dir), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert "Is a directory" in captured.err and f"{paths[1]} -> " in captured.out and paths[0] not in captured.out
+
+
+def test_inputs_are_read_once_without_hidden_files_or_earlier_outputs(model_dir, quadrant_clips, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    clip = quadrant_clips[0][1].read_bytes()
+    os.makedirs("rec/.hidden")
+    for name in ("rec/a.wav", "rec/.hidden/b.wav", "rec/.c.wav"):
+        with open(name, "wb") as file:
+            file.write(clip)
+    with open("rec/._a.wav", "wb") as file:  # a macOS resource fork: not audio
+        file.write(b"\x00\x05\x16\x07" + bytes(100))
+    args = ["--model", str(model_dir), "--format", "json", "--quiet"]
+    assert main(["predict", "rec", "./rec/a.wav", "rec/.c.wav", "--midi-out", "rec/midi", *args]) == 0
+    assert [r["file"] for r in json.loads(capsys.readouterr().out)] == ["rec/a.wav", "rec/.c.wav"]  # hidden, but named
+    assert os.path.isfile("rec/midi/a.mid")
+    # A second run leaves out the first one's transcriptions; transcribe refuses MIDI files named explicitly.
+    assert main(["predict", "rec", "--midi-out", "rec/midi", *args]) == 0
+    assert [r["file"] for r in json.loads(capsys.readouterr().out)] == ["rec/a.wav"]
+    assert main(["transcribe", "rec", "rec/midi/a.mid", "--out", "rec/midi", "--model", str(model_dir), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count(" -> ") == 1 and "rec/midi/a.mid: is a MIDI file already" in captured.err
+
+
+def test_missing_inputs_and_models_are_one_line_errors(model_dir, quadrant_clips, tmp_path, capsys):
+    missing = [str(tmp_path / "missing.wav"), str(tmp_path / "missing")]
+    # With every input missing, nothing is loaded: a model that does not exist is never looked at.
+    for command in (["predict", *missing], ["transcribe", *missing, "--out", str(tmp_path / "out")]):
+        assert main([*command, "--model", str(tmp_path / "no model")]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("file or folder not found") == 2
+    path = str(quadrant_clips[0][1])
+    with pytest.raises(SystemExit, match="no model weights"):
+        main(["predict", path, "--model", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no such folder"):
+        main(["transcribe", path, "--out", str(tmp_path / "out"), "--model", str(tmp_path / "no model")])
+    with pytest.raises(SystemExit, match="holds no processor settings"):
+        main(["transcribe", path, "--out", str(tmp_path / "out"), "--model", str(tmp_path)])
+
+
+def test_ctrl_c_is_one_line_and_status_130(model_dir, quadrant_clips):
+    paths = [str(p) for _, p, _ in quadrant_clips]
+    process = subprocess.Popen([sys.executable, "-m", "mdpiano", "predict", *paths, "--model", str(model_dir)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    err = b""
+    while b"Classifying" not in err:  # the progress bar: the model is loaded and the files are being read
+        chunk = os.read(process.stderr.fileno(), 1024)
+        assert chunk, "the command ended before classifying"
+        err += chunk
+    process.send_signal(signal.SIGINT)
+    out, rest = process.communicate(timeout=120)
+    assert process.returncode == 130 and out == b""
+    assert (err + rest).decode().splitlines()[-1] == "interrupted" and b"Traceback" not in rest

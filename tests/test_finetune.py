@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_folder_and_csv(user_folder, tmp_path, caplog):
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     with caplog.at_level(logging.WARNING):
         from_csv = load_labelled_audio(tmp_path / "labels.csv")
-    assert len(from_csv) == 8 and "1 files left out" in caplog.text and "nowhere.wav (line 10: no such file)" in caplog.text
+    assert len(from_csv) == 8 and "1 file left out" in caplog.text and "nowhere.wav (line 10: no such file)" in caplog.text
     (tmp_path / "bad.csv").write_text("path,label\nx.wav,joyful\n")
     (tmp_path / "x.wav").write_bytes((user_folder / "Q1").iterdir().__next__().read_bytes())
     with pytest.raises(EmopiaFormatError, match="unknown label 'joyful'"):
@@ -45,19 +46,28 @@ def test_folder_and_csv(user_folder, tmp_path, caplog):
 def test_what_a_folder_or_csv_leaves_out_is_named(user_folder, tmp_path, caplog):
     folder = tmp_path / "mine"
     (folder / "Q1").mkdir(parents=True)
-    (folder / ".ipynb_checkpoints").mkdir()  # hidden: skipped without a word
+    # Hidden files and folders, at any depth, and a Mac zip's __MACOSX folder: skipped without a word.
+    for hidden in (folder / ".ipynb_checkpoints", folder / "Q1" / ".ipynb_checkpoints", folder / "__MACOSX" / "Q1"):
+        hidden.mkdir(parents=True)
     clip = next((user_folder / "Q1").iterdir())
-    for name in ("a.wav", "b.WAV", "notes.txt", ".DS_Store"):
-        (folder / "Q1" / name).write_bytes(clip.read_bytes())
+    for path in [folder / "Q1" / name for name in ("a.wav", "b.WAV", "notes.txt", ".DS_Store")] + [
+            folder / "Q1" / ".ipynb_checkpoints" / "a-checkpoint.wav", folder / "__MACOSX" / "Q1" / "._a.wav"]:  # fmt: skip
+        path.write_bytes(clip.read_bytes())
     (folder / "loose.wav").write_bytes(clip.read_bytes())
     with caplog.at_level(logging.WARNING):
         dataset = load_labelled_audio(folder)
     assert sorted(dataset["clip_id"]) == ["Q1__a", "Q1__b"]
     assert "2 files left out" in caplog.text and "loose.wav (not in a label folder)" in caplog.text
-    assert "notes.txt (not an audio file" in caplog.text and "DS_Store" not in caplog.text
+    assert "notes.txt (not an audio file" in caplog.text and "DS_Store" not in caplog.text and "checkpoint" not in caplog.text
+    assert "MACOSX" not in caplog.text
+    # Two files giving one clip id are both named.
+    (folder / "Q1" / "a.flac").write_bytes(clip.read_bytes())
+    with pytest.raises(ValueError, match=r"clip ids must be unique, but Q1__a is the id of Q1/a\.flac and Q1/a\.wav: rename"):
+        load_labelled_audio(folder)
+    (folder / "Q1" / "a.flac").unlink()
     # A spreadsheet's CSV: byte-order mark, spaces around the header names.
     (folder / "labels.csv").write_text("\ufeffpath , label\nQ1/a.wav,happy\nQ1/b.WAV,Q1\nQ1/a.wav,Q1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="clip ids must be unique; repeated: Q1__a"):
+    with pytest.raises(ValueError, match=r"Q1__a is the id of line 2 \(Q1/a\.wav\) and line 4 \(Q1/a\.wav\): remove repeated"):
         load_labelled_audio(folder / "labels.csv")
     (folder / "labels.csv").write_text("\ufeffpath , label\nQ1/a.wav,happy\nQ1/b.WAV,Q1\n", encoding="utf-8")
     assert load_labelled_audio(folder / "labels.csv")["label"] == [0, 0]
@@ -73,6 +83,62 @@ def test_split_validation(user_folder):
         split_validation(dataset, 0, seed=0)
     with pytest.raises(ValueError, match="at least 2 clips of each quadrant"):
         split_validation(dataset.select(range(7)), 0.5, seed=0)
+
+
+def write_clips(root: Path, counts: dict[str, int]) -> Path:
+    """A labelled folder of short sine-tone WAV files: `counts` clips in each named sub-folder (none: left empty)."""
+    import numpy as np
+    import soundfile
+
+    for folder, count in counts.items():
+        (root / folder).mkdir(parents=True)
+        for index in range(count):
+            tone = 0.1 * np.sin(2 * np.pi * (220 + 20 * index) * np.arange(2205) / 22050)
+            soundfile.write(root / folder / f"clip{index}.wav", tone.astype(np.float32), 22050)
+    return root
+
+
+def test_split_validation_holds_every_quadrant_on_both_sides(tmp_path):
+    # Rounding each quadrant's share on its own gave 14 clips at 0.3 a validation side without Q4.
+    dataset = load_labelled_audio(write_clips(tmp_path / "mine", {"Q1": 5, "Q2": 5, "Q3": 2, "Q4": 2}))
+    train, validation = split_validation(dataset, 0.3, seed=0)
+    assert sorted(validation["label"]) == [0, 0, 1, 2, 3] and sorted(set(train["label"])) == [0, 1, 2, 3]
+    assert sorted(list(train["clip_id"]) + list(validation["clip_id"])) == sorted(dataset["clip_id"])
+    again, _ = split_validation(dataset, 0.3, seed=0)
+    assert list(again["clip_id"]) == list(train["clip_id"])  # the same seed, the same split
+    assert len({tuple(split_validation(dataset, 0.3, seed=seed)[1]["clip_id"]) for seed in range(5)}) > 1
+    # Every fraction the checks let through, on uneven quadrants: each side holds every quadrant.
+    uneven = dataset.select([i for i, label in enumerate(dataset["label"]) if label != 1])  # Q1 5, Q3 2, Q4 2
+    for fraction in (0.34, 0.45, 0.5, 0.6, 0.66):  # the range the refusal names
+        for seed in range(3):
+            train, validation = split_validation(uneven, fraction, seed)
+            assert sorted(set(train["label"])) == sorted(set(validation["label"])) == [0, 2, 3], (fraction, seed)
+            assert len(validation) == math.ceil(fraction * 9)
+
+
+def test_a_quadrant_without_clips_is_named(tmp_path, caplog):
+    folder = write_clips(tmp_path / "mine", {"Q1": 2, "Q2": 2, "Q3": 2, "Q4": 0})
+    with caplog.at_level(logging.WARNING):
+        load_labelled_audio(folder)
+    assert "has no clips of Q4 (clips per quadrant: Q1 2, Q2 2, Q3 2, Q4 0)" in caplog.text
+    (tmp_path / "labels.csv").write_text("path,label\nmine/Q1/clip0.wav,Q1\nmine/Q3/clip0.wav,sad\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        load_labelled_audio(tmp_path / "labels.csv")
+    assert "has no clips of Q2 or Q4 (clips per quadrant: Q1 1, Q2 0, Q3 1, Q4 0)" in caplog.text
+
+
+def test_labelled_audio_must_be_a_folder_or_a_csv(tmp_path, run_script):
+    folder = write_clips(tmp_path / "mine", {"Q1": 1})
+    clip = folder / "Q1" / "clip0.wav"
+    (tmp_path / "latin1.csv").write_bytes("path,label\nQ1/caf\xe9.wav,Q1\n".encode("latin-1"))
+    for source, message in ((clip, "clip0.wav is an audio file: give a folder"),
+                            (tmp_path / "latin1.csv", "latin1.csv is not a UTF-8 CSV file")):  # fmt: skip
+        with pytest.raises(EmopiaFormatError, match=message):
+            load_labelled_audio(source)
+    status, error = run_script("train.py", "--train-data", clip, "--cache-dir", tmp_path / "cache", "--output-dir",
+                               tmp_path / "run")  # fmt: skip
+    assert status == 1 and "clip0.wav is an audio file: give a folder with sub-folders Q1" in error, error[-2000:]
 
 
 def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_script):
@@ -100,18 +166,29 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     assert tuned.config.d_model == tiny_config.d_model
     changed = [name for name, p in tuned.state_dict().items() if not torch.equal(p, model.state_dict()[name])]
     assert changed  # the weights moved from the Hub folder's
-    # Calibrated and evaluated on labelled audio of the same form.
+    # Calibrated and evaluated on labelled audio listed in a CSV; a row without its file is reported.
+    rows = ["path,label"] + [f"{p},{p.parent.name}" for p in sorted(user_folder.rglob("*.wav"))] + ["nowhere.wav,Q2"]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     evaluated = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "evaluate.py"), "--model", str(output / "best"),
-                                "--labelled-data", str(user_folder), "--cache-dir", str(tmp_path / "cache"), "--num-proc", "1",
+                                "--labelled-data", str(tmp_path / "labels.csv"), "--cache-dir", str(tmp_path / "cache"), "--num-proc", "1",
                                 "--output-dir", str(tmp_path / "evaluation"), "--fit-calibration"],
                                capture_output=True, text=True, timeout=600)  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.loads((tmp_path / "evaluation" / "results.json").read_text())
     assert report["clips_evaluated"] == 8 and len(report["clips"]) == 8 and (tmp_path / "evaluation" / "confusion_matrix.png").is_file()
+    assert report["clips_skipped"] == [f"{tmp_path / 'nowhere.wav'} (line 10: no such file)"]
     bias = MDPianoForAudioClassification.from_pretrained(output / "best").config.quadrant_logit_bias
     assert len(bias) == 4 and bias[0] == 0 and f"quadrant_logit_bias {bias} saved" in evaluated.stdout
     # A second run into the same folder must say --resume; a split that cannot hold every quadrant says what to change.
+    # Resuming with other run settings, or from a model folder that is not there, is refused before any work.
+    resumed_otherwise = [*train_command(output), "--resume", "--seed", "1"]
+    missing_model = [*train_command(tmp_path / "third"), "--init-from", str(tmp_path / "no-such-model")]
     for again_command, message in ((train_command(output), "holds an earlier run"),
-                                   (train_command(tmp_path / "other", "0.1"), "use a fraction between")):  # fmt: skip
+                                   (train_command(tmp_path / "other", "0.1"), "use a fraction between"),
+                                   (resumed_otherwise, "--seed 0 then, 1 now"),
+                                   (missing_model, "no-such-model: no such folder")):  # fmt: skip
         status, error = run_script("train.py", *again_command[2:])
         assert status == 1 and message in error, error[-2000:]
+    status, error = run_script("evaluate.py", "--model", str(output), "--labelled-data", str(user_folder),
+                               "--cache-dir", str(tmp_path / "cache"))  # the run's folder instead of its best model
+    assert status == 1 and error.startswith(f"error: --model {output}: "), error[-2000:]

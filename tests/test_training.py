@@ -57,22 +57,48 @@ def test_cache_is_computed_once(quadrant_dataset, processor, cache_dir, clips):
 def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips, processor, tmp_path):
     import shutil
 
+    import soundfile
+
     from mdpiano.audio_mdpiano import AudioDecodeError
 
-    paths = [tmp_path / f"clip{i}.wav" for i in range(3)]
+    def cached(paths):
+        rows = {"clip_id": [p.stem for p in paths], "label": [0] * len(paths), "audio": [str(p) for p in paths]}
+        return cache_dataset(Dataset.from_dict(rows).cast_column("audio", Audio()), processor, tmp_path / "cache", "mine")
+
+    paths = [tmp_path / "mine" / f"clip{i}.wav" for i in range(3)]
+    paths[0].parent.mkdir()
     for path, (_, source, _) in zip(paths, quadrant_clips):
         shutil.copy(source, path)
-    rows = {"clip_id": [p.stem for p in paths], "label": [0, 1, 2], "audio": [str(p) for p in paths]}
-    dataset = Dataset.from_dict(rows).cast_column("audio", Audio())
-    first = load_clips(cache_dataset(dataset, processor, tmp_path / "cache", "mine"))
+    first = load_clips(cached(paths))
     # The same name, other audio: re-rendered or edited after it was cached.
     shutil.copy(quadrant_clips[3][1], paths[0])
-    again = load_clips(cache_dataset(dataset, processor, tmp_path / "cache", "mine"))
+    again = load_clips(cached(paths))
     assert not np.array_equal(again[0].notes, first[0].notes) and np.array_equal(again[1].notes, first[1].notes)
-    paths[1].write_bytes(b"")
-    paths[2].write_bytes(b"not audio at all")
-    with pytest.raises(AudioDecodeError, match=r"2 of 3 audio files of mine could not be decoded.*clip1\.wav is empty.*clip2\.wav"):
-        cache_dataset(dataset, processor, tmp_path / "cache", "mine")
+    # Replaced by a copy older than the entries (cp -p, rsync -a, unzip): computed again all the same.
+    shutil.copy2(quadrant_clips[1][1], paths[0])
+    assert paths[0].stat().st_mtime_ns < Path(cached(paths)["notes_path"][1]).stat().st_mtime_ns
+    assert np.array_equal(load_clips(cached(paths))[0].notes, first[1].notes)
+    # An entry written before entries recorded their audio (features then in .npy) is computed again, once.
+    entry = cached(paths)
+    notes_path, features_path = Path(entry["notes_path"][2]), Path(entry["features_path"][2])
+    np.savez(notes_path, notes=np.zeros((0, 4), np.float32), duration=6.0)
+    features_path.unlink()
+    np.save(features_path.with_suffix(".npy"), np.zeros((1, 1), np.float16))
+    assert np.array_equal(load_clips(cached(paths))[2].notes, first[2].notes)
+    assert not features_path.with_suffix(".npy").exists()
+    # Files that cannot be decoded or hold no usable audio: each named with why, once the others are cached.
+    bad = [tmp_path / "mine" / name for name in ("empty.wav", "junk.wav", "no-samples.wav", "nan.wav")]
+    bad[0].write_bytes(b"")
+    bad[1].write_bytes(b"not audio at all")
+    soundfile.write(bad[2], np.zeros(0, np.float32), SR)
+    soundfile.write(bad[3], np.full(SR, np.nan, np.float32), SR, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError) as raised:
+        cached(paths + bad)
+    message = str(raised.value)
+    assert message.startswith(f"4 of 7 audio files in {tmp_path / 'mine'} could not be used"), message
+    for expected in ("empty.wav is empty (0 bytes)", "Could not decode " + str(bad[1]), f"{bad[2]}: The audio is empty (0 samples)",
+                     f"{bad[3]}: The audio contains NaN"):  # fmt: skip
+        assert expected in message, message
 
 
 def test_two_runs_caching_one_entry_at_once_both_leave_it_whole(tmp_path):
