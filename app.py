@@ -30,20 +30,38 @@ MIDI_SUFFIXES = (".mid", ".midi")
 classifier = pipeline("audio-classification", model=MODEL)
 
 
+def minutes(seconds: float) -> str:
+    """A duration for people: `11.5 min`, or `45 s` under a minute."""
+    return f"{round(seconds / 60, 1):g} min" if seconds >= 60 else f"{round(seconds, 1):g} s"
+
+
+def audio_duration(path: str) -> float | None:
+    """The duration a file's header announces (libsndfile's formats, else ffmpeg's through torchcodec), or None."""
+    try:
+        return soundfile.info(path).duration
+    except RuntimeError:  # not a format libsndfile reads (m4a, aac, ...)
+        pass
+    try:
+        from torchcodec.decoders import AudioDecoder
+
+        return AudioDecoder(path).metadata.duration_seconds_from_header
+    except Exception:  # no torchcodec, or not audio at all: the pipeline decodes it or says why
+        return None
+
+
 def check_limits(path: str) -> None:
     """Refuses uploads over the size or duration limit, before any decoding beyond the header."""
     megabytes = os.path.getsize(path) / 1e6
     if megabytes > MAX_MEGABYTES:
-        raise gr.Error(f"The file is {megabytes:.0f} MB; this demo takes up to {MAX_MEGABYTES:.0f} MB.")
+        raise gr.Error(f"The file is {megabytes:.1f} MB; this demo takes up to {MAX_MEGABYTES:g} MB.")
     if path.lower().endswith(MIDI_SUFFIXES):
         duration = max((note.offset for note in read_midi_notes(path)), default=0.0)
     else:
-        try:
-            duration = soundfile.info(path).duration
-        except RuntimeError:  # a format libsndfile cannot read the header of: the pipeline decodes it or says why
-            return
-    if duration > MAX_SECONDS:
-        raise gr.Error(f"The recording lasts {duration / 60:.1f} min; this demo takes up to {MAX_SECONDS / 60:.0f} min.")
+        duration = audio_duration(path)
+        if duration is None and os.path.getsize(path) > 5e6:  # compressed, it could hold hours
+            raise gr.Error("The length of this recording cannot be read from its header: convert it to WAV, FLAC or MP3.")
+    if duration is not None and duration > MAX_SECONDS:
+        raise gr.Error(f"The recording lasts {minutes(duration)}; this demo takes up to {minutes(MAX_SECONDS)}.")
 
 
 def classify(audio_path, midi_path):
@@ -51,10 +69,10 @@ def classify(audio_path, midi_path):
     path = midi_path or audio_path
     if not path:
         raise gr.Error("Upload or record piano audio, or upload a MIDI file.")
-    check_limits(path)
     try:
+        check_limits(path)
         result = classifier(path, return_timeline=True, return_notes=True)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, ImportError) as error:  # bad files, missing FluidSynth for MIDI: say what
         raise gr.Error(str(error)) from error
     scores = {entry["label"]: entry["score"] for entry in result["labels"]}
     label = {f"{quadrant} {QUADRANT_NAMES[quadrant].split(' ')[0]}": score for quadrant, score in scores.items()}
@@ -62,7 +80,9 @@ def classify(audio_path, midi_path):
     midi_file = tempfile.NamedTemporaryFile(suffix=".mid", prefix="transcription-", delete=False).name
     notes_to_midi(notes).write(midi_file)
     timeline = figure_timeline(result["timeline"]) if len(result["timeline"]) > 1 else None
-    message = "No notes were found: the symbolic branch saw an empty transcription." if not notes else ""
+    messages = ["Both audio and a MIDI file were given: this is the MIDI file's result."] if midi_path and audio_path else []
+    messages += ["No notes were found: the symbolic branch saw an empty transcription."] if not notes else []
+    message = " ".join(messages)
     return label, figure_valence_arousal_point(scores), figure_piano_roll(notes), timeline, midi_file, message
 
 
@@ -72,7 +92,7 @@ def build_demo() -> gr.Blocks:
             "# mdpiano: the emotion of piano music\n"
             "Which quadrant does a piano recording express: **Q1 happy**, **Q2 tense**, **Q3 sad** or **Q4 calm**? "
             "Acoustic features and a basic-pitch transcription, fused by cross-domain attention "
-            f"(Zhu et al., 2023). Up to {MAX_SECONDS / 60:.0f} min and {MAX_MEGABYTES:.0f} MB."
+            f"(Zhu et al., 2023). Up to {minutes(MAX_SECONDS)} and {MAX_MEGABYTES:g} MB."
         )
         with gr.Row():
             audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Piano audio")
@@ -93,4 +113,4 @@ def build_demo() -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build_demo().launch(max_file_size=f"{MAX_MEGABYTES:.0f}mb")
+    build_demo().launch(max_file_size=int(MAX_MEGABYTES * 1e6))

@@ -218,6 +218,7 @@ def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> li
         if args.timeline:
             record["timeline"] = [
                 {"start": round(w["start"], 3), "end": round(w["end"], 3), "prediction": w["labels"][0]["label"],
+                 "emotion": QUADRANT_NAMES[w["labels"][0]["label"]].split(" ")[0],
                  "scores": dict(sorted((e["label"], e["score"]) for e in w["labels"])), "num_notes": w["num_notes"]}  # fmt: skip
                 for w in output["timeline"]
             ]
@@ -229,7 +230,8 @@ def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> li
 
 def format_table(results: list[dict], timeline: bool) -> str:
     quadrants = ["Q1", "Q2", "Q3", "Q4"]
-    width = max([len(r["file"]) for r in results] + [4])
+    spans = [window_span(w) for r in results for w in r.get("timeline", [])] if timeline else []
+    width = max([len(r["file"]) for r in results] + [len(span) for span in spans] + [4])
     lines = [f"{'file':<{width}}  prediction   " + "  ".join(f"{q:>5}" for q in quadrants) + "  notes"]
     for record in results:
         notes = "-" if record["num_notes"] is None else str(record["num_notes"])
@@ -238,11 +240,15 @@ def format_table(results: list[dict], timeline: bool) -> str:
         if record["num_notes"] == 0:
             lines.append(f"{'':<{width}}  (no notes were found: the symbolic branch saw an empty transcription)")
         for window in record.get("timeline", []) if timeline else []:
-            span = f"  {window['start']:7.1f}-{window['end']:.1f} s"
             notes = "-" if window["num_notes"] is None else str(window["num_notes"])
-            lines.append(f"{span:<{width}}  {window['prediction']:<11}  " + "  ".join(f"{window['scores'][q]:5.2f}" for q in quadrants)
+            label = f"{window['prediction']} {window['emotion']}"
+            lines.append(f"{window_span(window):<{width}}  {label:<11}  " + "  ".join(f"{window['scores'][q]:5.2f}" for q in quadrants)
                          + f"  {notes:>5}")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def window_span(window: dict) -> str:
+    return f"  {window['start']:7.1f}-{window['end']:.1f} s"
 
 
 def format_json(results: list[dict], timeline: bool) -> str:

@@ -34,7 +34,8 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
     - `"stft"` (the Table 4 ablation): the log-magnitude spectrum (dB), `feature_size = n_fft // 2 + 1`.
 
     Normalisation: each feature dimension is standardised with `feature_mean` and `feature_std`, statistics fitted on
-    training audio by [`~MDPianoFeatureExtractor.fit_normalization`] and saved in `preprocessor_config.json`.
+    training audio by [`~MDPianoFeatureExtractor.fit_normalization`] and saved with the extractor
+    (`preprocessor_config.json`, or the processor's `processor_config.json`).
     Before fitting they are `None` and the features are returned in the units above.
 
     Windows: audio longer than `chunk_length_s` is truncated to its first `chunk_length_s` seconds (recordings
@@ -219,6 +220,8 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
 
     @staticmethod
     def _as_batch(raw_audio) -> list[np.ndarray]:
+        if hasattr(raw_audio, "numpy"):  # a tensor: (samples,) or (batch, samples) like an array
+            raw_audio = raw_audio.detach().cpu().float().numpy()
         if isinstance(raw_audio, np.ndarray) and raw_audio.ndim > 2:
             raise ValueError(f"Only mono audio is supported: expected (samples,) or (batch, samples), got {raw_audio.shape}.")
         is_batched = (isinstance(raw_audio, np.ndarray) and raw_audio.ndim == 2) or (

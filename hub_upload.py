@@ -22,7 +22,24 @@ def export_arguments(description: str, repo_kind: str) -> argparse.Namespace:
     args = parser.parse_args()
     if args.push and not args.repo_id:
         parser.error("--push needs --repo-id")
+    output = Path(args.output)
+    if output.exists() and not (output.is_dir() and not any(output.iterdir())):
+        parser.error(f"--output {output} exists and is not an empty folder: give a new or empty one (the folder is "
+                     "uploaded whole, so nothing else may be in it).")  # fmt: skip
     return args
+
+
+def load_model_or_exit(model_dir: str):
+    """The model and processor to export, or one `error:` line when the folder (or Hub id) cannot be loaded; loaded
+    before anything is written, so a failure leaves no half-built folder."""
+    from .checkpoints import load_error_message
+    from .modeling_mdpiano import MDPianoForAudioClassification
+    from .processing_mdpiano import MDPianoProcessor
+
+    try:
+        return MDPianoForAudioClassification.from_pretrained(model_dir), MDPianoProcessor.from_pretrained(model_dir)
+    except OSError as error:
+        sys.exit(load_error_message("--model", model_dir, error))
 
 
 def upload_folder(folder: Path, repo_id: str, *, repo_type: str = "model", private: bool = False,
@@ -45,9 +62,10 @@ def upload_or_exit(folder: Path, repo_id: str, **kwargs) -> None:
         url = upload_folder(folder, repo_id, **kwargs)
     except Exception as error:  # no network, no token, no permission: say so, keep the folder
         print(f"error: could not upload to the Hub ({type(error).__name__}: {error}). The folder {folder} is "
-              "complete; upload it later with this command or `hf upload`.", file=sys.stderr)  # fmt: skip
+              f"complete; upload it later with `hf upload {repo_id} {folder} . --repo-type {kwargs.get('repo_type', 'model')}`.",
+              file=sys.stderr)  # fmt: skip
         sys.exit(1)
     print(f"uploaded: {url}")
 
 
-__all__ = ["export_arguments", "upload_folder", "upload_or_exit"]
+__all__ = ["export_arguments", "load_model_or_exit", "upload_folder", "upload_or_exit"]

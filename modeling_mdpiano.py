@@ -168,9 +168,9 @@ class MDPianoAcousticEncoder(nn.Module):
         real_frames = min(input_features.shape[1], int(attention_mask.sum(dim=1).min()))
         if real_frames < self.min_frames:
             raise ValueError(
-                f"An input has {real_frames} frames of audio; the ConvNet's {len(self.blocks)} pooling steps need at "
-                f"least {self.min_frames} ({self.min_frames * self.frame_seconds:.2f} s): the recording is too short "
-                "to analyse."
+                f"An input has {real_frames} acoustic frame{'' if real_frames == 1 else 's'} (about "
+                f"{real_frames * self.frame_seconds:.2f} s of audio); the model needs at least {self.min_frames} "
+                f"({self.min_frames * self.frame_seconds:.2f} s): the recording is too short to analyse."
             )
         # Features come as float32; a model loaded in another dtype (e.g. bfloat16) takes them in its own.
         hidden_states = input_features.to(self.projection.weight.dtype).unsqueeze(1)
@@ -584,6 +584,7 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
     """
 
     main_input_name = "input_ids"
+    input_modalities = ("text",)  # note tokens
 
     def __init__(self, config: MDPianoConfig):
         super().__init__(config)

@@ -304,11 +304,12 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         return self.encode_notes([read_midi_notes(p) for p in paths], **kwargs)
 
     def decode_notes(self, ids) -> list[Note] | list[list[Note]]:
-        """Notes of one id sequence, or a list of note lists for a batch (2-D array or list of lists)."""
+        """Notes of one id sequence, or a list of note lists for a batch (a 2-D array or tensor, or a list of
+        sequences)."""
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        if ids and isinstance(ids[0], list):
-            return [self.ids_to_notes(sequence) for sequence in ids]
+        if len(ids) and (isinstance(ids[0], list) or hasattr(ids[0], "tolist")):  # a batch: lists, arrays or tensors
+            return [self.ids_to_notes(list(np.asarray(sequence).tolist())) for sequence in ids]
         return self.ids_to_notes(ids)
 
 

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,6 +295,8 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
             state.update(best_accuracy=metrics["accuracy"], best_loss=validation_loss, stale_epochs=0,
                          best={**record, **{k: v for k, v in metrics.items() if k != "per_class"}})  # fmt: skip
             if accelerator.is_main_process:
+                # Reports that scripts/evaluate.py wrote into an earlier best model's folder describe that model.
+                shutil.rmtree(output_dir / "best" / "evaluation", ignore_errors=True)
                 unwrapped.save_pretrained(output_dir / "best")
                 processor.save_pretrained(output_dir / "best")
         else:

@@ -6,30 +6,49 @@
 
 The folder holds the weights (safetensors), config.json with `auto_map` and the custom audio-classification
 pipeline, the processor files (feature extractor, tokenizer, transcription settings), the module files,
-basic-pitch's ONNX transcription model with its LICENSE and NOTICE (basic-pitch/), and model_card.md as README.md.
+basic-pitch's ONNX transcription model with its LICENSE and NOTICE (basic-pitch/), and model_card.md as README.md
+(for another checkpoint, a card without the shipped model's results).
 It loads without mdpiano or basic-pitch installed:
 `pipeline("audio-classification", model=<folder or repo id>, trust_remote_code=True)`.
 """
 
 import shutil
+import sys
 from pathlib import Path
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
-from mdpiano.checkpoints import bundle_transcription_model
-from mdpiano.hub_upload import export_arguments, upload_or_exit
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model
+from mdpiano.hub_upload import export_arguments, load_model_or_exit, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def build_folder(model_dir, output) -> Path:
+def model_card(model, is_default: bool) -> str:
+    """The shipped model's card (model_card.md, with its measured results); for any other checkpoint a card that
+    claims no results, since the shipped model's figures say nothing about it."""
+    card = (REPOSITORY / "model_card.md").read_text()
+    if is_default:
+        return card
+    front_matter = card.split("---\n")[1].split("# model-index:begin")[0]
+    return (
+        f"---\n{front_matter}---\n\n# {Path(model.name_or_path).name}\n\n"
+        "An mdpiano model (piano music emotion quadrants Q1-Q4 from audio: acoustic features and a basic-pitch "
+        "transcription fused by cross-domain attention). Load it with\n"
+        '`pipeline("audio-classification", model=<this repo>, trust_remote_code=True)`.\n\n'
+        "This card records no evaluation: measure one with mdpiano's `scripts/evaluate.py` on labelled audio. "
+        f"Its configuration: domains={model.config.domains}, window {model.config.chunk_length_s:g} s, "
+        f"quadrant_logit_bias={model.config.quadrant_logit_bias}.\n"
+    )
+
+
+def build_folder(model, processor, output, is_default: bool) -> Path:
+    """The Hub folder, in `output` (new or empty); the test figures go with the shipped model's card only."""
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    model = MDPianoForAudioClassification.from_pretrained(model_dir)
     model.save_pretrained(output)  # Hub-ready: module files, auto_map, custom pipeline
-    MDPianoProcessor.from_pretrained(model_dir).save_pretrained(output)
+    processor.save_pretrained(output)
     bundle_transcription_model(output)  # no basic-pitch package needed where the folder is loaded
-    shutil.copy(REPOSITORY / "model_card.md", output / "README.md")
-    for figure in ("confusion_matrix.png", "valence_arousal.png"):
+    (output / "README.md").write_text(model_card(model, is_default))
+    for figure in ("confusion_matrix.png", "valence_arousal.png") if is_default else ():
         source = REPOSITORY / "results" / "test-unseen" / figure
         if source.is_file():
             shutil.copy(source, output / figure)
@@ -38,7 +57,12 @@ def build_folder(model_dir, output) -> Path:
 
 def main():
     args = export_arguments(__doc__, "model")
-    folder = build_folder(args.model, args.output)
+    model, processor = load_model_or_exit(args.model)
+    is_default = Path(args.model).resolve() == DEFAULT_MODEL_DIR.resolve()
+    try:
+        folder = build_folder(model, processor, args.output, is_default)
+    except FileNotFoundError as error:  # basic-pitch's ONNX model
+        sys.exit(f"error: {error}")
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:
         upload_or_exit(folder, args.repo_id, repo_type="model", private=args.private)

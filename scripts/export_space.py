@@ -8,6 +8,7 @@
 The folder is a complete Gradio Space:
 
     README.md         spaces/README.md (its front matter is the Space's configuration)
+    LICENSE           the code's licence (Apache-2.0)
     app.py            the demo
     mdpiano/          the package's module files, with the model as its default model (mdpiano/models/mdpiano-emopia)
                       and, in the model's folder, basic-pitch's ONNX model with its LICENSE and NOTICE (basic-pitch/):
@@ -26,13 +27,12 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, save_for_package
-from mdpiano.hub_upload import export_arguments, upload_or_exit
+from mdpiano.hub_upload import export_arguments, load_model_or_exit, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # Left out of the Space's requirements: the tests' tools, and gradio, which the Space installs from its sdk_version.
-NOT_FOR_THE_SPACE = {"pytest", "pytest-timeout", "hypothesis", "selenium", "gradio"}
+NOT_FOR_THE_SPACE = {"pytest", "pytest-timeout", "hypothesis", "selenium", "mir_eval", "gradio"}
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 DEBIAN_PACKAGES = ["ffmpeg", "libfluidsynth3", "fluid-soundfont-gm"]
 
@@ -48,20 +48,19 @@ def space_requirements() -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_space(model_dir, output) -> Path:
+def build_space(model, processor, output) -> Path:
+    """The Space folder, in `output` (new or empty), with `model` and `processor` as the demo's default model."""
     output = Path(output)
-    if output.exists() and any(output.iterdir()):
-        raise FileExistsError(f"{output} is not empty; give a new or empty folder.")
     package = output / "mdpiano"
     package.mkdir(parents=True)
     for module in sorted(REPOSITORY.glob("*.py")):
         shutil.copy(module, output if module.name == "app.py" else package)
     model_folder = package / DEFAULT_MODEL_DIR.relative_to(DEFAULT_MODEL_DIR.parents[1])
-    save_for_package(model_folder, MDPianoForAudioClassification.from_pretrained(model_dir),
-                     MDPianoProcessor.from_pretrained(model_dir))  # fmt: skip
+    save_for_package(model_folder, model, processor)
     bundle_transcription_model(model_folder)
     shutil.copytree(REPOSITORY / "examples", output / "examples")
     shutil.copy(REPOSITORY / "spaces" / "README.md", output / "README.md")
+    shutil.copy(REPOSITORY / "LICENSE", output / "LICENSE")  # the code's; the weights' licence is in the model card
     (output / "requirements.txt").write_text(space_requirements())
     (output / "packages.txt").write_text("\n".join(DEBIAN_PACKAGES) + "\n")
     return output
@@ -69,9 +68,10 @@ def build_space(model_dir, output) -> Path:
 
 def main():
     args = export_arguments(__doc__, "Space")
+    model, processor = load_model_or_exit(args.model)
     try:
-        folder = build_space(args.model, args.output)
-    except (FileExistsError, FileNotFoundError) as error:
+        folder = build_space(model, processor, args.output)
+    except FileNotFoundError as error:  # basic-pitch's ONNX model
         sys.exit(f"error: {error}")
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:

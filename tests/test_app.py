@@ -41,6 +41,11 @@ def test_gradio_client(server, quadrant_clips, tmp_path):
     soundfile.write(long_path, np.zeros(22050 * 61, np.float32), 22050)
     with pytest.raises(Exception, match="up to 1 min"):
         client.predict(handle_file(str(long_path)), None, api_name="/classify")
+    # A damaged MIDI file gets the reader's message, not Gradio's generic error.
+    damaged = tmp_path / "damaged.mid"
+    damaged.write_bytes(b"MThd" + bytes(range(60)))
+    with pytest.raises(Exception, match="as a MIDI file"):
+        client.predict(None, handle_file(str(damaged)), api_name="/classify")
 
 
 def test_browser_upload(server, tmp_path):

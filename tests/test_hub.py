@@ -37,7 +37,10 @@ def test_exported_folder_loads_without_the_package_or_basic_pitch(checkpoint, tm
     names = {p.name for p in folder.iterdir()}
     assert {"model.safetensors", "config.json", "processor_config.json", "tokenizer_config.json", "vocab.json",
             "README.md", "modeling_mdpiano.py", "pipeline_mdpiano.py", "processing_mdpiano.py"} <= names  # fmt: skip
-    assert (folder / "README.md").read_text().startswith("---\nlicense: cc-by-nc-sa-4.0")
+    card = (folder / "README.md").read_text()
+    # Not the shipped model: a card with its licence and metadata, but none of the shipped model's results.
+    assert card.startswith("---\nlicense: cc-by-nc-sa-4.0") and "model-index" not in card and "records no evaluation" in card
+    assert "confusion_matrix.png" not in names
     assert (folder / "basic-pitch" / "nmp.onnx").read_bytes() == Path(default_model_path()).read_bytes()
     assert "Apache License" in (folder / "basic-pitch" / "LICENSE").read_text()
     config = json.loads((folder / "config.json").read_text())
@@ -76,3 +79,7 @@ def test_push_without_network_fails_clearly_and_keeps_the_folder(checkpoint, tmp
 def test_push_needs_a_repo_id(checkpoint, tmp_path, run_script):
     status, error = run_script("export_hub.py", "--model", checkpoint, "--output", tmp_path / "hub", "--push")
     assert status == 2 and "--push needs --repo-id" in error and not (tmp_path / "hub").exists()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("not for the Hub")
+    status, error = run_script("export_hub.py", "--model", checkpoint, "--output", tmp_path / "used")
+    assert status == 2 and "exists and is not an empty folder" in error

@@ -308,11 +308,11 @@ def test_clear_errors(tiny_config, batch):
         model(input_features=batch["input_features"][..., :10], input_ids=batch["input_ids"])
     with pytest.raises(ValueError, match="max_symbolic_length"):
         model(input_features=batch["input_features"][:1], input_ids=torch.ones(1, 600, dtype=torch.long))
-    with pytest.raises(ValueError, match="has 5 frames of audio; .* need at least 8 .*too short"):
+    with pytest.raises(ValueError, match=r"has 5 acoustic frames \(about .* needs at least 8 .*too short"):
         model(input_features=batch["input_features"][:, :5], input_ids=batch["input_ids"])
     short = torch.zeros_like(batch["feature_attention_mask"])
     short[:, :7] = 1  # padded to the window, but 7 real frames
-    with pytest.raises(ValueError, match="has 7 frames of audio"):
+    with pytest.raises(ValueError, match="has 7 acoustic frames"):
         model(input_features=batch["input_features"], feature_attention_mask=short, input_ids=batch["input_ids"])
     with pytest.raises(ValueError, match="at least one token"):
         model(input_features=batch["input_features"], input_ids=batch["input_ids"][:, :0])

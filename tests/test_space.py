@@ -34,7 +34,7 @@ def space(tmp_path_factory) -> Path:
 
 
 def test_space_layout(space):
-    assert {p.name for p in space.iterdir()} == {"README.md", "app.py", "mdpiano", "examples", "requirements.txt", "packages.txt"}
+    assert {p.name for p in space.iterdir()} == {"README.md", "LICENSE", "app.py", "mdpiano", "examples", "requirements.txt", "packages.txt"}
     front_matter = yaml.safe_load((space / "README.md").read_text().split("---")[1])
     assert front_matter["sdk"] == "gradio" and front_matter["app_file"] == "app.py"
     # The Space installs gradio from sdk_version: it must be the version the demo is tested with.
@@ -67,11 +67,17 @@ def test_space_serves_without_basic_pitch(space, serve_app, tmp_path):
 
 
 def test_export_refusals(space, tmp_path, run_script):
-    assert run_script("export_space.py", "--output", space) == (1, f"error: {space} is not empty; give a new or empty folder.")
+    status, error = run_script("export_space.py", "--output", space)
+    assert status == 2 and f"--output {space} exists and is not an empty folder" in error
+    status, error = run_script("export_space.py", "--model", tmp_path / "no-such-model", "--output", tmp_path / "unmade")
+    assert (status, error) == (1, f"error: --model {tmp_path / 'no-such-model'}: no such folder, and as a Hub id: "
+                                  f"{error.split('as a Hub id: ')[-1]}")  # fmt: skip
+    assert not (tmp_path / "unmade").exists()  # nothing half-built to block the corrected command
     status, error = run_script("export_space.py", "--output", tmp_path / "space", "--push")
     assert status == 2 and "--push needs --repo-id" in error
     # A closed local port stands for the Hub: no network here.
     result = export(tmp_path / "space", "--push", "--repo-id", "someone/mdpiano-demo",
                     env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_dummy"})  # fmt: skip
     assert result.returncode == 1 and "could not upload to the Hub" in result.stderr
-    assert (tmp_path / "space" / "app.py").is_file()
+    assert f"hf upload someone/mdpiano-demo {tmp_path / 'space'} . --repo-type space" in result.stderr
+    assert (tmp_path / "space" / "app.py").is_file() and (tmp_path / "space" / "LICENSE").is_file()
