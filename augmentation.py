@@ -1,8 +1,9 @@
 """Rendering conditions: which piano, velocity curve, room, EQ, noise and codec a MIDI clip is rendered through.
 
 EMOPIA ships MIDI only, so training and test audio are renderings. Training draws its conditions at random from
-the `train` distribution; the acceptance test renders through a piano, a room, an EQ, a noise colour and a codec
-that the training distribution never uses (`test-unseen`).
+the `train` distribution; the acceptance test renders through a room, an EQ, a noise colour and a codec that the
+training distribution never uses (`test-unseen`). Its piano, FluidR3_GM, is not new to training: FluidR3Mono_GM,
+a training piano, is MuseScore's mono, lossy edition of the same SoundFont.
 """
 
 import dataclasses
@@ -90,8 +91,9 @@ def sample_train_condition(rng: np.random.Generator) -> RenderCondition:
     )
 
 
-# Fixed conditions. `test-unseen`: a piano (FluidR3_GM), a longer room, a peaking EQ, brown noise and MP3 at
-# 44.1 kHz, none of which the training distribution contains. `test-clean`: the unseen piano alone.
+# Fixed conditions. `test-unseen`: a longer room, a peaking EQ, brown noise and MP3 at 44.1 kHz, none of which the
+# training distribution contains, on FluidR3_GM (the samples of the training piano FluidR3Mono_GM, in stereo and
+# uncompressed). `test-clean`: that piano alone.
 # `validation-unseen`: a training piano through another recording chain outside the training distribution (a long
 # room, an EQ cut, loud white noise, strong Vorbis at 32 kHz), to select models for robustness without the test set.
 FIXED_CONDITIONS = {

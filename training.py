@@ -209,6 +209,25 @@ def check_output_dir(output_dir, resume: bool) -> None:
         )
 
 
+def check_resumed_arguments(output_dir, current: dict, defining: tuple[str, ...]) -> None:
+    """
+    Refuses to resume the run in `output_dir` when one of its `defining` arguments differs from what its
+    `arguments.json` recorded (a resumed run with other data, model or optimisation settings would silently train
+    something else); a run without that file (new, or from an older version) is not checked.
+    """
+    saved_path = Path(output_dir) / "arguments.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text())
+    changed = [name for name in defining if name in saved and name in current and saved[name] != current[name]]
+    if changed:
+        differences = "; ".join(f"--{name.replace('_', '-')} {saved[name]!r} then, {current[name]!r} now" for name in changed)
+        raise ValueError(
+            f"{output_dir} was started with other settings ({differences}): resume it with the arguments in "
+            f"{saved_path}, or start a new run in another folder."
+        )
+
+
 def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip], args: TrainingArguments) -> dict:
     """
     Trains with Accelerate (CPU, one GPU or DDP under `accelerate launch`), one random window per clip per epoch

@@ -186,6 +186,15 @@ def main():
     args.variants, args.seeds = list(dict.fromkeys(args.variants)), list(dict.fromkeys(args.seeds))
     if args.clips and "stft-input" in args.variants and not args.finished_only:
         parser.error("stft-input needs STFT features, which a clip archive of the mixed features lacks: use --cache-dir")
+    if not args.finished_only:  # the test set is read after hours of training: check it is there first
+        if args.clips:
+            manifest = Path(args.clips) / "archive.json"
+            if not manifest.is_file() or args.test_set not in json.loads(manifest.read_text()).get("sets", {}):
+                parser.error(f"the clip archive {args.clips} holds no {args.test_set!r} set: add it with "
+                             f"scripts/export_clips.py --sets {args.test_set}")  # fmt: skip
+        elif not (Path(args.cache_dir) / "audio" / args.test_set).is_dir():
+            parser.error(f"{Path(args.cache_dir) / 'audio'} holds no {args.test_set}: render it first "
+                         f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {args.test_set})")  # fmt: skip
 
     runs = [(variant, seed) for variant in args.variants for seed in args.seeds]
     unfinished = []

@@ -59,6 +59,12 @@ def main():
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.clips < 1:
+        parser.error("--clips must be at least 1")
+    if not 0 < args.long_minutes <= 600:
+        parser.error("--long-minutes must be more than 0 and at most 600")
+    if not Path(args.model).is_dir():
+        parser.error(f"--model {args.model} is not a model folder")
 
     with tempfile.TemporaryDirectory(prefix="mdpiano-benchmark-") as folder:
         summary = measure(args, Path(folder))
@@ -71,6 +77,11 @@ def main():
     print(text)
     if not args.no_readme:
         replace_section(REPOSITORY / "README.md", f"performance{suffix}", text)
+
+
+def repeated(audio: np.ndarray, samples: int) -> np.ndarray:
+    """`audio` repeated to exactly `samples` samples (tiled only as far as needed: an hour is 0.3 GB, not more)."""
+    return np.tile(audio, -(-samples // len(audio)))[:samples]
 
 
 def median_memory_profile(args, path: Path) -> dict:
@@ -91,9 +102,9 @@ def measure(args, folder: Path) -> dict:
         waveforms.append(waveform)
         paths.append(folder / f"{row['clip_id']}.wav")
         soundfile.write(paths[-1], waveform, RATE, subtype="PCM_16")
+    clips_audio = np.concatenate(waveforms)
     long_path = folder / "long.wav"
-    long_audio = np.tile(np.concatenate(waveforms), 60)
-    soundfile.write(long_path, long_audio[: int(args.long_minutes * 60 * RATE)], RATE, subtype="PCM_16")
+    soundfile.write(long_path, repeated(clips_audio, int(args.long_minutes * 60 * RATE)), RATE, subtype="PCM_16")
 
     reference = basic_pitch_predictor()
     classify = pipeline("audio-classification", model=args.model, dtype=getattr(torch, args.dtype))
@@ -116,7 +127,7 @@ def measure(args, folder: Path) -> dict:
     memory = {f"{args.long_minutes:g} min": median_memory_profile(args, long_path)}
     if args.hour:
         hour_path = folder / "hour.wav"
-        soundfile.write(hour_path, np.tile(long_audio, 2)[: 3600 * RATE], RATE, subtype="PCM_16")
+        soundfile.write(hour_path, repeated(clips_audio, 3600 * RATE), RATE, subtype="PCM_16")
         memory["1 h"] = median_memory_profile(args, hour_path)
     cold_starts = [cold_start_stages(args.model, paths[0], args.dtype) for _ in range(COLD_STARTS)]
 

@@ -27,9 +27,11 @@ def main():
     parser.add_argument("--config", help="JSON file of MDPianoConfig values: the feature settings to archive")
     parser.add_argument("--sets", nargs="+", default=["train-0", "train-1", "validation", "test-unseen"],
                         help="audio sets; train-* sets come from the train split")  # fmt: skip
-    parser.add_argument("--clips-per-file", type=int, default=200)
+    parser.add_argument("--clips-per-file", type=int, default=200, help="clips per archive file (at least 1)")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription and features")
     args = parser.parse_args()
+    if args.clips_per_file < 1:
+        parser.error(f"--clips-per-file must be at least 1, got {args.clips_per_file}")
 
     config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
     processor = MDPianoProcessor.from_config(config)

@@ -1,13 +1,14 @@
 r"""Pretrains the symbolic encoder by masked-token prediction on MAESTRO (train split) and GiantMIDI-Piano MIDI.
 
     python scripts/pretrain_symbolic.py --cache-dir ~/.cache/mdpiano --output-dir runs/symbolic-mlm \
-        --config configs/emopia-cpu.json [--max-steps 600]
+        --config configs/emopia-cpu.json [--max-steps 400]
 
 Random 5-s windows (--window-s) are tokenized as the processor tokenizes a transcription; 15% of the
 tokens are masked (transformers' DataCollatorForLanguageModeling) and the transformers Trainer (Accelerate
 underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split, masked
 once, picks the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained
-<output-dir>/best` starts the classifier's symbolic encoder from it.
+<output-dir>/best` starts the classifier's symbolic encoder from it. A rerun into a folder holding checkpoints resumes
+from the last one, and is refused if its settings differ from the run's (arguments.json); --max-steps may change.
 
 With --transcribed-pieces N, N of MAESTRO's train pieces (their first --transcribed-seconds) are also rendered
 through the training distribution of SoundFonts, rooms, EQ, noise and codecs and transcribed by basic-pitch, so the
@@ -45,6 +46,15 @@ from mdpiano.pretraining import (
     transcribed_corpus,
     write_corpus_archive,
 )
+from mdpiano.training import check_resumed_arguments
+
+
+# What defines a pretraining run: resuming it with any of these changed would silently train something else.
+RUN_DEFINING_ARGUMENTS = (
+    "data", "corpus", "config", "no_giantmidi", "transcribed_pieces", "transcribed_seconds", "window_s", "batch_size",
+    "learning_rate", "warmup_steps", "mlm_probability", "eval_windows", "seed", "no_transcribed", "transcribed_repeat",
+    "group_by_length", "bf16",
+)  # fmt: skip
 
 
 def main():
@@ -98,6 +108,13 @@ def main():
         parser.error("--bf16 needs a GPU that supports bfloat16")
     if args.corpus and args.transcribed_pieces:
         parser.error("--transcribed-pieces renders MAESTRO from --data: export a corpus with them, then use --corpus")
+    if args.no_transcribed and args.transcribed_repeat != 1:
+        parser.error("--transcribed-repeat weighs the transcribed excerpts, which --no-transcribed leaves out")
+    if args.output_dir and any(Path(args.output_dir).glob("checkpoint-*")):  # Trainer resumes from the last one
+        try:
+            check_resumed_arguments(args.output_dir, vars(args), RUN_DEFINING_ARGUMENTS)
+        except ValueError as error:
+            parser.error(str(error))
 
     config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
     processor = MDPianoProcessor.from_config(config)
@@ -114,6 +131,8 @@ def main():
         if args.transcribed_pieces:
             corpora["train-transcribed"] = read_transcribed_corpus(Path(args.data), processor, args)
     print(", ".join(f"{name}: {len(corpus)} pieces, {corpus_hours(corpus):.1f} h" for name, corpus in corpora.items()))
+    if args.transcribed_repeat != 1 and not corpora.get("train-transcribed"):
+        parser.error("--transcribed-repeat weighs transcribed excerpts, and this corpus has none (--transcribed-pieces)")
     if args.export_corpus:
         write_corpus_archive(args.export_corpus, corpora)
         print(f"wrote {args.export_corpus}")
@@ -160,6 +179,8 @@ def main():
         eval_dataset=masked_evaluation_windows(evaluation_windows, processor.tokenizer, args.mlm_probability, args.seed + 1),
         data_collator=MaskedLMCollator(processor.tokenizer, mlm_probability=args.mlm_probability),
     )
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
     trainer.train(resume_from_checkpoint=any(Path(args.output_dir).glob("checkpoint-*")) or None)
     metrics = trainer.evaluate()
     best = Path(args.output_dir) / "best"

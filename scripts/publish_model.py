@@ -13,8 +13,9 @@ Given several runs, the one with the best validation accuracy (then the lower va
 test split plays no part in the choice.
 
 Evaluations (cached transcriptions; the last one also through the end-to-end pipeline):
-test-unseen (the acceptance condition: piano, room, EQ, noise and codec unseen in training), test-clean (the unseen
-piano alone), and test-clean with the symbolic branch fed the ground-truth MIDI.
+test-unseen (the acceptance condition: a room, EQ, noise and codec unseen in training, on the FluidR3_GM piano,
+whose samples training knows from FluidR3Mono_GM), test-clean (that piano alone), and test-clean with the symbolic
+branch fed the ground-truth MIDI.
 """
 
 import os
@@ -45,10 +46,10 @@ EVALUATIONS = [  # (name, audio set, mode, symbolic source)
     ("test-clean-midi", "test-clean", "cached", "midi"),
 ]
 DESCRIPTIONS = {
-    "test-unseen": "unseen piano, room, EQ, noise and MP3 codec; basic-pitch transcription",
+    "test-unseen": "FluidR3_GM piano through an unseen room, EQ, noise and MP3 codec; basic-pitch transcription",
     "test-unseen-pipeline": "the same files through `pipeline(\"audio-classification\")` end to end",
-    "test-clean": "unseen piano (FluidR3_GM), dry, lossless; basic-pitch transcription",
-    "test-clean-midi": "unseen piano, dry; symbolic branch fed the ground-truth MIDI",
+    "test-clean": "FluidR3_GM piano, dry, lossless; basic-pitch transcription",
+    "test-clean-midi": "FluidR3_GM piano, dry; symbolic branch fed the ground-truth MIDI",
 }
 
 
@@ -125,7 +126,7 @@ def model_index(results: dict) -> str:
     metrics = results["test-unseen"]
     lines = ["model-index:", "  - name: mdpiano-emopia", "    results:", "      - task:", "          type: audio-classification",
              "          name: Piano emotion quadrant classification", "        dataset:", "          type: EMOPIA",
-             "          name: EMOPIA test split (emopia_cls), rendered with an unseen piano, room and codec",
+             "          name: EMOPIA test split (emopia_cls), rendered through a room, EQ, noise and codec unseen in training",
              "          split: test", "        metrics:"]  # fmt: skip
     for key, name in (("accuracy", "4Q accuracy"), ("arousal_accuracy", "arousal accuracy"),
                       ("valence_accuracy", "valence accuracy"), ("macro_f1", "4Q macro-F1")):  # fmt: skip

@@ -6,7 +6,8 @@
 Writes <cache-dir>/audio/<set>/<clip_id>.<flac|ogg|mp3>, one folder per set: train-0 .. train-<n-1> (the train
 split, each a new draw of training conditions), validation (the validation split, training conditions),
 validation-unseen (the validation split through a recording chain outside training, for model selection) and
-test-clean / test-unseen (the test split through a piano, room, EQ, noise and codec that training never uses).
+test-clean / test-unseen (the test split on FluidR3_GM, dry, or through a room, EQ, noise and codec that training
+never uses).
 Each folder is an `audio_dir` for mdpiano.emopia.load_emopia. Resumable: finished files are kept. The SoundFonts
 the sets need are looked for before any rendering.
 """
@@ -62,7 +63,8 @@ def main():
     for soundfont in sorted(soundfonts):
         find_soundfont(soundfont)
 
-    dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme)
+    splits = sorted({split_of_audio_set(name) for name, _, _ in jobs})
+    dataset = load_emopia(Path(args.data) / "emopia", args.split_scheme, splits=splits)  # only the splits rendered
     failures = {}
     for name, condition_set, variant in jobs:
         split = dataset[split_of_audio_set(name)]

@@ -31,7 +31,14 @@ from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
-from mdpiano.training import TrainingArguments, check_output_dir, device_description, load_clips, train
+from mdpiano.training import (
+    TrainingArguments,
+    check_output_dir,
+    check_resumed_arguments,
+    device_description,
+    load_clips,
+    train,
+)
 
 
 def parse_value(text: str):
@@ -81,29 +88,27 @@ RUN_DEFINING_ARGUMENTS = (
 )  # fmt: skip
 
 
-def check_resume_arguments(args) -> None:
-    """Refuses to resume a run with other data, model or optimisation settings than its `arguments.json` holds."""
-    saved_path = Path(args.output_dir) / "arguments.json"
-    if not saved_path.is_file():
-        return
-    saved, current = json.loads(saved_path.read_text()), vars(args)
-    if args.train_data:  # the script records --train-data as the run's train set
-        saved.pop("train_sets", None)
-    changed = [name for name in RUN_DEFINING_ARGUMENTS if name in saved and saved[name] != current[name]]
-    if changed:
-        differences = "; ".join(f"--{name.replace('_', '-')} {saved[name]!r} then, {current[name]!r} now" for name in changed)
-        raise ValueError(
-            f"{args.output_dir} was started with other settings ({differences}): resume it with the arguments in "
-            f"{saved_path}, or start a new run in another folder."
-        )
-
-
 def load_or_exit(flag: str, location: str, load):
     """`load()`, or one `error:` line when the model folder (or Hub id) given with `flag` cannot be loaded."""
     try:
         return load()
     except OSError as error:
         sys.exit(load_error_message(flag, location, error))
+
+
+def with_pretrained_symbolic_encoder(folder: str, config: MDPianoConfig):
+    """A new classifier whose symbolic encoder comes from a masked-token pretrained folder; any other model folder
+    (a classifier would hand over its acoustic branch and heads too) or an encoder of another shape is refused."""
+    saved = load_or_exit("--symbolic-pretrained", folder, lambda: MDPianoConfig.from_pretrained(folder))
+    if "MDPianoSymbolicForMaskedLM" not in (saved.architectures or []):
+        sys.exit(f"error: --symbolic-pretrained {folder} holds {', '.join(saved.architectures or ['no model class'])}, "
+                 "not an MDPianoSymbolicForMaskedLM from scripts/pretrain_symbolic.py; to start from a whole "
+                 "classifier, use --init-from.")  # fmt: skip
+    try:
+        return MDPianoForAudioClassification.from_pretrained(folder, config=config)
+    except RuntimeError as error:  # tensors of other sizes
+        sys.exit(f"error: --symbolic-pretrained {folder}: its encoder does not fit this model's configuration "
+                 f"({str(error).splitlines()[0]}); pretrain with the same --config.")  # fmt: skip
 
 
 def build_model_and_processor(args):
@@ -119,8 +124,7 @@ def build_model_and_processor(args):
         return model, MDPianoProcessor.from_pretrained(args.init_from)
     config = MDPianoConfig(**overrides)
     if args.symbolic_pretrained:
-        model = load_or_exit("--symbolic-pretrained", args.symbolic_pretrained,
-                             lambda: MDPianoForAudioClassification.from_pretrained(args.symbolic_pretrained, config=config))  # fmt: skip
+        model = with_pretrained_symbolic_encoder(args.symbolic_pretrained, config)
     else:
         model = MDPianoForAudioClassification(config)
     return model, MDPianoProcessor.from_config(config)
@@ -150,8 +154,9 @@ def main():
         parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
     try:
         check_output_dir(args.output_dir, args.resume)
-        if args.resume:
-            check_resume_arguments(args)
+        if args.resume:  # --train-data is recorded as the run's train set: compare it, not the EMOPIA default
+            defining = [name for name in RUN_DEFINING_ARGUMENTS if not (args.train_data and name == "train_sets")]
+            check_resumed_arguments(args.output_dir, vars(args), tuple(defining))
         user_data = labelled_data(args) if args.train_data else None
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
         sys.exit(f"error: {error}")

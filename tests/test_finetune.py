@@ -192,3 +192,27 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     status, error = run_script("evaluate.py", "--model", str(output), "--labelled-data", str(user_folder),
                                "--cache-dir", str(tmp_path / "cache"))  # the run's folder instead of its best model
     assert status == 1 and error.startswith(f"error: --model {output}: "), error[-2000:]
+
+
+def test_symbolic_pretrained_takes_only_a_pretrained_encoder(tiny_config, tmp_path, user_folder, run_script):
+    """--symbolic-pretrained starts the symbolic encoder from masked-token pretraining and nothing else: a
+    classifier's folder (which would hand over its acoustic branch and heads too) is refused."""
+    import importlib.util
+
+    from mdpiano import MDPianoSymbolicForMaskedLM
+
+    torch.manual_seed(0)
+    pretrained = MDPianoSymbolicForMaskedLM(tiny_config)
+    pretrained.save_pretrained(tmp_path / "mlm")
+    spec = importlib.util.spec_from_file_location("train_script", REPOSITORY / "scripts" / "train.py")
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+    model = train_script.with_pretrained_symbolic_encoder(str(tmp_path / "mlm"), tiny_config)
+    for name, tensor in pretrained.state_dict().items():
+        if name.startswith("mdpiano.symbolic_encoder."):
+            assert torch.equal(model.state_dict()[name], tensor)
+    MDPianoForAudioClassification(tiny_config).save_pretrained(tmp_path / "classifier")
+    status, error = run_script("train.py", "--symbolic-pretrained", str(tmp_path / "classifier"), "--train-data",
+                               str(user_folder), "--validation-fraction", "0.5", "--cache-dir", str(tmp_path / "cache"),
+                               "--output-dir", str(tmp_path / "run"))  # fmt: skip
+    assert status == 1 and "not an MDPianoSymbolicForMaskedLM" in error and "use --init-from" in error, error[-2000:]

@@ -219,7 +219,14 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
                     "--max-steps", "1", "--batch-size", "2", "--eval-windows", "2", "--no-transcribed")  # fmt: skip
     assert "and 0 transcribed excerpts (0.0 h, 0% of the windows)" in midi_only.stdout
 
-    status, error = run_script("pretrain_symbolic.py", "--corpus", tmp_path / "absent.npz.xz", "--output-dir", output)
+    # A rerun resumes from the last checkpoint: with other settings, it is refused.
+    status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config,
+                               "--batch-size", "4", "--transcribed-repeat", "3")  # fmt: skip
+    assert status == 2 and "--batch-size 2 then, 4 now" in error
+    status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-2",
+                               "--no-transcribed", "--transcribed-repeat", "3")  # fmt: skip
+    assert status == 2 and "which --no-transcribed leaves out" in error
+    status, error = run_script("pretrain_symbolic.py", "--corpus", tmp_path / "absent.npz.xz", "--output-dir", tmp_path / "mlm-3")
     assert status == 2 and "No corpus archive at" in error
 
 
