@@ -18,6 +18,18 @@ DOMAINS = ("both", "acoustic", "symbolic")
 ACOUSTIC_INPUTS = ("mixed", "stft")
 
 
+def check_mel_settings(sampling_rate: int, n_mels: int, n_mfcc: int, fmin: float, fmax: float | None) -> None:
+    """Raises a `ValueError` naming the field when the mel bands or MFCCs cannot be computed with these settings."""
+    nyquist = sampling_rate / 2
+    if fmin < 0 or not fmin < (nyquist if fmax is None else fmax) <= nyquist:
+        raise ValueError(
+            f"`fmin` ({fmin}) and `fmax` ({fmax}) must satisfy 0 <= fmin < fmax <= sampling_rate / 2 ({nyquist:g}; "
+            "fmax=None means sampling_rate / 2)."
+        )
+    if not 0 < n_mfcc <= n_mels:
+        raise ValueError(f"`n_mfcc` ({n_mfcc}) must be positive and must not exceed `n_mels` ({n_mels}).")
+
+
 def acoustic_feature_size(acoustic_input: str, n_fft: int, n_mels: int, n_mfcc: int) -> int:
     """Features per frame: the log STFT's bins, or log-mel bands + MFCCs + spectral centroid + RMS."""
     return n_fft // 2 + 1 if acoustic_input == "stft" else n_mels + n_mfcc + 2
@@ -215,18 +227,11 @@ class MDPianoConfig(PreTrainedConfig):
             raise ValueError(f"`chunk_length_s` must be in (0, 600] seconds, got {self.chunk_length_s!r}.")
         if self.hop_length > self.n_fft:
             raise ValueError(f"`hop_length` ({self.hop_length}) must not exceed `n_fft` ({self.n_fft}).")
-        nyquist = self.sampling_rate / 2
-        if self.fmin < 0 or not self.fmin < (nyquist if self.fmax is None else self.fmax) <= nyquist:
-            raise ValueError(
-                f"`fmin` ({self.fmin}) and `fmax` ({self.fmax}) must satisfy 0 <= fmin < fmax <= sampling_rate / 2 "
-                f"({nyquist:g}; fmax=None means sampling_rate / 2)."
-            )
+        check_mel_settings(self.sampling_rate, self.n_mels, self.n_mfcc, self.fmin, self.fmax)
         if self.conv_kernel_size % 2 == 0:
             raise ValueError(
                 f"`conv_kernel_size` must be odd (its 'same' padding keeps the frame count), got {self.conv_kernel_size}."
             )
-        if self.n_mfcc > self.n_mels:
-            raise ValueError(f"`n_mfcc` ({self.n_mfcc}) must not exceed `n_mels` ({self.n_mels}).")
         bias = self.quadrant_logit_bias
         numbers = bias is None or all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bias)
         if bias is not None and (len(bias) != len(QUADRANT_NAMES) or not numbers):

@@ -9,7 +9,7 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank, power_to_db
 from transformers.utils import logging
 
-from .configuration_mdpiano import ACOUSTIC_INPUTS, acoustic_feature_size
+from .configuration_mdpiano import ACOUSTIC_INPUTS, acoustic_feature_size, check_mel_settings
 
 logger = logging.get_logger(__name__)
 
@@ -85,14 +85,7 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         if not chunk_length_s > 0:
             raise ValueError(f"`chunk_length_s` must be positive, got {chunk_length_s}.")
         if feature_type == "mixed":
-            nyquist = sampling_rate / 2
-            if not 0 < n_mfcc <= n_mels:
-                raise ValueError(f"Need 0 < n_mfcc <= n_mels, got n_mfcc={n_mfcc}, n_mels={n_mels}.")
-            if fmin < 0 or not fmin < (nyquist if fmax is None else fmax) <= nyquist:
-                raise ValueError(
-                    f"Need 0 <= fmin < fmax <= sampling_rate / 2 ({nyquist:g}; fmax=None means that), got fmin={fmin}, "
-                    f"fmax={fmax}."
-                )
+            check_mel_settings(sampling_rate, n_mels, n_mfcc, fmin, fmax)
         kwargs.pop("feature_size", None)  # derived from the settings below, saved only for reference
         feature_size = acoustic_feature_size(feature_type, n_fft, n_mels, n_mfcc)
         super().__init__(

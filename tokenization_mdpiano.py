@@ -309,7 +309,7 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         if len(ids) and (isinstance(ids[0], list) or hasattr(ids[0], "tolist")):  # a batch: lists, arrays or tensors
-            return [self.ids_to_notes(list(np.asarray(sequence).tolist())) for sequence in ids]
+            return [self.ids_to_notes(np.asarray(sequence).tolist()) for sequence in ids]
         return self.ids_to_notes(ids)
 
 
