@@ -1,9 +1,10 @@
 """Rendering conditions: which piano, velocity curve, room, EQ, noise and codec a MIDI clip is rendered through.
 
 EMOPIA ships MIDI only, so training and test audio are renderings. Training draws its conditions at random from
-the `train` distribution; the acceptance test renders through a room, an EQ, a noise colour and a codec that the
-training distribution never uses (`test-unseen`). Its piano, FluidR3_GM, is not new to training: FluidR3Mono_GM,
-a training piano, is MuseScore's mono, lossy edition of the same SoundFont.
+the `train` distribution; the acceptance test renders through a piano, a room, an EQ, a noise colour and a codec
+that the training distribution never uses (`test-new-piano`). `test-unseen` holds out the recording chain only: its
+piano, FluidR3_GM, is not new to training, since FluidR3Mono_GM, a training piano, is MuseScore's mono, lossy
+edition of the same SoundFont.
 """
 
 import dataclasses
@@ -91,9 +92,14 @@ def sample_train_condition(rng: np.random.Generator) -> RenderCondition:
     )
 
 
-# Fixed conditions. `test-unseen`: a longer room, a peaking EQ, brown noise and MP3 at 44.1 kHz, none of which the
-# training distribution contains, on FluidR3_GM (the samples of the training piano FluidR3Mono_GM, in stereo and
-# uncompressed). `test-clean`: that piano alone.
+# A recording chain outside the training distribution: a longer room, a peaking EQ, brown noise and MP3 at 44.1 kHz.
+UNSEEN_CHAIN = dict(rt60_s=1.6, wet=0.35, peak_db=5.0, peak_hz=1500.0, noise_snr_db=30.0, noise_color="brown", peak=0.7,
+                    codec="mp3", codec_quality=0.9, sampling_rate=44100)  # fmt: skip
+
+# Fixed conditions. `test-new-piano`: a piano that training never heard (FreePats' acoustic grand, a GUS patch
+# rendered with TiMidity++) through the unseen chain; `test-new-piano-clean`: that piano alone. `test-unseen`: the
+# unseen chain on FluidR3_GM, whose samples training knows from FluidR3Mono_GM (its mono, lossy edition), so it holds
+# out the recording chain only; `test-clean`: that piano alone.
 # `validation-unseen`: a training piano through another recording chain outside the training distribution (a long
 # room, an EQ cut, loud white noise, strong Vorbis at 32 kHz), to select models for robustness without the test set.
 FIXED_CONDITIONS = {
@@ -110,20 +116,10 @@ FIXED_CONDITIONS = {
         codec_quality=0.95,
         sampling_rate=32000,
     ),
+    "test-new-piano": RenderCondition(soundfont="FreePats_Grand", **UNSEEN_CHAIN),
+    "test-new-piano-clean": RenderCondition(soundfont="FreePats_Grand"),
+    "test-unseen": RenderCondition(soundfont="FluidR3_GM", **UNSEEN_CHAIN),
     "test-clean": RenderCondition(soundfont="FluidR3_GM"),
-    "test-unseen": RenderCondition(
-        soundfont="FluidR3_GM",
-        rt60_s=1.6,
-        wet=0.35,
-        peak_db=5.0,
-        peak_hz=1500.0,
-        noise_snr_db=30.0,
-        noise_color="brown",
-        peak=0.7,
-        codec="mp3",
-        codec_quality=0.9,
-        sampling_rate=44100,
-    ),
 }
 
 

@@ -1,6 +1,11 @@
-"""Rendering MIDI to piano audio with FluidSynth and a SoundFont (EMOPIA ships MIDI, not audio)."""
+"""Rendering MIDI to piano audio (EMOPIA ships MIDI, not audio): SoundFonts through FluidSynth, and a GUS patch
+through TiMidity++ for a piano whose samples none of the SoundFonts share."""
 
+import io
 import os
+import shutil
+import subprocess
+import tempfile
 
 import numpy as np
 
@@ -13,6 +18,8 @@ KNOWN_SOUNDFONTS = {
     "TimGM6mb": ["<pretty_midi>/TimGM6mb.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"],
     "MuseScore_General_Lite": ["/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"],
     "FluidR3Mono_GM": ["/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"],
+    # Debian's freepats: a GUS patch (.pat), rendered with TiMidity++ (Debian's timidity), not FluidSynth.
+    "FreePats_Grand": ["/usr/share/midi/freepats/Tone_000/000_Acoustic_Grand_Piano.pat"],
 }
 
 
@@ -46,8 +53,8 @@ def find_soundfont(name_or_path: str) -> str:
             return candidate
     raise FileNotFoundError(
         f"SoundFont {name_or_path} not found (looked in {KNOWN_SOUNDFONTS[name_or_path]}); "
-        "install Debian's fluid-soundfont-gm, musescore-general-soundfont-small and fluidr3mono-gm-soundfont "
-        "(scripts/install.sh does)."
+        "install Debian's fluid-soundfont-gm, musescore-general-soundfont-small, fluidr3mono-gm-soundfont and "
+        "freepats (scripts/install.sh does)."
     )
 
 
@@ -60,12 +67,13 @@ def render_midi(
     program: int | None = None,
 ) -> np.ndarray:
     """
-    Renders a MIDI file (path) or `pretty_midi.PrettyMIDI` to mono float32 audio with FluidSynth, sustain pedal and
-    other controllers included.
+    Renders a MIDI file (path) or `pretty_midi.PrettyMIDI` to mono float32 audio, sustain pedal and other
+    controllers included: with FluidSynth for a SoundFont (.sf2, .sf3), with TiMidity++ for a GUS patch (.pat).
 
     Args:
         midi: a MIDI path or a `pretty_midi.PrettyMIDI`.
-        soundfont: a SoundFont path or a name from `KNOWN_SOUNDFONTS`; `None` is [`default_soundfont`].
+        soundfont: a SoundFont or GUS patch path, or a name from `KNOWN_SOUNDFONTS`; `None` is
+            [`default_soundfont`].
         sampling_rate: output rate in Hz.
         max_duration_s: keep only the first seconds.
         peak: peak amplitude of the returned audio (pretty_midi normalises its output to 1).
@@ -86,16 +94,58 @@ def render_midi(
         for instrument in midi.instruments:
             instrument.program = program
     soundfont = default_soundfont() if soundfont is None else find_soundfont(soundfont)
-    # A fresh synthesizer each time (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps its
-    # event timing phase and effect state, so a clip's samples would depend on what the process rendered earlier.
-    synthesizer, soundfont_id = _new_synthesizer(soundfont, sampling_rate)
-    try:
-        audio = midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
-    finally:
-        synthesizer.delete()
+    if soundfont.lower().endswith(".pat"):
+        audio = _render_with_timidity(midi, soundfont, sampling_rate)
+        audio /= max(np.abs(audio).max(initial=0.0), 1e-9)  # the FluidSynth path's normalisation, by pretty_midi
+    else:
+        audio = _render_with_fluidsynth(midi, soundfont, sampling_rate)
     if max_duration_s is not None:
         audio = audio[: int(round(max_duration_s * sampling_rate))]
     return (audio * peak).astype(np.float32)
+
+
+def _render_with_fluidsynth(midi, soundfont_path: str, sampling_rate: int) -> np.ndarray:
+    # A fresh synthesizer each time (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps its
+    # event timing phase and effect state, so a clip's samples would depend on what the process rendered earlier.
+    synthesizer, soundfont_id = _new_synthesizer(soundfont_path, sampling_rate)
+    try:
+        return midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
+    finally:
+        synthesizer.delete()
+
+
+def _render_with_timidity(midi, patch_path: str, sampling_rate: int) -> np.ndarray:
+    """
+    TiMidity++ with one GUS patch on every melodic program. Its own reverb and chorus are off (rooms are added
+    by `mdpiano.augmentation`), and the leading silence that it drops by default is kept, so the audio starts
+    where the MIDI does, as FluidSynth's does.
+    """
+    import soundfile
+
+    timidity = shutil.which("timidity")
+    if timidity is None:
+        raise FileNotFoundError(
+            "Rendering a GUS patch needs TiMidity++: install Debian's timidity (scripts/install.sh does)."
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        # The patch is linked under a plain name: TiMidity++'s configuration syntax splits paths at spaces.
+        os.symlink(os.path.abspath(patch_path), os.path.join(folder, "piano.pat"))
+        config = "\n".join([f"dir {folder}", "bank 0", *(f"{program} piano.pat" for program in range(128))])
+        midi_path = os.path.join(folder, "clip.mid")
+        midi.write(midi_path)
+        command = [timidity, "-c", os.devnull, "-x", config, "--preserve-silence", "-EFreverb=d", "-EFchorus=d",
+                   "--output-mono", "-s", str(sampling_rate), "-Ow", "-o", "-", midi_path]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, check=False)
+    messages = result.stderr.decode(errors="replace")
+    # TiMidity++ exits 0 when it cannot load a patch and plays the notes without it.
+    if result.returncode != 0 or not result.stdout or "Couldn't load instrument" in messages:
+        problems = [line.replace("piano.pat", patch_path) for line in messages.splitlines() if "piano.pat" in line]
+        reason = "; ".join(dict.fromkeys(problems)) or messages.strip()
+        raise RuntimeError(f"TiMidity++ could not render with {patch_path}: {reason}")
+    audio, rate = soundfile.read(io.BytesIO(result.stdout), dtype="float64")
+    if rate != sampling_rate:
+        raise RuntimeError(f"TiMidity++ wrote {rate} Hz audio instead of {sampling_rate} Hz.")
+    return audio
 
 
 def _new_synthesizer(soundfont_path: str, sampling_rate: int):

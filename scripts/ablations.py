@@ -5,7 +5,8 @@ r"""Trains and evaluates the full model and the paper's Table 4 ablations over s
         --config configs/emopia-cpu.json --symbolic-pretrained runs/symbolic-mlm/best --seeds 0 1 2
 
 Each run trains with scripts/train.py (early stopping on validation accuracy) and is evaluated on the test split
-rendered in --test-set (default test-unseen: a piano, room and codec training never saw). Finished runs are kept:
+rendered in --test-set (default test-unseen: a room, EQ, noise and codec training never saw, on a piano it knows;
+test-new-piano holds out the piano too). Finished runs are kept:
 rerunning the command only does what is missing, then rewrites the table. With --finished-only it trains nothing and
 tabulates the runs that have results (say, some trained on another machine); the caption names the runs it lacks.
 """

@@ -5,7 +5,7 @@ audio.
 
     python scripts/baseline.py --cache-dir ~/.cache/mdpiano                        # train on the train split's MIDI
     python scripts/baseline.py --cache-dir ~/.cache/mdpiano --train-on midi train-0   # ... and on transcriptions of train-0
-    python scripts/baseline.py ... --eval-sets test-unseen test-clean validation-unseen
+    python scripts/baseline.py ... --eval-sets test-new-piano test-unseen test-clean validation-unseen
 
 The transcriptions are the shipped model's (its processor's settings), cached like evaluate.py's, so the two
 share them. Writes results/baseline/<training source>/<evaluation set>/ (results.json, confusion matrix,
@@ -81,7 +81,7 @@ def main():
     parser.add_argument("--train-on", nargs="+", default=["midi"], metavar="SOURCE",
                         help="'midi' (the train split's MIDI) and/or train audio sets, e.g. train-0; one classifier "
                         "each (default: midi)")  # fmt: skip
-    parser.add_argument("--eval-sets", nargs="*", default=["test-unseen", "test-clean"],
+    parser.add_argument("--eval-sets", nargs="*", default=["test-new-piano", "test-unseen", "test-clean"],
                         help="rendered test or validation audio sets to evaluate on, besides the test MIDI "
                         "(default: %(default)s)")  # fmt: skip
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="whose transcription settings to use (default: %(default)s)")

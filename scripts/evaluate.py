@@ -1,7 +1,7 @@
 """Evaluates an mdpiano model on an EMOPIA split or on your own labelled audio: 4Q, arousal and valence accuracy,
 macro-F1, per-class table, confusion matrix and valence-arousal plane (PNG), results JSON.
 
-    python scripts/evaluate.py --model models/mdpiano-emopia --cache-dir ~/.cache/mdpiano --audio-set test-unseen
+    python scripts/evaluate.py --model models/mdpiano-emopia --cache-dir ~/.cache/mdpiano --audio-set test-new-piano
     python scripts/evaluate.py ... --audio-dir /path/to/EMOPIA/audio          # any audio named <clip_id>.<ext>
     python scripts/evaluate.py ... --symbolic-source midi                     # symbolic branch from the true MIDI
     python scripts/evaluate.py ... --mode pipeline                            # the end-to-end pipeline per file
@@ -82,7 +82,7 @@ def main():
     parser.add_argument("--split", choices=["train", "validation", "test"],
                         help="default: the split --audio-set renders (test-* test, validation-* validation), else test")
     parser.add_argument("--cache-dir", required=True, help="transcriptions and features are cached here")
-    parser.add_argument("--audio-set", default="test-unseen", help="audio folder <cache-dir>/audio/<set>")
+    parser.add_argument("--audio-set", default="test-new-piano", help="audio folder <cache-dir>/audio/<set>")
     parser.add_argument("--audio-dir", help="another folder of audio named <clip_id>.<ext> (overrides --audio-set)")
     parser.add_argument("--labelled-data", help="your labelled audio instead of EMOPIA: a folder of Q1..Q4 sub-folders, "
                         "or a CSV with columns path,label (as scripts/train.py --train-data)")  # fmt: skip

@@ -3,8 +3,9 @@ scripts/ablations.py read with --clips, on a machine without the audio or the ca
 
     python scripts/export_clips.py --cache-dir ~/.cache/mdpiano --output-dir runs/clips --config configs/emopia-cpu.json
 
-Each audio set (default: train-0, train-1, validation, test-unseen) is transcribed and featurised into the cache
-first if it is not there yet (as scripts/train.py would), then archived with the config's feature settings.
+Each audio set (default: train-0, train-1, validation, test-unseen, test-new-piano) is transcribed and featurised
+into the cache first if it is not there yet (as scripts/train.py would), then archived with the config's feature
+settings.
 """
 
 import argparse
@@ -25,7 +26,7 @@ def main():
     parser.add_argument("--cache-dir", required=True, help="holds audio/<set> and the caches")
     parser.add_argument("--output-dir", required=True, help="the archive's folder")
     parser.add_argument("--config", help="JSON file of MDPianoConfig values: the feature settings to archive")
-    parser.add_argument("--sets", nargs="+", default=["train-0", "train-1", "validation", "test-unseen"],
+    parser.add_argument("--sets", nargs="+", default=["train-0", "train-1", "validation", "test-unseen", "test-new-piano"],
                         help="audio sets; train-* sets come from the train split")  # fmt: skip
     parser.add_argument("--clips-per-file", type=int, default=200, help="clips per archive file (at least 1)")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription and features")

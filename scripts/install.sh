@@ -11,9 +11,10 @@ venv=${MDPIANO_VENV:-$repo/.venv}
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 
-# ffmpeg decodes audio; FluidSynth and the SoundFonts render MIDI; Chromium drives the demo's browser test.
+# ffmpeg decodes audio; FluidSynth and the SoundFonts render MIDI, and so do TiMidity++ and FreePats' piano (the test
+# piano, not a SoundFont); Chromium drives the demo's browser test.
 apt_packages=(ffmpeg libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont-small fluidr3mono-gm-soundfont
-  chromium chromium-driver)
+  timidity freepats chromium chromium-driver)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

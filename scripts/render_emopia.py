@@ -5,11 +5,12 @@
 
 Writes <cache-dir>/audio/<set>/<clip_id>.<flac|ogg|mp3>, one folder per set: train-0 .. train-<n-1> (the train
 split, each a new draw of training conditions), validation (the validation split, training conditions),
-validation-unseen (the validation split through a recording chain outside training, for model selection) and
-test-clean / test-unseen (the test split on FluidR3_GM, dry, or through a room, EQ, noise and codec that training
-never uses).
-Each folder is an `audio_dir` for mdpiano.emopia.load_emopia. Resumable: finished files are kept. The SoundFonts
-the sets need are looked for before any rendering.
+validation-unseen (the validation split through a recording chain outside training, for model selection),
+test-new-piano-clean / test-new-piano (the test split on a piano training never heard, FreePats' grand through
+TiMidity++, dry, or through a room, EQ, noise and codec that training never uses: the acceptance condition) and
+test-clean / test-unseen (the same on FluidR3_GM, whose samples training knows from FluidR3Mono_GM).
+Each folder is an `audio_dir` for mdpiano.emopia.load_emopia. Resumable: finished files are kept. The pianos the
+sets need are looked for before any rendering.
 """
 
 import argparse
@@ -46,7 +47,7 @@ def main():
     parser.add_argument("--cache-dir", required=True, help="where audio/ is written (outside the repository)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
     parser.add_argument("--train-variants", type=int, default=2, help="renderings of each training clip (with --sets train)")
-    parser.add_argument("--sets", nargs="+", default=["train", "validation", "validation-unseen", "test-clean", "test-unseen"],
+    parser.add_argument("--sets", nargs="+", default=["train", "validation", "validation-unseen", *FIXED_CONDITIONS],
                         help=f"sets to render, of {', '.join(SET_NAMES)} (default: %(default)s)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="rendering processes")
     args = parser.parse_args()
@@ -56,7 +57,7 @@ def main():
         jobs = renderings(args.sets, args.train_variants)
     except ValueError as error:
         parser.error(str(error))
-    # Every SoundFont the sets may draw, found before an hour of rendering rather than clip by clip.
+    # Every piano the sets may draw, found before an hour of rendering rather than clip by clip.
     soundfonts = set()
     for _, condition, _ in jobs:
         soundfonts |= {FIXED_CONDITIONS[condition].soundfont} if condition in FIXED_CONDITIONS else set(TRAIN_SOUNDFONTS)

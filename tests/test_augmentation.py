@@ -23,17 +23,22 @@ def test_conditions_are_reproducible_per_clip_and_variant():
         condition_for("test-other", "Q1_a_0")
 
 
-def test_training_never_sees_the_unseen_test_conditions():
-    unseen = FIXED_CONDITIONS["test-unseen"]
+@pytest.mark.parametrize("name", ["test-new-piano", "test-unseen"])
+def test_training_never_sees_the_unseen_recording_chain(name):
+    unseen = FIXED_CONDITIONS[name]
     draws = [condition_for("train", f"clip{i}", v) for i in range(300) for v in range(2)]
-    assert unseen.soundfont not in TRAIN_SOUNDFONTS
-    assert all(d.soundfont != unseen.soundfont for d in draws)
     assert all(d.codec != unseen.codec for d in draws)
     assert all(d.noise_color != unseen.noise_color for d in draws)
     assert all(d.rt60_s < unseen.rt60_s for d in draws)
     assert all(d.peak_db == 0 for d in draws) and unseen.peak_db != 0
     assert all(d.sampling_rate != unseen.sampling_rate for d in draws)
     assert {d.soundfont for d in draws} == set(TRAIN_SOUNDFONTS) and {d.codec for d in draws} == {"flac", "ogg"}
+
+
+def test_the_new_piano_sets_share_one_piano_outside_training():
+    """Whether its samples differ from the training pianos' too is tested in test_rendering."""
+    pianos = {FIXED_CONDITIONS[name].soundfont for name in ("test-new-piano", "test-new-piano-clean")}
+    assert len(pianos) == 1 and not pianos & set(TRAIN_SOUNDFONTS)
 
 
 def test_unseen_validation_chain_is_outside_training_and_unlike_the_test():
@@ -64,7 +69,7 @@ def test_noise_has_the_requested_level(color):
     assert snr == pytest.approx(20.0, abs=0.01)
 
 
-@pytest.mark.parametrize("name", ["test-clean", "test-unseen", "train"])
+@pytest.mark.parametrize("name", ["test-clean", "test-unseen", "test-new-piano", "train"])
 def test_render_and_encode(clip_midi, name):
     condition = condition_for(name, clip_midi.stem)
     audio = render_condition(clip_midi, condition, seed=0)

@@ -258,7 +258,7 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 def test_audio_sets_name_their_split():
     from mdpiano.emopia import split_of_audio_set
 
-    names = ["train", "train-0", "train-1", "validation", "validation-unseen", "test-clean", "test-unseen"]
+    names = ["train", "train-0", "train-1", "validation", "validation-unseen", "test-clean", "test-new-piano"]
     assert [split_of_audio_set(n) for n in names] == ["train"] * 3 + ["validation"] * 2 + ["test"] * 2
     with pytest.raises(ValueError, match="Cannot tell the EMOPIA split of audio set 'trainee'"):
         split_of_audio_set("trainee")

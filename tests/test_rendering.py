@@ -1,0 +1,55 @@
+import numpy as np
+import pretty_midi
+import pytest
+from scipy import signal
+
+from mdpiano.augmentation import FIXED_CONDITIONS, TRAIN_SOUNDFONTS
+from mdpiano.rendering_mdpiano import render_midi
+
+RATE = 22050
+
+
+def waveform_similarity(a: np.ndarray, b: np.ndarray, max_lag: int = 200) -> float:
+    """Largest normalised cross-correlation within `max_lag` samples: near 1 when two renderings play the same
+    samples, far lower for two different pianos playing the same notes."""
+    n = min(len(a), len(b))
+    a, b = a[:n].astype(np.float64), b[:n].astype(np.float64)
+    correlation = signal.correlate(a, b, mode="full", method="fft")[n - 1 - max_lag : n + max_lag]
+    return float(correlation.max() / np.sqrt(np.dot(a, a) * np.dot(b, b)))
+
+
+def test_the_acceptance_piano_shares_no_samples_with_training(clip_midi):
+    """`test-new-piano` must be a piano training never heard: its renderings are unlike every training piano's.
+    The same check shows why `test-unseen` is not: FluidR3_GM plays the samples of the training FluidR3Mono_GM."""
+    new_piano = FIXED_CONDITIONS["test-new-piano"].soundfont
+    render = {name: render_midi(clip_midi, name, RATE, max_duration_s=6.0) for name in {new_piano, "FluidR3_GM", *TRAIN_SOUNDFONTS}}
+    for training_piano in TRAIN_SOUNDFONTS:
+        assert waveform_similarity(render[new_piano], render[training_piano]) < 0.5, training_piano
+    assert waveform_similarity(render["FluidR3_GM"], render["FluidR3Mono_GM"]) > 0.99
+
+
+@pytest.mark.parametrize("piano", ["FreePats_Grand", "FluidR3_GM"])
+def test_renderings_start_where_the_midi_does(clip_midi, piano):
+    notes = [note for instrument in pretty_midi.PrettyMIDI(str(clip_midi)).instruments for note in instrument.notes]
+    first_onset, last_offset = min(n.start for n in notes), max(n.end for n in notes)
+    audio = render_midi(clip_midi, piano, RATE)
+    assert audio.dtype == np.float32 and np.abs(audio).max() == pytest.approx(0.9, rel=1e-5)
+    first_sound = np.argmax(np.abs(audio) > 1e-3) / RATE  # TiMidity++ drops leading silence unless told not to
+    assert first_sound == pytest.approx(first_onset, abs=0.02)
+    assert len(audio) / RATE >= last_offset
+    cropped = render_midi(clip_midi, piano, RATE, max_duration_s=3.0)
+    assert len(cropped) == 3 * RATE
+
+
+def test_a_broken_patch_is_an_error_not_silence(clip_midi, tmp_path):
+    broken = tmp_path / "broken piano.pat"
+    broken.write_bytes(b"not a patch" * 20)
+    # TiMidity++ itself exits 0 and plays on without the instrument.
+    with pytest.raises(RuntimeError, match="could not render with .*broken piano.pat: .*not an instrument"):
+        render_midi(clip_midi, str(broken), RATE, max_duration_s=2.0)
+
+
+def test_a_patch_without_timidity_names_the_package(clip_midi, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(FileNotFoundError, match="install Debian's timidity"):
+        render_midi(clip_midi, "FreePats_Grand", RATE, max_duration_s=2.0)
