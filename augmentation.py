@@ -121,6 +121,7 @@ FIXED_CONDITIONS = {
     "test-unseen": RenderCondition(soundfont="FluidR3_GM", **UNSEEN_CHAIN),
     "test-clean": RenderCondition(soundfont="FluidR3_GM"),
 }
+ACCEPTANCE_SET = "test-new-piano"  # the test audio that the published figures lead with
 
 
 def condition_for(name: str, clip_id: str, variant: int = 0) -> RenderCondition:
@@ -295,6 +296,7 @@ def render_folder(
 
 
 __all__ = [
+    "ACCEPTANCE_SET",
     "FIXED_CONDITIONS",
     "RenderCondition",
     "add_noise",

@@ -33,11 +33,19 @@ def default_soundfont() -> str:
 
 def find_soundfont(name_or_path: str) -> str:
     """
-    Path of a SoundFont given its path or one of the names in `KNOWN_SOUNDFONTS`.
+    Path of a SoundFont or GUS patch given its path or one of the names in `KNOWN_SOUNDFONTS`, checked to be
+    playable: a patch needs TiMidity++ as well.
 
     Raises:
-        FileNotFoundError: with the package that provides it.
+        FileNotFoundError: with the package that provides the file or the player.
     """
+    path = _locate(name_or_path)
+    if path.lower().endswith(".pat"):
+        _timidity()
+    return path
+
+
+def _locate(name_or_path: str) -> str:
     if os.path.isfile(name_or_path):
         return name_or_path
     if name_or_path not in KNOWN_SOUNDFONTS:
@@ -56,6 +64,15 @@ def find_soundfont(name_or_path: str) -> str:
         "install Debian's fluid-soundfont-gm, musescore-general-soundfont-small, fluidr3mono-gm-soundfont and "
         "freepats (scripts/install.sh does)."
     )
+
+
+def _timidity() -> str:
+    timidity = shutil.which("timidity")
+    if timidity is None:
+        raise FileNotFoundError(
+            "Rendering a GUS patch needs TiMidity++: install Debian's timidity (scripts/install.sh does)."
+        )
+    return timidity
 
 
 def render_midi(
@@ -122,11 +139,7 @@ def _render_with_timidity(midi, patch_path: str, sampling_rate: int) -> np.ndarr
     """
     import soundfile
 
-    timidity = shutil.which("timidity")
-    if timidity is None:
-        raise FileNotFoundError(
-            "Rendering a GUS patch needs TiMidity++: install Debian's timidity (scripts/install.sh does)."
-        )
+    timidity = _timidity()
     with tempfile.TemporaryDirectory() as folder:
         # The patch is linked under a plain name: TiMidity++'s configuration syntax splits paths at spaces.
         os.symlink(os.path.abspath(patch_path), os.path.join(folder, "piano.pat"))

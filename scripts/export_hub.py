@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from mdpiano.augmentation import ACCEPTANCE_SET
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model
 from mdpiano.hub_upload import export_arguments, load_model_or_exit, upload_or_exit
 
@@ -49,7 +50,7 @@ def build_folder(model, processor, output, is_default: bool) -> Path:
     bundle_transcription_model(output)  # no basic-pitch package needed where the folder is loaded
     (output / "README.md").write_text(model_card(model, is_default))
     for figure in ("confusion_matrix.png", "valence_arousal.png") if is_default else ():
-        source = REPOSITORY / "results" / "test-unseen" / figure
+        source = REPOSITORY / "results" / ACCEPTANCE_SET / figure
         if source.is_file():
             shutil.copy(source, output / figure)
     return output

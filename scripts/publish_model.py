@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.augmentation import ACCEPTANCE_SET
 from mdpiano.calibration import calibrate as calibrate_decisions
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.cli import exit_on_input_errors
@@ -40,7 +41,6 @@ from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, metrics_table, read_section, replace_section, write_report
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-HEADLINE = "test-new-piano"
 EVALUATIONS = [  # (name, audio set, mode, symbolic source)
     ("test-new-piano", "test-new-piano", "cached", "transcription"),
     ("test-new-piano-pipeline", "test-new-piano", "pipeline", "transcription"),
@@ -130,7 +130,7 @@ def last_publication() -> tuple[str, str]:
 
 
 def model_index(results: dict) -> str:
-    metrics = results[HEADLINE]
+    metrics = results[ACCEPTANCE_SET]
     lines = ["model-index:", "  - name: mdpiano-emopia", "    results:", "      - task:", "          type: audio-classification",
              "          name: Piano emotion quadrant classification", "        dataset:", "          type: EMOPIA",
              "          name: EMOPIA test split (emopia_cls), rendered through a piano, room, EQ, noise and codec unseen in training",
@@ -202,9 +202,9 @@ def main():
         "",
         *rows,
         "",
-        f"Per quadrant on {HEADLINE}:",
+        f"Per quadrant on {ACCEPTANCE_SET}:",
         "",
-        metrics_table(results[HEADLINE]).split("\n\n", 1)[1],
+        metrics_table(results[ACCEPTANCE_SET]).split("\n\n", 1)[1],
         "",
         provenance,
         "",

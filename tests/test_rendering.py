@@ -53,3 +53,9 @@ def test_a_patch_without_timidity_names_the_package(clip_midi, monkeypatch):
     monkeypatch.setenv("PATH", "")
     with pytest.raises(FileNotFoundError, match="install Debian's timidity"):
         render_midi(clip_midi, "FreePats_Grand", RATE, max_duration_s=2.0)
+
+
+def test_render_emopia_looks_for_timidity_before_rendering(run_script, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "")
+    status, error = run_script("render_emopia.py", "--cache-dir", tmp_path, "--sets", "test-new-piano")
+    assert status == 1 and "install Debian's timidity" in error and not (tmp_path / "audio").exists()
