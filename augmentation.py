@@ -101,21 +101,13 @@ UNSEEN_CHAIN = dict(rt60_s=1.6, wet=0.35, peak_db=5.0, peak_hz=1500.0, noise_snr
 # unseen chain on FluidR3_GM, whose samples training knows from FluidR3Mono_GM (its mono, lossy edition), so it holds
 # out the recording chain only; `test-clean`: that piano alone.
 # `validation-unseen`: a training piano through another recording chain outside the training distribution (a long
-# room, an EQ cut, loud white noise, strong Vorbis at 32 kHz), to select models for robustness without the test set.
+# room, an EQ cut, loud white noise, strong Vorbis at 32 kHz), to select models for robustness without the test set;
+# `validation-new-piano`: that chain on a piano neither training nor the test sets play (FreePats' bright piano).
+VALIDATION_CHAIN = dict(rt60_s=1.3, wet=0.3, peak_db=-6.0, peak_hz=500.0, noise_snr_db=20.0, noise_color="white",
+                        peak=0.6, codec="ogg", codec_quality=0.95, sampling_rate=32000)  # fmt: skip
 FIXED_CONDITIONS = {
-    "validation-unseen": RenderCondition(
-        soundfont="MuseScore_General_Lite",
-        rt60_s=1.3,
-        wet=0.3,
-        peak_db=-6.0,
-        peak_hz=500.0,
-        noise_snr_db=20.0,
-        noise_color="white",
-        peak=0.6,
-        codec="ogg",
-        codec_quality=0.95,
-        sampling_rate=32000,
-    ),
+    "validation-unseen": RenderCondition(soundfont="MuseScore_General_Lite", **VALIDATION_CHAIN),
+    "validation-new-piano": RenderCondition(soundfont="FreePats_Bright", **VALIDATION_CHAIN),
     "test-new-piano": RenderCondition(soundfont="FreePats_Grand", **UNSEEN_CHAIN),
     "test-new-piano-clean": RenderCondition(soundfont="FreePats_Grand"),
     "test-unseen": RenderCondition(soundfont="FluidR3_GM", **UNSEEN_CHAIN),

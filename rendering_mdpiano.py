@@ -18,8 +18,10 @@ KNOWN_SOUNDFONTS = {
     "TimGM6mb": ["<pretty_midi>/TimGM6mb.sf2", "/usr/share/sounds/sf2/TimGM6mb.sf2"],
     "MuseScore_General_Lite": ["/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"],
     "FluidR3Mono_GM": ["/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"],
-    # Debian's freepats: a GUS patch (.pat), rendered with TiMidity++ (Debian's timidity), not FluidSynth.
+    # Debian's freepats: GUS patches (.pat), rendered with TiMidity++ (Debian's timidity), not FluidSynth. The two
+    # pianos are different recordings (their renderings of a clip correlate 0.37; tests/test_rendering.py).
     "FreePats_Grand": ["/usr/share/midi/freepats/Tone_000/000_Acoustic_Grand_Piano.pat"],
+    "FreePats_Bright": ["/usr/share/midi/freepats/Tone_000/001_Acoustic_Brite_Piano.pat"],
 }
 
 

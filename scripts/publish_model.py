@@ -13,10 +13,11 @@ be reproduced without the runs.
 Given several runs, the one with the best validation accuracy (then the lower validation loss) is published; the
 test split plays no part in the choice.
 
-Evaluations (cached transcriptions; the first one also through the end-to-end pipeline):
-test-new-piano (the acceptance condition: a piano, room, EQ, noise and codec unseen in training), test-new-piano-clean
-(that piano alone), test-unseen (the same recording chain on the FluidR3_GM piano, whose samples training knows from
-FluidR3Mono_GM), test-clean (that piano alone), and test-clean with the symbolic branch fed the ground-truth MIDI.
+Evaluations (cached transcriptions; the first one also through the end-to-end pipeline): test-new-piano (the
+acceptance condition: a piano, room, EQ, noise and codec unseen in training), test-new-piano-clean (that piano
+alone), test-unseen (the same recording chain on the FluidR3_GM piano, whose samples training knows from
+FluidR3Mono_GM), test-clean (that piano alone); both clean sets also with the symbolic branch fed the ground-truth
+MIDI.
 """
 
 import os
@@ -45,6 +46,7 @@ EVALUATIONS = [  # (name, audio set, mode, symbolic source)
     ("test-new-piano", "test-new-piano", "cached", "transcription"),
     ("test-new-piano-pipeline", "test-new-piano", "pipeline", "transcription"),
     ("test-new-piano-clean", "test-new-piano-clean", "cached", "transcription"),
+    ("test-new-piano-clean-midi", "test-new-piano-clean", "cached", "midi"),
     ("test-unseen", "test-unseen", "cached", "transcription"),
     ("test-clean", "test-clean", "cached", "transcription"),
     ("test-clean-midi", "test-clean", "cached", "midi"),
@@ -54,6 +56,7 @@ DESCRIPTIONS = {
     "MP3 codec; basic-pitch transcription",
     "test-new-piano-pipeline": "the same files through `pipeline(\"audio-classification\")` end to end",
     "test-new-piano-clean": "FreePats grand, dry, lossless; basic-pitch transcription",
+    "test-new-piano-clean-midi": "FreePats grand, dry; symbolic branch fed the ground-truth MIDI",
     "test-unseen": "FluidR3_GM piano (training knows its samples, from FluidR3 Mono) through the same unseen chain",
     "test-clean": "FluidR3_GM piano, dry, lossless; basic-pitch transcription",
     "test-clean-midi": "FluidR3_GM piano, dry; symbolic branch fed the ground-truth MIDI",

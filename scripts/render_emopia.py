@@ -6,6 +6,7 @@
 Writes <cache-dir>/audio/<set>/<clip_id>.<flac|ogg|mp3>, one folder per set: train-0 .. train-<n-1> (the train
 split, each a new draw of training conditions), validation (the validation split, training conditions),
 validation-unseen (the validation split through a recording chain outside training, for model selection),
+validation-new-piano (that chain on a piano that neither training nor the test sets play, FreePats' bright piano),
 test-new-piano-clean / test-new-piano (the test split on a piano training never heard, FreePats' grand through
 TiMidity++, dry, or through a room, EQ, noise and codec that training never uses: the acceptance condition) and
 test-clean / test-unseen (the same on FluidR3_GM, whose samples training knows from FluidR3Mono_GM).

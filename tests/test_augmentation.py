@@ -35,10 +35,13 @@ def test_training_never_sees_the_unseen_recording_chain(name):
     assert {d.soundfont for d in draws} == set(TRAIN_SOUNDFONTS) and {d.codec for d in draws} == {"flac", "ogg"}
 
 
-def test_the_new_piano_sets_share_one_piano_outside_training():
-    """Whether its samples differ from the training pianos' too is tested in test_rendering."""
+def test_the_new_piano_sets_play_pianos_outside_training():
+    """Whether their samples differ from the training pianos' too is tested in test_rendering."""
     pianos = {FIXED_CONDITIONS[name].soundfont for name in ("test-new-piano", "test-new-piano-clean")}
+    validation_piano = FIXED_CONDITIONS["validation-new-piano"].soundfont
     assert len(pianos) == 1 and not pianos & set(TRAIN_SOUNDFONTS)
+    assert validation_piano not in pianos | set(TRAIN_SOUNDFONTS)
+    assert FIXED_CONDITIONS["validation-new-piano"].codec == FIXED_CONDITIONS["validation-unseen"].codec
 
 
 def test_unseen_validation_chain_is_outside_training_and_unlike_the_test():

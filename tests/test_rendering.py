@@ -18,13 +18,16 @@ def waveform_similarity(a: np.ndarray, b: np.ndarray, max_lag: int = 200) -> flo
     return float(correlation.max() / np.sqrt(np.dot(a, a) * np.dot(b, b)))
 
 
-def test_the_acceptance_piano_shares_no_samples_with_training(clip_midi):
-    """`test-new-piano` must be a piano training never heard: its renderings are unlike every training piano's.
-    The same check shows why `test-unseen` is not: FluidR3_GM plays the samples of the training FluidR3Mono_GM."""
-    new_piano = FIXED_CONDITIONS["test-new-piano"].soundfont
-    render = {name: render_midi(clip_midi, name, RATE, max_duration_s=6.0) for name in {new_piano, "FluidR3_GM", *TRAIN_SOUNDFONTS}}
-    for training_piano in TRAIN_SOUNDFONTS:
-        assert waveform_similarity(render[new_piano], render[training_piano]) < 0.5, training_piano
+def test_the_new_pianos_share_no_samples_with_training_or_each_other(clip_midi):
+    """`test-new-piano` must be a piano training never heard, and `validation-new-piano` one that neither training
+    nor the test plays: their renderings are unlike every other piano's. The same check shows why `test-unseen` is
+    not: FluidR3_GM plays the samples of the training FluidR3Mono_GM."""
+    test_piano, validation_piano = (FIXED_CONDITIONS[name].soundfont for name in ("test-new-piano", "validation-new-piano"))
+    pianos = {test_piano, validation_piano, "FluidR3_GM", *TRAIN_SOUNDFONTS}
+    render = {name: render_midi(clip_midi, name, RATE, max_duration_s=6.0) for name in pianos}
+    for new_piano in (test_piano, validation_piano):
+        for other in pianos - {new_piano, "FluidR3_GM"}:
+            assert waveform_similarity(render[new_piano], render[other]) < 0.5, (new_piano, other)
     assert waveform_similarity(render["FluidR3_GM"], render["FluidR3Mono_GM"]) > 0.99
 
 
