@@ -136,6 +136,20 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
         for evaluated_on in ("test MIDI", "transcriptions of `test-clean` (2 test clips)", "transcriptions of `validation` (2 validation clips)")
     ]  # fmt: skip
     assert "--train-on midi train-0 --eval-sets test-clean validation`" in run_script.stdout
+    # fused with the shipped model, its weight chosen on the validation clips
+    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "midi", "train-0",
+                               "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--num-proc", "1",
+                               "--output-dir", output, "--no-docs")  # fmt: skip
+    assert status == 0, error[-3000:]
+    report = json.loads((output / "fusion" / "test-clean" / "results.json").read_text())
+    assert report["statistics_trained_on"] == "train-0" and report["weight_chosen_on"] == ["validation"]
+    assert 0 <= report["network_weight"] <= 1 and len(report["clips"]) == 2 and len(report["accuracy_by_weight"]) == 11
+    assert f"The weight w = {report['network_weight']:g} has the best" in run_script.stdout
+    assert "| `test-clean` (2 clips) |" in run_script.stdout and "`models/mdpiano-emopia`'s" in run_script.stdout
+    for arguments, expected in ((["--fusion-choose-on", "test-clean"], "takes validation audio sets"),
+                                (["--train-on", "midi", "--fusion-choose-on", "validation"], "add one to --train-on")):  # fmt: skip
+        status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, *arguments)
+        assert status == 2 and expected in error
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "test-clean")
     assert status == 2 and "train audio sets" in error
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--eval-sets", "train-0")
