@@ -4,6 +4,8 @@ import math
 
 from transformers import PreTrainedConfig
 
+from .statistics_fusion import check_fusion_settings
+
 QUADRANT_NAMES = {
     "Q1": "happy (high arousal, positive valence)",
     "Q2": "tense (high arousal, negative valence)",
@@ -112,6 +114,10 @@ class MDPianoConfig(PreTrainedConfig):
             Offsets added to the log of a recording's quadrant probabilities (and of each window's) before they are
             renormalised and ranked: a decision calibration fitted on held-out validation audio after training
             (`scripts/publish_model.py --calibrate-on`). `None`: the probabilities as the model gives them.
+        note_statistics_fusion (`dict`, *optional*):
+            A note-statistics classifier whose probabilities a recording's (calibrated) quadrant probabilities are
+            fused with, and the network's weight in that fusion (`mdpiano.statistics_fusion.fusion_settings`;
+            `scripts/baseline.py --save-fusion`). Needs the symbolic domain's transcription. `None`: no fusion.
 
     Example:
 
@@ -159,6 +165,7 @@ class MDPianoConfig(PreTrainedConfig):
         initializer_range=0.02,
         pad_token_id=0,
         quadrant_logit_bias=None,
+        note_statistics_fusion=None,
         **kwargs,
     ):
         self.sampling_rate = sampling_rate
@@ -192,6 +199,7 @@ class MDPianoConfig(PreTrainedConfig):
         self.initializer_range = initializer_range
         self.pad_token_id = pad_token_id
         self.quadrant_logit_bias = None if quadrant_logit_bias is None else list(quadrant_logit_bias)
+        self.note_statistics_fusion = None if note_statistics_fusion is None else dict(note_statistics_fusion)
         self._validate()
         self.vocab_size = vocab_size if vocab_size is not None else self.default_vocab_size()
 
@@ -236,6 +244,10 @@ class MDPianoConfig(PreTrainedConfig):
         numbers = bias is None or all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bias)
         if bias is not None and (len(bias) != len(QUADRANT_NAMES) or not numbers):
             raise ValueError(f"`quadrant_logit_bias` must be {len(QUADRANT_NAMES)} finite numbers (Q1-Q4) or None, got {bias!r}.")
+        if self.note_statistics_fusion is not None:
+            if self.domains == "acoustic":
+                raise ValueError("`note_statistics_fusion` reads the transcription, which an acoustic-only model does not make.")
+            check_fusion_settings(self.note_statistics_fusion, len(QUADRANT_NAMES))
         if self.acoustic_input not in ACOUSTIC_INPUTS:
             raise ValueError(f"`acoustic_input` must be one of {ACOUSTIC_INPUTS}, got {self.acoustic_input!r}.")
         if self.domains not in DOMAINS:

@@ -11,6 +11,7 @@ from transformers.utils import logging
 from .audio_mdpiano import file_input
 from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
+from .statistics_fusion import fuse_recording
 from .windowing import WindowCutter
 
 logger = logging.get_logger(__name__)
@@ -145,7 +146,9 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None, return_notes=False):
         window_s = self.feature_extractor.chunk_length_s
         stride_s = stride_length_s or window_s
-        cutter = WindowCutter(self.processor, stride_s, self.uses_acoustic, self.uses_symbolic, return_notes)
+        # A fusing model needs the whole input's notes, for their statistics, as `return_notes` does.
+        keep_notes = return_notes or self.model.config.note_statistics_fusion is not None
+        cutter = WindowCutter(self.processor, stride_s, self.uses_acoustic, self.uses_symbolic, keep_notes)
         seconds = 0.0
         for features, notes, seconds, notes_final_s in self._stream(inputs, sampling_rate, soundfont):
             cutter.add(features, notes)
@@ -218,11 +221,16 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         top_k = top_k or self.model.config.num_labels
         probabilities = torch.stack([output["logits"].reshape(-1).float().softmax(-1) for output in model_outputs])
         bias = getattr(self.model.config, "quadrant_logit_bias", None)
-        labels = self._ranked(apply_quadrant_bias(probabilities.mean(dim=0), bias), id2label, top_k)
+        recording = apply_quadrant_bias(probabilities.mean(dim=0), bias)
+        notes = model_outputs[-1]["notes"]
+        fusion = getattr(self.model.config, "note_statistics_fusion", None)
+        if fusion is not None:  # the timeline's windows stay the network's own
+            notes_array = np.reshape(notes, (-1, 4)) if notes is not None else np.zeros((0, 4))
+            recording = torch.from_numpy(fuse_recording(recording.numpy(), notes_array, fusion)).float()
+        labels = self._ranked(recording, id2label, top_k)
         probabilities = apply_quadrant_bias(probabilities, bias)
         if not (return_timeline or return_notes):
             return labels
-        notes = model_outputs[-1]["notes"]
         result = {"labels": labels, "num_notes": model_outputs[-1]["total_notes"]}  # None without a symbolic domain
         if return_timeline:
             result["timeline"] = [

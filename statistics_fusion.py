@@ -3,10 +3,14 @@ The note-statistics classifier (`scripts/baseline.py`), and its late fusion with
 
 The classifier is a logistic regression on a clip's nine note statistics (`note_statistics.py`). Fusion is
 log-linear: a clip's fused quadrant probabilities are proportional to `p_network ** w * p_statistics ** (1 - w)`,
-with the network weight `w` chosen on validation audio, never on the test split.
+with the network weight `w` chosen on validation audio, never on the test split. A model fuses when its config
+holds `note_statistics_fusion` ([`fusion_settings`]): the classifier as plain numbers, applied here with numpy alone,
+so the fusion also runs as Hub remote code.
 """
 
 import numpy as np
+
+from .note_statistics import NOTE_STATISTICS, note_statistics
 
 NETWORK_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 1))  # the candidates `choose_network_weight` tries
 _FLOOR = 1e-9  # keeps a zero probability (a quadrant the classifier never saw) from vetoing the fusion
@@ -45,6 +49,69 @@ def fuse(network: np.ndarray, statistics: np.ndarray, network_weight: float) -> 
     return fused / fused.sum(axis=1, keepdims=True)
 
 
+def fusion_settings(classifier, network_weight: float, **provenance) -> dict:
+    """The `config.note_statistics_fusion` of a fitted [`fit_statistics_classifier`] and a network weight, plus
+    `provenance` (e.g. `trained_on`, `weight_chosen_on`) to say where they came from."""
+    scaler, regression = classifier[0], classifier[-1]
+    return {
+        "statistics": list(NOTE_STATISTICS),
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "classes": [int(c) for c in regression.classes_],
+        "coef": regression.coef_.tolist(),
+        "intercept": regression.intercept_.tolist(),
+        "network_weight": float(network_weight),
+        **provenance,
+    }
+
+
+def check_fusion_settings(settings: dict, num_labels: int = 4) -> None:
+    """
+    Raises:
+        ValueError: naming what in `settings` (a `config.note_statistics_fusion`) is missing or inconsistent.
+    """
+    missing = {"statistics", "mean", "scale", "classes", "coef", "intercept", "network_weight"} - set(settings)
+    if missing:
+        raise ValueError(f"`note_statistics_fusion` lacks {sorted(missing)}; build it with statistics_fusion.fusion_settings.")
+    if list(settings["statistics"]) != list(NOTE_STATISTICS):
+        raise ValueError(f"`note_statistics_fusion` was fitted on the statistics {settings['statistics']}, not "
+                         f"mdpiano's {list(NOTE_STATISTICS)}: refit it.")  # fmt: skip
+    features, classes = len(NOTE_STATISTICS), settings["classes"]
+    coef = np.asarray(settings["coef"], dtype=float)
+    rows = 1 if len(classes) == 2 else len(classes)  # scikit-learn's binary regression keeps one row
+    shapes_agree = (len(settings["mean"]) == len(settings["scale"]) == features and coef.shape == (rows, features)
+                    and len(settings["intercept"]) == rows)  # fmt: skip
+    if not shapes_agree or not set(classes) <= set(range(num_labels)) or len(set(classes)) < 2:
+        raise ValueError("`note_statistics_fusion` has inconsistent shapes or classes: mean and scale need one value per "
+                         "statistic, coef one row per class, classes two or more label ids.")  # fmt: skip
+    if not 0.0 <= settings["network_weight"] <= 1.0:
+        raise ValueError(f"`note_statistics_fusion['network_weight']` must lie in [0, 1], got {settings['network_weight']}.")
+
+
+def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.ndarray:
+    """
+    The classifier of `settings` on one recording's notes (their statistics up to the last note's end), as
+    scikit-learn's `predict_proba` gives it.
+
+    Returns:
+        (num_labels,) probabilities; zero for a label the classifier never saw.
+    """
+    standardised = (note_statistics(notes) - np.asarray(settings["mean"])) / np.asarray(settings["scale"])
+    logits = np.asarray(settings["coef"]) @ standardised + np.asarray(settings["intercept"])
+    if len(settings["classes"]) == 2:  # a binary regression's one row is the second class's logit against 0
+        logits = np.array([0.0, logits[0]])
+    exponentials = np.exp(logits - logits.max())
+    probabilities = np.zeros(num_labels)
+    probabilities[settings["classes"]] = exponentials / exponentials.sum()
+    return probabilities
+
+
+def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
+    """(num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes."""
+    statistics = settings_probabilities(settings, notes, len(network))
+    return fuse(np.asarray(network)[None], statistics[None], settings["network_weight"])[0]
+
+
 def choose_network_weight(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], candidates=NETWORK_WEIGHTS):
     """
     The network weight with the best 4Q accuracy averaged over `sets`, each (network probabilities, statistics
@@ -63,4 +130,14 @@ def choose_network_weight(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     return max(weight for weight, score in scores.items() if score == best), scores
 
 
-__all__ = ["NETWORK_WEIGHTS", "choose_network_weight", "fit_statistics_classifier", "fuse", "statistics_probabilities"]
+__all__ = [
+    "NETWORK_WEIGHTS",
+    "check_fusion_settings",
+    "choose_network_weight",
+    "fit_statistics_classifier",
+    "fuse",
+    "fuse_recording",
+    "fusion_settings",
+    "settings_probabilities",
+    "statistics_probabilities",
+]

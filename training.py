@@ -14,6 +14,7 @@ import torch
 from .caching import load_entry
 from .feature_augmentation import FeatureAugmentation
 from .pipeline_mdpiano import apply_quadrant_bias
+from .statistics_fusion import fuse_recording
 from .windowing import window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
@@ -130,7 +131,8 @@ def collate_with_labels(batcher: WindowBatcher):
 def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32):
     """
     Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: one window, the
-    pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, if set).
+    pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, and fused
+    with the note statistics of the clip's notes by `config.note_statistics_fusion`, if set).
 
     Returns:
         dict of numpy arrays: `probabilities` (clips, 4), and `arousal` / `valence` (clips,) head probabilities when
@@ -154,6 +156,9 @@ def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: fl
         np.add.at(counts, owners, 1)
     averaged = torch.from_numpy(sums["probabilities"] / counts[:, None])
     results = {"probabilities": apply_quadrant_bias(averaged, getattr(model.config, "quadrant_logit_bias", None)).numpy()}
+    fusion = getattr(model.config, "note_statistics_fusion", None)
+    if fusion is not None:
+        results["probabilities"] = np.stack([fuse_recording(p, clip.notes, fusion) for p, clip in zip(results["probabilities"], clips)])
     if getattr(model.config, "use_auxiliary_losses", False):
         results["arousal"] = sums["arousal"] / counts
         results["valence"] = sums["valence"] / counts

@@ -15,6 +15,8 @@ valence-arousal plane) and the table into README.md and model_card.md (unless --
 With --fusion-choose-on, the classifier trained on the first transcribed training set is also fused with the model
 (--model; mdpiano.statistics_fusion): the network weight is chosen on those validation sets, then the fusion is
 evaluated on --eval-sets (results/baseline/fusion/<evaluation set>/, and the "fusion" section of the documents).
+--save-fusion writes it into the model's config.json (`note_statistics_fusion`): from then on the pipeline and the
+evaluation scripts fuse.
 """
 
 import os
@@ -31,13 +33,19 @@ from tqdm.auto import tqdm
 
 from mdpiano import MDPianoProcessor
 from mdpiano.caching import cache_dataset
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.emopia import DEFAULT_DATA_DIR, QUADRANTS, load_emopia, split_of_audio_set
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, replace_section, write_report
 from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics
 from mdpiano.notes_mdpiano import read_midi_notes
-from mdpiano.statistics_fusion import choose_network_weight, fit_statistics_classifier, fuse, statistics_probabilities
+from mdpiano.statistics_fusion import (
+    choose_network_weight,
+    fit_statistics_classifier,
+    fuse,
+    fusion_settings,
+    statistics_probabilities,
+)
 from mdpiano.training import load_clips
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -75,6 +83,7 @@ def fusion_section(args, processor, classifier, trained_on: str, evaluations: di
     from mdpiano import MDPianoForAudioClassification
 
     model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
+    model.config.note_statistics_fusion = None  # the network's own probabilities, whatever the folder fuses with
 
     def probabilities(source, clips, statistics):
         network = clip_predictions(model, processor, clips, args.cache_dir, source, num_proc=args.num_proc)["probabilities"]
@@ -82,6 +91,12 @@ def fusion_section(args, processor, classifier, trained_on: str, evaluations: di
 
     choice_sets = {source: clip_statistics(args, processor, split_of_audio_set(source), source) for source in args.fusion_choose_on}
     weight, scores = choose_network_weight([probabilities(source, *choice_sets[source][:2]) for source in choice_sets])
+    if args.save_fusion:
+        model.config.note_statistics_fusion = fusion_settings(
+            classifier, weight, trained_on=f"transcriptions of {trained_on}", weight_chosen_on=list(choice_sets)
+        )
+        save_for_package(args.model, model.config)
+        print(f"note_statistics_fusion (network weight {weight:g}) saved in {Path(args.model) / 'config.json'}")
     rows = ["| evaluated on | model 4Q | note statistics 4Q | fused 4Q | fused arousal | fused valence | fused macro-F1 |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for source, (clips, statistics, left_out) in evaluations.items():
@@ -130,6 +145,8 @@ def main():
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription")
     parser.add_argument("--fusion-choose-on", nargs="+", metavar="SET",
                         help="validation audio sets on which to choose the weight of a fusion with --model")  # fmt: skip
+    parser.add_argument("--save-fusion", action="store_true",
+                        help="with --fusion-choose-on: save the fusion into --model's config.json, so the model fuses")  # fmt: skip
     parser.add_argument("--no-docs", action="store_true", help="do not write the tables into README.md and model_card.md")
     args = parser.parse_args()
     try:
@@ -143,6 +160,8 @@ def main():
         for name in args.fusion_choose_on or []:
             if split_of_audio_set(name) != "validation":
                 raise ValueError(f"--fusion-choose-on takes validation audio sets (validation-unseen, ...), got {name!r}.")
+        if args.save_fusion and not args.fusion_choose_on:
+            raise ValueError("--save-fusion saves the fusion that --fusion-choose-on chooses: give both.")
         if args.fusion_choose_on and args.train_on == ["midi"]:
             raise ValueError("--fusion-choose-on fuses the classifier of a transcribed training set: add one to "
                              "--train-on (e.g. train-0).")  # fmt: skip
@@ -185,6 +204,7 @@ def main():
     options += "" if args.eval_sets == parser.get_default("eval_sets") else " --eval-sets" + "".join(f" {s}" for s in args.eval_sets)
     options += "" if args.model == parser.get_default("model") else f" --model {args.model}"
     options += " --fusion-choose-on " + " ".join(args.fusion_choose_on) if args.fusion_choose_on else ""
+    options += " --save-fusion" if args.save_fusion else ""
     produced = f"Produced by `python scripts/baseline.py --cache-dir <cache-dir>{options}`"
     text = "\n".join([
         f"Logistic regression on {len(NOTE_STATISTICS)} note statistics per clip ({', '.join(NOTE_STATISTICS)}), one "

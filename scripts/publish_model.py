@@ -122,6 +122,21 @@ def calibrate(model, processor, args) -> str:
     )
 
 
+def fusion_summary(config) -> str:
+    """What the model's `note_statistics_fusion` is and where it came from; empty for a model that does not fuse."""
+    fusion = config.note_statistics_fusion
+    if fusion is None:
+        return ""
+    weight = fusion["network_weight"]
+    chosen_on = " and ".join(f"`{name}`" for name in fusion.get("weight_chosen_on", [])) or "validation audio"
+    return (
+        f"Fusion: each recording's quadrant probabilities (calibrated) are multiplied with those of a logistic "
+        f"regression on its notes' statistics (trained on {fusion.get('trained_on', 'the train split')}), raised to "
+        f"{weight:g} and {1 - weight:g}; the weight was chosen on the validation split rendered as {chosen_on} "
+        "(`note_statistics_fusion`, written by `scripts/baseline.py --save-fusion`; see the fusion table below)."
+    )
+
+
 def last_publication() -> tuple[str, str]:
     """The training paragraph and the command of the model's publication, from README's results section."""
     paragraphs = read_section(REPOSITORY / "README.md", "results").split("\n\n")
@@ -211,6 +226,7 @@ def main():
         "",
         provenance,
         "",
+        *([fusion_summary(model.config), ""] if model.config.note_statistics_fusion is not None else []),
         f"{produced}, on the test audio of `python scripts/render_emopia.py --cache-dir <cache-dir> --sets test-new-piano "
         "test-new-piano-clean test-unseen test-clean`; figures: `results/<test audio>/confusion_matrix.png`, `valence_arousal.png`; per-clip "
         "predictions: `results.json`.",

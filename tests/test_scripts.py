@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mdpiano import MDPianoConfig
+
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY_CONFIG = {"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64, "num_encoder_layers": 2,
                "num_attention_heads": 4, "intermediate_size": 128, "cda_num_heads": 4, "max_symbolic_length": 512}  # fmt: skip
@@ -146,7 +148,18 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
     assert 0 <= report["network_weight"] <= 1 and len(report["clips"]) == 2 and len(report["accuracy_by_weight"]) == 11
     assert f"The weight w = {report['network_weight']:g} has the best" in run_script.stdout
     assert "| `test-clean` (2 clips) |" in run_script.stdout and "`models/mdpiano-emopia`'s" in run_script.stdout
+    # --save-fusion writes it into the model folder's config, which then loads as a fusing model
+    model_copy = tmp_path / "model"
+    shutil.copytree(REPOSITORY / "models" / "mdpiano-emopia", model_copy)
+    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "train-0",
+                               "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--save-fusion",
+                               "--model", model_copy, "--num-proc", "1", "--output-dir", output, "--no-docs")  # fmt: skip
+    assert status == 0, error[-3000:]
+    fusion = MDPianoConfig.from_pretrained(model_copy).note_statistics_fusion
+    assert fusion["trained_on"] == "transcriptions of train-0" and fusion["weight_chosen_on"] == ["validation"]
+    assert fusion["network_weight"] == json.loads((output / "fusion" / "test-clean" / "results.json").read_text())["network_weight"]
     for arguments, expected in ((["--fusion-choose-on", "test-clean"], "takes validation audio sets"),
+                                (["--train-on", "train-0", "--save-fusion"], "give both"),
                                 (["--train-on", "midi", "--fusion-choose-on", "validation"], "add one to --train-on")):  # fmt: skip
         status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, *arguments)
         assert status == 2 and expected in error

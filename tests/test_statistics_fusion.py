@@ -1,7 +1,20 @@
 import numpy as np
 import pytest
+import torch
+from transformers import pipeline
 
-from mdpiano.statistics_fusion import choose_network_weight, fit_statistics_classifier, fuse, statistics_probabilities
+from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.statistics_fusion import (
+    check_fusion_settings,
+    choose_network_weight,
+    fit_statistics_classifier,
+    fuse,
+    fuse_recording,
+    fusion_settings,
+    settings_probabilities,
+    statistics_probabilities,
+)
+from mdpiano.training import Clip, WindowBatcher, predict_clips
 
 NETWORK = np.array([[0.7, 0.1, 0.1, 0.1], [0.4, 0.3, 0.2, 0.1]])
 STATISTICS = np.array([[0.1, 0.6, 0.2, 0.1], [0.1, 0.1, 0.1, 0.7]])
@@ -48,3 +61,68 @@ def test_classifier_probabilities_cover_every_quadrant():
     probabilities = statistics_probabilities(classifier, statistics)
     assert probabilities.shape == (40, 4) and np.allclose(probabilities.sum(1), 1.0)
     assert (probabilities[:, [1, 3]] == 0).all() and (probabilities.argmax(1) == np.repeat([0, 2], 20)).mean() > 0.9
+
+
+def fitted_settings(network_weight: float, classes=(0, 1, 2, 3)) -> dict:
+    from mdpiano.note_statistics import NOTE_STATISTICS
+
+    rng = np.random.default_rng(1)
+    statistics = rng.normal(size=(80, len(NOTE_STATISTICS))) * 10 + 50
+    labels = np.resize(np.array(classes), 80)
+    classifier = fit_statistics_classifier(statistics, labels)
+    return fusion_settings(classifier, network_weight, trained_on="random numbers"), classifier, statistics
+
+
+@pytest.mark.parametrize("classes", [(0, 1, 2, 3), (0, 2)])
+def test_the_stored_classifier_gives_scikit_learns_probabilities(classes):
+    settings, classifier, statistics = fitted_settings(0.5, classes)
+    check_fusion_settings(settings)
+    notes = np.array([[0.0, 1.0, 60, 80], [0.5, 2.0, 64, 70], [1.0, 1.5, 67, 90]])
+    from mdpiano.note_statistics import note_statistics
+
+    expected = statistics_probabilities(classifier, note_statistics(notes)[None])[0]
+    np.testing.assert_allclose(settings_probabilities(settings, notes), expected, atol=1e-9)
+
+
+def test_bad_fusion_settings_are_refused_by_the_config():
+    settings, _, _ = fitted_settings(0.5)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        MDPianoConfig(note_statistics_fusion={**settings, "mean": settings["mean"][:3]})
+    with pytest.raises(ValueError, match="refit it"):
+        MDPianoConfig(note_statistics_fusion={**settings, "statistics": ["loudness"]})
+    with pytest.raises(ValueError, match="acoustic-only model"):
+        MDPianoConfig(domains="acoustic", note_statistics_fusion=settings)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        MDPianoConfig(note_statistics_fusion={**settings, "network_weight": -0.1})
+
+
+def test_pipeline_and_clip_predictions_fuse_alike(tiny_config, rendered_clip, clip_notes, tmp_path):
+    """The pipeline fuses the recording's (calibrated) probabilities with the statistics of all its notes, as the
+    cached evaluation does; the fusion survives save_pretrained."""
+    path, waveform = rendered_clip
+    settings, _, _ = fitted_settings(0.3)
+    torch.manual_seed(0)
+    plain = MDPianoForAudioClassification(tiny_config).eval()
+    processor = MDPianoProcessor.from_config(tiny_config)
+    classify = pipeline("audio-classification", model=plain, processor=processor)
+    unfused = classify(str(path), return_notes=True)
+    fused_model = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_dict(), "note_statistics_fusion": settings}))
+    fused_model.load_state_dict(plain.state_dict())
+    fused_model.save_pretrained(tmp_path / "fused")
+    reloaded = MDPianoForAudioClassification.from_pretrained(tmp_path / "fused").eval()
+    assert reloaded.config.note_statistics_fusion == settings
+    fused = pipeline("audio-classification", model=reloaded, processor=processor)(str(path))
+
+    network = np.array([next(r["score"] for r in unfused["labels"] if r["label"] == q) for q in ("Q1", "Q2", "Q3", "Q4")])
+    expected = fuse_recording(network, unfused["notes"], settings)
+    assert {r["label"]: r["score"] for r in fused} == pytest.approx({q: float(p) for q, p in zip(("Q1", "Q2", "Q3", "Q4"), expected)}, abs=1e-5)
+
+    features = processor.feature_extractor.extract(waveform, normalize=False)
+    notes = np.array([[n.onset, n.offset, n.pitch, n.velocity] for n in clip_notes], dtype=np.float32)
+    clip = Clip("clip", 0, notes, features, len(waveform) / processor.sampling_rate)
+    batcher = WindowBatcher(processor, True)
+    np.testing.assert_allclose(
+        predict_clips(reloaded, batcher, [clip])["probabilities"][0],
+        fuse_recording(predict_clips(plain, batcher, [clip])["probabilities"][0], notes, settings),
+        atol=1e-6,
+    )
