@@ -117,7 +117,8 @@ class MDPianoConfig(PreTrainedConfig):
         note_statistics_fusion (`dict`, *optional*):
             A note-statistics classifier whose probabilities a recording's (calibrated) quadrant probabilities are
             fused with, and the network's weight in that fusion (`mdpiano.statistics_fusion.fusion_settings`;
-            `scripts/baseline.py --save-fusion`). Needs the symbolic domain's transcription. `None`: no fusion.
+            `scripts/baseline.py --save-fusion`). Needs the symbolic domain's transcription; MIDI input is not fused.
+            `None`: no fusion.
 
     Example:
 

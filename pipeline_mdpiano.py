@@ -33,6 +33,12 @@ def apply_quadrant_bias(probabilities: torch.Tensor, bias) -> torch.Tensor:
     return weighted / weighted.sum(dim=-1, keepdim=True)
 
 
+def is_midi(inputs) -> bool:
+    """Whether a pipeline input is a MIDI file (a path, or a `datasets` value holding only one)."""
+    inputs = file_input(inputs)
+    return isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES)
+
+
 class MDPianoAudioClassificationPipeline(ChunkPipeline):
     r"""
     Emotion quadrant classification of piano recordings with an mdpiano model.
@@ -146,8 +152,10 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None, return_notes=False):
         window_s = self.feature_extractor.chunk_length_s
         stride_s = stride_length_s or window_s
-        # A fusing model needs the whole input's notes, for their statistics, as `return_notes` does.
-        keep_notes = return_notes or self.model.config.note_statistics_fusion is not None
+        # A fusing model needs the whole input's notes, for their statistics, as `return_notes` does. Its classifier
+        # learnt from transcriptions, whose velocities and note counts MIDI's are not: MIDI input is not fused.
+        fuses = self.model.config.note_statistics_fusion is not None and not is_midi(inputs)
+        keep_notes = return_notes or fuses
         cutter = WindowCutter(self.processor, stride_s, self.uses_acoustic, self.uses_symbolic, keep_notes)
         seconds = 0.0
         for features, notes, seconds, notes_final_s in self._stream(inputs, sampling_rate, soundfont):
@@ -157,14 +165,15 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         starts = cutter.remaining(seconds)
         for index, start in enumerate(starts):
             end = min(start + window_s, seconds) if seconds > 0 else window_s
-            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1)
+            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1, fuses=fuses)
 
-    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False) -> dict:
+    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False, fuses: bool = False) -> dict:
         model_inputs, num_notes = cutter.cut(start)
         notes = cutter.all_notes() if is_last else None
         return {
             **model_inputs,
             "is_last": is_last,
+            "fuses": is_last and fuses,
             # The input's note count, and its notes when asked for, travel with its last window (every item
             # carries the keys, for batching).
             "total_notes": cutter.total_notes if is_last and cutter.notes is not None else None,
@@ -182,7 +191,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         """
         rate = self.processor.sampling_rate
         inputs = file_input(inputs)  # a `datasets` value holding only a MIDI path is read as MIDI
-        if isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES):
+        if is_midi(inputs):
             notes = read_midi_notes(inputs)
             if not notes:
                 raise ValueError(f"The MIDI file {inputs} has no notes: there is nothing to classify.")
@@ -208,13 +217,14 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
+        fuses = model_inputs.pop("fuses")
         notes = model_inputs.pop("notes")
         window = model_inputs.pop("window")
         num_notes = model_inputs.pop("num_notes")
         total_notes = model_inputs.pop("total_notes")
         outputs = self.model(**model_inputs)
         return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes, "notes": notes,
-                "total_notes": total_notes}  # fmt: skip
+                "total_notes": total_notes, "fuses": fuses}  # fmt: skip
 
     def postprocess(self, model_outputs, top_k=None, return_timeline=False, return_notes=False):
         id2label = self.model.config.id2label
@@ -224,7 +234,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         recording = apply_quadrant_bias(probabilities.mean(dim=0), bias)
         notes = model_outputs[-1]["notes"]
         fusion = getattr(self.model.config, "note_statistics_fusion", None)
-        if fusion is not None:  # the timeline's windows stay the network's own
+        if model_outputs[-1]["fuses"]:  # the timeline's windows stay the network's own
             notes_array = np.reshape(notes, (-1, 4)) if notes is not None else np.zeros((0, 4))
             recording = torch.from_numpy(fuse_recording(recording.numpy(), notes_array, fusion)).float()
         labels = self._ranked(recording, id2label, top_k)

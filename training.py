@@ -128,11 +128,14 @@ def collate_with_labels(batcher: WindowBatcher):
 
 
 @torch.no_grad()
-def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32):
+def predict_clips(
+    model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32, fuse: bool = True
+):
     """
     Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: one window, the
     pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, and fused
-    with the note statistics of the clip's notes by `config.note_statistics_fusion`, if set).
+    with the note statistics of the clip's notes by `config.note_statistics_fusion`, if set and `fuse`: not for
+    ground-truth MIDI notes, which the fusion's classifier did not learn from).
 
     Returns:
         dict of numpy arrays: `probabilities` (clips, 4), and `arousal` / `valence` (clips,) head probabilities when
@@ -157,7 +160,7 @@ def predict_clips(model, batcher: WindowBatcher, clips: list[Clip], stride_s: fl
     averaged = torch.from_numpy(sums["probabilities"] / counts[:, None])
     results = {"probabilities": apply_quadrant_bias(averaged, getattr(model.config, "quadrant_logit_bias", None)).numpy()}
     fusion = getattr(model.config, "note_statistics_fusion", None)
-    if fusion is not None:
+    if fusion is not None and fuse:
         results["probabilities"] = np.stack([fuse_recording(p, clip.notes, fusion) for p, clip in zip(results["probabilities"], clips)])
     if getattr(model.config, "use_auxiliary_losses", False):
         results["arousal"] = sums["arousal"] / counts

@@ -126,3 +126,15 @@ def test_pipeline_and_clip_predictions_fuse_alike(tiny_config, rendered_clip, cl
         fuse_recording(predict_clips(plain, batcher, [clip])["probabilities"][0], notes, settings),
         atol=1e-6,
     )
+
+
+def test_midi_input_is_not_fused(tiny_config, clip_midi):
+    """The classifier learnt from transcriptions; MIDI's velocities and note counts would mislead it."""
+    settings, _, _ = fitted_settings(0.0)  # all statistics: fusing would replace the network's scores
+    torch.manual_seed(0)
+    plain = MDPianoForAudioClassification(tiny_config).eval()
+    fused_model = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_dict(), "note_statistics_fusion": settings}))
+    fused_model.load_state_dict(plain.state_dict())
+    processor = MDPianoProcessor.from_config(tiny_config)
+    scores = [pipeline("audio-classification", model=model, processor=processor)(str(clip_midi)) for model in (plain, fused_model.eval())]
+    assert scores[0] == scores[1]
