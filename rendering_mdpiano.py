@@ -19,7 +19,7 @@ KNOWN_SOUNDFONTS = {
     "MuseScore_General_Lite": ["/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"],
     "FluidR3Mono_GM": ["/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"],
     # Debian's freepats: GUS patches (.pat), rendered with TiMidity++ (Debian's timidity), not FluidSynth. The two
-    # pianos are different recordings (their renderings of a clip correlate 0.37; tests/test_rendering.py).
+    # pianos are different recordings, unlike each other and every SoundFont here (tests/test_rendering.py).
     "FreePats_Grand": ["/usr/share/midi/freepats/Tone_000/000_Acoustic_Grand_Piano.pat"],
     "FreePats_Bright": ["/usr/share/midi/freepats/Tone_000/001_Acoustic_Brite_Piano.pat"],
 }

@@ -85,11 +85,16 @@ def fusion_section(args, processor, classifier, trained_on: str, evaluations: di
     model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
     model.config.note_statistics_fusion = None  # the network's own probabilities, whatever the folder fuses with
 
-    def probabilities(source, clips, statistics):
-        network = clip_predictions(model, processor, clips, args.cache_dir, source, num_proc=args.num_proc)["probabilities"]
-        return network, statistics_probabilities(classifier, statistics), np.array(clips["label"])
+    predicted = {}  # a set both chosen on and evaluated on is predicted once
 
-    choice_sets = {source: clip_statistics(args, processor, split_of_audio_set(source), source) for source in args.fusion_choose_on}
+    def probabilities(source, clips, statistics):
+        if source not in predicted:
+            network = clip_predictions(model, processor, clips, args.cache_dir, source, num_proc=args.num_proc)["probabilities"]
+            predicted[source] = network, statistics_probabilities(classifier, statistics), np.array(clips["label"])
+        return predicted[source]
+
+    choice_sets = {source: evaluations.get(source) or clip_statistics(args, processor, split_of_audio_set(source), source)
+                   for source in args.fusion_choose_on}  # fmt: skip
     weight, scores = choose_network_weight([probabilities(source, *choice_sets[source][:2]) for source in choice_sets])
     if args.save_fusion:
         model.config.note_statistics_fusion = fusion_settings(
