@@ -7,6 +7,7 @@ audio.
     python scripts/baseline.py --cache-dir ~/.cache/mdpiano --train-on midi train-0   # ... and on transcriptions of train-0
     python scripts/baseline.py ... --eval-sets test-new-piano test-unseen test-clean validation-unseen
     python scripts/baseline.py ... --train-on train-0 --fusion-choose-on validation-unseen validation-new-piano
+    python scripts/baseline.py ... --train-on train-0+train-1     # one classifier on the transcriptions of both
 
 The transcriptions are the shipped model's (its processor's settings), cached like evaluate.py's, so the two
 share them. Writes results/baseline/<training source>/<evaluation set>/ (results.json, confusion matrix,
@@ -29,6 +30,7 @@ import argparse  # noqa: E402
 from pathlib import Path
 
 import numpy as np
+from datasets import concatenate_datasets
 from tqdm.auto import tqdm
 
 from mdpiano import MDPianoProcessor
@@ -54,7 +56,11 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def clip_statistics(args, processor, split: str, source: str):
     """The split's clips (a `datasets.Dataset`), their note statistics (clips, len(NOTE_STATISTICS)), from the clips'
     MIDI (`source` "midi") or from the cached transcriptions of the audio set `source`, and the names of the listed
-    clips left out."""
+    clips left out. A source of sets joined by "+" pools them: each clip once per set."""
+    if "+" in source:
+        parts = [clip_statistics(args, processor, split, part) for part in source.split("+")]
+        left_out = [name for _, _, names in parts for name in names]
+        return concatenate_datasets([clips for clips, _, _ in parts]), np.concatenate([s for _, s, _ in parts]), left_out
     emopia_dir = Path(args.data) / "emopia"
     if source == "midi":
         splits, report = load_emopia(emopia_dir, args.split_scheme, splits=[split], return_report=True)
@@ -140,7 +146,7 @@ def main():
     parser.add_argument("--cache-dir", required=True, help="holds audio/<set>; transcriptions are cached here")
     parser.add_argument("--train-on", nargs="+", default=["midi"], metavar="SOURCE",
                         help="'midi' (the train split's MIDI) and/or train audio sets, e.g. train-0; one classifier "
-                        "each (default: midi)")  # fmt: skip
+                        "each; sets joined by '+' (train-0+train-1) train one classifier on all of them (default: midi)")  # fmt: skip
     parser.add_argument("--eval-sets", nargs="*", default=["test-new-piano", "test-unseen", "test-clean"],
                         help="rendered test or validation audio sets to evaluate on, besides the test MIDI "
                         "(default: %(default)s)")  # fmt: skip
@@ -156,8 +162,9 @@ def main():
     args = parser.parse_args()
     try:
         for name in args.train_on:
-            if name != "midi" and split_of_audio_set(name) != "train":
-                raise ValueError(f"--train-on takes 'midi' or train audio sets (train-0, train-1, ...), got {name!r}.")
+            if name != "midi" and any(split_of_audio_set(part) != "train" for part in name.split("+")):
+                raise ValueError(f"--train-on takes 'midi' or train audio sets (train-0, train-1, train-0+train-1, ...), "
+                                 f"got {name!r}.")  # fmt: skip
         for name in args.eval_sets:
             if split_of_audio_set(name) == "train":
                 raise ValueError(f"--eval-sets takes test or validation audio sets (test-unseen, validation-unseen, ...), "
@@ -172,7 +179,8 @@ def main():
                              "--train-on (e.g. train-0).")  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
-    audio_sets = [name for name in [*args.train_on, *args.eval_sets, *(args.fusion_choose_on or [])] if name != "midi"]
+    sources = [*args.train_on, *args.eval_sets, *(args.fusion_choose_on or [])]
+    audio_sets = dict.fromkeys(part for name in sources if name != "midi" for part in name.split("+"))
     unrendered = [name for name in audio_sets if not (Path(args.cache_dir) / "audio" / name).is_dir()]
     if unrendered:  # before any work
         sys.exit(f"error: {Path(args.cache_dir) / 'audio'} holds no {', '.join(unrendered)}: render it first "
@@ -211,9 +219,10 @@ def main():
     options += " --fusion-choose-on " + " ".join(args.fusion_choose_on) if args.fusion_choose_on else ""
     options += " --save-fusion" if args.save_fusion else ""
     produced = f"Produced by `python scripts/baseline.py --cache-dir <cache-dir>{options}`"
+    pooled = "; sets joined by + pool their transcriptions, each clip once per set" if any("+" in s for s in args.train_on) else ""
     text = "\n".join([
         f"Logistic regression on {len(NOTE_STATISTICS)} note statistics per clip ({', '.join(NOTE_STATISTICS)}), one "
-        f"classifier per training source (the train split: {train.num_rows} clips), evaluated on the EMOPIA test split "
+        f"classifier per training source (the train split: {len(set(train['clip_id']))} clips{pooled}), evaluated on the EMOPIA test split "
         f"({evaluations['midi'][0].num_rows} clips) and the sets named. Transcriptions: basic-pitch, the model's "
         "settings. Arousal and valence accuracy are read off the predicted quadrant.",
         "",

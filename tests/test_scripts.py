@@ -120,24 +120,28 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path, run_script):
 def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_script):
     data, cache = tiny_emopia
     output = tmp_path / "baseline"
+    # a second rendering of the train split, pooled with the first into one classifier
+    shutil.copytree(cache / "audio" / "train-0", cache / "audio" / "train-1", dirs_exist_ok=True)
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "midi", "train-0",
-                               "--eval-sets", "test-clean", "validation", "--num-proc", "1", "--output-dir", output,
-                               "--no-docs")  # fmt: skip
+                               "train-0+train-1", "--eval-sets", "test-clean", "validation", "--num-proc", "1",
+                               "--output-dir", output, "--no-docs")  # fmt: skip
     assert status == 0, error[-3000:]
-    for train_on in ("midi", "train-0"):
+    for train_on, training_clips in (("midi", 2), ("train-0", 2), ("train-0+train-1", 4)):
         for name in ("test-midi", "test-clean", "validation"):
             report = json.loads((output / train_on / name / "results.json").read_text())
-            assert report["trained_on"] == train_on and report["training_clips"] == 2 and len(report["clips"]) == 2
+            assert report["trained_on"] == train_on and report["training_clips"] == training_clips
+            assert len(report["clips"]) == 2
             # trained on a Q1 and a Q3 clip: the other quadrants get no probability
             assert all(clip["probabilities"]["Q2"] == clip["probabilities"]["Q4"] == 0 for clip in report["clips"])
             assert (output / train_on / name / "confusion_matrix.png").is_file()
     rows = [line for line in run_script.stdout.splitlines() if line.startswith(("| train MIDI", "| transcriptions"))]
     assert [row.split(" | ")[:2] for row in rows] == [
         [trained_on, evaluated_on]
-        for trained_on in ("| train MIDI", "| transcriptions of `train-0`")
+        for trained_on in ("| train MIDI", "| transcriptions of `train-0`", "| transcriptions of `train-0+train-1`")
         for evaluated_on in ("test MIDI", "transcriptions of `test-clean` (2 test clips)", "transcriptions of `validation` (2 validation clips)")
     ]  # fmt: skip
-    assert "--train-on midi train-0 --eval-sets test-clean validation`" in run_script.stdout
+    assert "--train-on midi train-0 train-0+train-1 --eval-sets test-clean validation`" in run_script.stdout
+    assert "(the train split: 2 clips; sets joined by + pool their transcriptions" in run_script.stdout
     # fused with the shipped model, its weight chosen on the validation clips
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "midi", "train-0",
                                "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--num-proc", "1",
@@ -163,8 +167,9 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
                                 (["--train-on", "midi", "--fusion-choose-on", "validation"], "add one to --train-on")):  # fmt: skip
         status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, *arguments)
         assert status == 2 and expected in error
-    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "test-clean")
-    assert status == 2 and "train audio sets" in error
+    for train_on in ("test-clean", "train-0+test-clean"):
+        status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", train_on)
+        assert status == 2 and "train audio sets" in error
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--eval-sets", "train-0")
     assert status == 2 and "test or validation audio sets" in error
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--eval-sets", "test-unseen", "--no-docs",
