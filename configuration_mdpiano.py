@@ -4,7 +4,7 @@ import math
 
 from transformers import PreTrainedConfig
 
-from .statistics_fusion import check_fusion_settings
+from .statistics_fusion import FUSION_FIELDS, check_fusion_settings
 
 QUADRANT_NAMES = {
     "Q1": "happy (high arousal, positive valence)",
@@ -117,8 +117,11 @@ class MDPianoConfig(PreTrainedConfig):
         note_statistics_fusion (`dict`, *optional*):
             A note-statistics classifier whose probabilities a recording's (calibrated) quadrant probabilities are
             fused with, and the network's weight in that fusion (`mdpiano.statistics_fusion.fusion_settings`;
-            `scripts/baseline.py --save-fusion`). Needs the symbolic domain's transcription; MIDI input is not fused.
-            `None`: no fusion.
+            `scripts/baseline.py --save-fusion`). Needs the symbolic domain's transcription. `None`: no fusion.
+        midi_note_statistics_fusion (`dict`, *optional*):
+            The same for MIDI input (the symbolic domain reads the file's own notes): a classifier fitted on MIDI
+            notes, whose velocities and note counts differ from a transcription's (`scripts/baseline.py
+            --train-on midi ... --save-fusion`). `None`: MIDI input is not fused.
 
     Example:
 
@@ -167,6 +170,7 @@ class MDPianoConfig(PreTrainedConfig):
         pad_token_id=0,
         quadrant_logit_bias=None,
         note_statistics_fusion=None,
+        midi_note_statistics_fusion=None,
         **kwargs,
     ):
         self.sampling_rate = sampling_rate
@@ -201,6 +205,7 @@ class MDPianoConfig(PreTrainedConfig):
         self.pad_token_id = pad_token_id
         self.quadrant_logit_bias = None if quadrant_logit_bias is None else list(quadrant_logit_bias)
         self.note_statistics_fusion = None if note_statistics_fusion is None else dict(note_statistics_fusion)
+        self.midi_note_statistics_fusion = None if midi_note_statistics_fusion is None else dict(midi_note_statistics_fusion)
         self._validate()
         self.vocab_size = vocab_size if vocab_size is not None else self.default_vocab_size()
 
@@ -245,10 +250,13 @@ class MDPianoConfig(PreTrainedConfig):
         numbers = bias is None or all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bias)
         if bias is not None and (len(bias) != len(QUADRANT_NAMES) or not numbers):
             raise ValueError(f"`quadrant_logit_bias` must be {len(QUADRANT_NAMES)} finite numbers (Q1-Q4) or None, got {bias!r}.")
-        if self.note_statistics_fusion is not None:
+        for source, field in FUSION_FIELDS.items():
+            settings = getattr(self, field)
+            if settings is None:
+                continue
             if self.domains == "acoustic":
-                raise ValueError("`note_statistics_fusion` reads the transcription, which an acoustic-only model does not make.")
-            check_fusion_settings(self.note_statistics_fusion, len(QUADRANT_NAMES))
+                raise ValueError(f"`{field}` reads the {source}'s notes, which an acoustic-only model does not read.")
+            check_fusion_settings(settings, len(QUADRANT_NAMES), field)
         if self.acoustic_input not in ACOUSTIC_INPUTS:
             raise ValueError(f"`acoustic_input` must be one of {ACOUSTIC_INPUTS}, got {self.acoustic_input!r}.")
         if self.domains not in DOMAINS:

@@ -49,9 +49,8 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
         ]
     elif symbolic_source != "transcription":
         raise ValueError(f"symbolic_source must be 'transcription' or 'midi', got {symbolic_source!r}.")
-    # The fusion's classifier learnt from transcriptions: ground-truth MIDI notes are not fused, as in the pipeline.
     return predict_clips(model, WindowBatcher(processor, use_acoustic), clips, stride_s, batch_size,
-                         fuse=symbolic_source == "transcription")  # fmt: skip
+                         symbolic_source=symbolic_source)  # fmt: skip
 
 
 def _undecoded():

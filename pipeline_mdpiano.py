@@ -11,7 +11,7 @@ from transformers.utils import logging
 from .audio_mdpiano import file_input
 from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
-from .statistics_fusion import fuse_recording
+from .statistics_fusion import fuse_recording, fusion_for_source
 from .windowing import WindowCutter
 
 logger = logging.get_logger(__name__)
@@ -152,10 +152,11 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def preprocess(self, inputs, sampling_rate=None, stride_length_s=None, soundfont=None, return_notes=False):
         window_s = self.feature_extractor.chunk_length_s
         stride_s = stride_length_s or window_s
-        # A fusing model needs the whole input's notes, for their statistics, as `return_notes` does. Its classifier
-        # learnt from transcriptions, whose velocities and note counts MIDI's are not: MIDI input is not fused.
-        fuses = self.model.config.note_statistics_fusion is not None and not is_midi(inputs)
-        keep_notes = return_notes or fuses
+        # A fusing model needs the whole input's notes, for their statistics, as `return_notes` does. MIDI's notes
+        # have a classifier of their own (a transcription's velocities and note counts are not MIDI's), if any.
+        source = "midi" if is_midi(inputs) else "transcription"
+        fusion = source if fusion_for_source(self.model.config, source) is not None else None
+        keep_notes = return_notes or fusion is not None
         cutter = WindowCutter(self.processor, stride_s, self.uses_acoustic, self.uses_symbolic, keep_notes)
         seconds = 0.0
         for features, notes, seconds, notes_final_s in self._stream(inputs, sampling_rate, soundfont):
@@ -165,15 +166,15 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         starts = cutter.remaining(seconds)
         for index, start in enumerate(starts):
             end = min(start + window_s, seconds) if seconds > 0 else window_s
-            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1, fuses=fuses)
+            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1, fusion=fusion)
 
-    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False, fuses: bool = False) -> dict:
+    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False, fusion: str | None = None) -> dict:
         model_inputs, num_notes = cutter.cut(start)
         notes = cutter.all_notes() if is_last else None
         return {
             **model_inputs,
             "is_last": is_last,
-            "fuses": is_last and fuses,
+            "fusion": fusion if is_last else None,  # the symbolic source whose fusion applies
             # The input's note count, and its notes when asked for, travel with its last window (every item
             # carries the keys, for batching).
             "total_notes": cutter.total_notes if is_last and cutter.notes is not None else None,
@@ -217,14 +218,14 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
 
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
-        fuses = model_inputs.pop("fuses")
+        fusion = model_inputs.pop("fusion")
         notes = model_inputs.pop("notes")
         window = model_inputs.pop("window")
         num_notes = model_inputs.pop("num_notes")
         total_notes = model_inputs.pop("total_notes")
         outputs = self.model(**model_inputs)
         return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes, "notes": notes,
-                "total_notes": total_notes, "fuses": fuses}  # fmt: skip
+                "total_notes": total_notes, "fusion": fusion}  # fmt: skip
 
     def postprocess(self, model_outputs, top_k=None, return_timeline=False, return_notes=False):
         id2label = self.model.config.id2label
@@ -233,10 +234,11 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         bias = getattr(self.model.config, "quadrant_logit_bias", None)
         recording = apply_quadrant_bias(probabilities.mean(dim=0), bias)
         notes = model_outputs[-1]["notes"]
-        fusion = getattr(self.model.config, "note_statistics_fusion", None)
-        if model_outputs[-1]["fuses"]:  # the timeline's windows stay the network's own
+        fusion = model_outputs[-1]["fusion"]
+        if fusion is not None:  # the timeline's windows stay the network's own
             notes_array = np.reshape(notes, (-1, 4)) if notes is not None else np.zeros((0, 4))
-            recording = torch.from_numpy(fuse_recording(recording.numpy(), notes_array, fusion)).float()
+            settings = fusion_for_source(self.model.config, fusion)
+            recording = torch.from_numpy(fuse_recording(recording.numpy(), notes_array, settings)).float()
         labels = self._ranked(recording, id2label, top_k)
         probabilities = apply_quadrant_bias(probabilities, bias)
         if not (return_timeline or return_notes):

@@ -3,15 +3,18 @@ The note-statistics classifier (`scripts/baseline.py`), and its late fusion with
 
 The classifier is a logistic regression on a clip's nine note statistics (`note_statistics.py`). Fusion is
 log-linear: a clip's fused quadrant probabilities are proportional to `p_network ** w * p_statistics ** (1 - w)`,
-with the network weight `w` chosen on validation audio, never on the test split. A model fuses when its config
-holds `note_statistics_fusion` ([`fusion_settings`]): the classifier as plain numbers, applied here with numpy alone,
-so the fusion also runs as Hub remote code.
+with the network weight `w` chosen on validation audio, never on the test split. A model fuses transcribed notes when
+its config holds `note_statistics_fusion` ([`fusion_settings`]), and ground-truth MIDI notes (MIDI input) when it holds
+`midi_note_statistics_fusion`: a classifier of its own, since MIDI's velocities and note counts are not a
+transcription's. Both are plain numbers, applied here with numpy alone, so the fusion also runs as Hub remote code.
 """
 
 import numpy as np
 
 from .note_statistics import NOTE_STATISTICS, note_statistics
 
+# The config field holding the fusion for notes from each symbolic source.
+FUSION_FIELDS = {"transcription": "note_statistics_fusion", "midi": "midi_note_statistics_fusion"}
 NETWORK_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 1))  # the candidates `choose_network_weight` tries
 _FLOOR = 1e-9  # keeps a zero probability (a quadrant the classifier never saw) from vetoing the fusion
 
@@ -65,16 +68,23 @@ def fusion_settings(classifier, network_weight: float, **provenance) -> dict:
     }
 
 
-def check_fusion_settings(settings: dict, num_labels: int = 4) -> None:
+def fusion_for_source(config, symbolic_source: str) -> dict | None:
+    """The fusion settings `config` applies to notes from `symbolic_source` ("transcription" or "midi"), or `None`."""
+    if symbolic_source not in FUSION_FIELDS:
+        raise ValueError(f"symbolic_source must be one of {sorted(FUSION_FIELDS)}, got {symbolic_source!r}.")
+    return getattr(config, FUSION_FIELDS[symbolic_source], None)
+
+
+def check_fusion_settings(settings: dict, num_labels: int = 4, field: str = "note_statistics_fusion") -> None:
     """
     Raises:
-        ValueError: naming what in `settings` (a `config.note_statistics_fusion`) is missing or inconsistent.
+        ValueError: naming what in `settings` (the config's `field`) is missing or inconsistent.
     """
     missing = {"statistics", "mean", "scale", "classes", "coef", "intercept", "network_weight"} - set(settings)
     if missing:
-        raise ValueError(f"`note_statistics_fusion` lacks {sorted(missing)}; build it with statistics_fusion.fusion_settings.")
+        raise ValueError(f"`{field}` lacks {sorted(missing)}; build it with statistics_fusion.fusion_settings.")
     if list(settings["statistics"]) != list(NOTE_STATISTICS):
-        raise ValueError(f"`note_statistics_fusion` was fitted on the statistics {settings['statistics']}, not "
+        raise ValueError(f"`{field}` was fitted on the statistics {settings['statistics']}, not "
                          f"mdpiano's {list(NOTE_STATISTICS)}: refit it.")  # fmt: skip
     features, classes = len(NOTE_STATISTICS), settings["classes"]
     coef = np.asarray(settings["coef"], dtype=float)
@@ -82,10 +92,10 @@ def check_fusion_settings(settings: dict, num_labels: int = 4) -> None:
     shapes_agree = (len(settings["mean"]) == len(settings["scale"]) == features and coef.shape == (rows, features)
                     and len(settings["intercept"]) == rows)  # fmt: skip
     if not shapes_agree or not set(classes) <= set(range(num_labels)) or len(set(classes)) < 2:
-        raise ValueError("`note_statistics_fusion` has inconsistent shapes or classes: mean and scale need one value per "
+        raise ValueError(f"`{field}` has inconsistent shapes or classes: mean and scale need one value per "
                          "statistic, coef one row per class, classes two or more label ids.")  # fmt: skip
     if not 0.0 <= settings["network_weight"] <= 1.0:
-        raise ValueError(f"`note_statistics_fusion['network_weight']` must lie in [0, 1], got {settings['network_weight']}.")
+        raise ValueError(f"`{field}['network_weight']` must lie in [0, 1], got {settings['network_weight']}.")
 
 
 def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.ndarray:
@@ -131,11 +141,13 @@ def choose_network_weight(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 
 
 __all__ = [
+    "FUSION_FIELDS",
     "NETWORK_WEIGHTS",
     "check_fusion_settings",
     "choose_network_weight",
     "fit_statistics_classifier",
     "fuse",
+    "fusion_for_source",
     "fuse_recording",
     "fusion_settings",
     "settings_probabilities",

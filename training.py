@@ -14,7 +14,7 @@ import torch
 from .caching import load_entry
 from .feature_augmentation import FeatureAugmentation
 from .pipeline_mdpiano import apply_quadrant_bias
-from .statistics_fusion import fuse_recording
+from .statistics_fusion import fuse_recording, fusion_for_source
 from .windowing import window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
@@ -129,13 +129,20 @@ def collate_with_labels(batcher: WindowBatcher):
 
 @torch.no_grad()
 def predict_clips(
-    model, batcher: WindowBatcher, clips: list[Clip], stride_s: float | None = None, batch_size: int = 32, fuse: bool = True
+    model,
+    batcher: WindowBatcher,
+    clips: list[Clip],
+    stride_s: float | None = None,
+    batch_size: int = 32,
+    fuse: bool = True,
+    symbolic_source: str = "transcription",
 ):
     """
     Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: one window, the
-    pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, and fused
-    with the note statistics of the clip's notes by `config.note_statistics_fusion`, if set and `fuse`: not for
-    ground-truth MIDI notes, which the fusion's classifier did not learn from).
+    pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, and, with
+    `fuse`, fused with the note statistics of the clip's notes by the config's fusion for notes from
+    `symbolic_source`: `note_statistics_fusion` for transcriptions, `midi_note_statistics_fusion` for ground-truth
+    MIDI, if set).
 
     Returns:
         dict of numpy arrays: `probabilities` (clips, 4), and `arousal` / `valence` (clips,) head probabilities when
@@ -159,8 +166,8 @@ def predict_clips(
         np.add.at(counts, owners, 1)
     averaged = torch.from_numpy(sums["probabilities"] / counts[:, None])
     results = {"probabilities": apply_quadrant_bias(averaged, getattr(model.config, "quadrant_logit_bias", None)).numpy()}
-    fusion = getattr(model.config, "note_statistics_fusion", None)
-    if fusion is not None and fuse:
+    fusion = fusion_for_source(model.config, symbolic_source) if fuse else None
+    if fusion is not None:
         results["probabilities"] = np.stack([fuse_recording(p, clip.notes, fusion) for p, clip in zip(results["probabilities"], clips)])
     if getattr(model.config, "use_auxiliary_losses", False):
         results["arousal"] = sums["arousal"] / counts

@@ -16,8 +16,10 @@ valence-arousal plane) and the table into README.md and model_card.md (unless --
 With --fusion-choose-on, the classifier trained on the first transcribed training set is also fused with the model
 (--model; mdpiano.statistics_fusion): the network weight is chosen on those validation sets, then the fusion is
 evaluated on --eval-sets (results/baseline/fusion/<evaluation set>/, and the "fusion" section of the documents).
---save-fusion writes it into the model's config.json (`note_statistics_fusion`): from then on the pipeline and the
-evaluation scripts fuse.
+With `midi` in --train-on, the train MIDI's classifier is fused likewise with the model reading each clip's MIDI
+(its MIDI input; results/baseline/fusion/<evaluation set>-midi/). --save-fusion writes them into the model's
+config.json (`note_statistics_fusion`, `midi_note_statistics_fusion`): from then on the pipeline and the evaluation
+scripts fuse.
 """
 
 import os
@@ -33,7 +35,7 @@ import numpy as np
 from datasets import concatenate_datasets
 from tqdm.auto import tqdm
 
-from mdpiano import MDPianoProcessor
+from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.caching import cache_dataset
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.cli import exit_on_input_errors
@@ -42,6 +44,7 @@ from mdpiano.evaluation import clip_predictions, replace_section, write_report
 from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics
 from mdpiano.notes_mdpiano import read_midi_notes
 from mdpiano.statistics_fusion import (
+    FUSION_FIELDS,
     choose_network_weight,
     fit_statistics_classifier,
     fuse,
@@ -83,32 +86,32 @@ def shown_path(path: str) -> str:
     return str(resolved.relative_to(REPOSITORY)) if resolved.is_relative_to(REPOSITORY) else path
 
 
-def fusion_section(args, processor, classifier, trained_on: str, evaluations: dict) -> str:
-    """Chooses the network weight on --fusion-choose-on, evaluates the fused model on --eval-sets, writes the
-    reports, and returns the documents' table."""
-    from mdpiano import MDPianoForAudioClassification
-
-    model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
-    model.config.note_statistics_fusion = None  # the network's own probabilities, whatever the folder fuses with
-
+def fusion_section(args, processor, model, classifier, trained_on: str, evaluations: dict, symbolic_source: str):
+    """
+    Chooses the network weight on --fusion-choose-on, evaluates the fused model on --eval-sets, writes the reports,
+    and returns the documents' table and the fusion's settings. `symbolic_source` "transcription" fuses the network
+    as it hears audio with `classifier` on the transcriptions; "midi" fuses the network reading each clip's
+    ground-truth MIDI (the pipeline's MIDI input) with `classifier` on that MIDI.
+    """
+    midi = symbolic_source == "midi"
     predicted = {}  # a set both chosen on and evaluated on is predicted once
 
     def probabilities(source, clips, statistics):
         if source not in predicted:
-            network = clip_predictions(model, processor, clips, args.cache_dir, source, num_proc=args.num_proc)["probabilities"]
+            if midi:  # the statistics of the clips' own MIDI, row for row
+                statistics = np.stack([note_statistics(read_midi_notes(path)) for path in clips["midi_path"]])
+            network = clip_predictions(model, processor, clips, args.cache_dir, source, symbolic_source=symbolic_source,
+                                       num_proc=args.num_proc)["probabilities"]  # fmt: skip
             predicted[source] = network, statistics_probabilities(classifier, statistics), np.array(clips["label"])
         return predicted[source]
 
     choice_sets = {source: evaluations.get(source) or clip_statistics(args, processor, split_of_audio_set(source), source)
                    for source in args.fusion_choose_on}  # fmt: skip
     weight, scores = choose_network_weight([probabilities(source, *choice_sets[source][:2]) for source in choice_sets])
-    if args.save_fusion:
-        model.config.note_statistics_fusion = fusion_settings(
-            classifier, weight, trained_on=f"transcriptions of {trained_on}", weight_chosen_on=list(choice_sets)
-        )
-        save_for_package(args.model, model.config)
-        print(f"note_statistics_fusion (network weight {weight:g}) saved in {Path(args.model) / 'config.json'}")
-    rows = ["| evaluated on | model 4Q | note statistics 4Q | fused 4Q | fused arousal | fused valence | fused macro-F1 |",
+    provenance = "train MIDI" if trained_on == "midi" else f"transcriptions of {trained_on}"
+    settings = fusion_settings(classifier, weight, trained_on=provenance, weight_chosen_on=list(choice_sets))
+    with_midi = " with MIDI" if midi else ""
+    rows = [f"| evaluated on{with_midi} | model 4Q | note statistics 4Q | fused 4Q | fused arousal | fused valence | fused macro-F1 |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for source, (clips, statistics, left_out) in evaluations.items():
         if source == "midi":  # the model hears audio: no MIDI row
@@ -118,25 +121,29 @@ def fusion_section(args, processor, classifier, trained_on: str, evaluations: di
         # every weight's accuracy here too, for the record: the choice above never reads it
         by_weight = {f"{w:g}": float((fuse(network, stats, w).argmax(1) == labels).mean()) for w in scores}
         extra = {"network_weight": weight, "weight_chosen_on": list(choice_sets), "statistics_trained_on": trained_on,
-                 "accuracy_by_weight": by_weight, "clips_skipped": left_out}  # fmt: skip
-        title = f"mdpiano-emopia fused with note statistics on EMOPIA {split_of_audio_set(source)}, {source}"
-        metrics = write_report({"probabilities": fused}, clips, Path(args.output_dir) / "fusion" / source, title, extra)
+                 "symbolic_source": symbolic_source, "accuracy_by_weight": by_weight, "clips_skipped": left_out}  # fmt: skip
+        title = f"mdpiano-emopia fused with note statistics on EMOPIA {split_of_audio_set(source)}, {source}{with_midi}"
+        report_dir = Path(args.output_dir) / "fusion" / (f"{source}-midi" if midi else source)
+        metrics = write_report({"probabilities": fused}, clips, report_dir, title, extra)
         accuracy = {name: (p.argmax(1) == labels).mean() for name, p in (("model", network), ("statistics", stats))}
         chose = ", chose w" if source in choice_sets else ""
         rows.append(f"| `{source}` ({clips.num_rows} clips{chose}) | {accuracy['model']:.3f} | {accuracy['statistics']:.3f} | "
                     f"{metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | {metrics['valence_accuracy']:.3f} | "
                     f"{metrics['macro_f1']:.3f} |")  # fmt: skip
     tried = ", ".join(f"{w:g}: {score:.3f}" for w, score in scores.items())
-    return "\n".join([
-        f"Log-linear fusion of `{shown_path(args.model)}`'s quadrant probabilities (calibration offsets included) with "
-        "the note-statistics classifier trained on "
-        f"transcriptions of `{trained_on}`: p ∝ p_model^w · p_statistics^(1−w). The weight w = {weight:g} has the best "
-        f"4Q accuracy averaged over the validation split rendered as {' and '.join(f'`{s}`' for s in choice_sets)} "
-        f"(weights tried, with that accuracy: {tried}); the test split played no part in the choice. Arousal and "
-        "valence accuracy are read off the fused quadrant.",
+    inputs = ("each clip's rendered audio with its ground-truth MIDI as the symbolic input (the pipeline's MIDI input), "
+              "fused with the note-statistics classifier trained on the train split's MIDI" if midi else
+              f"the audio, fused with the note-statistics classifier trained on transcriptions of `{trained_on}`")  # fmt: skip
+    table = "\n".join([
+        f"Log-linear fusion of `{shown_path(args.model)}`'s quadrant probabilities (calibration offsets included) on "
+        f"{inputs}: p ∝ p_model^w · p_statistics^(1−w). The weight w = {weight:g} has the best 4Q accuracy averaged over "
+        f"the validation split rendered as {' and '.join(f'`{s}`' for s in choice_sets)} (weights tried, with that "
+        f"accuracy: {tried}); the test split played no part in the choice. Arousal and valence accuracy are read off "
+        "the fused quadrant.",
         "",
         *rows,
     ])  # fmt: skip
+    return table, settings
 
 
 def main():
@@ -157,7 +164,8 @@ def main():
     parser.add_argument("--fusion-choose-on", nargs="+", metavar="SET",
                         help="validation audio sets on which to choose the weight of a fusion with --model")  # fmt: skip
     parser.add_argument("--save-fusion", action="store_true",
-                        help="with --fusion-choose-on: save the fusion into --model's config.json, so the model fuses")  # fmt: skip
+                        help="with --fusion-choose-on: save the fusions chosen into --model's config.json, so the model "
+                        "fuses (a fusion this run did not choose is removed)")  # fmt: skip
     parser.add_argument("--no-docs", action="store_true", help="do not write the tables into README.md and model_card.md")
     args = parser.parse_args()
     try:
@@ -174,9 +182,6 @@ def main():
                 raise ValueError(f"--fusion-choose-on takes validation audio sets (validation-unseen, ...), got {name!r}.")
         if args.save_fusion and not args.fusion_choose_on:
             raise ValueError("--save-fusion saves the fusion that --fusion-choose-on chooses: give both.")
-        if args.fusion_choose_on and args.train_on == ["midi"]:
-            raise ValueError("--fusion-choose-on fuses the classifier of a transcribed training set: add one to "
-                             "--train-on (e.g. train-0).")  # fmt: skip
     except ValueError as error:
         parser.error(str(error))
     sources = [*args.train_on, *args.eval_sets, *(args.fusion_choose_on or [])]
@@ -232,9 +237,25 @@ def main():
     ])  # fmt: skip
     sections = {"baseline": text}
     if args.fusion_choose_on:
-        fused_source = next(source for source in trains if source != "midi")
-        table = fusion_section(args, processor, classifiers[fused_source], fused_source, evaluations)
-        sections["fusion"] = f"{table}\n\n{produced} (results/baseline/fusion/<evaluation set>/results.json)."
+        model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
+        model.config.update(dict.fromkeys(FUSION_FIELDS.values()))  # the network's own, whatever the folder fuses with
+        # the first transcribed training source for audio; the train MIDI's classifier, if trained, for MIDI input
+        fused = {"transcription": next((source for source in trains if source != "midi"), None),
+                 "midi": "midi" if "midi" in trains else None}  # fmt: skip
+        tables, fusions = [], {}
+        for symbolic_source, train_source in fused.items():
+            if train_source is not None:
+                table, settings = fusion_section(args, processor, model, classifiers[train_source], train_source,
+                                                 evaluations, symbolic_source)  # fmt: skip
+                tables.append(table)
+                fusions[FUSION_FIELDS[symbolic_source]] = settings
+        sections["fusion"] = "\n\n".join([*tables, f"{produced} (results/baseline/fusion/<evaluation set>[-midi]/results.json)."])
+        if args.save_fusion:
+            config = MDPianoConfig.from_pretrained(args.model)
+            config.update({**dict.fromkeys(FUSION_FIELDS.values()), **fusions})  # the config fuses as this run chose
+            save_for_package(args.model, config)
+            for field, settings in fusions.items():
+                print(f"{field} (network weight {settings['network_weight']:g}) saved in {Path(args.model) / 'config.json'}")
     for name, section in sections.items():
         print(section, end="\n\n")
         if not args.no_docs:

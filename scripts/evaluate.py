@@ -38,6 +38,7 @@ from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, metrics_table, write_report
 from mdpiano.labelled_audio import load_labelled_audio
 from mdpiano.pipeline_mdpiano import apply_quadrant_bias
+from mdpiano.statistics_fusion import FUSION_FIELDS
 
 
 def evaluation_data(args) -> tuple:
@@ -62,12 +63,12 @@ def evaluation_data(args) -> tuple:
     return dataset, set_name, f"{set_name}-{args.split}", f"EMOPIA {args.split} ({audio_dir.name})", report.left_out(args.split)
 
 
-def fit_calibration(model, predictions: dict, dataset, model_dir, fusion: dict | None) -> dict:
+def fit_calibration(model, predictions: dict, dataset, model_dir, fusions: dict) -> dict:
     """Fits and saves `quadrant_logit_bias` on uncalibrated, unfused clip predictions (the offsets apply before any
-    fusion), keeping the model's `fusion`; returns the calibrated predictions."""
+    fusion), keeping the model's `fusions` (config field: settings); returns the calibrated predictions."""
     bias, scores = calibrate(predictions["probabilities"], np.array(dataset["label"]))
     model.config.quadrant_logit_bias = bias
-    model.config.note_statistics_fusion = fusion
+    model.config.update(fusions)
     model.config.save_pretrained(model_dir)
     (f1_before, f1_after), (accuracy_before, accuracy_after) = scores["macro_f1"], scores["accuracy"]
     print(f"quadrant_logit_bias {bias} saved in {Path(model_dir) / 'config.json'}: on these {len(dataset)} clips, "
@@ -98,7 +99,7 @@ def main():
     parser.add_argument("--stride-s", type=float, help="hop between analysis windows, as the pipeline's stride_length_s "
                         "(default: one window, no overlap)")
     parser.add_argument("--uncalibrated", action="store_true", help="ignore the model's quadrant_logit_bias")
-    parser.add_argument("--unfused", action="store_true", help="ignore the model's note_statistics_fusion: the network alone")
+    parser.add_argument("--unfused", action="store_true", help="ignore the model's note-statistics fusions: the network alone")
     parser.add_argument("--fit-calibration", action="store_true",
                         help="fit quadrant_logit_bias on these clips and save it in the model folder's config.json")  # fmt: skip
     args = parser.parse_args()
@@ -128,24 +129,25 @@ def main():
         sys.exit(load_error_message("--model", args.model, error))
     if args.uncalibrated or args.fit_calibration:
         model.config.quadrant_logit_bias = None
-    fusion = model.config.note_statistics_fusion
+    fusions = {field: getattr(model.config, field) for field in FUSION_FIELDS.values()}
     if args.unfused or args.fit_calibration:
-        model.config.note_statistics_fusion = None
+        model.config.update(dict.fromkeys(fusions))
     try:
         predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source,
                                        args.num_proc, stride_s=args.stride_s)  # fmt: skip
     except AudioDecodeError as error:
         sys.exit(f"error: {error}")
     if args.fit_calibration:
-        predictions = fit_calibration(model, predictions, dataset, args.model, fusion)
+        predictions = fit_calibration(model, predictions, dataset, args.model, fusions)
     suffix = ("-midi" if args.symbolic_source == "midi" else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
     suffix += "-uncalibrated" if args.uncalibrated else "-calibration-fit" if args.fit_calibration else ""
-    suffix += "-unfused" if args.unfused and fusion is not None else ""
+    fuses = fusions[FUSION_FIELDS[args.symbolic_source]] is not None  # the fusion for this source's notes
+    suffix += "-unfused" if args.unfused and fuses else ""
     suffix += f"-stride-{args.stride_s:g}s" if args.stride_s else ""
     output_dir = Path(args.output_dir or Path(args.model) / "evaluation" / f"{report_name}{suffix}")
     precision = ("" if args.dtype == "float32" else f", {args.dtype}") + (", uncalibrated" if args.uncalibrated else "")
     precision += ", calibration fitted on these clips" if args.fit_calibration else ""
-    precision += ", the network alone (no note-statistics fusion)" if fusion is not None and (args.unfused or args.fit_calibration) else ""
+    precision += ", the network alone (no note-statistics fusion)" if fuses and (args.unfused or args.fit_calibration) else ""
     precision += f", windows every {args.stride_s:g} s" if args.stride_s else ""
     title = f"{Path(args.model).name} on {source} ({args.mode}, symbols: {args.symbolic_source}{precision})"
     extra = {"arguments": vars(args), "clips_evaluated": len(dataset), "clips_skipped": skipped}

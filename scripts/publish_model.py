@@ -40,6 +40,7 @@ from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, metrics_table, read_section, replace_section, write_report
+from mdpiano.statistics_fusion import FUSION_FIELDS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EVALUATIONS = [  # (name, audio set, mode, symbolic source)
@@ -123,18 +124,25 @@ def calibrate(model, processor, args) -> str:
 
 
 def fusion_summary(config) -> str:
-    """What the model's `note_statistics_fusion` is and where it came from; empty for a model that does not fuse."""
-    fusion = config.note_statistics_fusion
-    if fusion is None:
+    """What the model's note-statistics fusions are and where they came from; empty for a model that does not fuse."""
+    sentences = []
+    for source, field in FUSION_FIELDS.items():
+        fusion = getattr(config, field)
+        if fusion is None:
+            continue
+        weight = fusion["network_weight"]
+        chosen_on = " and ".join(f"`{name}`" for name in fusion.get("weight_chosen_on", [])) or "validation audio"
+        inputs = "each recording's" if source == "transcription" else "for MIDI input, each file's"
+        sentences.append(
+            f"{inputs} quadrant probabilities (calibrated) are multiplied with those of a logistic regression on its "
+            f"notes' statistics (trained on {fusion.get('trained_on', 'the train split')}), raised to {weight:g} and "
+            f"{1 - weight:g}, a weight chosen on the validation split rendered as {chosen_on} (`{field}`)"
+        )
+    if not sentences:
         return ""
-    weight = fusion["network_weight"]
-    chosen_on = " and ".join(f"`{name}`" for name in fusion.get("weight_chosen_on", [])) or "validation audio"
-    return (
-        f"Fusion: each recording's quadrant probabilities (calibrated) are multiplied with those of a logistic "
-        f"regression on its notes' statistics (trained on {fusion.get('trained_on', 'the train split')}), raised to "
-        f"{weight:g} and {1 - weight:g}; the weight was chosen on the validation split rendered as {chosen_on} "
-        "(`note_statistics_fusion`, written by `scripts/baseline.py --save-fusion`; see the fusion table below)."
-    )
+    midi = "" if config.midi_note_statistics_fusion is not None else "; MIDI input is not fused"
+    return (f"Fusion: {'; '.join(sentences)}{midi}. Written by `scripts/baseline.py --save-fusion`; see the fusion "
+            "tables below.")
 
 
 def last_publication() -> tuple[str, str]:
@@ -226,7 +234,7 @@ def main():
         "",
         provenance,
         "",
-        *([fusion_summary(model.config), ""] if model.config.note_statistics_fusion is not None else []),
+        *([fusion_summary(model.config), ""] if fusion_summary(model.config) else []),
         f"{produced}, on the test audio of `python scripts/render_emopia.py --cache-dir <cache-dir> --sets test-new-piano "
         "test-new-piano-clean test-unseen test-clean`; figures: `results/<test audio>/confusion_matrix.png`, `valence_arousal.png`; per-clip "
         "predictions: `results.json`.",

@@ -142,29 +142,35 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
     ]  # fmt: skip
     assert "--train-on midi train-0 train-0+train-1 --eval-sets test-clean validation`" in run_script.stdout
     assert "(the train split: 2 clips; sets joined by + pool their transcriptions" in run_script.stdout
-    # fused with the shipped model, its weight chosen on the validation clips
-    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "midi", "train-0",
-                               "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--num-proc", "1",
-                               "--output-dir", output, "--no-docs")  # fmt: skip
-    assert status == 0, error[-3000:]
-    report = json.loads((output / "fusion" / "test-clean" / "results.json").read_text())
-    assert report["statistics_trained_on"] == "train-0" and report["weight_chosen_on"] == ["validation"]
-    assert 0 <= report["network_weight"] <= 1 and len(report["clips"]) == 2 and len(report["accuracy_by_weight"]) == 11
-    assert f"The weight w = {report['network_weight']:g} has the best" in run_script.stdout
-    assert "| `test-clean` (2 clips) |" in run_script.stdout and "`models/mdpiano-emopia`'s" in run_script.stdout
-    # --save-fusion writes it into the model folder's config, which then loads as a fusing model
+    # fused with the shipped model, its weights chosen on the validation clips; --save-fusion writes them into the
+    # model folder's config, which then loads as a fusing model
     model_copy = tmp_path / "model"
     shutil.copytree(REPOSITORY / "models" / "mdpiano-emopia", model_copy)
+    status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "midi", "train-0",
+                               "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--save-fusion",
+                               "--model", model_copy, "--num-proc", "1", "--output-dir", output, "--no-docs")  # fmt: skip
+    assert status == 0, error[-3000:]
+    config = MDPianoConfig.from_pretrained(model_copy)
+    for name, source, field, trained_on in (("test-clean", "transcription", "note_statistics_fusion", "train-0"),
+                                            ("test-clean-midi", "midi", "midi_note_statistics_fusion", "midi")):  # fmt: skip
+        report = json.loads((output / "fusion" / name / "results.json").read_text())
+        assert report["statistics_trained_on"] == trained_on and report["weight_chosen_on"] == ["validation"]
+        assert report["symbolic_source"] == source and len(report["clips"]) == 2 and len(report["accuracy_by_weight"]) == 11
+        assert f"The weight w = {report['network_weight']:g} has the best" in run_script.stdout
+        fusion = getattr(config, field)
+        assert fusion["weight_chosen_on"] == ["validation"] and fusion["network_weight"] == report["network_weight"]
+    assert config.note_statistics_fusion["trained_on"] == "transcriptions of train-0"
+    assert config.midi_note_statistics_fusion["trained_on"] == "train MIDI"
+    assert "| `test-clean` (2 clips) |" in run_script.stdout and "| evaluated on with MIDI |" in run_script.stdout
+    # a run that chooses only the transcriptions' fusion leaves the config with that one alone
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "train-0",
                                "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--save-fusion",
                                "--model", model_copy, "--num-proc", "1", "--output-dir", output, "--no-docs")  # fmt: skip
     assert status == 0, error[-3000:]
-    fusion = MDPianoConfig.from_pretrained(model_copy).note_statistics_fusion
-    assert fusion["trained_on"] == "transcriptions of train-0" and fusion["weight_chosen_on"] == ["validation"]
-    assert fusion["network_weight"] == json.loads((output / "fusion" / "test-clean" / "results.json").read_text())["network_weight"]
+    config = MDPianoConfig.from_pretrained(model_copy)
+    assert config.note_statistics_fusion is not None and config.midi_note_statistics_fusion is None
     for arguments, expected in ((["--fusion-choose-on", "test-clean"], "takes validation audio sets"),
-                                (["--train-on", "train-0", "--save-fusion"], "give both"),
-                                (["--train-on", "midi", "--fusion-choose-on", "validation"], "add one to --train-on")):  # fmt: skip
+                                (["--train-on", "train-0", "--save-fusion"], "give both")):  # fmt: skip
         status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, *arguments)
         assert status == 2 and expected in error
     for train_on in ("test-clean", "train-0+test-clean"):
@@ -292,6 +298,14 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     publish = runpy.run_path(str(REPOSITORY / "scripts" / "publish_model.py"), run_name="publish_model")
     provenance, command = publish["last_publication"]()
     assert provenance.startswith("Training: ") and command.startswith("`python scripts/publish_model.py --run ")
+    # the paragraph on the fusions says which inputs each one serves
+    fusion = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia").note_statistics_fusion
+    summary = publish["fusion_summary"](MDPianoConfig(note_statistics_fusion=fusion))
+    assert summary.startswith("Fusion: each recording's") and summary.count("raised to") == 1
+    assert "MIDI input is not fused" in summary
+    summary = publish["fusion_summary"](MDPianoConfig(note_statistics_fusion=fusion, midi_note_statistics_fusion=fusion))
+    assert "; for MIDI input, each file's" in summary and "(`midi_note_statistics_fusion`)" in summary
+    assert "not fused" not in summary and publish["fusion_summary"](MDPianoConfig()) == ""
     status, error = run_script("publish_model.py", "--model", tmp_path, "--cache-dir", tmp_path, "--calibrate-on", "x")
     assert status == 2 and "use it with --run" in error
     status, error = run_script("publish_model.py", "--model", tmp_path, "--run", tmp_path, "--cache-dir", tmp_path)

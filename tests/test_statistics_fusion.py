@@ -92,6 +92,10 @@ def test_bad_fusion_settings_are_refused_by_the_config():
         MDPianoConfig(note_statistics_fusion={**settings, "statistics": ["loudness"]})
     with pytest.raises(ValueError, match="acoustic-only model"):
         MDPianoConfig(domains="acoustic", note_statistics_fusion=settings)
+    with pytest.raises(ValueError, match="`midi_note_statistics_fusion` has inconsistent shapes"):
+        MDPianoConfig(midi_note_statistics_fusion={**settings, "coef": settings["coef"][:1]})
+    with pytest.raises(ValueError, match="acoustic-only model"):
+        MDPianoConfig(domains="acoustic", midi_note_statistics_fusion=settings)
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         MDPianoConfig(note_statistics_fusion={**settings, "network_weight": -0.1})
 
@@ -128,13 +132,51 @@ def test_pipeline_and_clip_predictions_fuse_alike(tiny_config, rendered_clip, cl
     )
 
 
-def test_midi_input_is_not_fused(tiny_config, clip_midi):
-    """The classifier learnt from transcriptions; MIDI's velocities and note counts would mislead it."""
+def test_midi_input_is_fused_with_its_own_classifier(tiny_config, clip_midi):
+    """MIDI's velocities and note counts would mislead the transcriptions' classifier: MIDI input uses
+    `midi_note_statistics_fusion` or, without one, the network alone; audio never uses the MIDI classifier."""
     settings, _, _ = fitted_settings(0.0)  # all statistics: fusing would replace the network's scores
+    midi_settings, _, _ = fitted_settings(0.4)
     torch.manual_seed(0)
     plain = MDPianoForAudioClassification(tiny_config).eval()
-    fused_model = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_dict(), "note_statistics_fusion": settings}))
+    processor = MDPianoProcessor.from_config(tiny_config)
+
+    def scores(model, inputs, **kwargs):
+        output = pipeline("audio-classification", model=model, processor=processor)(str(inputs), **kwargs)
+        return {r["label"]: r["score"] for r in (output["labels"] if kwargs else output)}
+
+    def with_fusion(**fusions):
+        model = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_dict(), **fusions}))
+        model.load_state_dict(plain.state_dict())
+        return model.eval()
+
+    unfused = pipeline("audio-classification", model=plain, processor=processor)(str(clip_midi), return_notes=True)
+    assert scores(with_fusion(note_statistics_fusion=settings), clip_midi) == scores(plain, clip_midi)
+    network = np.array([next(r["score"] for r in unfused["labels"] if r["label"] == q) for q in ("Q1", "Q2", "Q3", "Q4")])
+    expected = fuse_recording(network, unfused["notes"], midi_settings)
+    fused = scores(with_fusion(note_statistics_fusion=settings, midi_note_statistics_fusion=midi_settings), clip_midi)
+    assert fused == pytest.approx({q: float(p) for q, p in zip(("Q1", "Q2", "Q3", "Q4"), expected)}, abs=1e-5)
+    assert fused != pytest.approx(scores(plain, clip_midi), abs=1e-3)
+
+
+def test_clip_predictions_fuse_by_symbolic_source(tiny_config, clip_notes):
+    """predict_clips applies the fusion of the notes' source, as the pipeline does."""
+    settings, _, _ = fitted_settings(0.3)
+    midi_settings, _, _ = fitted_settings(0.6)
+    torch.manual_seed(0)
+    plain = MDPianoForAudioClassification(tiny_config).eval()
+    fused_model = MDPianoForAudioClassification(MDPianoConfig(
+        **{**tiny_config.to_dict(), "note_statistics_fusion": settings, "midi_note_statistics_fusion": midi_settings}
+    )).eval()  # fmt: skip
     fused_model.load_state_dict(plain.state_dict())
     processor = MDPianoProcessor.from_config(tiny_config)
-    scores = [pipeline("audio-classification", model=model, processor=processor)(str(clip_midi)) for model in (plain, fused_model.eval())]
-    assert scores[0] == scores[1]
+    notes = np.array([[n.onset, n.offset, n.pitch, n.velocity] for n in clip_notes], dtype=np.float32)
+    duration = float(notes[:, 1].max())
+    features = np.zeros((int(duration * processor.sampling_rate / tiny_config.hop_length), tiny_config.feature_size), np.float32)
+    clip = Clip("clip", 0, notes, features, duration)
+    batcher = WindowBatcher(processor, True)
+    network = predict_clips(plain, batcher, [clip])["probabilities"][0]
+    for source, expected in (("transcription", settings), ("midi", midi_settings)):
+        np.testing.assert_allclose(predict_clips(fused_model, batcher, [clip], symbolic_source=source)["probabilities"][0],
+                                   fuse_recording(network, notes, expected), atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(predict_clips(fused_model, batcher, [clip], fuse=False)["probabilities"][0], network, atol=1e-6)
