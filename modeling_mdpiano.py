@@ -128,14 +128,32 @@ class MDPianoConvBlock(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.training:
             hidden_states = self.norm(self.conv(hidden_states))
+        elif self.conv.in_channels == 1:
+            hidden_states = self._single_channel_inference(hidden_states)
         else:
-            # One pass over the block's largest activations instead of two; channels-last weights also keep the
-            # one-channel first block on oneDNN (batches of windows otherwise fall back to a slow im2col path).
+            # One pass over the block's largest activations instead of two.
             weight, bias = self._folded_parameters()
             hidden_states = nn.functional.conv2d(hidden_states, weight, bias, padding=self.conv.padding)
         # Channels-last: on CPU, pooling is several times faster and the next convolution faster too. Pooling before
         # the ReLU gives the same values (ReLU is monotonic) on a quarter of them.
         return self.activation(self.pool(hidden_states.contiguous(memory_format=torch.channels_last)))
+
+    def _single_channel_inference(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """
+        The first block's convolution (one input channel, batch norm folded in) as one product of each frame's
+        k x k neighbourhoods with the kernels: (B, 1, T, F) -> (B, C_out, T, F), channels-last as it is computed.
+        oneDNN writes this block's output, the model's largest activation, channels-first, and turning it
+        channels-last for pooling cost as much again; a product of (B, T, F, k*k) neighbourhoods is channels-last
+        from the start.
+        """
+        weight, bias = self._folded_parameters()
+        (height, width), (pad_height, pad_width) = self.conv.kernel_size, self.conv.padding
+        padded = nn.functional.pad(hidden_states[:, 0], (pad_width, pad_width, pad_height, pad_height))
+        neighbourhoods = padded.unfold(1, height, 1).unfold(2, width, 1)  # (B, T, F, height, width)
+        batch, frames, bins = neighbourhoods.shape[:3]
+        neighbourhoods = neighbourhoods.reshape(batch, frames, bins, height * width)
+        output = nn.functional.linear(neighbourhoods, weight.reshape(len(weight), -1), bias)
+        return output.permute(0, 3, 1, 2)
 
 
 class MDPianoAcousticEncoder(nn.Module):

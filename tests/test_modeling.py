@@ -216,23 +216,28 @@ def test_reduced_precision_cpu_inference_pads_token_lengths_to_steps(monkeypatch
     assert lengths == [padded_ids.shape[1]]
 
 
-def test_inference_folds_batch_norm_into_the_convolution(tiny_config):
+@pytest.mark.parametrize("in_channels, kernel_size", [(3, 3), (1, 3), (1, 5)])
+def test_inference_folds_batch_norm_into_the_convolution(in_channels, kernel_size):
+    """Inference (batch norm folded in; one input channel: a product of neighbourhoods) equals training's layers with
+    frozen statistics."""
     from mdpiano.modeling_mdpiano import MDPianoConvBlock
 
     torch.manual_seed(0)
-    block = MDPianoConvBlock(3, 8, 3)
+    block = MDPianoConvBlock(in_channels, 8, kernel_size)
     with torch.no_grad():  # trained-looking statistics, not the identity of a fresh layer
         block.norm.running_mean.normal_()
         block.norm.running_var.uniform_(0.2, 3.0)
         block.norm.weight.normal_()
         block.norm.bias.normal_()
-    hidden_states = torch.randn(5, 3, 16, 12)
+    hidden_states = torch.randn(5, in_channels, 16, 12)
     with torch.no_grad():
         block.train()
         norm = block.norm.eval()  # the unfused reference: frozen statistics, as at inference
         reference = block.pool(block.activation(norm(block.conv(hidden_states))))
         block.eval()
-        torch.testing.assert_close(block(hidden_states), reference, atol=1e-5, rtol=1e-5)
+        output = block(hidden_states)
+        torch.testing.assert_close(output, reference, atol=1e-5, rtol=1e-5)
+        assert output.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_save_and_load_give_identical_logits(tmp_path, tiny_config, batch):
