@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pretty_midi
 import pytest
 
@@ -180,8 +181,14 @@ def test_missing_inputs_and_models_are_one_line_errors(model_dir, quadrant_clips
         main(["transcribe", path, "--out", str(tmp_path / "out"), "--model", str(tmp_path)])
 
 
-def test_ctrl_c_is_one_line_and_status_130(model_dir, quadrant_clips):
-    paths = [str(p) for _, p, _ in quadrant_clips]
+def test_ctrl_c_is_one_line_and_status_130(model_dir, quadrant_clips, tmp_path):
+    import soundfile
+
+    # five minutes of audio: still being classified, whatever this machine's speed, when the signal comes
+    waveform, rate = soundfile.read(quadrant_clips[0][1], dtype="float32")
+    long_recording = tmp_path / "long.wav"
+    soundfile.write(long_recording, np.tile(waveform, -(-300 * rate // len(waveform))), rate)
+    paths = [str(long_recording), *(str(p) for _, p, _ in quadrant_clips)]  # several files: a progress bar
     process = subprocess.Popen([sys.executable, "-m", "mdpiano", "predict", *paths, "--model", str(model_dir)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     err = b""
