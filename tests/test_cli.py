@@ -189,8 +189,10 @@ def test_ctrl_c_is_one_line_and_status_130(model_dir, quadrant_clips, tmp_path):
     long_recording = tmp_path / "long.wav"
     soundfile.write(long_recording, np.tile(waveform, -(-300 * rate // len(waveform))), rate)
     paths = [str(long_recording), *(str(p) for _, p, _ in quadrant_clips)]  # several files: a progress bar
+    # SIGINT as a terminal leaves it: a test run started in the background (`cmd &`) ignores it, and so would the child
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
     process = subprocess.Popen([sys.executable, "-m", "mdpiano", "predict", *paths, "--model", str(model_dir)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=restore_sigint)  # fmt: skip
     err = b""
     while b"Classifying" not in err:  # the progress bar: the model is loaded and the files are being read
         chunk = os.read(process.stderr.fileno(), 1024)
