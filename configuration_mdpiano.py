@@ -255,7 +255,7 @@ class MDPianoConfig(PreTrainedConfig):
             if settings is None:
                 continue
             if self.domains == "acoustic":
-                raise ValueError(f"`{field}` reads the {source}'s notes, which an acoustic-only model does not read.")
+                raise ValueError(f"`{field}` reads the notes of the {source}, which an acoustic-only model does not read.")
             check_fusion_settings(settings, len(QUADRANT_NAMES), field)
         if self.acoustic_input not in ACOUSTIC_INPUTS:
             raise ValueError(f"`acoustic_input` must be one of {ACOUSTIC_INPUTS}, got {self.acoustic_input!r}.")

@@ -118,4 +118,10 @@ def replace_section(path, name: str, content: str, yaml: bool = False) -> None:
     Path(path).write_text(f"{head}{begin}\n{content.strip()}\n{end}{tail}")
 
 
-__all__ = ["clip_predictions", "metrics_table", "read_section", "replace_section", "write_report"]
+def shown_path(path, root) -> str:
+    """A path as a document shows it: relative to `root` (the repository) when inside it."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
+__all__ = ["clip_predictions", "metrics_table", "read_section", "replace_section", "shown_path", "write_report"]

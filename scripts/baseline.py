@@ -40,7 +40,7 @@ from mdpiano.caching import cache_dataset
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
-from mdpiano.evaluation import clip_predictions, replace_section, write_report
+from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report
 from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics
 from mdpiano.notes_mdpiano import read_midi_notes
 from mdpiano.statistics_fusion import (
@@ -80,12 +80,6 @@ def clip_statistics(args, processor, split: str, source: str):
     return dataset, np.stack([note_statistics(clip.notes) for clip in clips]), report.left_out(split)
 
 
-def shown_path(path: str) -> str:
-    """A path as the documents show it: relative to the repository when inside it."""
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(REPOSITORY)) if resolved.is_relative_to(REPOSITORY) else path
-
-
 def fusion_section(args, processor, model, classifier, trained_on: str, evaluations: dict, symbolic_source: str):
     """
     Chooses the network weight on --fusion-choose-on, evaluates the fused model on --eval-sets, writes the reports,
@@ -114,7 +108,7 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
     rows = [f"| evaluated on{with_midi} | model 4Q | note statistics 4Q | fused 4Q | fused arousal | fused valence | fused macro-F1 |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for source, (clips, statistics, left_out) in evaluations.items():
-        if source == "midi":  # the model hears audio: no MIDI row
+        if source == "midi":  # the test MIDI's statistics alone, without audio for the network: no row
             continue
         network, stats, labels = probabilities(source, clips, statistics)
         fused = fuse(network, stats, weight)
@@ -135,8 +129,8 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
               "fused with the note-statistics classifier trained on the train split's MIDI" if midi else
               f"the audio, fused with the note-statistics classifier trained on transcriptions of `{trained_on}`")  # fmt: skip
     table = "\n".join([
-        f"Log-linear fusion of `{shown_path(args.model)}`'s quadrant probabilities (calibration offsets included) on "
-        f"{inputs}: p ∝ p_model^w · p_statistics^(1−w). The weight w = {weight:g} has the best 4Q accuracy averaged over "
+        f"Log-linear fusion of `{shown_path(args.model, REPOSITORY)}`'s quadrant probabilities (calibration offsets "
+        f"included) on {inputs}: p ∝ p_model^w · p_statistics^(1−w). The weight w = {weight:g} has the best 4Q accuracy averaged over "
         f"the validation split rendered as {' and '.join(f'`{s}`' for s in choice_sets)} (weights tried, with that "
         f"accuracy: {tried}); the test split played no part in the choice. Arousal and valence accuracy are read off "
         "the fused quadrant.",

@@ -33,7 +33,7 @@ from mdpiano.benchmarking import (
 )
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
-from mdpiano.evaluation import replace_section
+from mdpiano.evaluation import replace_section, shown_path
 from mdpiano.plots import plot_memory_profiles
 from mdpiano.rendering_mdpiano import render_midi
 from mdpiano.transcription_mdpiano import _available_cpus
@@ -188,16 +188,11 @@ def report(s: dict, command: str, output: Path, plot: Path) -> str:
         f"Cold start (import, load, first prediction; median of {COLD_STARTS} fresh processes): {s['cold_start_s']:.1f} s "
         "(stage medians: " + ", ".join(f"{name} {sec:.2f} s" for name, sec in s["cold_start_stages_s"].items()) + ").",
         "",
-        f"![Resident memory over the classification of each long file]({_shown(plot)})",
+        f"![Resident memory over the classification of each long file]({shown_path(plot, REPOSITORY)})",
         "",
-        f"Produced by `{command}` ({_shown(output)}, {_shown(plot)}).",
+        f"Produced by `{command}` ({shown_path(output, REPOSITORY)}, {shown_path(plot, REPOSITORY)}).",
     ]
     return "\n".join(lines)
-
-
-def _shown(path: Path) -> str:
-    """A path as README shows it: relative to the repository when inside it."""
-    return str(path.relative_to(REPOSITORY) if path.is_relative_to(REPOSITORY) else path)
 
 
 if __name__ == "__main__":

@@ -220,6 +220,7 @@ def main():
         heads = [f"{m[k]:.3f}" if k in m else "—" for k in ("arousal_head_accuracy", "valence_head_accuracy")]
         rows.append(f"| {name}: {DESCRIPTIONS[name]} | {m['accuracy']:.3f} | {m['arousal_accuracy']:.3f} | "
                     f"{m['valence_accuracy']:.3f} | {m['macro_f1']:.3f} | {' | '.join(heads)} |")  # fmt: skip
+    fusion = fusion_summary(model.config)
     text = "\n".join([
         f"EMOPIA test split (emopia_cls, {splits['test'].num_rows} clips from {len(test_songs)} songs, "
         f"{len(shared_songs)} of them also in training or validation), audio rendered from the clips' MIDI "
@@ -234,7 +235,7 @@ def main():
         "",
         provenance,
         "",
-        *([fusion_summary(model.config), ""] if fusion_summary(model.config) else []),
+        *([fusion, ""] if fusion else []),
         f"{produced}, on the test audio of `python scripts/render_emopia.py --cache-dir <cache-dir> --sets test-new-piano "
         "test-new-piano-clean test-unseen test-clean`; figures: `results/<test audio>/confusion_matrix.png`, `valence_arousal.png`; per-clip "
         "predictions: `results.json`.",
