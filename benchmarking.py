@@ -111,6 +111,18 @@ print(json.dumps({{"peak_mb": status('VmHWM'), "loaded_mb": loaded, "seconds": [
 
 
 COLD_START_STAGES = ("import torch", "import transformers", "import mdpiano", "load", "first prediction")
+BASIC_PITCH_COLD_START_STAGES = ("import basic_pitch", "load", "first prediction")
+
+
+def _staged_run(steps: list[str]) -> list[float]:
+    """Seconds of each line of Python in `steps`, run one after another in a fresh interpreter."""
+    script = (
+        "import time; marks = [time.perf_counter()]\n"
+        + "".join(f"{step}; marks.append(time.perf_counter())\n" for step in steps)
+        + "print(*[b - a for a, b in zip(marks, marks[1:])])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return [float(seconds) for seconds in result.stdout.strip().splitlines()[-1].split()]
 
 
 def cold_start_stages(model_dir: str, path, dtype: str = "float32") -> dict[str, float]:
@@ -120,13 +132,19 @@ def cold_start_stages(model_dir: str, path, dtype: str = "float32") -> dict[str,
     """
     steps = ["import torch", "import transformers.modeling_utils", *_pipeline_script(model_dir, dtype).splitlines(),
              f"pipe({str(path)!r})"]  # fmt: skip
-    script = (
-        "import time; marks = [time.perf_counter()]\n"
-        + "".join(f"{step}; marks.append(time.perf_counter())\n" for step in steps)
-        + "print(*[b - a for a, b in zip(marks, marks[1:])])\n"
-    )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    return dict(zip(COLD_START_STAGES, map(float, result.stdout.strip().splitlines()[-1].split())))
+    return dict(zip(COLD_START_STAGES, _staged_run(steps)))
+
+
+def basic_pitch_cold_start_stages(path) -> dict[str, float]:
+    """
+    The reference's cold start, as a basic-pitch user has it: seconds to import `basic_pitch.inference`, to load its
+    ONNX model, and of the first `predict()` on one file.
+    """
+    from .transcription_mdpiano import default_model_path
+
+    steps = ["import basic_pitch.inference as inference", f"model = inference.Model({default_model_path()!r})",
+             f"inference.predict({str(path)!r}, model)"]  # fmt: skip
+    return dict(zip(BASIC_PITCH_COLD_START_STAGES, _staged_run(steps)))
 
 
 def write_json(path, data) -> None:
@@ -135,7 +153,9 @@ def write_json(path, data) -> None:
 
 
 __all__ = [
+    "BASIC_PITCH_COLD_START_STAGES",
     "COLD_START_STAGES",
+    "basic_pitch_cold_start_stages",
     "basic_pitch_predictor",
     "cold_start_stages",
     "memory_profile",

@@ -3,7 +3,14 @@
 import time
 from pathlib import Path
 
-from mdpiano.benchmarking import COLD_START_STAGES, cold_start_stages, memory_profile, timed_cpu
+from mdpiano.benchmarking import (
+    BASIC_PITCH_COLD_START_STAGES,
+    COLD_START_STAGES,
+    basic_pitch_cold_start_stages,
+    cold_start_stages,
+    memory_profile,
+    timed_cpu,
+)
 from mdpiano.plots import plot_memory_profiles
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -15,6 +22,13 @@ def test_cold_start_is_timed_by_stage():
     assert tuple(stages) == COLD_START_STAGES
     assert all(seconds > 0 for seconds in stages.values())
     assert stages["import torch"] > stages["import mdpiano"]  # torch's import is the heavy one, not this package's
+
+
+def test_basic_pitch_cold_start_is_timed_by_stage():
+    example = sorted((REPOSITORY / "examples").glob("Q3_*"))[0]
+    stages = basic_pitch_cold_start_stages(example)
+    assert tuple(stages) == BASIC_PITCH_COLD_START_STAGES
+    assert all(seconds > 0 for seconds in stages.values())
 
 
 def test_memory_profile_samples_a_fresh_process_and_plots(tmp_path):
@@ -38,6 +52,7 @@ def test_timed_cpu_tells_a_busy_core_from_a_wait():
         return "spun"
 
     seconds, busy, result = timed_cpu(spin, 0.3)
-    assert result == "spun" and seconds >= 0.3 and busy > 0.5  # one thread computing: about one core
+    # One thread computing keeps about one core busy; on a machine busy with other work, less, but far from none.
+    assert result == "spun" and seconds >= 0.3 and busy > 0.2
     seconds, idle, _ = timed_cpu(time.sleep, 0.3)
-    assert seconds >= 0.3 and idle < 0.2
+    assert seconds >= 0.3 and idle < 0.1
