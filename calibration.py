@@ -20,15 +20,18 @@ def decision_scores(probabilities: np.ndarray, labels: np.ndarray, biases: np.nd
         biases (`np.ndarray` of shape (candidates, 4)): offsets to score.
 
     Returns:
-        two `np.ndarray` of shape (candidates,): macro-F1 (over the four quadrants) and accuracy.
+        two `np.ndarray` of shape (candidates,): macro-F1 and accuracy. Macro-F1 averages over the quadrants that
+        occur among the labels or the decisions, as the evaluation's metric does (a quadrant absent from both is
+        no error).
     """
     decisions = (np.log(np.clip(probabilities, 1e-12, 1))[None] + biases[:, None, :]).argmax(-1)  # (candidates, clips)
-    f1 = []
+    f1, present = [], []
     for quadrant in range(4):
         true_positives = ((decisions == quadrant) & (labels == quadrant)).sum(1)
         predicted, actual = (decisions == quadrant).sum(1), (labels == quadrant).sum()
-        f1.append(np.where(predicted + actual > 0, 2 * true_positives / np.maximum(predicted + actual, 1), 0.0))
-    return np.mean(f1, axis=0), (decisions == labels).mean(1)
+        f1.append(2 * true_positives / np.maximum(predicted + actual, 1))
+        present.append(predicted + actual > 0)
+    return np.sum(f1, axis=0) / np.maximum(np.sum(present, axis=0), 1), (decisions == labels).mean(1)
 
 
 def fit_quadrant_bias(probabilities, labels, grid: np.ndarray = BIAS_GRID) -> list[float]:

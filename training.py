@@ -97,6 +97,8 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
     """
     Batches of windows with similar note counts, so token sequences are padded less: each epoch, shuffle, cut
     into groups of `group_batches` batches, sort each group by note count, split it into batches, shuffle the batches.
+    The one short batch, if any, comes last: Accelerate's sharding over processes expects only the last batch to be
+    short, and one elsewhere made it skip a round of batches (every process's) without a word.
     """
 
     def __init__(self, windows: RandomWindows, batch_size: int, seed: int, group_batches: int = 8):
@@ -109,13 +111,16 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         rng = np.random.default_rng([self.seed, self.windows.epoch, 1])
         counts = self.windows.note_counts()
         order = rng.permutation(len(self.windows))
-        batches = []
+        full, short = [], []
         for first in range(0, len(order), self.group):
             group = order[first : first + self.group]
             group = group[np.argsort(counts[group], kind="stable")]
-            batches += [group[i : i + self.batch_size].tolist() for i in range(0, len(group), self.batch_size)]
-        for index in rng.permutation(len(batches)):
-            yield batches[index]
+            for i in range(0, len(group), self.batch_size):
+                batch = group[i : i + self.batch_size].tolist()
+                (full if len(batch) == self.batch_size else short).append(batch)
+        for index in rng.permutation(len(full)):
+            yield full[index]
+        yield from short
 
 
 def collate_with_labels(batcher: WindowBatcher):
@@ -292,8 +297,13 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
                       f"distributed type {accelerator.distributed_type.value}, mixed precision "
                       f"{accelerator.mixed_precision}, gradient accumulation {accelerator.gradient_accumulation_steps}")
     labels = [clip.label for clip in validation_clips]
+    stopped = state["stale_epochs"] >= args.patience
+    if stopped:  # a rerun of a finished run (scripts/ablations.py resumes every run) must not train past its stop
+        accelerator.print(f"the run stopped early after epoch {state['epoch']} (no improvement for "
+                          f"{state['stale_epochs']} epochs, patience {args.patience}): nothing to train")  # fmt: skip
 
-    for epoch in range(state["epoch"] + 1, args.epochs + 1):
+    last_epoch = state["epoch"] if stopped else args.epochs
+    for epoch in range(state["epoch"] + 1, last_epoch + 1):
         windows.epoch = epoch
         model.train()
         started, losses = time.time(), []
@@ -308,7 +318,8 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
             if step % args.log_every == 0:
                 progress.set_postfix(loss=f"{np.mean(losses[-args.log_every:]):.3f}")
         unwrapped = accelerator.unwrap_model(model)
-        predictions = predict_clips(unwrapped, batcher, validation_clips, stride_s=batcher.window_s)
+        # The network's own decisions: a fusion in the config was fitted beside another network.
+        predictions = predict_clips(unwrapped, batcher, validation_clips, stride_s=batcher.window_s, fuse=False)
         metrics = quadrant_metrics(predictions, labels)
         probabilities = predictions["probabilities"][np.arange(len(labels)), labels]
         validation_loss = float(-np.log(np.clip(probabilities, 1e-9, 1)).mean())

@@ -104,15 +104,20 @@ def training_summary(run: Path, candidates: list[Path]) -> str:
     )
 
 
-def calibrate(model, processor, args) -> str:
-    """Fits `config.quadrant_logit_bias` on the validation split rendered as `args.calibrate_on`; says what it did."""
+def calibrate(model, processor, args, split_scheme: str) -> str:
+    """
+    Fits `config.quadrant_logit_bias` on the validation split (of the run's `split_scheme`, whose train split it did
+    not train on) rendered as `args.calibrate_on`; says what it did.
+    """
     audio_dir = Path(args.cache_dir) / "audio" / args.calibrate_on
-    dataset = load_emopia(Path(args.data) / "emopia", audio_dir=audio_dir, splits=["validation"])["validation"]
-    model.config.quadrant_logit_bias = None  # fitted on the network's own probabilities, not on earlier offsets
+    dataset = load_emopia(Path(args.data) / "emopia", split_scheme, audio_dir=audio_dir, splits=["validation"])["validation"]
+    # Fitted on the network's own probabilities: not on earlier offsets, and before any fusion (offsets apply first).
+    fusions = {field: getattr(model.config, field) for field in FUSION_FIELDS.values()}
+    model.config.update({"quadrant_logit_bias": None, **dict.fromkeys(fusions)})
     predictions = clip_predictions(model, processor, dataset, args.cache_dir, args.calibrate_on, num_proc=args.num_proc)
     labels = np.array(dataset["label"])
     bias, scores = calibrate_decisions(predictions["probabilities"], labels)
-    model.config.quadrant_logit_bias = bias
+    model.config.update({"quadrant_logit_bias": bias, **fusions})
     (f1_before, f1_after), (accuracy_before, accuracy_after) = scores["macro_f1"], scores["accuracy"]
     print(f"quadrant_logit_bias {bias}: on {args.calibrate_on}, macro-F1 {f1_before:.3f} -> {f1_after:.3f}")
     return (
@@ -191,7 +196,8 @@ def main():
         print(f"publishing {run}")
         model = MDPianoForAudioClassification.from_pretrained(run / "best").eval()
         processor = MDPianoProcessor.from_pretrained(run / "best")
-        calibration = calibrate(model, processor, args) if args.calibrate_on else ""
+        split_scheme = json.loads((run / "arguments.json").read_text()).get("split_scheme", "emopia_cls")
+        calibration = calibrate(model, processor, args, split_scheme) if args.calibrate_on else ""
         save_for_package(args.output or DEFAULT_MODEL_DIR, model, processor)
         provenance = training_summary(run, candidates) + calibration
         publication = (f"`python scripts/publish_model.py --run {' '.join(args.run)} --cache-dir <cache-dir>"

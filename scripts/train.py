@@ -23,6 +23,8 @@ import argparse  # noqa: E402
 import json
 from pathlib import Path
 
+from transformers import set_seed
+
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import cache_dataset, source_cache_name
@@ -31,6 +33,7 @@ from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import read_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
+from mdpiano.statistics_fusion import FUSION_FIELDS
 from mdpiano.training import (
     TrainingArguments,
     check_output_dir,
@@ -112,15 +115,20 @@ def with_pretrained_symbolic_encoder(folder: str, config: MDPianoConfig):
 
 
 def build_model_and_processor(args):
+    """The model to train (its new layers initialised under `args.seed`) and its processor."""
+    set_seed(args.seed)
     overrides = json.loads(Path(args.config).read_text()) if args.config else {}
     for item in args.set:
         key, _, value = item.partition("=")
         overrides[key] = parse_value(value)
     if args.init_from:
         model = load_or_exit("--init-from", args.init_from, lambda: MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides))
-        if model.config.quadrant_logit_bias is not None:  # fitted to the old model's decisions, not the new one's
-            print(f"dropping {args.init_from}'s quadrant_logit_bias {model.config.quadrant_logit_bias}: calibrate anew")
-            model.config.quadrant_logit_bias = None
+        # Fitted to the old network's decisions, not the new one's.
+        for field, refit in [("quadrant_logit_bias", "calibrate anew (scripts/evaluate.py --fit-calibration)"),
+                             *((field, "refit it (scripts/baseline.py --save-fusion)") for field in FUSION_FIELDS.values())]:  # fmt: skip
+            if getattr(model.config, field) is not None:
+                print(f"dropping {args.init_from}'s {field}: {refit}")
+                setattr(model.config, field, None)
         return model, MDPianoProcessor.from_pretrained(args.init_from)
     config = MDPianoConfig(**overrides)
     if args.symbolic_pretrained:

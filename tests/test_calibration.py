@@ -34,6 +34,21 @@ def test_fit_prefers_no_offset_when_none_helps():
     assert fit_quadrant_bias(probabilities, np.array([0, 1, 2, 3] * 5)) == [0.0, 0.0, 0.0, 0.0]
 
 
+def test_decision_macro_f1_is_the_evaluation_metric():
+    import evaluate
+
+    from mdpiano.training import METRICS_DIR
+
+    probabilities, labels = skewed_predictions(shift=0.5, clips=60)
+    keep = labels != 3  # a user's set without Q4: wrong Q4 decisions count, a Q4 absent from both does not
+    probabilities, labels = probabilities[keep], labels[keep]
+    metric = evaluate.load(str(METRICS_DIR))
+    for bias in ([0, 0, 0, 0], [0, 0, 0, -5]):
+        decisions = (np.log(probabilities) + bias).argmax(1)
+        expected = metric.compute(predictions=decisions, references=labels)["macro_f1"]
+        assert decision_scores(probabilities, labels, np.array([bias]))[0][0] == pytest.approx(expected)
+
+
 def test_fit_rejects_malformed_input():
     with pytest.raises(ValueError, match="shape \\(clips, 4\\)"):
         fit_quadrant_bias(np.ones((3, 3)) / 3, [0, 1, 2])

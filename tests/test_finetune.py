@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.emopia import EmopiaFormatError
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
 
@@ -145,6 +145,10 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     torch.manual_seed(0)
     hub = tmp_path / "hub"
     model = MDPianoForAudioClassification(tiny_config)
+    # Offsets and a fusion fitted to the Hub model's decisions, which the fine-tuned model must not inherit.
+    shipped = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia")
+    model.config.quadrant_logit_bias = [0.0, 0.0, 0.0, -0.4]
+    model.config.note_statistics_fusion = shipped.note_statistics_fusion
     model.save_pretrained(hub)
     MDPianoProcessor.from_config(tiny_config).save_pretrained(hub)
     output = tmp_path / "finetuned"
@@ -158,12 +162,15 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 training clips" in result.stdout
+    assert "dropping" in result.stdout and "quadrant_logit_bias: calibrate anew" in result.stdout
+    assert "note_statistics_fusion: refit it" in result.stdout and "midi_note_statistics_fusion" not in result.stdout
     log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2
     split = json.loads((output / "clips.json").read_text())
     assert len(split["train"]) == len(split["validation"]) == 4 and not set(split["train"]) & set(split["validation"])
     tuned = MDPianoForAudioClassification.from_pretrained(output / "best")
     assert tuned.config.d_model == tiny_config.d_model
+    assert tuned.config.quadrant_logit_bias is None and tuned.config.note_statistics_fusion is None
     changed = [name for name, p in tuned.state_dict().items() if not torch.equal(p, model.state_dict()[name])]
     assert changed  # the weights moved from the Hub folder's
     # Calibrated and evaluated on labelled audio listed in a CSV; a row without its file is reported.
@@ -194,19 +201,38 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     assert status == 1 and error.startswith(f"error: --model {output}: "), error[-2000:]
 
 
+def load_train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_script", REPOSITORY / "scripts" / "train.py")
+    train_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_script)
+    return train_script
+
+
+def test_seed_decides_the_new_model_weights(tiny_config, tmp_path):
+    train_script = load_train_script()
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny_config.to_diff_dict()))
+
+    def weights(seed):
+        arguments = ["--cache-dir", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--config", str(tmp_path / "tiny.json"), "--seed", seed]
+        model, _ = train_script.build_model_and_processor(train_script.build_parser().parse_args(arguments))
+        return model.state_dict()
+
+    first, again, other = weights("3"), weights("3"), weights("4")
+    assert all(torch.equal(tensor, again[name]) for name, tensor in first.items())
+    assert not all(torch.equal(tensor, other[name]) for name, tensor in first.items())
+
+
 def test_symbolic_pretrained_takes_only_a_pretrained_encoder(tiny_config, tmp_path, user_folder, run_script):
     """--symbolic-pretrained starts the symbolic encoder from masked-token pretraining and nothing else: a
     classifier's folder (which would hand over its acoustic branch and heads too) is refused."""
-    import importlib.util
-
     from mdpiano import MDPianoSymbolicForMaskedLM
 
     torch.manual_seed(0)
     pretrained = MDPianoSymbolicForMaskedLM(tiny_config)
     pretrained.save_pretrained(tmp_path / "mlm")
-    spec = importlib.util.spec_from_file_location("train_script", REPOSITORY / "scripts" / "train.py")
-    train_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_script)
+    train_script = load_train_script()
     model = train_script.with_pretrained_symbolic_encoder(str(tmp_path / "mlm"), tiny_config)
     for name, tensor in pretrained.state_dict().items():
         if name.startswith("mdpiano.symbolic_encoder."):

@@ -194,6 +194,17 @@ def test_train_saves_the_best_model_and_resumes(tmp_path, tiny_config, processor
     assert [r["epoch"] for r in log] == [1, 2, 3]
 
 
+def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path, tiny_config, processor, clips, capsys):
+    run_training(tiny_config, processor, clips, tmp_path, epochs=1)
+    state_path = tmp_path / "checkpoint" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "stale_epochs": 5}))  # as an epoch without improvement at patience 5 leaves it
+    best = run_training(tiny_config, processor, clips, tmp_path, epochs=3, resume=True)
+    assert "stopped early after epoch 1" in capsys.readouterr().out
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1]
+    assert best == state["best"]
+
+
 def test_same_seed_same_first_epoch_loss(tmp_path, tiny_config, processor, clips):
     losses = []
     for run in range(2):
@@ -212,6 +223,8 @@ def test_window_notes_of_float32_notes_are_never_negative():
 
 
 def test_length_grouped_batches(clips):
+    from accelerate.data_loader import BatchSamplerShard
+
     from mdpiano.training import LengthGroupedBatches, RandomWindows
 
     many = clips * 10  # 40 windows
@@ -221,6 +234,14 @@ def test_length_grouped_batches(clips):
     batches = list(sampler)
     assert len(batches) == len(sampler) == 10
     assert sorted(i for batch in batches for i in batch) == list(range(40))
+    # A short batch comes last, where Accelerate's sharding over processes expects it, so no process skips a round.
+    odd = RandomWindows(clips * 11 + clips[:1], 3.0, seed=0)  # 45 windows
+    odd_sampler = LengthGroupedBatches(odd, batch_size=4, seed=0, group_batches=2)
+    for epoch in range(1, 9):
+        odd.epoch = epoch
+        assert [len(batch) for batch in odd_sampler] == [4] * 11 + [1]
+        shards = [BatchSamplerShard(odd_sampler, num_processes=2, process_index=rank) for rank in range(2)]
+        assert {i for shard in shards for batch in shard for i in batch} == set(range(45))
     counts = windows.note_counts()
     spread = np.mean([np.ptp(counts[b]) for b in batches])
     assert spread <= np.mean([np.ptp(counts[np.random.default_rng(k).choice(40, 4, replace=False)]) for k in range(50)])
