@@ -202,6 +202,10 @@ def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> li
     from .configuration_mdpiano import QUADRANT_NAMES
 
     classifier = load_pipeline(args.model, args.device)
+    window_s = classifier.feature_extractor.chunk_length_s
+    if args.stride is not None and args.stride > window_s:
+        raise SystemExit(f"error: --stride {args.stride:g} is longer than the model's window ({window_s:g} s): the audio "
+                         f"between windows would go unanalysed; give at most {window_s:g}.")  # fmt: skip
     if args.midi_out:
         midi_paths = midi_output_paths(files, args.midi_out)
     results = []
@@ -322,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="model folder or Hub id (default: the shipped model)")  # fmt: skip
     predict_parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
     predict_parser.add_argument("--timeline", action="store_true", help="also the emotion of every analysis window")
-    predict_parser.add_argument("--stride", type=positive_seconds, help="seconds between windows (default: one window)")
+    predict_parser.add_argument("--stride", type=positive_seconds, help="seconds between windows, at most one window (default: one window, 10 s for the default model)")
     predict_parser.add_argument("--midi-out", help="save each transcription as <DIR>/<name>.mid (names made unique)")
     predict_parser.add_argument("--output", "-o", help="write the results to this file instead of the screen")
     predict_parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")

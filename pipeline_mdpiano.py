@@ -1,6 +1,6 @@
 """The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
 
-import math
+import numbers
 import os
 
 import numpy as np
@@ -132,15 +132,18 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
         if stride_length_s is not None:
-            if not 0 < stride_length_s < math.inf:
-                raise ValueError(f"`stride_length_s` must be a positive number of seconds, got {stride_length_s}.")
+            window_s = self.feature_extractor.chunk_length_s
+            is_number = isinstance(stride_length_s, numbers.Real) and not isinstance(stride_length_s, bool)
+            if not (is_number and 0 < stride_length_s <= window_s):  # a longer stride would skip audio between windows
+                raise ValueError(f"`stride_length_s` must be a number of seconds above 0 and at most the window length "
+                                 f"({window_s:g} s, `chunk_length_s`), got {stride_length_s!r}.")  # fmt: skip
             preprocess["stride_length_s"] = stride_length_s
         if soundfont is not None:
             preprocess["soundfont"] = soundfont
         postprocess = {}
         if top_k is not None:
-            if top_k < 1:
-                raise ValueError(f"`top_k` must be at least 1, got {top_k}.")
+            if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+                raise ValueError(f"`top_k` must be a whole number, at least 1, got {top_k!r}.")
             postprocess["top_k"] = min(top_k, self.model.config.num_labels)
         if return_timeline is not None:
             postprocess["return_timeline"] = return_timeline

@@ -117,7 +117,13 @@ def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.nda
 
 
 def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
-    """(num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes."""
+    """
+    (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes. A
+    recording without notes (silence, noise) keeps the network's: its statistics, all zero, lie far from any the
+    classifier was fitted on, where it is confidently arbitrary.
+    """
+    if len(notes) == 0:
+        return np.asarray(network)
     statistics = settings_probabilities(settings, notes, len(network))
     return fuse(np.asarray(network)[None], statistics[None], settings["network_weight"])[0]
 

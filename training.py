@@ -49,6 +49,7 @@ class WindowBatcher:
         self.processor = processor
         self.use_acoustic = use_acoustic
         self.window_s = processor.feature_extractor.chunk_length_s
+        self.frames_per_second = processor.feature_extractor.sampling_rate / processor.feature_extractor.hop_length
 
     def __call__(self, windows: list[tuple[Clip, float]]) -> dict[str, torch.Tensor]:
         return dict(
@@ -156,7 +157,7 @@ def predict_clips(
     model.eval()
     device = next(model.parameters()).device
     stride_s = stride_s or batcher.window_s
-    plan = [(i, s) for i, clip in enumerate(clips) for s in window_starts(clip.duration, batcher.window_s, stride_s)]
+    plan = [(i, s) for i, clip in enumerate(clips) for s in window_starts(clip.duration, batcher.window_s, stride_s, batcher.frames_per_second)]
     sums = {"probabilities": np.zeros((len(clips), 4)), "arousal": np.zeros(len(clips)), "valence": np.zeros(len(clips))}
     counts = np.zeros(len(clips))
     for first in range(0, len(plan), batch_size):

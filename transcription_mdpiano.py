@@ -33,16 +33,21 @@ class TranscriberUnavailableError(ImportError):
     """basic-pitch or onnxruntime is missing."""
 
 
+def _not_from_basic_pitch(record: logging.LogRecord) -> bool:
+    return f"{os.sep}basic_pitch{os.sep}" not in record.pathname
+
+
 @contextlib.contextmanager
 def _quiet_basic_pitch_import():
-    # basic-pitch logs a warning at import for every optional backend (TensorFlow, CoreML, TFLite) it lacks.
+    # basic-pitch logs a warning at import, on the root logger, for every optional backend (TensorFlow, CoreML,
+    # TFLite) it lacks. Only its records are dropped: the root logger's level stays, so other threads' warnings
+    # (a truncated file, PCM passed as float) still reach the user.
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    root.addFilter(_not_from_basic_pitch)
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(_not_from_basic_pitch)
 
 
 def _basic_pitch(*submodules: str):
@@ -68,6 +73,7 @@ def _basic_pitch(*submodules: str):
 BUNDLED_MODEL_FILE = "basic-pitch/nmp.onnx"
 
 
+@functools.cache
 def default_model_path() -> str:
     """Path of the ICASSP 2022 ONNX model shipped inside the basic-pitch wheel."""
     basic_pitch = _basic_pitch()

@@ -3,15 +3,24 @@
 import numpy as np
 
 
-def window_starts(duration_s: float, window_s: float, stride_s: float) -> list[float]:
+def window_starts(duration_s: float, window_s: float, stride_s: float, frames_per_second: float | None = None) -> list[float]:
     """
     Start times of analysis windows over a recording: one window when it fits, else windows every `stride_s` and a
     last one ending exactly at the end, so every window is full length and the whole recording is covered.
+
+    The last window is left out when it is the last regular one again: when both start on the same frame (windows
+    are cut on frames, `frames_per_second` of them), or, without a frame rate, when they differ by rounding alone.
+    A recording a few samples longer than a multiple of the stride would otherwise count its last window twice.
     """
     if duration_s <= window_s:
         return [0.0]
-    starts = list(np.arange(0.0, duration_s - window_s, stride_s))
-    return [float(s) for s in starts] + [duration_s - window_s]
+    starts = [float(s) for s in np.arange(0.0, duration_s - window_s, stride_s)]
+    last = duration_s - window_s
+    if frames_per_second is None:
+        repeated = np.isclose(last, starts[-1], rtol=0.0, atol=1e-9)
+    else:
+        repeated = round(last * frames_per_second) == round(starts[-1] * frames_per_second)
+    return starts if repeated else [*starts, last]
 
 
 class WindowCutter:
@@ -47,9 +56,12 @@ class WindowCutter:
         """Starts of the windows that can be cut now, in order (each is then cut with [`cut`])."""
         starts = []
         while True:
-            start = self._snap(self.next_regular * self.stride_s)
-            if not self.next_regular * self.stride_s < seconds_so_far - self.window_s:
-                return starts  # the recording may end before this window does
+            regular_s = self.next_regular * self.stride_s
+            start = self._snap(regular_s)
+            # Until the recording runs a frame past this window, it may end before the window does, or the window
+            # may turn out to be the last one (`window_starts`' last window, on the same frame), cut at the end.
+            if not round((seconds_so_far - self.window_s) * self.frames_per_second) > round(regular_s * self.frames_per_second):
+                return starts
             last_frame = round(start * self.frames_per_second) + self.processor.feature_extractor.nb_max_frames
             frames_ready = self.features is None or self.first_frame + len(self.features) >= last_frame
             if not (frames_ready and (self.notes is None or notes_final_s >= start + self.window_s)):
@@ -59,7 +71,8 @@ class WindowCutter:
 
     def remaining(self, duration_s: float) -> list[float]:
         """Starts of the windows not cut yet, once the recording has ended after `duration_s` seconds."""
-        return [self._snap(start) for start in window_starts(duration_s, self.window_s, self.stride_s)[self.next_regular :]]
+        starts = window_starts(duration_s, self.window_s, self.stride_s, self.frames_per_second)
+        return [self._snap(start) for start in starts[self.next_regular :]]
 
     def cut(self, start: float) -> tuple[dict, int]:
         """The model inputs of the window starting at `start` (from [`ready`] or [`remaining`], in order), and the

@@ -130,12 +130,27 @@ def test_window_starts_cover_the_recording():
     assert window_starts(4.0, 6.0, 3.0) == [0.0]
     assert window_starts(13.0, 6.0, 3.0) == [0.0, 3.0, 6.0, 7.0]
     assert window_starts(12.0, 6.0, 6.0) == [0.0, 6.0]
+    # The last window is not the last regular one again: not by rounding, nor on the same frame.
+    assert window_starts(10.3, 10.0, 0.3) == [0.0, 0.3]
+    assert window_starts(12.0 + 1 / 22050, 6.0, 6.0, frames_per_second=22050 / 1024) == [0.0, 6.0]
+    assert window_starts(12.0 + 1024 / 22050, 6.0, 6.0, frames_per_second=22050 / 1024) == pytest.approx([0.0, 6.0, 6.0 + 1024 / 22050])
+
+
+def test_a_window_is_never_scored_twice(pipe, quadrant_clips):
+    window = pipe.feature_extractor.chunk_length_s
+    audio = np.tile(np.concatenate([w for _, _, w in quadrant_clips]), 4)[: int(SR * 2 * window) + 1]  # 2 windows + 1 sample
+    result = pipe({"raw": audio, "sampling_rate": SR}, return_timeline=True)
+    starts = [w["start"] for w in result["timeline"]]
+    assert len(starts) == 2 and len(set(starts)) == 2
 
 
 def test_top_k(pipe, rendered_clip):
     _, waveform = rendered_clip
     top = pipe(waveform, sampling_rate=SR, top_k=1)
     assert len(top) == 1 and top[0] == pipe(waveform, sampling_rate=SR)[0]
+    for bad in (0, 2.5, "2"):
+        with pytest.raises(ValueError, match="`top_k` must be a whole number"):
+            pipe(waveform, sampling_rate=SR, top_k=bad)
 
 
 def test_saved_folder_with_the_package_installed(package_folder, hub_folder, pipe, rendered_clip):
@@ -214,9 +229,12 @@ def test_bare_array_needs_its_rate(pipe):
         pipe([])
 
 
-@pytest.mark.parametrize("stride", [0.0, -1.0, float("inf"), float("nan")])
-def test_stride_must_be_a_positive_number_of_seconds(pipe, stride):
-    with pytest.raises(ValueError, match="stride_length_s"):
+@pytest.mark.parametrize("stride", [0.0, -1.0, float("inf"), float("nan"), "5", True, "window + 1"])
+def test_stride_must_be_a_positive_number_of_seconds_up_to_the_window(pipe, stride):
+    """A stride longer than the window would leave the audio between windows unanalysed."""
+    window = pipe.feature_extractor.chunk_length_s
+    stride = window + 1 if stride == "window + 1" else stride
+    with pytest.raises(ValueError, match="stride_length_s. must be a number of seconds above 0 and at most the window"):
         pipe(np.zeros(SR, np.float32), sampling_rate=SR, stride_length_s=stride)
 
 

@@ -84,6 +84,13 @@ def test_the_stored_classifier_gives_scikit_learns_probabilities(classes):
     np.testing.assert_allclose(settings_probabilities(settings, notes), expected, atol=1e-9)
 
 
+def test_a_recording_without_notes_keeps_the_network_probabilities():
+    settings, _, _ = fitted_settings(0.5)
+    np.testing.assert_array_equal(fuse_recording(NETWORK[1], np.zeros((0, 4)), settings), NETWORK[1])
+    notes = np.array([[0.0, 1.0, 60, 80], [0.5, 2.0, 64, 70]])
+    assert not np.allclose(fuse_recording(NETWORK[1], notes, settings), NETWORK[1])  # with notes, it fuses
+
+
 def test_bad_fusion_settings_are_refused_by_the_config():
     settings, _, _ = fitted_settings(0.5)
     with pytest.raises(ValueError, match="inconsistent shapes"):

@@ -196,3 +196,31 @@ def test_long_input_allocation_thresholds_map_large_blocks(thresholds, mapped):
     if output == "no glibc 2.33":
         pytest.skip("needs glibc 2.33 or later")
     assert output == mapped
+
+
+QUIET_IMPORT_SCRIPT = """
+import logging, sys
+import numpy as np
+from mdpiano import MDPianoTranscriber
+from mdpiano.transcription_mdpiano import _quiet_basic_pitch_import
+
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+MDPianoTranscriber(num_threads=2)(np.zeros(22050 * 3, np.float32), 22050)  # basic-pitch imported in worker threads
+logging.getLogger("mdpiano.test").warning("a later warning")
+with _quiet_basic_pitch_import():  # as another thread's import of basic-pitch would be
+    logging.getLogger("mdpiano.test").warning("a warning meanwhile")
+print(logging.getLogger().level)
+"""
+
+
+def test_basic_pitch_import_is_quiet_and_leaves_logging_alone():
+    """basic-pitch's import warnings (backends it lacks) are dropped, and nothing else: the root logger's level stays,
+    so warnings after a transcription (from any thread) are still heard."""
+    import logging
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", QUIET_IMPORT_SCRIPT], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == str(logging.WARNING)
+    assert "WARNING a later warning" in result.stderr and "WARNING a warning meanwhile" in result.stderr
+    assert "tflite-runtime is not installed" not in result.stderr and "Coremltools" not in result.stderr
