@@ -33,7 +33,8 @@ def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: in
             - a tuple `(array, sampling_rate)`;
             - a `datasets` Audio value: a dict with `array` and `sampling_rate` (or `path` / `bytes`), or a
               torchcodec `AudioDecoder`.
-        sampling_rate: rate of an array input in Hz. Ignored for inputs that carry their own rate.
+        sampling_rate: rate of an array input in Hz (also of a dict `array` without a `sampling_rate` key). Ignored
+            for inputs that carry their own rate.
         target_sampling_rate: rate of the returned waveform in Hz.
 
     Returns:
@@ -197,7 +198,11 @@ def _decode(audio, sampling_rate):
         return _decode_encoded(bytes(audio), "the given bytes")
     if isinstance(audio, dict):
         if audio.get("array") is not None:
-            return _decode_array(audio["array"], audio.get("sampling_rate"))
+            rate = audio.get("sampling_rate")
+            if rate is None and sampling_rate is None:
+                raise ValueError("An audio dict with `array` needs its sampling rate: a `sampling_rate` key (in Hz), "
+                                 "or `sampling_rate=`.")  # fmt: skip
+            return _decode_array(audio["array"], sampling_rate if rate is None else rate)
         if audio.get("bytes") is not None:
             return _decode_encoded(bytes(audio["bytes"]), audio.get("path") or "the given bytes")
         if audio.get("path") is not None:
@@ -208,6 +213,10 @@ def _decode(audio, sampling_rate):
         return samples.data.numpy(), int(samples.sample_rate)
     if _is_array_and_rate(audio):
         return _decode_array(audio[0], audio[1])
+    if isinstance(audio, tuple):
+        if len(audio) == 2 and isinstance(audio[1], (int, float, np.number)):
+            return _decode_array(audio[0], audio[1])  # (array, rate) with a rate that is no whole number: says so
+        raise ValueError("A tuple is read as one input, (array, sampling_rate); pass several inputs as a list.")
     return _decode_array(audio, sampling_rate)
 
 

@@ -8,7 +8,7 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
-from .audio_mdpiano import file_input
+from .audio_mdpiano import file_input, is_single_audio
 from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 from .statistics_fusion import fuse_recording, fusion_for_source
@@ -106,6 +106,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def __call__(self, inputs, **kwargs):
         if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
             raise ValueError("No inputs: pass a recording (path, array, ...) or a non-empty list of them.")
+        if isinstance(inputs, list) and is_single_audio(inputs):  # samples, which the base class would take for a batch
+            inputs = np.asarray(inputs)
         return super().__call__(inputs, **kwargs)
 
     @property

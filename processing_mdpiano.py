@@ -114,7 +114,7 @@ class MDPianoProcessor(ProcessorMixin):
         sampling_rate: int | None = None,
         midi=None,
         notes=None,
-        padding: bool | str = "max_length",
+        padding: bool | str | None = None,
         truncation: bool = True,
         return_tensors: str | None = None,
         **kwargs,
@@ -129,8 +129,9 @@ class MDPianoProcessor(ProcessorMixin):
             sampling_rate: rate of array inputs in Hz (any rate; resampled once).
             midi: a MIDI path or a list of them, used for the symbolic domain instead of a transcription.
             notes: a set of notes or a list of sets (see [`MDPianoTokenizer.notes_to_ids`]), like `midi`.
-            padding: acoustic features: `"max_length"` (default) pads to one window, `"longest"` to the longest
-                recording of the batch. Tokens are padded to the longest sequence of the batch.
+            padding: acoustic features: `"max_length"` pads to one window (the default with `truncation`),
+                `"longest"` to the longest recording of the batch (the default without). Tokens are padded to the
+                longest sequence of the batch.
             truncation: analyse the first `chunk_length_s` seconds (notes starting later are dropped, notes
                 overlapping the end are cut there) and keep at most `model_max_length` tokens.
             return_tensors: `"pt"`, `"np"` or `None`.
@@ -160,6 +161,11 @@ class MDPianoProcessor(ProcessorMixin):
             raise ValueError("Got an empty list of recordings.")
         if note_sets is not None and len(note_sets) != len(recordings):
             raise ValueError(f"Got {len(recordings)} recordings but {len(note_sets)} sets of notes.")
+        if padding is None:
+            padding = "max_length" if truncation else "longest"
+        elif padding == "max_length" and not truncation and len(recordings) > 1:
+            raise ValueError("padding='max_length' pads to one window, but truncation=False keeps whole recordings: "
+                             "use padding='longest' (the default without truncation).")  # fmt: skip
         if truncation:
             windows = [self.first_window(recording, sampling_rate, symbolic=note_sets is None) for recording in recordings]
             if note_sets is not None:

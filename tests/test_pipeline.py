@@ -67,6 +67,8 @@ def test_every_input_form_gives_the_same_scores(pipe, rendered_clip, tmp_path):
     assert pipe(waveform, sampling_rate=SR) == reference
     assert pipe({"array": waveform, "sampling_rate": SR}) == reference
     assert pipe({"raw": waveform, "sampling_rate": SR}) == reference
+    assert pipe({"raw": waveform}, sampling_rate=SR) == reference  # a dict without its rate takes the call's
+    assert pipe(waveform.tolist(), sampling_rate=SR) == reference  # samples in a list: one input, not a batch
     assert pipe(path.read_bytes()) == reference
     from datasets import Audio, Dataset
 
@@ -225,6 +227,12 @@ def test_other_models_keep_the_stock_pipeline():
 def test_bare_array_needs_its_rate(pipe):
     with pytest.raises(ValueError, match="sampling rate"):
         pipe(np.zeros(SR, np.float32))
+    with pytest.raises(ValueError, match="An audio dict with `array` needs its sampling rate: a `sampling_rate` key"):
+        pipe({"raw": np.zeros(SR, np.float32)})
+    with pytest.raises(ValueError, match="must be a whole number of Hz, got 22050.5"):
+        pipe((np.zeros(SR, np.float32), 22050.5))
+    with pytest.raises(ValueError, match="pass several inputs as a list"):
+        pipe(("a.wav", "b.wav"))
     with pytest.raises(ValueError, match="No inputs"):
         pipe([])
 

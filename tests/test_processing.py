@@ -77,6 +77,17 @@ def test_batched_equals_unbatched(processor, rendered_clip):
         assert batch["attention_mask"][index].sum() == length
 
 
+def test_whole_recordings_of_different_lengths_are_padded_to_the_longest(processor, rendered_clip):
+    path, waveform = rendered_clip
+    items = [(waveform, SR), (waveform[: SR * 4], SR)]
+    batch = processor(audio=items, truncation=False, return_tensors="np")
+    frames = batch["input_features"].shape[1]
+    assert frames > processor.feature_extractor.nb_max_frames  # 20 s: longer than one window, kept whole
+    assert batch["feature_attention_mask"][1].sum() < batch["feature_attention_mask"][0].sum() == frames
+    with pytest.raises(ValueError, match="use padding='longest'"):
+        processor(audio=items, truncation=False, padding="max_length")
+
+
 def test_datasets_audio_value(processor, rendered_clip):
     from datasets import Audio, Dataset
 
