@@ -308,9 +308,13 @@ SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>",
 
 
 def velocity_values(velocity_bins: int) -> list[int]:
-    """Representative MIDI velocity of each of `velocity_bins` uniform bins over 0-127 (their rounded centres)."""
+    """
+    Representative MIDI velocity of each of `velocity_bins` uniform bins over 0-127: their centres, rounded half up
+    (Python's round-half-to-even merged neighbouring centres at 128 bins, where every centre ends in .5), within the
+    velocities a note can have, 1-127.
+    """
     width = 128 / velocity_bins
-    return sorted({min(127, max(1, int(round(width * (i + 0.5))))) for i in range(velocity_bins)})
+    return sorted({min(127, max(1, math.floor(width * (i + 0.5) + 0.5))) for i in range(velocity_bins)})
 
 
 def symbolic_vocabulary(

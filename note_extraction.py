@@ -148,7 +148,8 @@ def extract_notes(
             band = np.s_[:, index:] if keep_below else np.s_[:, :index]
             onsets[band], frames[band] = 0, 0
     onset_rows = inferred_onset_rows(onsets, frames) if infer_onsets else lambda first, stop: onsets[first:stop]
-    onset_frames, onset_pitches = _onset_peaks(onset_rows, n_frames, onset_threshold)
+    # basic-pitch compares float64 copies of the activations: with the threshold in float64, float32 rows compare alike.
+    onset_frames, onset_pitches = _onset_peaks(onset_rows, n_frames, np.float64(onset_threshold))
     # basic-pitch zeroes the energy that notes use up in a float64 copy of the activations; here a boolean mask marks
     # it (a quarter of a float32 copy's memory, an eighth of float64's), and the activations are compared with a
     # float64 threshold, so each comparison is basic-pitch's.

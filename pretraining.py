@@ -129,8 +129,8 @@ def window_ids(processor, notes: np.ndarray, start: float, window_s: float) -> l
 class RandomMidiWindows(torch.utils.data.IterableDataset):
     """
     Endless token sequences of random windows of a MIDI corpus (pieces drawn in proportion to their length).
-    `window_s` defaults to the processor's analysis window; shorter windows make pretraining cheaper (attention
-    cost grows with the square of the length).
+    `window_s` defaults to the processor's analysis window, and cannot exceed it (the processor cuts notes there);
+    shorter windows make pretraining cheaper (attention cost grows with the square of the length).
     """
 
     def __init__(self, corpus: list[np.ndarray], processor, seed: int = 0, window_s: float | None = None):
@@ -138,6 +138,9 @@ class RandomMidiWindows(torch.utils.data.IterableDataset):
         self.processor = processor
         self.seed = seed
         self.window_s = window_s or processor.feature_extractor.chunk_length_s
+        if self.window_s > processor.feature_extractor.chunk_length_s:
+            raise ValueError(f"window_s ({self.window_s:g} s) exceeds the processor's analysis window "
+                             f"({processor.feature_extractor.chunk_length_s:g} s), where it cuts the notes.")  # fmt: skip
         durations = np.array([notes[:, 1].max() for notes in self.corpus])
         self.weights = durations / durations.sum()
 

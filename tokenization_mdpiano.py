@@ -176,10 +176,12 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         offset = release_restruck_keys(onset, offset, pitch)
         zero_length = offset == onset
 
-        # Notes sounding at each onset: started at or before it and not yet ended (plus the note itself when it
-        # has zero length and so never sounds over an interval).
+        # Notes sounding at each onset: started at or before it and not yet ended, plus the zero-length notes struck
+        # at that instant (they never sound over an interval), so every note of a chord counts the same notes.
         sounding = np.searchsorted(np.sort(onset), onset, "right") - np.searchsorted(np.sort(offset), onset, "right")
-        harmonic = np.clip(sounding + zero_length, 1, self.max_harmonic)
+        struck_zero_length = np.sort(onset[zero_length])
+        sounding += np.searchsorted(struck_zero_length, onset, "right") - np.searchsorted(struck_zero_length, onset, "left")
+        harmonic = np.clip(sounding, 1, self.max_harmonic)
         midpoints = (self.velocity_values[1:] + self.velocity_values[:-1]) / 2
         velocity_index = np.searchsorted(midpoints, array[:, 3], side="left")
 
@@ -314,10 +316,13 @@ class MDPianoTokenizer(PreTrainedTokenizer):
 
 
 def release_restruck_keys(onset: np.ndarray, offset: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    """Offsets with each note of a pitch ended no later than the next onset of that pitch (a re-struck key)."""
+    """
+    Offsets with each note of a pitch ended no later than the next onset of that pitch (a re-struck key). Of notes
+    struck together on one key, the longest keeps its length, whatever their order.
+    """
     if len(onset) < 2:
         return offset
-    order = np.lexsort((onset, pitch))
+    order = np.lexsort((offset, onset, pitch))
     same_key_next = np.r_[pitch[order][1:] == pitch[order][:-1], False]
     next_onset = np.r_[onset[order][1:], 0]
     released = offset.copy()

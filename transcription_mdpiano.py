@@ -29,6 +29,9 @@ _ONNX_INPUT = "serving_default_input_2:0"
 _ONNX_OUTPUTS = {"note": "StatefulPartitionedCall:1", "onset": "StatefulPartitionedCall:2", "contour": "StatefulPartitionedCall:0"}
 
 
+PIANO_LOWEST_HZ, PIANO_HIGHEST_HZ = 27.5, 4186.01  # A0 and C8, MIDI 21 and 108
+
+
 class TranscriberUnavailableError(ImportError):
     """basic-pitch or onnxruntime is missing."""
 
@@ -181,6 +184,11 @@ class MDPianoTranscriber:
                 raise ValueError(f"`{name}` must be in (0, 1), got {value}.")
         if minimum_note_length_ms < 0:
             raise ValueError(f"`minimum_note_length_ms` must be non-negative, got {minimum_note_length_ms}.")
+        for name, value in (("minimum_frequency", minimum_frequency), ("maximum_frequency", maximum_frequency)):
+            # The transcriber's 88 pitches; outside them a limit would index its activations from the far end.
+            if value is not None and not PIANO_LOWEST_HZ <= value <= PIANO_HIGHEST_HZ:
+                raise ValueError(f"`{name}` must lie within the piano's range, {PIANO_LOWEST_HZ} to {PIANO_HIGHEST_HZ} "
+                                 f"Hz (A0 to C8), or be None; got {value}.")  # fmt: skip
         if minimum_frequency is not None and maximum_frequency is not None and minimum_frequency >= maximum_frequency:
             raise ValueError(
                 f"`minimum_frequency` ({minimum_frequency}) must be below `maximum_frequency` ({maximum_frequency})."

@@ -117,6 +117,9 @@ def main():
             parser.error(str(error))
 
     config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
+    if args.window_s > config.chunk_length_s:  # the processor cuts every window to its own analysis window
+        parser.error(f"--window-s {args.window_s:g} is longer than the model's analysis window "
+                     f"(chunk_length_s {config.chunk_length_s:g} s): give at most that")  # fmt: skip
     processor = MDPianoProcessor.from_config(config)
     if args.corpus:
         try:

@@ -29,6 +29,14 @@ def test_vocab_size_matches_the_tokenizer():
         assert config.vocab_size == len(tokenizer)
 
 
+@pytest.mark.parametrize("bins", [1, 3, 32, 100, 127, 128])
+def test_velocity_bins_are_distinct_velocities(bins):
+    from mdpiano.configuration_mdpiano import velocity_values
+
+    values = velocity_values(bins)
+    assert len(values) == min(bins, 127) and 1 <= values[0] and values[-1] <= 127  # 128 bins: velocities 1-127
+
+
 @pytest.mark.parametrize(
     "field, value",
     [

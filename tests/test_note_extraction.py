@@ -81,6 +81,17 @@ def test_equal_to_basic_pitch_on_random_activations(note_creation, monkeypatch, 
         assert extract_notes(frames, onsets, 0.5, 0.3, minimum_length) == expected, f"trial {trial}"
 
 
+def test_onsets_at_a_float32_threshold_compare_as_basic_pitchs(note_creation):
+    """Without inferred onsets the onset rows are the caller's float32 ones; float32(0.7) lies below 0.7, so it must
+    not pass a threshold of 0.7 (basic-pitch compares in float64)."""
+    frames = np.zeros((16, 88), np.float32)
+    onsets = np.zeros((16, 88), np.float32)
+    frames[1:15, 39] = 0.8
+    onsets[1, 39] = 0.7
+    settings = (0.7, 0.3, 5, False, None, None, True)
+    assert extract_notes(frames, onsets, *settings) == reference_notes(note_creation, frames, onsets, *settings)
+
+
 def test_frame_times_equal_basic_pitch(note_creation):
     assert np.array_equal(model_frames_to_time(2000), note_creation.model_frames_to_time(2000))
 

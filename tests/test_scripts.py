@@ -266,6 +266,9 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     assert status == 2 and "which --no-transcribed leaves out" in error
     status, error = run_script("pretrain_symbolic.py", "--corpus", tmp_path / "absent.npz.xz", "--output-dir", tmp_path / "mlm-3")
     assert status == 2 and "No corpus archive at" in error
+    status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-4", "--config",
+                               config, "--window-s", "600")  # fmt: skip
+    assert status == 2 and "--window-s 600 is longer than the model's analysis window" in error
 
 
 def test_corpus_archive_errors(tmp_path):

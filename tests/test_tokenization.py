@@ -110,6 +110,18 @@ def test_zero_length_and_repeated_notes(tokenizer):
     assert by_key[(40, 5.0)] == 6.0 and by_key[(40, 6.0)] == 7.0
 
 
+def test_a_chord_with_a_zero_length_note_has_one_harmonic_value(tokenizer):
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer.notes_to_ids([Note(1.0, 1.0, 60, 64), Note(1.0, 2.0, 64, 64)]).tolist())
+    harmonics = [token for token in tokens if token.startswith("Harmonic_")]
+    assert harmonics == ["Harmonic_2", "Harmonic_2"]
+
+
+def test_notes_struck_together_on_one_key_keep_the_longest_whatever_their_order(tokenizer):
+    for notes in ([Note(0.0, 1.0, 60, 64), Note(0.0, 0.8, 60, 64)], [Note(0.0, 0.8, 60, 64), Note(0.0, 1.0, 60, 64)]):
+        decoded = tokenizer.ids_to_notes(tokenizer.notes_to_ids(notes))
+        assert max(round(note.offset, 2) for note in decoded) == 1.0
+
+
 def test_empty_notes(tokenizer):
     assert tokenizer.notes_to_ids([]).shape == (0,)
     encoded = tokenizer.encode_notes([])

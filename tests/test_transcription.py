@@ -85,6 +85,8 @@ def test_model_is_loaded_once(transcriber):
     "kwargs, field",
     [({"onset_threshold": 1.5}, "onset_threshold"), ({"frame_threshold": 0}, "frame_threshold"),
      ({"minimum_frequency": 500, "maximum_frequency": 100}, "minimum_frequency"), ({"batch_size": 0}, "batch_size"),
+     ({"minimum_frequency": 20.0}, "minimum_frequency"), ({"maximum_frequency": 25.0}, "maximum_frequency"),
+     ({"maximum_frequency": 8000.0}, "maximum_frequency"),
      ({"num_threads": -1}, "num_threads")],
 )  # fmt: skip
 def test_invalid_settings(kwargs, field):
