@@ -44,9 +44,18 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
   exit 0
 fi
 
-# torch first and pinned: an unpinned torch (or one pulled in by another package) is a multi-GB CUDA build.
+# torch first and pinned, from PyTorch's CPU index: PyPI's Linux torch wheels pull in CUDA (several GB), and so
+# would an unpinned torch pulled in by another package. MDPIANO_TORCH_INDEX= (empty) uses pip's own indexes.
+torch_index=${MDPIANO_TORCH_INDEX-https://download.pytorch.org/whl/cpu}
+torch_source=()
+if [ -n "$torch_index" ] && "$venv/bin/python" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" \
+    "$torch_index/torch/" >/dev/null 2>&1; then
+  torch_source=(--index-url "$torch_index")
+elif [ -n "$torch_index" ]; then
+  echo "[install] $torch_index cannot be reached: torch from pip's configured indexes (on PyPI, a CUDA build)"
+fi
 echo "[install] torch"
-"${pip[@]}" install torch==2.13.0
+"${pip[@]}" install "${torch_source[@]}" torch==2.13.0
 echo "[install] pinned requirements"
 "${pip[@]}" install -r "$repo/requirements.txt" torch==2.13.0
 # basic-pitch's own requirements force TensorFlow and numpy<2; mdpiano uses only its bundled ONNX model.

@@ -1,5 +1,6 @@
-"""Renders the example clips: the first 20 s of the first test-split clip of each quadrant, through the unseen test
-condition (a piano, room, EQ, noise and MP3 codec training never uses), into examples/.
+"""Renders the example clips: the first 20 s of the first test-split clip of each quadrant, through `test-unseen`'s
+chain (a room, EQ, noise and MP3 codec training never uses, on FluidR3_GM, a piano whose samples training knows
+through FluidR3 Mono), into examples/.
 
     python scripts/make_examples.py [--data ../shared/data]
 """

@@ -48,7 +48,7 @@ def main():
     parser.add_argument("--cache-dir", required=True, help="where audio/ is written (outside the repository)")
     parser.add_argument("--split-scheme", default="emopia_cls", choices=["emopia_cls", "emopia_1.0"])
     parser.add_argument("--train-variants", type=int, default=2, help="renderings of each training clip (with --sets train)")
-    parser.add_argument("--sets", nargs="+", default=["train", "validation", "validation-unseen", *FIXED_CONDITIONS],
+    parser.add_argument("--sets", nargs="+", default=["train", "validation", *FIXED_CONDITIONS],
                         help=f"sets to render, of {', '.join(SET_NAMES)} (default: %(default)s)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2, help="rendering processes")
     args = parser.parse_args()
