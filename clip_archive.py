@@ -3,8 +3,9 @@ Cached clips (transcribed notes, unnormalised acoustic features, labels) packed 
 be trained or evaluated on a machine that has neither the audio nor the caches, a rented GPU for instance.
 
 An archive is a folder of `<set>-<index>.npz.xz` files (an lzma-compressed `.npz` each, a few hundred clips per
-file so that every file stays small enough to move) and `archive.json`, which names the sets and the feature
-settings. "Mixed" features are stored without their MFCCs, which are the DCT of the stored log-mel and are recomputed
+file so that every file stays small enough to move) and `archive.json`, which names the sets, the feature settings
+and how the clips were made (`clip_source`: the transcription settings of their notes, the split scheme of their
+sets), all checked when the archive is read or extended. "Mixed" features are stored without their MFCCs, which are the DCT of the stored log-mel and are recomputed
 on loading with the feature extractor's own code: a third less to move, equal to the cached values up to float16
 rounding.
 """
@@ -39,6 +40,22 @@ def read_npz_xz(path) -> dict[str, np.ndarray]:
 def _feature_settings(feature_extractor) -> dict:
     """The settings that shape the features, as archive.json stores them."""
     return json.loads(json.dumps({name: getattr(feature_extractor, name) for name in FEATURE_SETTINGS}, default=str))
+
+
+def clip_source(processor, split_scheme: str | None = None) -> dict:
+    """What an archive's clips depend on beyond their features: the transcription settings of their notes and, when
+    given, the EMOPIA split scheme their sets were drawn from."""
+    source = {"transcription_settings": processor.transcriber.to_dict()}
+    return source if split_scheme is None else {**source, "split_scheme": split_scheme}
+
+
+def _check_source(manifest: dict, source: dict | None, folder) -> None:
+    """Refuses an archive whose clips were made otherwise than `source` says (what it does not record is unchecked:
+    archives written before it recorded its source)."""
+    for key, value in (source or {}).items():
+        if key in manifest and manifest[key] != value:
+            raise ValueError(f"The clip archive {folder} holds clips made with {key} {manifest[key]}, but this run "
+                             f"uses {value}: export the archive again with these settings, or use its own.")  # fmt: skip
 
 
 def _stored_channels(feature_extractor) -> np.ndarray:
@@ -87,30 +104,33 @@ def _unpack(arrays, feature_extractor) -> list[Clip]:
     ]
 
 
-def archive_manifest(folder, feature_extractor) -> dict:
+def archive_manifest(folder, feature_extractor, source: dict | None = None) -> dict:
     """
     The manifest that writing into `folder` extends: its archive's, whose sets stay, or a new one. Check it before
-    caching anything: clips of other feature settings cannot join an archive.
+    caching anything: clips of other feature settings, or another `source` ([`clip_source`]), cannot join an archive.
 
     Raises:
-        `ValueError` when the folder holds an archive of other feature settings.
+        `ValueError` when the folder holds an archive of other feature settings or source.
     """
     folder = Path(folder)
     settings = _feature_settings(feature_extractor)
     if not (folder / "archive.json").is_file():
-        return {"format_version": FORMAT_VERSION, "feature_settings": settings, "sets": {}}
+        return {"format_version": FORMAT_VERSION, "feature_settings": settings, **(source or {}), "sets": {}}
     manifest = json.loads((folder / "archive.json").read_text())
     if manifest["feature_settings"] != settings:
         raise ValueError(f"{folder} holds clips with other feature settings ({manifest['feature_settings']}); "
                          "write this archive into another folder.")  # fmt: skip
+    _check_source(manifest, source, folder)
     return manifest
 
 
-def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, clips_per_file: int = 200) -> list[Path]:
+def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, clips_per_file: int = 200,
+                       source: dict | None = None) -> list[Path]:  # fmt: skip
     """
     Writes the clips of each named set (e.g. `{"train-0": [...], "validation": [...]}`) into `folder`, at most
-    `clips_per_file` clips per file. Features are those of `feature_extractor`'s settings (recorded, and checked
-    when reading). Sets already in the folder's archive stay, unless rewritten.
+    `clips_per_file` clips per file. Features are those of `feature_extractor`'s settings, and the clips were made as
+    `source` ([`clip_source`]) says (both recorded, and checked when reading). Sets already in the folder's archive
+    stay, unless rewritten.
 
     Returns:
         the files written, `archive.json` first.
@@ -118,7 +138,7 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
     from tqdm.auto import tqdm
 
     folder = Path(folder)
-    manifest = archive_manifest(folder, feature_extractor)
+    manifest = archive_manifest(folder, feature_extractor, source)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "archive.json"]
     for name, clips in sets.items():
@@ -135,13 +155,14 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
     return written
 
 
-def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
+def read_clip_archive(folder, set_name: str, feature_extractor, source: dict | None = None) -> list[Clip]:
     """
     The clips of one set of an archive written by [`write_clip_archive`], with whole-clip features of the
-    archive's settings, which must be `feature_extractor`'s.
+    archive's settings, which must be `feature_extractor`'s, and made as `source` ([`clip_source`]) says.
 
     Raises:
-        `ValueError` when the archive lacks the set or a file of it, or was written with other feature settings.
+        `ValueError` when the archive lacks the set or a file of it, or was written with other feature settings or
+        another source.
     """
     folder = Path(folder)
     manifest_path = folder / "archive.json"
@@ -156,6 +177,7 @@ def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
             f"The clip archive {folder} holds features computed with {manifest['feature_settings']}, but the model's "
             f"feature extractor uses {expected}: export the archive again with this model's settings."
         )
+    _check_source(manifest, source, folder)
     entry = manifest["sets"][set_name]
     missing = [name for name in entry["files"] if not (folder / name).is_file()]
     if missing:
@@ -168,4 +190,4 @@ def read_clip_archive(folder, set_name: str, feature_extractor) -> list[Clip]:
     return clips
 
 
-__all__ = ["archive_manifest", "read_clip_archive", "read_npz_xz", "write_clip_archive", "write_npz_xz"]
+__all__ = ["archive_manifest", "clip_source", "read_clip_archive", "read_npz_xz", "write_clip_archive", "write_npz_xz"]

@@ -29,7 +29,7 @@ import torch
 
 from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.clip_archive import read_clip_archive
+from mdpiano.clip_archive import clip_source, read_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, replace_section, write_report
 from mdpiano.training import WindowBatcher, device_description, predict_clips
@@ -71,7 +71,7 @@ def train_command(args, variant: str, seed: int, run_dir: Path) -> list[str]:
 def predict_test_set(args, model, processor):
     """Clip-level predictions on the test set, and its `clip_id` and `label` columns."""
     if args.clips:
-        clips = read_clip_archive(args.clips, args.test_set, processor.feature_extractor)
+        clips = read_clip_archive(args.clips, args.test_set, processor.feature_extractor, clip_source(processor))
         use_acoustic = model.config.domains in ("both", "acoustic")
         predictions = predict_clips(model, WindowBatcher(processor, use_acoustic), clips)
         return predictions, {"clip_id": [c.clip_id for c in clips], "label": [c.label for c in clips]}

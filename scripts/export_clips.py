@@ -15,7 +15,7 @@ from pathlib import Path
 from mdpiano import MDPianoConfig, MDPianoProcessor
 from mdpiano.caching import cache_dataset
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.clip_archive import archive_manifest, write_clip_archive
+from mdpiano.clip_archive import archive_manifest, clip_source, write_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.training import load_clips
 
@@ -38,7 +38,7 @@ def main():
     processor = MDPianoProcessor.from_config(config)
     # Every check before caching, which can take an hour: the archive's settings, the sets' names and audio.
     try:
-        archive_manifest(args.output_dir, processor.feature_extractor)
+        archive_manifest(args.output_dir, processor.feature_extractor, clip_source(processor, args.split_scheme))
         splits = {audio_set: split_of_audio_set(audio_set) for audio_set in args.sets}
     except ValueError as error:
         parser.error(str(error))
@@ -51,7 +51,8 @@ def main():
                          f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {audio_set}).")  # fmt: skip
     sets = {name: load_clips(cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc))
             for name, dataset in datasets.items()}  # fmt: skip
-    files = write_clip_archive(args.output_dir, sets, processor.feature_extractor, args.clips_per_file)
+    files = write_clip_archive(args.output_dir, sets, processor.feature_extractor, args.clips_per_file,
+                               clip_source(processor, args.split_scheme))  # fmt: skip
     for path in files:
         print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
 

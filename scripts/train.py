@@ -30,7 +30,7 @@ from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import cache_dataset, source_cache_name
 from mdpiano.checkpoints import load_error_message
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.clip_archive import read_clip_archive
+from mdpiano.clip_archive import clip_source, read_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
 from mdpiano.statistics_fusion import FUSION_FIELDS
@@ -183,7 +183,7 @@ def main():
         args.train_sets = [args.train_data]
     elif args.clips:
         def archived(audio_set):
-            return read_clip_archive(args.clips, audio_set, processor.feature_extractor)
+            return read_clip_archive(args.clips, audio_set, processor.feature_extractor, clip_source(processor, args.split_scheme))
 
         train_clips = [clip for audio_set in args.train_sets for clip in archived(audio_set)]
         validation_clips = archived(args.validation_set)

@@ -68,3 +68,26 @@ def test_errors_say_what_is_wrong(clips_and_extractor, tmp_path):
     with pytest.raises(ValueError, match="no clips"):
         write_clip_archive(tmp_path, {"empty": []}, extractor)
     assert json.loads((tmp_path / "archive.json").read_text())["format_version"] == 1
+
+
+def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path):
+    """The notes' transcription settings and the sets' split scheme are recorded; a run that would read them as made
+    otherwise (another --split-scheme, a processor with other thresholds) is refused, and so is adding such clips."""
+    from mdpiano import MDPianoConfig, MDPianoProcessor
+    from mdpiano.clip_archive import clip_source
+
+    clips, extractor = clips_and_extractor
+    processor = MDPianoProcessor.from_config(MDPianoConfig())
+    source = clip_source(processor, "emopia_cls")
+    write_clip_archive(tmp_path, {"train-0": clips}, extractor, source=source)
+    manifest = json.loads((tmp_path / "archive.json").read_text())
+    assert manifest["split_scheme"] == "emopia_cls" and manifest["transcription_settings"]["onset_threshold"] == 0.5
+    assert len(read_clip_archive(tmp_path, "train-0", extractor, source)) == 3
+    assert len(read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor))) == 3  # scheme unchecked
+    with pytest.raises(ValueError, match="made with split_scheme emopia_cls, but this run uses emopia_1.0"):
+        read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_1.0"))
+    processor.onset_threshold = 0.6
+    with pytest.raises(ValueError, match="made with transcription_settings"):
+        read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_cls"))
+    with pytest.raises(ValueError, match="made with transcription_settings"):
+        write_clip_archive(tmp_path, {"validation": clips}, extractor, source=clip_source(processor, "emopia_cls"))
