@@ -214,10 +214,39 @@ class MDPianoConfig(PreTrainedConfig):
             # custom pipeline entry of a Hub-ready folder is for remote code, where it would demand trust_remote_code.
             kwargs.pop("custom_pipelines", None)
         kwargs.setdefault("id2label", {i: q for i, q in enumerate(QUADRANT_NAMES)})
-        kwargs.setdefault("label2id", {q: i for i, q in enumerate(QUADRANT_NAMES)})
+        label2id_given = "label2id" in kwargs
         super().__init__(**kwargs)
-        if sorted(self.id2label.values()) != sorted(QUADRANT_NAMES):
-            raise ValueError(f"id2label must name the four quadrants {list(QUADRANT_NAMES)}, got {self.id2label}.")
+        if not label2id_given:  # the inverse of the id2label given, not the default order
+            self.label2id = {label: index for index, label in self.id2label.items()}
+        self._validate_labels_and_tokens()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        # transformers sets `from_pretrained`'s keyword overrides after `__init__`, past its checks: check them too.
+        result = super().from_dict(config_dict, **kwargs)
+        (result[0] if isinstance(result, tuple) else result).validate()
+        return result
+
+    def validate(self):
+        """Checks every field (transformers calls this before saving, `from_dict` after its overrides).
+
+        Raises:
+            ValueError: naming the field and what it must be.
+        """
+        self._validate()
+        self._validate_labels_and_tokens()
+
+    def _validate_labels_and_tokens(self):
+        if set(self.id2label) != set(range(len(QUADRANT_NAMES))) or sorted(self.id2label.values()) != sorted(QUADRANT_NAMES):
+            raise ValueError(f"id2label must map 0-3 to the four quadrants {list(QUADRANT_NAMES)}, got {self.id2label}.")
+        if {index: label for label, index in self.label2id.items()} != self.id2label:
+            raise ValueError(f"label2id ({self.label2id}) must be the inverse of id2label ({self.id2label}).")
+        vocabulary = self.default_vocab_size()
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < vocabulary:
+            raise ValueError(f"`vocab_size` must be an integer of at least {vocabulary} (the tokens of these settings), "
+                             f"got {self.vocab_size!r}.")  # fmt: skip
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"`pad_token_id` must be a token id in [0, {self.vocab_size}), got {self.pad_token_id!r}.")
 
     def _validate(self):
         positive_ints = (

@@ -28,6 +28,7 @@ CPU_INFERENCE_BATCH = 4
 # bfloat16/float16 kernels for every input shape it meets, and a long recording's windows bring many lengths.
 CPU_REDUCED_PRECISION_LENGTH_STEP = 64
 REDUCED_PRECISION = (torch.bfloat16, torch.float16)
+IGNORE_INDEX = -100  # a label left out of the loss, as in torch's and transformers' losses
 
 
 @dataclass
@@ -497,16 +498,18 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
-        arousal_labels: torch.FloatTensor | None = None,
-        valence_labels: torch.FloatTensor | None = None,
+        arousal_targets: torch.FloatTensor | None = None,
+        valence_targets: torch.FloatTensor | None = None,
     ) -> MDPianoAudioClassifierOutput:
         r"""
         Args:
             input_features, feature_attention_mask, input_ids, attention_mask, return_dict: see [`MDPianoModel.forward`].
             labels (`torch.LongTensor` of shape (batch,)):
-                Quadrant indices (`config.label2id`).
-            arousal_labels, valence_labels (`torch.FloatTensor` of shape (batch,)):
-                1 for high arousal / positive valence; derived from `labels` when omitted.
+                Quadrant indices (`config.label2id`); -100 leaves an item out of every loss.
+            arousal_targets, valence_targets (`torch.FloatTensor` of shape (batch,)):
+                1 for high arousal / positive valence; derived from `labels` when omitted. (Not named `*_labels`:
+                `transformers.Trainer` counts every argument named so as a label, and would find a batch with
+                `labels` alone unlabelled.)
         """
         inputs = (input_features, feature_attention_mask, input_ids, attention_mask)
         if any(value is not None and not isinstance(value, torch.Tensor) for value in inputs):
@@ -528,17 +531,22 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
 
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits, labels)
+            loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
             if self.arousal_head is not None:
-                if arousal_labels is None:
-                    arousal_labels = torch.tensor(self.label_arousal, device=labels.device)[labels]
-                if valence_labels is None:
-                    valence_labels = torch.tensor(self.label_valence, device=labels.device)[labels]
-                bce = nn.functional.binary_cross_entropy_with_logits
+                labelled = labels != IGNORE_INDEX
+                quadrants = labels.clamp(min=0)  # ignored items' targets are computed, then left out
+                if arousal_targets is None:
+                    arousal_targets = torch.tensor(self.label_arousal, device=labels.device)[quadrants]
+                if valence_targets is None:
+                    valence_targets = torch.tensor(self.label_valence, device=labels.device)[quadrants]
+
+                def bce(logits, targets):
+                    return nn.functional.binary_cross_entropy_with_logits(logits[labelled], targets[labelled].to(logits.dtype))
+
                 loss = (
                     loss
-                    + self.config.arousal_loss_weight * bce(arousal_logits, arousal_labels.to(arousal_logits.dtype))
-                    + self.config.valence_loss_weight * bce(valence_logits, valence_labels.to(valence_logits.dtype))
+                    + self.config.arousal_loss_weight * bce(arousal_logits, arousal_targets)
+                    + self.config.valence_loss_weight * bce(valence_logits, valence_targets)
                 )
         return MDPianoAudioClassifierOutput(
             loss=loss,
@@ -615,6 +623,19 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
         )
         self.post_init()
 
+    # The embeddings and the prediction layer, so that `resize_token_embeddings` follows tokens added to the tokenizer.
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.mdpiano["symbolic_encoder"].token_embeddings
+
+    def set_input_embeddings(self, embeddings: nn.Embedding) -> None:
+        self.mdpiano["symbolic_encoder"].token_embeddings = embeddings
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head[-1]
+
+    def set_output_embeddings(self, layer: nn.Linear) -> None:
+        self.lm_head[-1] = layer
+
     @can_return_tuple
     def forward(
         self,
@@ -634,7 +655,7 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
         return MDPianoMaskedLMOutput(loss=loss, logits=logits)
 
 

@@ -75,3 +75,24 @@ def test_save_load_round_trip(tmp_path):
     loaded = AutoConfig.from_pretrained(tmp_path)
     assert isinstance(loaded, MDPianoConfig)
     assert loaded.to_diff_dict() == config.to_diff_dict()
+
+
+def test_from_pretrained_overrides_are_checked(tmp_path):
+    MDPianoConfig().save_pretrained(tmp_path)
+    for override, field in (({"domains": "bogus"}, "domains"), ({"dropout": 1.5}, "dropout"),
+                            ({"num_attention_heads": 5}, "num_attention_heads"), ({"quadrant_logit_bias": [1, 2]}, "quadrant_logit_bias"),
+                            ({"vocab_size": 100}, "vocab_size")):  # fmt: skip
+        with pytest.raises(ValueError, match=field):
+            MDPianoConfig.from_pretrained(tmp_path, **override)
+    assert MDPianoConfig.from_pretrained(tmp_path, dropout=0.2).dropout == 0.2
+
+
+def test_label2id_follows_the_id2label_given():
+    config = MDPianoConfig(id2label={0: "Q4", 1: "Q3", 2: "Q2", 3: "Q1"})
+    assert config.label2id == {"Q4": 0, "Q3": 1, "Q2": 2, "Q1": 3}
+    with pytest.raises(ValueError, match="map 0-3"):
+        MDPianoConfig(id2label={0: "Q1", 1: "Q2", 2: "Q3", 5: "Q4"})
+    with pytest.raises(ValueError, match="inverse of id2label"):
+        MDPianoConfig(id2label={0: "Q4", 1: "Q3", 2: "Q2", 3: "Q1"}, label2id={"Q1": 0, "Q2": 1, "Q3": 2, "Q4": 3})
+    with pytest.raises(ValueError, match="pad_token_id"):
+        MDPianoConfig(pad_token_id=-1)

@@ -59,3 +59,16 @@ def test_quadrant_metrics_agree_with_scikit_learn(seed):
     metrics = evaluate.load(str(METRICS_DIR)).compute(predictions=predictions.tolist(), references=references.tolist())
     assert metrics["accuracy"] == pytest.approx(accuracy_score(references, predictions))
     assert metrics["macro_f1"] == pytest.approx(f1_score(references, predictions, average="macro"))
+
+
+def test_metric_reads_arousal_and_valence_off_the_label_names():
+    import evaluate
+
+    from mdpiano.training import METRICS_DIR
+
+    metric = evaluate.load(str(METRICS_DIR))
+    # Index 1 is Q1 here: truth Q1, prediction Q4 (index 3): valence right, arousal wrong.
+    metrics = metric.compute(predictions=[3], references=[1], labels=["Q2", "Q1", "Q3", "Q4"], valence_predictions=[1])
+    assert metrics["valence_accuracy"] == metrics["valence_head_accuracy"] == 1.0 and metrics["arousal_accuracy"] == 0.0
+    with pytest.raises(ValueError, match="quadrant indices 0-3"):
+        metric.compute(predictions=[-1], references=[0])

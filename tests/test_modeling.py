@@ -81,6 +81,43 @@ def test_auxiliary_losses_add_to_cross_entropy(tiny_config, batch):
     torch.testing.assert_close(outputs.loss, expected)
 
 
+def test_ignored_labels_are_left_out_of_every_loss(tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    labels = batch["labels"].clone()
+    labels[1] = -100
+    partial = model(**{**batch, "labels": labels}).loss
+    kept = [0, 2, 3]
+    alone = model(**{key: value[kept] for key, value in batch.items()}).loss
+    torch.testing.assert_close(partial, alone)
+
+
+def test_trainer_evaluation_finds_the_labels(tiny_config, batch, tmp_path):
+    """transformers.Trainer counts every forward argument named like a label; with `labels` alone, a batch must
+    still count as labelled, so evaluation reports a loss and calls compute_metrics."""
+    from transformers import Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config)
+    rows = [{key: value[i] for key, value in batch.items()} for i in range(len(batch["labels"]))]
+    seen = []
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to=[]),
+                      eval_dataset=rows, compute_metrics=lambda prediction: seen.append(prediction) or {"calls": 1.0})  # fmt: skip
+    metrics = trainer.evaluate()
+    assert "eval_loss" in metrics and metrics["eval_calls"] == 1.0 and seen[0].label_ids is not None
+
+
+def test_masked_lm_embeddings_resize_with_the_vocabulary(tiny_config):
+    import copy
+
+    torch.manual_seed(0)
+    model = MDPianoSymbolicForMaskedLM(copy.deepcopy(tiny_config))  # resizing updates the model's config
+    size = tiny_config.vocab_size + 3
+    model.resize_token_embeddings(size, mean_resizing=False)
+    assert model.get_input_embeddings().num_embeddings == model.get_output_embeddings().out_features == size
+    assert model(torch.tensor([[1, size - 1, 2]])).logits.shape == (1, 3, size) and model.config.vocab_size == size
+
+
 def test_loss_falls_when_overfitting_real_clips(tiny_config, batch):
     torch.manual_seed(0)
     model = MDPianoForAudioClassification(tiny_config)

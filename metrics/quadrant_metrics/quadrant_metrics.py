@@ -12,7 +12,8 @@ Args:
     references (`list[int]`): true quadrant indices.
     arousal_predictions (`list[int]`, optional): separate high-arousal predictions (1/0), e.g. from an arousal head.
     valence_predictions (`list[int]`, optional): separate positive-valence predictions (1/0).
-    labels (`list[str]`, optional): quadrant names, default Q1-Q4.
+    labels (`list[str]`, optional): the quadrant each index stands for, default ["Q1", "Q2", "Q3", "Q4"]; arousal
+        and valence follow the names, whatever their order.
 Returns:
     accuracy, macro_f1 (the mean F1 of the quadrants that occur in references or predictions),
     arousal_accuracy, valence_accuracy (from the quadrant prediction), per_class
@@ -20,8 +21,8 @@ Returns:
     arousal_head_accuracy / valence_head_accuracy when separate predictions are given.
 """
 # EMOPIA's quadrants: Q1 and Q2 have high arousal, Q1 and Q4 positive valence.
-AROUSAL = np.array([1, 1, 0, 0])
-VALENCE = np.array([1, 0, 0, 1])
+HIGH_AROUSAL = {"Q1": 1, "Q2": 1, "Q3": 0, "Q4": 0}
+POSITIVE_VALENCE = {"Q1": 1, "Q2": 0, "Q3": 0, "Q4": 1}
 
 
 class QuadrantMetrics(evaluate.Metric):
@@ -35,7 +36,14 @@ class QuadrantMetrics(evaluate.Metric):
 
     def _compute(self, predictions, references, arousal_predictions=None, valence_predictions=None, labels=None):
         labels = labels or ["Q1", "Q2", "Q3", "Q4"]
+        if sorted(labels) != sorted(HIGH_AROUSAL):
+            raise ValueError(f"labels must name the four quadrants Q1-Q4, one per index, got {labels}.")
         predictions, references = np.asarray(predictions), np.asarray(references)
+        for name, values in (("predictions", predictions), ("references", references)):
+            if values.size and not ((values >= 0) & (values < 4)).all():
+                raise ValueError(f"{name} must be quadrant indices 0-3, got {sorted(set(values.tolist()) - set(range(4)))}.")
+        arousal = np.array([HIGH_AROUSAL[name] for name in labels])  # by index
+        valence = np.array([POSITIVE_VALENCE[name] for name in labels])
         confusion = np.zeros((4, 4), dtype=int)
         np.add.at(confusion, (references, predictions), 1)
         per_class = {}
@@ -52,13 +60,13 @@ class QuadrantMetrics(evaluate.Metric):
             # Over the quadrants that occur (in truth or prediction), as scikit-learn does: a test set without a
             # quadrant must not count it as an F1 of 0.
             "macro_f1": float(np.mean([c["f1"] for c, seen in zip(per_class.values(), occurs) if seen])),
-            "arousal_accuracy": float((AROUSAL[predictions] == AROUSAL[references]).mean()),
-            "valence_accuracy": float((VALENCE[predictions] == VALENCE[references]).mean()),
+            "arousal_accuracy": float((arousal[predictions] == arousal[references]).mean()),
+            "valence_accuracy": float((valence[predictions] == valence[references]).mean()),
             "per_class": per_class,
             "confusion_matrix": confusion.tolist(),
         }
         if arousal_predictions is not None:
-            results["arousal_head_accuracy"] = float((np.asarray(arousal_predictions) == AROUSAL[references]).mean())
+            results["arousal_head_accuracy"] = float((np.asarray(arousal_predictions) == arousal[references]).mean())
         if valence_predictions is not None:
-            results["valence_head_accuracy"] = float((np.asarray(valence_predictions) == VALENCE[references]).mean())
+            results["valence_head_accuracy"] = float((np.asarray(valence_predictions) == valence[references]).mean())
         return results
