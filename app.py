@@ -10,6 +10,7 @@ and the transcription as a MIDI file to download. Uploads are limited in size an
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -26,6 +27,9 @@ MAX_SECONDS = float(os.environ.get("MDPIANO_MAX_SECONDS", 600))
 MAX_MEGABYTES = float(os.environ.get("MDPIANO_MAX_MEGABYTES", 50))
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples").glob("*.mp3"))
 MIDI_SUFFIXES = (".mid", ".midi")
+# Transcriptions offered for download; Gradio copies each into its own cache as the request returns.
+TRANSCRIPTION_DIR = Path(tempfile.mkdtemp(prefix="mdpiano-demo-"))
+TRANSCRIPTION_KEPT_S = 600
 
 classifier = pipeline("audio-classification", model=MODEL)
 
@@ -36,16 +40,21 @@ def minutes(seconds: float) -> str:
 
 
 def audio_duration(path: str) -> float | None:
-    """The duration a file's header announces (libsndfile's formats, else ffmpeg's through torchcodec), or None."""
+    """
+    The duration of an audio file without decoding it: libsndfile's formats from their header, others through
+    torchcodec (ffmpeg): the header's duration, else the container's (WebM announces none in its header). None when
+    neither can tell.
+    """
     try:
         return soundfile.info(path).duration
-    except RuntimeError:  # not a format libsndfile reads (m4a, aac, ...)
+    except RuntimeError:  # not a format libsndfile reads (m4a, aac, webm, ...)
         pass
     try:
         from torchcodec.decoders import AudioDecoder
 
-        return AudioDecoder(path).metadata.duration_seconds_from_header
-    except Exception:  # no torchcodec, or not audio at all: the pipeline decodes it or says why
+        metadata = AudioDecoder(path).metadata
+        return metadata.duration_seconds_from_header or metadata.duration_seconds
+    except Exception:  # no torchcodec, or not audio at all
         return None
 
 
@@ -58,9 +67,9 @@ def check_limits(path: str) -> None:
         duration = max((note.offset for note in read_midi_notes(path)), default=0.0)
     else:
         duration = audio_duration(path)
-        if duration is None and os.path.getsize(path) > 5e6:  # compressed, it could hold hours
-            raise gr.Error("The length of this recording cannot be read from its header: convert it to WAV, FLAC or MP3.")
-    if duration is not None and duration > MAX_SECONDS:
+        if duration is None:  # a few MB of a low-bitrate codec can hold hours: nothing is decoded without a length
+            raise gr.Error("The length of this file cannot be read (is it audio?): upload WAV, FLAC, MP3 or Ogg.")
+    if duration > MAX_SECONDS:
         raise gr.Error(f"The recording lasts {minutes(duration)}; this demo takes up to {minutes(MAX_SECONDS)}.")
 
 
@@ -72,18 +81,30 @@ def classify(audio_path, midi_path):
     try:
         check_limits(path)
         result = classifier(path, return_timeline=True, return_notes=True)
+    except gr.Error:  # a ValueError itself, already worded for the user
+        raise
     except (ValueError, OSError, ImportError) as error:  # bad files, missing FluidSynth for MIDI: say what
         raise gr.Error(str(error)) from error
     scores = {entry["label"]: entry["score"] for entry in result["labels"]}
     label = {f"{quadrant} {QUADRANT_NAMES[quadrant].split(' ')[0]}": score for quadrant, score in scores.items()}
     notes = result["notes"]
-    midi_file = tempfile.NamedTemporaryFile(suffix=".mid", prefix="transcription-", delete=False).name
-    notes_to_midi(notes).write(midi_file)
+    midi_file = transcription_file(notes)
     timeline = figure_timeline(result["timeline"]) if len(result["timeline"]) > 1 else None
     messages = ["Both audio and a MIDI file were given: this is the MIDI file's result."] if midi_path and audio_path else []
     messages += ["No notes were found: the symbolic branch saw an empty transcription."] if not notes else []
     message = " ".join(messages)
     return label, figure_valence_arousal_point(scores), figure_piano_roll(notes), timeline, midi_file, message
+
+
+def transcription_file(notes) -> str:
+    """A MIDI file of `notes` to offer for download; earlier requests' files are removed once Gradio has copied them."""
+    for old in TRANSCRIPTION_DIR.glob("*.mid"):
+        if time.time() - old.stat().st_mtime > TRANSCRIPTION_KEPT_S:
+            old.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile(suffix=".mid", prefix="transcription-", dir=TRANSCRIPTION_DIR, delete=False) as file:
+        path = file.name
+    notes_to_midi(notes).write(path)
+    return path
 
 
 def build_demo() -> gr.Blocks:

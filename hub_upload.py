@@ -5,6 +5,7 @@ uploading what they build to the Hub.
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,17 +43,41 @@ def load_model_or_exit(model_dir: str):
         sys.exit(load_error_message("--model", model_dir, error))
 
 
+def build_or_exit(build, output) -> Path:
+    """
+    Runs `build(folder)` in a fresh folder beside `output` (new or empty) and moves it there once complete; when
+    something it needs is missing (basic-pitch, its licence), one `error:` line and no half-built folder.
+    """
+    output = Path(output)
+    staging = output.with_name(f".{output.name}.building")
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+    staging.mkdir(parents=True)
+    try:
+        build(staging)
+    except (FileNotFoundError, ImportError) as error:  # ImportError: basic-pitch is not installed
+        shutil.rmtree(staging)
+        sys.exit(f"error: {error}")
+    except BaseException:
+        shutil.rmtree(staging)
+        raise
+    if output.exists():
+        output.rmdir()  # empty: export_arguments refuses any other
+    staging.rename(output)
+    return output
+
+
 def upload_folder(folder: Path, repo_id: str, *, repo_type: str = "model", private: bool = False,
                   space_sdk: str | None = None) -> str:  # fmt: skip
     """
-    Creates `repo_id` if it does not exist and uploads `folder` to it as one commit; returns the commit's URL.
+    Creates `repo_id` if it does not exist and uploads `folder` to it as one commit, which also deletes the files the
+    repository holds and the folder does not (an earlier export's figures or modules); returns the commit's URL.
     The token comes from `HF_TOKEN` or the `hf auth login` cache.
     """
     from huggingface_hub import HfApi
 
     api = HfApi(token=os.environ.get("HF_TOKEN"))
     api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, space_sdk=space_sdk)
-    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type,
+    return api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, delete_patterns="*",
                              commit_message=f"Upload mdpiano {repo_type}").commit_url  # fmt: skip
 
 
@@ -68,4 +93,4 @@ def upload_or_exit(folder: Path, repo_id: str, **kwargs) -> None:
     print(f"uploaded: {url}")
 
 
-__all__ = ["export_arguments", "load_model_or_exit", "upload_folder", "upload_or_exit"]
+__all__ = ["build_or_exit", "export_arguments", "load_model_or_exit", "upload_folder", "upload_or_exit"]

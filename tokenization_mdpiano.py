@@ -189,7 +189,9 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         time = np.concatenate([onset, offset])
         kind = np.concatenate([np.ones(n, np.int64), np.where(zero_length, 2, 0)])
         note = np.concatenate([np.arange(n), np.arange(n)])
-        order = np.lexsort((note, np.concatenate([pitch, pitch]), kind, time))
+        # Notes struck together on one key: the one ending first comes first, as decoding pairs a key's offs with
+        # its ons in order.
+        order = np.lexsort((note, np.concatenate([offset, offset]), np.concatenate([pitch, pitch]), kind, time))
         time, kind, note = time[order], kind[order], note[order]
         is_on = kind == 1
 

@@ -5,9 +5,10 @@
     HF_TOKEN=... python scripts/export_hub.py --output hub/mdpiano-emopia --push --repo-id user/mdpiano-emopia [--private]
 
 The folder holds the weights (safetensors), config.json with `auto_map` and the custom audio-classification
-pipeline, the processor files (feature extractor, tokenizer, transcription settings), the module files,
-basic-pitch's ONNX transcription model with its LICENSE and NOTICE (basic-pitch/), and model_card.md as README.md
-(for another checkpoint, a card without the shipped model's results).
+pipeline, the processor files (feature extractor, tokenizer, transcription settings), the module files with their
+licence (LICENSE-code, Apache-2.0; the weights' licence is the card's), basic-pitch's ONNX transcription model with
+its LICENSE and NOTICE (basic-pitch/), and model_card.md as README.md (for another checkpoint, a card without the
+shipped model's results). The folder is built beside --output and moved there once complete.
 It loads without mdpiano or basic-pitch installed:
 `pipeline("audio-classification", model=<folder or repo id>, trust_remote_code=True)`.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from mdpiano.augmentation import ACCEPTANCE_SET
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model
-from mdpiano.hub_upload import export_arguments, load_model_or_exit, upload_or_exit
+from mdpiano.hub_upload import build_or_exit, export_arguments, load_model_or_exit, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -48,6 +49,7 @@ def build_folder(model, processor, output, is_default: bool) -> Path:
     model.save_pretrained(output)  # Hub-ready: module files, auto_map, custom pipeline
     processor.save_pretrained(output)
     bundle_transcription_model(output)  # no basic-pitch package needed where the folder is loaded
+    shutil.copy(REPOSITORY / "LICENSE", output / "LICENSE-code")  # the module files'; the weights' is the card's
     (output / "README.md").write_text(model_card(model, is_default))
     for figure in ("confusion_matrix.png", "valence_arousal.png") if is_default else ():
         source = REPOSITORY / "results" / ACCEPTANCE_SET / figure
@@ -60,10 +62,7 @@ def main():
     args = export_arguments(__doc__, "model")
     model, processor = load_model_or_exit(args.model)
     is_default = Path(args.model).resolve() == DEFAULT_MODEL_DIR.resolve()
-    try:
-        folder = build_folder(model, processor, args.output, is_default)
-    except FileNotFoundError as error:  # basic-pitch's ONNX model
-        sys.exit(f"error: {error}")
+    folder = build_or_exit(lambda staging: build_folder(model, processor, staging, is_default), args.output)
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:
         upload_or_exit(folder, args.repo_id, repo_type="model", private=args.private)

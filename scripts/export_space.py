@@ -28,11 +28,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, save_for_package
-from mdpiano.hub_upload import export_arguments, load_model_or_exit, upload_or_exit
+from mdpiano.hub_upload import build_or_exit, export_arguments, load_model_or_exit, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-# Left out of the Space's requirements: the tests' tools, and gradio, which the Space installs from its sdk_version.
-NOT_FOR_THE_SPACE = {"pytest", "pytest-timeout", "hypothesis", "selenium", "mir_eval", "gradio"}
+# Left out of the Space's requirements (canonical names): the tests' tools, and gradio, which the Space installs from
+# its sdk_version.
+NOT_FOR_THE_SPACE = {"pytest", "pytest-timeout", "hypothesis", "selenium", "mir-eval", "gradio"}
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 DEBIAN_PACKAGES = ["ffmpeg", "libfluidsynth3", "fluid-soundfont-gm"]
 
@@ -52,7 +53,7 @@ def build_space(model, processor, output) -> Path:
     """The Space folder, in `output` (new or empty), with `model` and `processor` as the demo's default model."""
     output = Path(output)
     package = output / "mdpiano"
-    package.mkdir(parents=True)
+    package.mkdir(parents=True, exist_ok=True)
     for module in sorted(REPOSITORY.glob("*.py")):
         shutil.copy(module, output if module.name == "app.py" else package)
     model_folder = package / DEFAULT_MODEL_DIR.relative_to(DEFAULT_MODEL_DIR.parents[1])
@@ -69,10 +70,7 @@ def build_space(model, processor, output) -> Path:
 def main():
     args = export_arguments(__doc__, "Space")
     model, processor = load_model_or_exit(args.model)
-    try:
-        folder = build_space(model, processor, args.output)
-    except FileNotFoundError as error:  # basic-pitch's ONNX model
-        sys.exit(f"error: {error}")
+    folder = build_or_exit(lambda staging: build_space(model, processor, staging), args.output)
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:
         upload_or_exit(folder, args.repo_id, repo_type="space", private=args.private, space_sdk="gradio")

@@ -111,3 +111,30 @@ def test_the_app_never_opens_a_path_given_by_the_client(server, app_log, tmp_pat
         else:
             assert response.status_code in (400, 403, 422)
     assert app_log.read_text().count("because it was not uploaded by a user") >= 2  # Gradio refused both paths
+
+
+def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch, tmp_path):
+    """WebM announces no duration in its header: its length still counts. A file whose length cannot be read at all
+    is refused, whatever its size; the messages reach the user as they are worded."""
+    import importlib.util
+    import subprocess
+
+    import gradio as gr
+
+    monkeypatch.setenv("MDPIANO_MODEL", str(model_dir))
+    monkeypatch.setenv("MDPIANO_MAX_SECONDS", "20")
+    spec = importlib.util.spec_from_file_location("demo_app", REPOSITORY / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    webm = tmp_path / "long.webm"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=30", "-c:a", "libopus",
+                    str(webm)], check=True)  # fmt: skip
+    with pytest.raises(gr.Error) as error:
+        app.classify(str(webm), None)
+    assert error.value.message == "The recording lasts 30 s; this demo takes up to 20 s."
+    unknown = tmp_path / "notes.txt"
+    unknown.write_text("not audio")
+    with pytest.raises(gr.Error, match="length of this file cannot be read"):
+        app.classify(str(unknown), None)
+    _, _, _, _, midi, _ = app.classify(str(sorted((REPOSITORY / "examples").glob("*.mp3"))[0]), None)
+    assert Path(midi).parent == app.TRANSCRIPTION_DIR and Path(midi).stat().st_size > 0
