@@ -66,20 +66,27 @@ def scan_folder(folder: Path, extensions: set[str], skip: str | None = None) -> 
 def midi_output_paths(files: list[Path], out_dir: str) -> dict[Path, Path]:
     """
     Where each input's transcription is written: `<out_dir>/<stem>.mid`, or, where stems collide or that name is one
-    of the inputs, a name made of the input's path below the inputs' common folder (`d1__x.wav.mid`): no output
-    overwrites an input or another output.
+    of the inputs, a name made of the input's path below the inputs' common folder (`d1__x.wav.mid`); should that be
+    taken too (by an input or another output), `-2`, `-3`, ... is added: no output overwrites an input or another
+    output.
     """
     if not files:
         return {}
     resolved = {path: path.resolve() for path in files}
     common = Path(os.path.commonpath([str(path.parent) for path in resolved.values()]))
     stems = Counter(path.stem for path in files)
+    taken = set(resolved.values())
     targets = {}
     for path in files:
-        target = Path(out_dir) / f"{path.stem}.mid"
-        if stems[path.stem] > 1 or target.resolve() in resolved.values():
-            target = Path(out_dir) / ("__".join(resolved[path].relative_to(common).parts) + ".mid")
+        name = f"{path.stem}.mid"
+        if stems[path.stem] > 1 or (Path(out_dir) / name).resolve() in taken:
+            name = "__".join(resolved[path].relative_to(common).parts) + ".mid"
+        target, copy = Path(out_dir) / name, 1
+        while target.resolve() in taken:
+            copy += 1
+            target = Path(out_dir) / f"{Path(name).stem}-{copy}.mid"
         targets[path] = target
+        taken.add(target.resolve())
     return targets
 
 
@@ -174,6 +181,10 @@ def predict(args) -> int:
     check_output_file(args.output, files)
     if args.midi_out:
         check_output_folder(args.midi_out)
+        scanned = [text for text in args.paths if Path(text).is_dir() and Path(text).resolve() == Path(args.midi_out).resolve()]
+        if scanned:  # its transcriptions would be read as inputs by the next run, and named after them
+            raise SystemExit(f"error: --midi-out {args.midi_out} is a folder being classified ({scanned[0]}): its MIDI "
+                             "files would be inputs of the next run; give another folder (a sub-folder is left out).")  # fmt: skip
     # Libraries print notices on stdout (pyfluidsynth does when `CI` is set); the JSON/CSV there must stay parseable.
     with contextlib.redirect_stdout(sys.stderr):
         results = classify_files(files, args, errors)

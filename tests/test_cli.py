@@ -81,6 +81,16 @@ def test_midi_outputs_never_overwrite_inputs_or_each_other(tmp_path):
     assert [t.name for t in targets.values()] == ["same__x.mid.mid", "same__x.wav.mid", "d1__y.flac.mid", "d2__y.wav.mid", "z.mid"]
     # Alone, a MIDI input would be written over by its own transcription's name: it gets the long name too.
     assert midi_output_paths([tmp_path / "same" / "x.mid"], str(tmp_path / "same"))[tmp_path / "same" / "x.mid"].name == "x.mid.mid"
+    # The long name taken by an input, or by another output: a number is added.
+    crowded = [tmp_path / "d1" / "x.wav", tmp_path / "d2" / "x.wav", tmp_path / "d1__x.wav.mid", tmp_path / "d1__x.wav.flac"]
+    targets = midi_output_paths(crowded, str(tmp_path)).values()
+    assert [t.name for t in targets] == ["d1__x.wav-2.mid", "d2__x.wav.mid", "d1__x.wav.mid.mid", "d1__x.wav.flac.mid"]
+    assert len(set(targets)) == len(crowded) and not set(targets) & set(crowded)
+
+
+def test_midi_out_may_not_be_a_folder_being_classified(model_dir, inputs):
+    with pytest.raises(SystemExit, match="is a folder being classified"):
+        main(["predict", str(inputs), "--midi-out", str(inputs), "--model", str(model_dir), "--quiet"])
 
 
 def test_transcribe_skips_midi_in_folders(model_dir, inputs, tmp_path, capsys):
