@@ -12,12 +12,13 @@ import hashlib
 import json
 import os
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .audio_mdpiano import AudioDecodeError, load_audio
-from .transcription_mdpiano import MDPianoTranscriber
+from .transcription_mdpiano import MDPianoTranscriber, transcription_model_identity
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
 
@@ -33,7 +34,11 @@ def cache_folders(cache_dir, processor, name: str) -> tuple[Path, Path]:
     transcriptions).
     """
     fe = processor.feature_extractor
-    transcription_key = _digest({**processor.transcriber.to_dict(), "sampling_rate": fe.sampling_rate})
+    transcription_settings = {**processor.transcriber.to_dict(), "sampling_rate": fe.sampling_rate}
+    model = transcription_model_identity(processor.transcriber.model_path)
+    if model is not None:  # another transcription model than basic-pitch's (whose caches keep their key)
+        transcription_settings["transcription_model_sha1"] = model
+    transcription_key = _digest(transcription_settings)
     feature_key = _digest({name: getattr(fe, name) for name in FEATURE_SETTINGS})
     root = Path(cache_dir)
     return root / "transcriptions" / transcription_key / name, root / "features" / feature_key / name
@@ -69,8 +74,11 @@ def _is_current(entry_path: Path, stamp: dict[str, int]) -> bool:
     entries recorded their audio are not, and are computed again)."""
     if not entry_path.exists():
         return False
-    with np.load(entry_path) as entry:
-        return all(key in entry.files and int(entry[key]) == value for key, value in stamp.items())
+    try:
+        with np.load(entry_path) as entry:
+            return all(key in entry.files and int(entry[key]) == value for key, value in stamp.items())
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged (a full disk, a copy cut short): recompute
+        return False
 
 
 def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, with_features: bool = True):
@@ -95,7 +103,8 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
         features_dir.mkdir(parents=True, exist_ok=True)
         feature_settings = json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str).encode()
         _write_atomic(features_dir / "settings.json", lambda f: f.write(feature_settings))
-    transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), num_threads=1 if num_proc > 1 else 0)
+    transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), model_path=processor.transcriber.model_path,
+                                     num_threads=1 if num_proc > 1 else 0)  # fmt: skip
 
     def add_entry(row):
         path = row["audio"]["path"]

@@ -3,11 +3,13 @@
 import contextlib
 import ctypes
 import functools
+import hashlib
 import importlib
 import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -81,6 +83,27 @@ def default_model_path() -> str:
     """Path of the ICASSP 2022 ONNX model shipped inside the basic-pitch wheel."""
     basic_pitch = _basic_pitch()
     return str(basic_pitch.build_icassp_2022_model_path(basic_pitch.FilenameSuffix.onnx))
+
+
+@functools.cache
+def _file_sha1(path: str) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+
+
+def transcription_model_identity(model_path: str | None) -> str | None:
+    """
+    `None` for basic-pitch's own model (the default, or a copy of it, such as a Hub folder's `basic-pitch/nmp.onnx`
+    beside an installed basic-pitch), else the SHA-1 of `model_path`'s file: what transcriptions depend on beyond the
+    thresholds.
+    """
+    if model_path is None:
+        return None
+    try:
+        default = _file_sha1(default_model_path())
+    except TranscriberUnavailableError:  # no basic-pitch to compare with: the file's own identity
+        default = None
+    digest = _file_sha1(str(model_path))
+    return None if digest == default else digest
 
 
 # glibc's `mallopt` parameters and their initial values: once one is set, glibc no longer raises either.

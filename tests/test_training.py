@@ -54,6 +54,38 @@ def test_cache_is_computed_once(quadrant_dataset, processor, cache_dir, clips):
     assert not set(moved["features_path"]) & set(cached["features_path"])
 
 
+def test_a_damaged_entry_is_computed_again(quadrant_dataset, processor, cache_dir, clips):
+    cached = cache_dataset(quadrant_dataset, processor, cache_dir, "quadrants")
+    damaged, emptied = Path(cached["notes_path"][0]), Path(cached["features_path"][1])
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    emptied.write_bytes(b"")
+    again = load_clips(cache_dataset(quadrant_dataset, processor, cache_dir, "quadrants"))
+    np.testing.assert_array_equal(again[0].notes, clips[0].notes)
+    np.testing.assert_array_equal(again[1].features, clips[1].features)
+
+
+def test_a_bundled_transcription_model_transcribes_and_keys_the_cache(quadrant_dataset, processor, tmp_path, monkeypatch):
+    """A processor carrying its own ONNX model (a Hub folder's) caches with it; a model other than basic-pitch's own
+    gets transcriptions of its own."""
+    import shutil
+
+    from mdpiano import caching, transcription_mdpiano
+    from mdpiano.caching import cache_folders
+
+    bundled = tmp_path / "nmp.onnx"
+    shutil.copy(transcription_mdpiano.default_model_path(), bundled)
+    carrying = MDPianoProcessor.from_config(MDPianoConfig(chunk_length_s=6.0))
+    carrying.transcription_model_path = str(bundled)
+    assert cache_folders(tmp_path, carrying, "x")[0] == cache_folders(tmp_path, processor, "x")[0]  # the same model
+    used = []
+    monkeypatch.setattr(caching, "MDPianoTranscriber", lambda **settings: used.append(settings["model_path"]) or
+                        transcription_mdpiano.MDPianoTranscriber(**settings))  # fmt: skip
+    cache_dataset(quadrant_dataset.select([0]), carrying, tmp_path / "cache", "mine")
+    assert used == [str(bundled)]
+    monkeypatch.setattr(transcription_mdpiano, "_file_sha1", lambda path: "other" if path == str(bundled) else "default")
+    assert cache_folders(tmp_path, carrying, "x")[0] != cache_folders(tmp_path, processor, "x")[0]
+
+
 def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips, processor, tmp_path):
     import shutil
 
