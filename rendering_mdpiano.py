@@ -109,6 +109,10 @@ def render_midi(
         midi = pretty_midi.PrettyMIDI(os.fspath(midi))
     if max_duration_s is not None:
         _crop_midi(midi, max_duration_s)
+    # Drums are no piano notes: `read_midi_notes` leaves them out of the symbolic domain, and so does the audio.
+    midi.instruments = [instrument for instrument in midi.instruments if not instrument.is_drum and instrument.notes]
+    if not midi.instruments:
+        raise ValueError("The MIDI file has no piano notes to render (none at all, or drums only).")
     if program is not None:
         for instrument in midi.instruments:
             instrument.program = program
@@ -124,13 +128,21 @@ def render_midi(
 
 
 def _render_with_fluidsynth(midi, soundfont_path: str, sampling_rate: int) -> np.ndarray:
-    # A fresh synthesizer each time (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps its
-    # event timing phase and effect state, so a clip's samples would depend on what the process rendered earlier.
-    synthesizer, soundfont_id = _new_synthesizer(soundfont_path, sampling_rate)
-    try:
-        return midi.fluidsynth(fs=sampling_rate, synthesizer=synthesizer, sfid=soundfont_id)
-    finally:
-        synthesizer.delete()
+    # A fresh synthesizer for each track (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps
+    # its event timing phase, effect state and controllers, so a clip's samples would depend on what the process
+    # rendered earlier, and one track's held sustain pedal would hold the next track's notes. Summed and normalised
+    # as pretty_midi does.
+    waveforms = []
+    for instrument in midi.instruments:
+        synthesizer, soundfont_id = _new_synthesizer(soundfont_path, sampling_rate)
+        try:
+            waveforms.append(instrument.fluidsynth(synthesizer=synthesizer, sfid=soundfont_id))
+        finally:
+            synthesizer.delete()
+    audio = np.zeros(max(len(waveform) for waveform in waveforms))
+    for waveform in waveforms:
+        audio[: len(waveform)] += waveform
+    return audio / max(np.abs(audio).max(), 1e-9)
 
 
 def _render_with_timidity(midi, patch_path: str, sampling_rate: int) -> np.ndarray:

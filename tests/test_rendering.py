@@ -62,3 +62,35 @@ def test_render_emopia_looks_for_timidity_before_rendering(run_script, tmp_path,
     monkeypatch.setenv("PATH", "")
     status, error = run_script("render_emopia.py", "--cache-dir", tmp_path, "--sets", "test-new-piano")
     assert status == 1 and "install Debian's timidity" in error and not (tmp_path / "audio").exists()
+
+
+def two_tracks(pedal_down: bool) -> pretty_midi.PrettyMIDI:
+    """Track A holds one note (with the sustain pedal down, or not); track B plays staccato low Cs after it."""
+    midi = pretty_midi.PrettyMIDI()
+    held, staccato = pretty_midi.Instrument(0), pretty_midi.Instrument(0)
+    held.notes.append(pretty_midi.Note(80, 84, 0.0, 0.2))
+    if pedal_down:
+        held.control_changes.append(pretty_midi.ControlChange(64, 127, 0.0))
+    staccato.notes += [pretty_midi.Note(100, 36, start, start + 0.1) for start in (1.0, 2.0)]
+    midi.instruments += [held, staccato]
+    return midi
+
+
+def test_one_tracks_pedal_does_not_hold_another_tracks_notes():
+    rate = 22050
+
+    def ringing(midi):  # energy in the gap after the first staccato note, against the note's own
+        audio = render_midi(midi, "FluidR3_GM", rate)
+        note, gap = audio[int(1.0 * rate) : int(1.1 * rate)], audio[int(1.5 * rate) : int(1.9 * rate)]
+        return np.sqrt(np.mean(gap**2) / np.mean(note**2))
+
+    assert ringing(two_tracks(pedal_down=True)) < 0.2 and ringing(two_tracks(pedal_down=False)) < 0.2
+
+
+def test_midi_without_piano_notes_is_an_error():
+    drums = pretty_midi.PrettyMIDI()
+    drums.instruments.append(pretty_midi.Instrument(0, is_drum=True))
+    drums.instruments[0].notes.append(pretty_midi.Note(100, 36, 0.0, 0.5))
+    for midi, piano in ((drums, "FluidR3_GM"), (pretty_midi.PrettyMIDI(), "FreePats_Grand")):
+        with pytest.raises(ValueError, match="no piano notes to render"):
+            render_midi(midi, piano, 22050)
