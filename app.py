@@ -18,20 +18,37 @@ import soundfile
 from transformers import pipeline
 
 import mdpiano
+from mdpiano.checkpoints import load_error_message
 from mdpiano.configuration_mdpiano import QUADRANT_NAMES
 from mdpiano.notes_mdpiano import notes_to_midi, read_midi_notes
 from mdpiano.plots import figure_piano_roll, figure_timeline, figure_valence_arousal_point
 
+
+def positive_setting(name: str, default: float) -> float:
+    """A positive number from the environment variable `name`; a clear exit when it is something else."""
+    text = os.environ.get(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise SystemExit(f"error: {name} must be a positive number, got {text!r}.")
+    return value
+
+
 MODEL = os.environ.get("MDPIANO_MODEL", str(mdpiano.DEFAULT_MODEL_DIR))
-MAX_SECONDS = float(os.environ.get("MDPIANO_MAX_SECONDS", 600))
-MAX_MEGABYTES = float(os.environ.get("MDPIANO_MAX_MEGABYTES", 50))
+MAX_SECONDS = positive_setting("MDPIANO_MAX_SECONDS", 600)
+MAX_MEGABYTES = positive_setting("MDPIANO_MAX_MEGABYTES", 50)
 EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples").glob("*.mp3"))
 MIDI_SUFFIXES = (".mid", ".midi")
 # Transcriptions offered for download; Gradio copies each into its own cache as the request returns.
 TRANSCRIPTION_DIR = Path(tempfile.mkdtemp(prefix="mdpiano-demo-"))
 TRANSCRIPTION_KEPT_S = 600
 
-classifier = pipeline("audio-classification", model=MODEL)
+try:
+    classifier = pipeline("audio-classification", model=MODEL)
+except OSError as error:  # no such folder, a folder without weights, a Hub id that cannot be fetched
+    raise SystemExit(load_error_message("MDPIANO_MODEL", MODEL, error)) from error
 
 
 def minutes(seconds: float) -> str:

@@ -138,3 +138,14 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
         app.classify(str(unknown), None)
     _, _, _, _, midi, _ = app.classify(str(sorted((REPOSITORY / "examples").glob("*.mp3"))[0]), None)
     assert Path(midi).parent == app.TRANSCRIPTION_DIR and Path(midi).stat().st_size > 0
+
+
+@pytest.mark.parametrize("setting, message", [({"MDPIANO_MODEL": "/no/such/model"}, "error: MDPIANO_MODEL /no/such/model: no such folder"),
+                                              ({"MDPIANO_MAX_SECONDS": "10min"}, "error: MDPIANO_MAX_SECONDS must be a positive number, got '10min'")])  # fmt: skip
+def test_bad_settings_end_the_app_with_one_line(setting, message, tmp_path):
+    import os
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(REPOSITORY / "app.py")], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", **setting})  # fmt: skip
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
