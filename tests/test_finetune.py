@@ -142,9 +142,11 @@ def test_labelled_audio_must_be_a_folder_or_a_csv(tmp_path, run_script):
 
 
 def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_script):
+    import copy
+
     torch.manual_seed(0)
     hub = tmp_path / "hub"
-    model = MDPianoForAudioClassification(tiny_config)
+    model = MDPianoForAudioClassification(copy.deepcopy(tiny_config))  # its config is changed below: not the fixture's
     # Offsets and a fusion fitted to the Hub model's decisions, which the fine-tuned model must not inherit.
     shipped = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia")
     model.config.quadrant_logit_bias = [0.0, 0.0, 0.0, -0.4]

@@ -95,10 +95,12 @@ def test_ignored_labels_are_left_out_of_every_loss(tiny_config, batch):
 def test_trainer_evaluation_finds_the_labels(tiny_config, batch, tmp_path):
     """transformers.Trainer counts every forward argument named like a label; with `labels` alone, a batch must
     still count as labelled, so evaluation reports a loss and calls compute_metrics."""
+    import copy
+
     from transformers import Trainer, TrainingArguments
 
     torch.manual_seed(0)
-    model = MDPianoForAudioClassification(tiny_config)
+    model = MDPianoForAudioClassification(copy.deepcopy(tiny_config))  # the Trainer may set config fields
     rows = [{key: value[i] for key, value in batch.items()} for i in range(len(batch["labels"]))]
     seen = []
     trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to=[]),
