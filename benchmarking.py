@@ -61,7 +61,7 @@ def stage_times(pipe, path) -> dict[str, float]:
     times["features"], features = timed(processor.feature_extractor.extract, waveform, False)
     times["transcription"], notes = timed(processor.transcriber, waveform, rate)
     notes = np.array(notes, dtype=np.float64).reshape(-1, 4)
-    starts = window_starts(len(waveform) / rate, window_s, window_s, rate / processor.feature_extractor.hop_length)
+    starts = window_starts(len(waveform) / rate, window_s, window_s, processor.feature_extractor.frames_per_second)
     times["tokens + windows"], batches = timed(lambda: [processor.window_inputs([(features, notes, s)]) for s in starts])
 
     def forward():

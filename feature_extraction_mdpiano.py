@@ -138,6 +138,11 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         return int(round(self.chunk_length_s * self.sampling_rate))
 
     @property
+    def frames_per_second(self) -> float:
+        """STFT frames per second of audio; analysis windows start on frames."""
+        return self.sampling_rate / self.hop_length
+
+    @property
     def nb_max_frames(self) -> int:
         """Frames in one window (centred STFT frames)."""
         return 1 + self.n_samples // self.hop_length

@@ -274,7 +274,7 @@ class MDPianoProcessor(ProcessorMixin):
             [`BatchFeature`] like `__call__`'s (without the acoustic keys when no window has features).
         """
         fe = self.feature_extractor
-        frames_per_second = fe.sampling_rate / fe.hop_length
+        frames_per_second = fe.frames_per_second
         windows = [(*window, 0) if len(window) == 3 else tuple(window) for window in windows]
         firsts = [int(round(start * frames_per_second)) for _, _, start, _ in windows]
         note_sets = [

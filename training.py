@@ -49,7 +49,7 @@ class WindowBatcher:
         self.processor = processor
         self.use_acoustic = use_acoustic
         self.window_s = processor.feature_extractor.chunk_length_s
-        self.frames_per_second = processor.feature_extractor.sampling_rate / processor.feature_extractor.hop_length
+        self.frames_per_second = processor.feature_extractor.frames_per_second
 
     def __call__(self, windows: list[tuple[Clip, float]]) -> dict[str, torch.Tensor]:
         return dict(
@@ -81,7 +81,7 @@ class RandomWindows(torch.utils.data.Dataset):
         if self.augment is not None and clip.features is not None:
             # Only the window's frames (as the processor cuts them) go through the chain.
             fe = self.augment.feature_extractor
-            first = int(round(start * fe.sampling_rate / fe.hop_length))
+            first = int(round(start * fe.frames_per_second))
             window = slice(first, first + fe.nb_max_frames)
             features = clip.features.copy()
             features[window] = self.augment(clip.features[window], np.random.default_rng([self.seed, self.epoch, index, 2]))

@@ -34,7 +34,7 @@ class WindowCutter:
     def __init__(self, processor, stride_s: float, use_acoustic: bool, use_symbolic: bool, keep_notes: bool = False):
         fe = processor.feature_extractor
         self.processor, self.stride_s, self.window_s = processor, stride_s, fe.chunk_length_s
-        self.frames_per_second = fe.sampling_rate / fe.hop_length
+        self.frames_per_second = fe.frames_per_second
         self.features = np.zeros((0, fe.feature_size), np.float32) if use_acoustic else None
         self.first_frame = 0  # global index of self.features[0]
         self.notes = np.zeros((0, 4)) if use_symbolic else None
