@@ -211,12 +211,14 @@ def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> li
     from tqdm.auto import tqdm
 
     from .configuration_mdpiano import QUADRANT_NAMES
+    from .pipeline_mdpiano import check_stride
 
     classifier = load_pipeline(args.model, args.device)
-    window_s = classifier.feature_extractor.chunk_length_s
-    if args.stride is not None and args.stride > window_s:
-        raise SystemExit(f"error: --stride {args.stride:g} is longer than the model's window ({window_s:g} s): the audio "
-                         f"between windows would go unanalysed; give at most {window_s:g}.")  # fmt: skip
+    if args.stride is not None:  # refused once, before any file, rather than for each
+        try:
+            check_stride(args.stride, classifier.feature_extractor.chunk_length_s, "--stride")
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from error
     if args.midi_out:
         midi_paths = midi_output_paths(files, args.midi_out)
     results = []

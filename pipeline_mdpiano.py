@@ -39,6 +39,18 @@ def is_midi(inputs) -> bool:
     return isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES)
 
 
+def check_stride(stride_s, window_s: float, name: str = "`stride_length_s`") -> None:
+    """
+    Raises:
+        ValueError: unless `stride_s` (given as `name`) is a number of seconds above 0 and at most `window_s`: a longer
+            stride would leave the audio between windows unanalysed.
+    """
+    is_number = isinstance(stride_s, numbers.Real) and not isinstance(stride_s, bool)
+    if not (is_number and 0 < stride_s <= window_s):
+        raise ValueError(f"{name} must be a number of seconds above 0 and at most the window length ({window_s:g} s, "
+                         f"`chunk_length_s`), got {stride_s!r}: a longer stride leaves audio between windows unanalysed.")  # fmt: skip
+
+
 class MDPianoAudioClassificationPipeline(ChunkPipeline):
     r"""
     Emotion quadrant classification of piano recordings with an mdpiano model.
@@ -134,11 +146,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
         if stride_length_s is not None:
-            window_s = self.feature_extractor.chunk_length_s
-            is_number = isinstance(stride_length_s, numbers.Real) and not isinstance(stride_length_s, bool)
-            if not (is_number and 0 < stride_length_s <= window_s):  # a longer stride would skip audio between windows
-                raise ValueError(f"`stride_length_s` must be a number of seconds above 0 and at most the window length "
-                                 f"({window_s:g} s, `chunk_length_s`), got {stride_length_s!r}.")  # fmt: skip
+            check_stride(stride_length_s, self.feature_extractor.chunk_length_s)
             preprocess["stride_length_s"] = stride_length_s
         if soundfont is not None:
             preprocess["soundfont"] = soundfont
@@ -269,4 +277,4 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         return [{"label": id2label[int(i)], "score": float(s)} for s, i in zip(scores, ids)]
 
 
-__all__ = ["MDPianoAudioClassificationPipeline", "apply_quadrant_bias"]
+__all__ = ["MDPianoAudioClassificationPipeline", "apply_quadrant_bias", "check_stride"]
