@@ -181,7 +181,8 @@ def predict(args) -> int:
     check_output_file(args.output, files)
     if args.midi_out:
         check_output_folder(args.midi_out)
-        scanned = [text for text in args.paths if Path(text).is_dir() and Path(text).resolve() == Path(args.midi_out).resolve()]
+        out = Path(args.midi_out).resolve()
+        scanned = [text for text in args.paths if Path(text).is_dir() and Path(text).resolve() == out]
         if scanned:  # its transcriptions would be read as inputs by the next run, and named after them
             raise SystemExit(f"error: --midi-out {args.midi_out} is a folder being classified ({scanned[0]}): its MIDI "
                              "files would be inputs of the next run; give another folder (a sub-folder is left out).")  # fmt: skip
@@ -339,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="model folder or Hub id (default: the shipped model)")  # fmt: skip
     predict_parser.add_argument("--format", default="table", choices=["table", "json", "csv"])
     predict_parser.add_argument("--timeline", action="store_true", help="also the emotion of every analysis window")
-    predict_parser.add_argument("--stride", type=positive_seconds, help="seconds between windows, at most one window (default: one window, 10 s for the default model)")
+    predict_parser.add_argument("--stride", type=positive_seconds,
+                                help="seconds between windows, at most one window (default: one window: 10 s for the default model)")  # fmt: skip
     predict_parser.add_argument("--midi-out", help="save each transcription as <DIR>/<name>.mid (names made unique)")
     predict_parser.add_argument("--output", "-o", help="write the results to this file instead of the screen")
     predict_parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")

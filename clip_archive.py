@@ -2,12 +2,12 @@
 Cached clips (transcribed notes, unnormalised acoustic features, labels) packed into portable files, so a model can
 be trained or evaluated on a machine that has neither the audio nor the caches, a rented GPU for instance.
 
-An archive is a folder of `<set>-<index>.npz.xz` files (an lzma-compressed `.npz` each, a few hundred clips per
-file so that every file stays small enough to move) and `archive.json`, which names the sets, the feature settings
-and how the clips were made (`clip_source`: the transcription settings of their notes, the split scheme of their
-sets), all checked when the archive is read or extended. "Mixed" features are stored without their MFCCs, which are the DCT of the stored log-mel and are recomputed
-on loading with the feature extractor's own code: a third less to move, equal to the cached values up to float16
-rounding.
+An archive is a folder of `<set>-<index>.npz.xz` files (an lzma-compressed `.npz` each, a few hundred clips per file
+so that every file stays small enough to move) and `archive.json`, which names the sets, the feature settings and how
+the clips were made (`clip_source`: the transcription settings of their notes, the split scheme of their sets), all
+checked when the archive is read or extended. "Mixed" features are stored without their MFCCs, which are the DCT of
+the stored log-mel and are recomputed on loading with the feature extractor's own code: a third less to move, equal
+to the cached values up to float16 rounding.
 """
 
 import io
