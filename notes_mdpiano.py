@@ -79,9 +79,18 @@ def is_note_batch(notes) -> bool:
     return not (isinstance(first, (tuple, list, np.ndarray)) and len(first) == 4 and np.isscalar(first[0]))
 
 
-def read_midi_notes(path: str | os.PathLike) -> list[Note]:
+def read_midi_notes(path: str | os.PathLike, sustain_pedal: bool = True) -> list[Note]:
     """
     Reads every note of every non-drum instrument of a MIDI file with pretty_midi, sorted by onset then pitch.
+
+    Args:
+        path: the MIDI file.
+        sustain_pedal: apply each instrument's sustain pedal (controller 64, down at values of 64 and above) to its
+            notes, as a piano does: a key released while the pedal is down sounds until the pedal is lifted, or
+            until the key is struck again. pretty_midi's notes end at the key release; a recording of the
+            performance, and so its transcription, holds them. Performance MIDI (EMOPIA, MAESTRO,
+            GiantMIDI-Piano) pedals throughout, so the symbolic branch, which learns from transcriptions, reads
+            MIDI input pedalled.
 
     Raises:
         FileNotFoundError: the path does not exist.
@@ -98,8 +107,73 @@ def read_midi_notes(path: str | os.PathLike) -> list[Note]:
         midi = pretty_midi.PrettyMIDI(path)
     except Exception as error:  # mido and pretty_midi raise many types for malformed files
         raise MidiReadError(f"Could not parse {path} as a MIDI file ({type(error).__name__}: {error}).") from error
-    notes = [n for instrument in midi.instruments if not instrument.is_drum for n in instrument.notes]
-    return array_to_notes(notes_to_array(notes))
+    arrays = []
+    for instrument in midi.instruments:
+        if instrument.is_drum or not instrument.notes:
+            continue
+        notes = notes_to_array(instrument.notes)
+        if sustain_pedal:
+            pedal = [(change.time, change.value) for change in instrument.control_changes if change.number == 64]
+            notes = apply_sustain_pedal(notes, pedal, end_time=midi.get_end_time())
+        arrays.append(notes)
+    return array_to_notes(notes_to_array(np.concatenate(arrays)) if arrays else np.zeros((0, 4)))
+
+
+SUSTAIN_PEDAL_THRESHOLD = 64  # MIDI 1.0: controller 64 values 0-63 are pedal up, 64-127 pedal down
+
+
+def sustain_intervals(pedal_changes, end_time: float) -> np.ndarray:
+    """
+    The spans in which the sustain pedal is down, (K, 2) seconds, from `(time, controller 64 value)` changes in any
+    order (changes at one time keep their given order); a pedal never lifted is held until `end_time`.
+    """
+    intervals, pressed_at = [], None
+    for time, value in sorted(pedal_changes, key=lambda change: change[0]):  # stable sort
+        if value >= SUSTAIN_PEDAL_THRESHOLD and pressed_at is None:
+            pressed_at = time
+        elif value < SUSTAIN_PEDAL_THRESHOLD and pressed_at is not None:
+            intervals.append((pressed_at, time))
+            pressed_at = None
+    if pressed_at is not None:
+        intervals.append((pressed_at, max(pressed_at, end_time)))
+    return np.array(intervals, dtype=np.float64).reshape(-1, 2)
+
+
+def apply_sustain_pedal(notes, pedal_changes, end_time: float | None = None) -> np.ndarray:
+    """
+    Notes as the sustain pedal holds them: a key released while the pedal is down sounds until the pedal is lifted
+    or the key is struck again, whichever comes first.
+
+    Args:
+        notes: one instrument's notes, anything [`notes_to_array`] accepts, (N, 4): onset, offset, pitch, velocity.
+        pedal_changes: `(time, value)` of its controller 64 messages.
+        end_time: when a pedal never lifted lets go; by default the last note's end or pedal change.
+
+    Returns:
+        `np.ndarray` of shape (N, 4), sorted by onset then pitch: the notes, their offsets extended.
+    """
+    notes = notes_to_array(notes).copy()
+    if end_time is None:
+        end_time = max([*notes[:, 1], *(time for time, _ in pedal_changes)], default=0.0)
+    intervals = sustain_intervals(pedal_changes, end_time)
+    if len(notes) == 0 or len(intervals) == 0:
+        return notes
+    onsets, offsets, pitches = notes[:, 0], notes[:, 1], notes[:, 2]
+    # The last pedal press strictly before each key release: a damper already falling as the pedal goes down
+    # is not caught.
+    span = np.searchsorted(intervals[:, 0], offsets, side="left") - 1
+    pedal_up = intervals[np.maximum(span, 0), 1]
+    released = np.where((span >= 0) & (offsets < pedal_up), pedal_up, offsets)
+    # The next strike of the same key, later than the note's own onset, cuts its sustained sound short.
+    next_strike = np.full(len(notes), np.inf)
+    for pitch in np.unique(pitches):
+        key = np.flatnonzero(pitches == pitch)  # in onset order
+        later = np.searchsorted(onsets[key], onsets[key], side="right")
+        has_later = later < len(key)
+        next_strike[key[has_later]] = onsets[key][later[has_later]]
+    # A key struck again while still down is left as it was read (the tokenizer releases it at the new onset).
+    notes[:, 1] = np.maximum(offsets, np.minimum(released, next_strike))
+    return notes
 
 
 def notes_to_midi(notes: Sequence[Note], program: int = 0):
@@ -114,4 +188,15 @@ def notes_to_midi(notes: Sequence[Note], program: int = 0):
     return midi
 
 
-__all__ = ["Note", "MidiReadError", "array_to_notes", "is_note_batch", "notes_to_array", "notes_to_midi", "read_midi_notes", "window_notes"]
+__all__ = [
+    "MidiReadError",
+    "Note",
+    "apply_sustain_pedal",
+    "array_to_notes",
+    "is_note_batch",
+    "notes_to_array",
+    "notes_to_midi",
+    "read_midi_notes",
+    "sustain_intervals",
+    "window_notes",
+]

@@ -14,7 +14,7 @@ from .clip_archive import read_npz_xz, write_npz_xz
 from .notes_mdpiano import MidiReadError, notes_to_array, read_midi_notes, window_notes
 
 
-CORPUS_FORMAT_VERSION = 1
+CORPUS_FORMAT_VERSION = 2  # 2: MIDI notes held by the sustain pedal (`read_midi_notes`); 1 read them without it
 
 
 def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
@@ -29,13 +29,13 @@ def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
 
 def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
     """
-    Notes (N, 4) of MIDI files, parsed once and cached as `.npy` under `cache_dir/midi_notes` (parsed again when the
-    file is newer than its entry: edited or replaced); unreadable files are returned with their error instead of
-    stopping the run.
+    Notes (N, 4) of MIDI files, held by their sustain pedal ([`read_midi_notes`]), parsed once and cached as `.npy`
+    under `cache_dir/midi_notes-sustained` (parsed again when the file is newer than its entry: edited or replaced);
+    unreadable files are returned with their error instead of stopping the run.
     """
     from tqdm.auto import tqdm
 
-    folder = Path(cache_dir) / "midi_notes"
+    folder = Path(cache_dir) / "midi_notes-sustained"  # `midi_notes` held notes read without the pedal
     folder.mkdir(parents=True, exist_ok=True)
     corpus, failures = [], {}
     for path in tqdm(list(paths), desc="Reading MIDI"):
