@@ -59,3 +59,44 @@ def test_stft_features_are_augmented_in_every_bin(extractor_and_features, render
     features = extractor.extract(waveform[: 22050 * 5], normalize=False)
     augmented = FeatureAugmentation(extractor)(features, np.random.default_rng(0))
     assert augmented.shape == features.shape and np.isfinite(augmented).all()
+
+
+def piano_response_only(extractor, **kwargs):
+    return FeatureAugmentation(extractor, reverb_probability=0.0, noise_probability=0.0, eq_db=0.0, gain_db=0.0,
+                               piano_response_probability=1.0, **kwargs)  # fmt: skip
+
+
+def frame_levels_db(features, n_mels):
+    return 10.0 * np.log10((10.0 ** (features[:, :n_mels].astype(np.float64) / 10.0)).sum(axis=1))
+
+
+def test_a_flatter_piano_response_compresses_the_dynamics(extractor_and_features):
+    extractor, features = extractor_and_features
+    flatter = piano_response_only(extractor, dynamics_scale=(0.6, 0.6), brightness_coupling_db=0.0)
+    augmented = flatter(features, np.random.default_rng(0))
+    before, after = frame_levels_db(features, extractor.n_mels), frame_levels_db(augmented, extractor.n_mels)
+    deviation = np.clip(before - np.median(before), -30.0, 20.0)
+    np.testing.assert_allclose(after - before, -0.4 * deviation, atol=0.1)
+    rms = extractor.n_mels + extractor.n_mfcc + 1
+    np.testing.assert_allclose(augmented[:, rms].astype(np.float32) - features[:, rms], after - before, atol=0.1)
+
+
+def test_brightness_follows_loudness_by_the_drawn_coupling(extractor_and_features):
+    extractor, features = extractor_and_features
+    coupled = piano_response_only(extractor, dynamics_scale=(1.0, 1.0), brightness_coupling_db=4.0)
+    augmented = coupled(features, np.random.default_rng(2)).astype(np.float32)
+    levels = frame_levels_db(features, extractor.n_mels)
+    loud, soft = levels > np.median(levels) + 3.0, levels < np.median(levels) - 3.0
+    assert loud.any() and soft.any()
+    tilt = augmented[:, extractor.n_mels - 1] - features[:, extractor.n_mels - 1] - (augmented[:, 0] - features[:, 0])
+    # One coupling per draw: the top band gains on the bottom one in loud frames and loses in soft ones, or the reverse.
+    assert np.sign(np.median(tilt[loud])) == -np.sign(np.median(tilt[soft])) != 0
+
+
+def test_without_a_piano_response_the_chain_draws_as_before(extractor_and_features):
+    extractor, features = extractor_and_features
+    default = FeatureAugmentation(extractor)
+    explicit_zero = FeatureAugmentation(extractor, piano_response_probability=0.0)
+    with_response = FeatureAugmentation(extractor, piano_response_probability=1.0)
+    np.testing.assert_array_equal(default(features, np.random.default_rng(4)), explicit_zero(features, np.random.default_rng(4)))
+    assert not np.array_equal(default(features, np.random.default_rng(4)), with_response(features, np.random.default_rng(4)))
