@@ -302,7 +302,8 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         return BatchEncoding(batch, tensor_type=return_tensors, prepend_batch_axis=not batched and return_tensors is not None)
 
     def encode_midi(self, paths, **kwargs) -> BatchEncoding:
-        """Tokenizes the notes of one MIDI file or a list of them; keyword arguments as in [`encode_notes`]."""
+        """Tokenizes the notes of one MIDI file or a list of them, held by their sustain pedal as a recording holds
+        them ([`read_midi_notes`]); keyword arguments as in [`encode_notes`]."""
         if isinstance(paths, (str, os.PathLike)):
             return self.encode_notes(read_midi_notes(paths), **kwargs)
         return self.encode_notes([read_midi_notes(p) for p in paths], **kwargs)
