@@ -127,7 +127,8 @@ class MDPianoProcessor(ProcessorMixin):
                 Audio values (see [`load_audio`]). Gives the acoustic features and, unless `midi` or `notes` is
                 given, the transcription for the symbolic domain.
             sampling_rate: rate of array inputs in Hz (any rate; resampled once).
-            midi: a MIDI path or a list of them, used for the symbolic domain instead of a transcription.
+            midi: a MIDI path or a list of them, used for the symbolic domain instead of a transcription (notes held
+                by their sustain pedal, see [`read_midi_notes`]).
             notes: a set of notes or a list of sets (see [`MDPianoTokenizer.notes_to_ids`]), like `midi`.
             padding: acoustic features: `"max_length"` pads to one window (the default with `truncation`),
                 `"longest"` to the longest recording of the batch (the default without). Tokens are padded to the
