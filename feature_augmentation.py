@@ -2,9 +2,7 @@
 Training-time augmentation of cached acoustic features: recording-chain effects (a reverberant tail, a smooth
 random EQ, a noise floor, a gain) applied to the band powers of whole-clip features, with the features derived from
 them (MFCCs, RMS, spectral centroid) brought along. It lets training on cached features see recording chains that
-the rendered audio did not contain, without re-rendering or re-extracting anything. Optionally, the piano's own
-response changes first: how far loud and soft passages lie apart, and how its brightness follows its loudness,
-both of which differ from one piano (and one velocity curve) to another.
+the rendered audio did not contain, without re-rendering or re-extracting anything.
 """
 
 from dataclasses import dataclass
@@ -29,12 +27,6 @@ class FeatureAugmentation:
         noise_probability, min_snr_db: chance of a stationary noise floor, and its loudest level below the clip's
             mean power (its colour is drawn from white to brown).
         gain_db: largest overall level change.
-        piano_response_probability: chance of a changed piano response, applied before the chain: each frame's
-            level deviation from the clip's median level is scaled by a factor drawn from `dynamics_scale` (below
-            1 compresses the dynamics, as a flatter velocity curve does), and the spectrum is tilted by up to
-            `brightness_coupling_db` per 10 dB of that deviation (a piano whose loud notes are brighter, or duller,
-            than the training pianos'). At 0 (the default) nothing is drawn for it, so the chain's draws stay
-            those of earlier runs.
     """
 
     feature_extractor: object
@@ -44,9 +36,6 @@ class FeatureAugmentation:
     noise_probability: float = 0.5
     min_snr_db: float = 15.0
     gain_db: float = 10.0
-    piano_response_probability: float = 0.0
-    dynamics_scale: tuple[float, float] = (0.6, 1.3)
-    brightness_coupling_db: float = 4.0
 
     def __post_init__(self):
         import librosa
@@ -72,15 +61,13 @@ class FeatureAugmentation:
         fe = self.feature_extractor
         features_32 = np.asarray(features, dtype=np.float32)
         power = 10.0 ** (features_32[:, : self.bands] / 10.0)  # (frames, bands)
-        position = np.linspace(-1.0, 1.0, self.bands)
         augmented = power
-        if self.piano_response_probability > 0 and rng.random() < self.piano_response_probability:
-            augmented = self._piano_response(power, position, rng)
         if rng.random() < self.reverb_probability:
             rt60 = rng.uniform(0.3, self.max_rt60_s)
             decay = 10.0 ** (-6.0 * self.frame_s / rt60)  # power falls 60 dB in rt60 seconds
-            tail = lfilter([0.0, 1.0 - decay], [1.0, -decay], augmented, axis=0)
+            tail = lfilter([0.0, 1.0 - decay], [1.0, -decay], power, axis=0)
             augmented = augmented + rng.uniform(0.1, 0.6) * tail
+        position = np.linspace(-1.0, 1.0, self.bands)
         centre, width = rng.uniform(-1.0, 1.0), rng.uniform(0.1, 0.4)
         tilt_db, bell_db = rng.uniform(-1, 1, size=2) * self.eq_db
         eq_db = tilt_db * position + bell_db * np.exp(-0.5 * ((position - centre) / width) ** 2)
@@ -105,16 +92,6 @@ class FeatureAugmentation:
             result[:, n_mels + n_mfcc] += centroid_shift_hz / 1000.0
             result[:, n_mels + n_mfcc + 1] += 10.0 * np.log10(np.maximum(after, AMIN_POWER) / np.maximum(before, AMIN_POWER))
         return result.astype(np.asarray(features).dtype)
-
-    def _piano_response(self, power: np.ndarray, position: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Band powers with the frames' level deviations scaled and a loudness-dependent spectral tilt."""
-        level_db = 10.0 * np.log10(np.maximum(power.sum(axis=1), AMIN_POWER))
-        # Deviations beyond these are silence or clipping, not dynamics: left as far out as the bounds.
-        deviation_db = np.clip(level_db - np.median(level_db), -30.0, 20.0)[:, None]
-        scale = rng.uniform(*self.dynamics_scale)
-        coupling_db = rng.uniform(-1.0, 1.0) * self.brightness_coupling_db
-        gain_db = (scale - 1.0) * deviation_db + coupling_db * (deviation_db / 10.0) * position[None, :]
-        return power * 10.0 ** (gain_db / 10.0)
 
 
 __all__ = ["FeatureAugmentation"]

@@ -213,7 +213,6 @@ class TrainingArguments:
     mixed_precision: str | None = None  # "no", "fp16", "bf16"; None: `accelerate launch`'s setting, else "no"
     num_workers: int = 0
     augment_features: bool = False
-    augment_piano_response: float = 0.0  # with augment_features: the chance of a changed piano response per window
     resume: bool = False
     log_every: int = 10
 
@@ -278,9 +277,7 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     set_seed(args.seed)
     use_acoustic = model.config.domains in ("both", "acoustic")
     batcher = WindowBatcher(processor, use_acoustic)
-    augment = None
-    if args.augment_features and use_acoustic:
-        augment = FeatureAugmentation(processor.feature_extractor, piano_response_probability=args.augment_piano_response)
+    augment = FeatureAugmentation(processor.feature_extractor) if args.augment_features and use_acoustic else None
     windows = RandomWindows(train_clips, batcher.window_s, args.seed, augment)
     loader = torch.utils.data.DataLoader(
         windows,

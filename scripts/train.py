@@ -78,9 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: accelerate launch's setting, else no")  # fmt: skip
     parser.add_argument("--augment-features", action="store_true",
                         help="pass training features through random recording chains (reverb, EQ, noise, gain)")
-    parser.add_argument("--augment-piano-response", type=float, default=0.0, metavar="P",
-                        help="with --augment-features: the chance that a window's piano response changes first "
-                             "(its dynamics compressed or expanded, its brightness tied to loudness otherwise)")
     parser.add_argument("--resume", action="store_true", help="continue from <output-dir>/checkpoint")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription and features")
     return parser
@@ -90,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_DEFINING_ARGUMENTS = (
     "data", "split_scheme", "clips", "train_sets", "validation_set", "train_data", "validation_data",
     "validation_fraction", "config", "set", "symbolic_pretrained", "init_from", "batch_size", "learning_rate",
-    "weight_decay", "seed", "gradient_accumulation_steps", "augment_features", "augment_piano_response",
+    "weight_decay", "seed", "gradient_accumulation_steps", "augment_features",
 )  # fmt: skip
 
 
@@ -163,10 +160,6 @@ def main():
         parser.error("--validation-fraction splits --train-data; not with --validation-data or EMOPIA's own split")
     if args.init_from and args.symbolic_pretrained:
         parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
-    if not 0.0 <= args.augment_piano_response <= 1.0:
-        parser.error(f"--augment-piano-response is a probability: between 0 and 1, not {args.augment_piano_response:g}")
-    if args.augment_piano_response and not args.augment_features:
-        parser.error("--augment-piano-response changes the features' piano response within --augment-features: add it")
     try:
         check_output_dir(args.output_dir, args.resume)
         if args.resume:  # --train-data is recorded as the run's train set: compare it, not the EMOPIA default
@@ -215,7 +208,6 @@ def main():
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         augment_features=args.augment_features,
-        augment_piano_response=args.augment_piano_response,
         resume=args.resume,
     )
     # The launcher's rank, read without initialising Accelerate's state: `train` sets that up (gloo on CPUs).
