@@ -14,7 +14,7 @@ from .clip_archive import read_npz_xz, write_npz_xz
 from .notes_mdpiano import MidiReadError, notes_to_array, read_midi_notes, window_notes
 
 
-CORPUS_FORMAT_VERSION = 2  # 2: MIDI notes held by the sustain pedal (`read_midi_notes`); 1 read them without it
+CORPUS_FORMAT_VERSION = 3  # 3 records whether the MIDI was read with its sustain pedal; 2 always was, 1 never
 
 
 def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
@@ -27,15 +27,16 @@ def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
     return [path for path in present if path.is_file()], missing
 
 
-def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
+def load_corpus(paths, cache_dir, sustain_pedal: bool = True) -> tuple[list[np.ndarray], dict[str, str]]:
     """
-    Notes (N, 4) of MIDI files, held by their sustain pedal ([`read_midi_notes`]), parsed once and cached as `.npy`
-    under `cache_dir/midi_notes-sustained` (parsed again when the file is newer than its entry: edited or replaced);
-    unreadable files are returned with their error instead of stopping the run.
+    Notes (N, 4) of MIDI files, held by their sustain pedal ([`read_midi_notes`]; `sustain_pedal=False` ends them at
+    their key release), parsed once and cached as `.npy` under `cache_dir/midi_notes-sustained` (`midi_notes`
+    without the pedal; parsed again when the file is newer than its entry: edited or replaced); unreadable files
+    are returned with their error instead of stopping the run.
     """
     from tqdm.auto import tqdm
 
-    folder = Path(cache_dir) / "midi_notes-sustained"  # `midi_notes` held notes read without the pedal
+    folder = Path(cache_dir) / ("midi_notes-sustained" if sustain_pedal else "midi_notes")
     folder.mkdir(parents=True, exist_ok=True)
     corpus, failures = [], {}
     for path in tqdm(list(paths), desc="Reading MIDI"):
@@ -44,7 +45,7 @@ def load_corpus(paths, cache_dir) -> tuple[list[np.ndarray], dict[str, str]]:
             corpus.append(np.load(cached))
             continue
         try:
-            notes = notes_to_array(read_midi_notes(path)).astype(np.float32)
+            notes = notes_to_array(read_midi_notes(path, sustain_pedal=sustain_pedal)).astype(np.float32)
         except MidiReadError as error:
             failures[str(path)] = str(error)
             continue
@@ -84,13 +85,14 @@ def transcribed_corpus(
     return [load_entry(path)["notes"] for path in cached["notes_path"]], failures
 
 
-def write_corpus_archive(path, corpora: dict[str, list[np.ndarray]]) -> Path:
+def write_corpus_archive(path, corpora: dict[str, list[np.ndarray]], sustain_pedal: bool = True) -> Path:
     """
     Writes named corpora of notes (e.g. `{"train": [...], "validation": [...]}`, each a list of (N, 4) arrays as
     [`load_corpus`] returns them) into one lzma-compressed `.npz` file at `path`, so that pretraining can run where
     the MIDI files are not (a rented GPU): MAESTRO's train and validation splits with GiantMIDI-Piano take ~21 MB.
+    `sustain_pedal` records how the MIDI was read, which [`read_corpus_archive`] checks.
     """
-    arrays = {"format_version": np.array(CORPUS_FORMAT_VERSION)}
+    arrays = {"format_version": np.array(CORPUS_FORMAT_VERSION), "sustain_pedal": np.array(sustain_pedal)}
     for name, corpus in corpora.items():
         arrays[f"{name}.offsets"] = np.cumsum([0] + [len(notes) for notes in corpus])
         notes = [np.asarray(piece, np.float32).reshape(-1, 4) for piece in corpus]
@@ -99,12 +101,13 @@ def write_corpus_archive(path, corpora: dict[str, list[np.ndarray]]) -> Path:
     return Path(path)
 
 
-def read_corpus_archive(path) -> dict[str, list[np.ndarray]]:
+def read_corpus_archive(path, sustain_pedal: bool = True) -> dict[str, list[np.ndarray]]:
     """
-    The corpora of a file written by [`write_corpus_archive`].
+    The corpora of a file written by [`write_corpus_archive`] from MIDI read with (`sustain_pedal`) or without the
+    sustain pedal.
 
     Raises:
-        `ValueError` when the file is missing or is not a corpus archive.
+        `ValueError` when the file is missing, is not a corpus archive, or read its MIDI the other way.
     """
     if not Path(path).is_file():
         raise ValueError(f"No corpus archive at {path}; write one with `scripts/pretrain_symbolic.py --export-corpus`.")
@@ -114,6 +117,11 @@ def read_corpus_archive(path) -> dict[str, list[np.ndarray]]:
         raise ValueError(f"{path} is not a readable corpus archive ({error}).") from error
     if int(arrays.get("format_version", -1)) != CORPUS_FORMAT_VERSION:
         raise ValueError(f"{path} is not a corpus archive of format {CORPUS_FORMAT_VERSION}; export it again.")
+    if bool(arrays["sustain_pedal"]) != sustain_pedal:
+        held = "with" if arrays["sustain_pedal"] else "without"
+        raise ValueError(f"{path} holds MIDI notes read {held} their sustain pedal, and this run reads them "
+                         f"{'with' if sustain_pedal else 'without'} it: export the corpus again, or "
+                         f"{'add' if sustain_pedal else 'drop'} --ignore-sustain-pedal.")  # fmt: skip
     corpora = {}
     for name in [key.removesuffix(".offsets") for key in arrays if key.endswith(".offsets")]:
         notes, offsets = arrays[f"{name}.notes"], arrays[f"{name}.offsets"]

@@ -3,6 +3,8 @@ r"""Pretrains the symbolic encoder by masked-token prediction on MAESTRO (train 
     python scripts/pretrain_symbolic.py --cache-dir ~/.cache/mdpiano --output-dir runs/symbolic-mlm \
         --config configs/emopia-cpu.json [--max-steps 400]
 
+MIDI notes sound until their key's release or, if later, the sustain pedal's lift, as in a recording and its
+transcription (--ignore-sustain-pedal ends them at the release, as the published encoders were pretrained).
 Random 5-s windows (--window-s) are tokenized as the processor tokenizes a transcription; 15% of the
 tokens are masked (transformers' DataCollatorForLanguageModeling) and the transformers Trainer (Accelerate
 underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split, masked
@@ -29,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, set_seed
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
 from mdpiano.cli import exit_on_input_errors
@@ -53,7 +55,7 @@ from mdpiano.training import check_resumed_arguments
 RUN_DEFINING_ARGUMENTS = (
     "data", "corpus", "config", "no_giantmidi", "transcribed_pieces", "transcribed_seconds", "window_s", "batch_size",
     "learning_rate", "warmup_steps", "mlm_probability", "eval_windows", "seed", "no_transcribed", "transcribed_repeat",
-    "group_by_length", "bf16",
+    "group_by_length", "bf16", "ignore_sustain_pedal",
 )  # fmt: skip
 
 
@@ -87,6 +89,9 @@ def main():
     parser.add_argument("--group-by-length", action="store_true",
                         help="batch windows of similar length together (less padding: faster steps)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs that support it)")
+    parser.add_argument("--ignore-sustain-pedal", action="store_true",
+                        help="end MIDI notes at their key release, as the published encoders were pretrained (default: "
+                        "held by the sustain pedal, as they sound and as the transcriptions hold them)")  # fmt: skip
     args = parser.parse_args()
     if args.corpus is None and args.cache_dir is None:
         parser.error("--cache-dir is needed to read MIDI files (or give --corpus)")
@@ -123,13 +128,13 @@ def main():
     processor = MDPianoProcessor.from_config(config)
     if args.corpus:
         try:
-            corpora = read_corpus_archive(args.corpus)
+            corpora = read_corpus_archive(args.corpus, sustain_pedal=not args.ignore_sustain_pedal)
         except ValueError as error:
             parser.error(str(error))
         if not {"train", "validation"} <= corpora.keys():
             parser.error(f"{args.corpus} holds {sorted(corpora)}, not train and validation corpora")
     else:
-        midi_corpora = read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi)
+        midi_corpora = read_midi_corpora(Path(args.data), args.cache_dir, args.no_giantmidi, not args.ignore_sustain_pedal)
         corpora = dict(zip(("train", "validation"), midi_corpora))
         if args.transcribed_pieces:
             corpora["train-transcribed"] = read_transcribed_corpus(Path(args.data), processor, args)
@@ -137,7 +142,7 @@ def main():
     if args.transcribed_repeat != 1 and not corpora.get("train-transcribed"):
         parser.error("--transcribed-repeat weighs transcribed excerpts, and this corpus has none (--transcribed-pieces)")
     if args.export_corpus:
-        write_corpus_archive(args.export_corpus, corpora)
+        write_corpus_archive(args.export_corpus, corpora, sustain_pedal=not args.ignore_sustain_pedal)
         print(f"wrote {args.export_corpus}")
         return
     # Pieces are drawn in proportion to their duration: the transcribed excerpts weigh by their length, times
@@ -153,6 +158,7 @@ def main():
     if args.group_by_length:
         train_windows = LengthGroupedWindows(train_windows, args.batch_size, seed=args.seed)
     evaluation_windows = fixed_windows(validation_corpus, processor, args.eval_windows, args.seed + 1, args.window_s)
+    set_seed(args.seed)  # the Trainer seeds only once built, after the model's initial weights are drawn
     model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
         output_dir=args.output_dir,
@@ -193,7 +199,7 @@ def main():
     print(json.dumps(metrics, indent=1))
 
 
-def read_midi_corpora(data: Path, cache_dir, no_giantmidi: bool) -> tuple[list, list]:
+def read_midi_corpora(data: Path, cache_dir, no_giantmidi: bool, sustain_pedal: bool) -> tuple[list, list]:
     """Notes of MAESTRO's train split (with GiantMIDI-Piano) and of its validation split; skipped files are printed."""
     train_files, missing_train = maestro_files(data / "maestro-v2.0.0", "train")
     validation_files, missing_validation = maestro_files(data / "maestro-v2.0.0", "validation")
@@ -201,8 +207,8 @@ def read_midi_corpora(data: Path, cache_dir, no_giantmidi: bool) -> tuple[list, 
           f"{len(missing_train) + len(missing_validation)} listed files are absent (see REMOVED_CORRUPT_FILES.txt)")  # fmt: skip
     if not no_giantmidi:
         train_files += sorted((data / "giantmidi-piano" / "midis").glob("*.mid"))
-    train_corpus, train_failures = load_corpus(train_files, cache_dir)
-    validation_corpus, validation_failures = load_corpus(validation_files, cache_dir)
+    train_corpus, train_failures = load_corpus(train_files, cache_dir, sustain_pedal)
+    validation_corpus, validation_failures = load_corpus(validation_files, cache_dir, sustain_pedal)
     for path, error in {**train_failures, **validation_failures}.items():
         print(f"skipped {path}: {error}")
     return train_corpus, validation_corpus

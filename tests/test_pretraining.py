@@ -114,3 +114,23 @@ def test_midi_cache_follows_edited_files(tmp_path):
     later = os.stat(path).st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
     assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [70, 71, 72]
+
+
+def test_corpus_read_with_and_without_the_sustain_pedal(tmp_path):
+    """The two readings are cached apart: one never answers for the other."""
+    import pretty_midi
+
+    from mdpiano.pretraining import load_corpus
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(velocity=80, pitch=60, start=0.0, end=0.2)]
+    piano.control_changes = [pretty_midi.ControlChange(64, 127, 0.1), pretty_midi.ControlChange(64, 0, 1.5)]
+    piano.notes.append(pretty_midi.Note(velocity=80, pitch=64, start=1.8, end=2.0))  # the file lasts past the lift
+    midi.instruments.append(piano)
+    path = tmp_path / "pedalled.mid"
+    midi.write(str(path))
+    for _ in range(2):  # parsed, then read from each cache
+        held, _ = load_corpus([path], tmp_path / "cache")
+        released, _ = load_corpus([path], tmp_path / "cache", sustain_pedal=False)
+        assert held[0][0, 1] == pytest.approx(1.5, abs=0.01) and released[0][0, 1] == pytest.approx(0.2, abs=0.01)

@@ -215,6 +215,9 @@ def test_clip_archive_trains_and_evaluates_without_the_cache(tiny_emopia, tmp_pa
 
 def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script):
     """pretrain_symbolic.py reads MAESTRO-shaped MIDI, exports the notes, and pretrains from that archive alone."""
+    import torch
+    from safetensors.torch import load_file
+
     from mdpiano import MDPianoForAudioClassification
     from mdpiano.pretraining import read_corpus_archive
 
@@ -256,6 +259,12 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     midi_only = run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-midi", "--config", config,
                     "--max-steps", "1", "--batch-size", "2", "--eval-windows", "2", "--no-transcribed")  # fmt: skip
     assert "and 0 transcribed excerpts (0.0 h, 0% of the windows)" in midi_only.stdout
+    again = run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-midi-again", "--config", config,
+                "--max-steps", "1", "--batch-size", "2", "--eval-windows", "2", "--no-transcribed")  # fmt: skip
+    assert "and 0 transcribed excerpts" in again.stdout
+    # The seed fixes the run, the encoder's initial weights included.
+    first, second = (load_file(path / "best" / "model.safetensors") for path in (tmp_path / "mlm-midi", tmp_path / "mlm-midi-again"))
+    assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
 
     # A rerun resumes from the last checkpoint: with other settings, it is refused.
     status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config,
@@ -264,6 +273,9 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-2",
                                "--no-transcribed", "--transcribed-repeat", "3")  # fmt: skip
     assert status == 2 and "which --no-transcribed leaves out" in error
+    status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-2",
+                               "--ignore-sustain-pedal")  # the archive's MIDI was read with the pedal
+    assert status == 2 and "drop --ignore-sustain-pedal" in error
     status, error = run_script("pretrain_symbolic.py", "--corpus", tmp_path / "absent.npz.xz", "--output-dir", tmp_path / "mlm-3")
     assert status == 2 and "No corpus archive at" in error
     status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-4", "--config",
@@ -280,6 +292,12 @@ def test_corpus_archive_errors(tmp_path):
         read_corpus_archive(corrupt)
     notes = [np.array([[0.0, 0.5, 60, 80]], np.float32), np.zeros((0, 4), np.float32)]
     assert [len(n) for n in read_corpus_archive(write_corpus_archive(tmp_path / "c.npz.xz", {"train": notes}))["train"]] == [1, 0]
+    released = write_corpus_archive(tmp_path / "released.npz.xz", {"train": notes}, sustain_pedal=False)
+    assert len(read_corpus_archive(released, sustain_pedal=False)["train"]) == 2
+    with pytest.raises(ValueError, match="read without their sustain pedal.*add --ignore-sustain-pedal"):
+        read_corpus_archive(released)
+    with pytest.raises(ValueError, match="read with their sustain pedal.*drop --ignore-sustain-pedal"):
+        read_corpus_archive(tmp_path / "c.npz.xz", sustain_pedal=False)
 
 
 def test_scripts_name_bad_inputs_without_a_traceback(run_script, tmp_path):
