@@ -319,8 +319,22 @@ def exit_on_input_errors(main):
     except (FileNotFoundError, EmopiaFormatError) as error:
         sys.exit(f"error: {error}")
     except KeyboardInterrupt:
+        end_progress_bars()
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def end_progress_bars() -> None:
+    """Closes the progress bars still open, each ending its line, so that a message printed next gets a line of its
+    own: an interrupt unwinds past a bar (a `for` over it, or one being drawn) before anything closes it."""
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):  # the live bars, as tqdm's own `tqdm.write` finds them
+        # interrupted between drawing itself and finishing its construction, a bar's close() leaves its line open
+        half_built = getattr(bar, "sp", None) is not None and not hasattr(bar, "last_print_t")
+        bar.close()
+        if half_built:
+            bar.fp.write("\n")
 
 
 def report_errors(errors: list[tuple[str, str]]) -> int:

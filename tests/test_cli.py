@@ -193,6 +193,23 @@ def test_missing_inputs_and_models_are_one_line_errors(model_dir, quadrant_clips
         main(["transcribe", path, "--out", str(tmp_path / "out"), "--model", str(tmp_path)])
 
 
+def test_open_progress_bars_end_their_lines_before_a_message():
+    import io
+
+    from tqdm import tqdm
+
+    from mdpiano.cli import end_progress_bars
+
+    open_output, half_built_output = io.StringIO(), io.StringIO()
+    open_bar = tqdm(total=3, file=open_output, desc="open")
+    open_bar.update()
+    half_built = tqdm(total=3, file=half_built_output, desc="half-built")
+    del half_built.last_print_t  # as if interrupted right after it drew itself, before its construction finished
+    end_progress_bars()
+    for output, desc in ((open_output, "open"), (half_built_output, "half-built")):
+        assert desc in output.getvalue() and output.getvalue().endswith("\n")
+
+
 def test_ctrl_c_is_one_line_and_status_130(model_dir, quadrant_clips, tmp_path):
     import soundfile
 
