@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import signal
 
+from .notes_mdpiano import load_midi
 from .rendering_mdpiano import render_midi
 
 TRAIN_SOUNDFONTS = ("TimGM6mb", "MuseScore_General_Lite", "FluidR3Mono_GM")
@@ -131,9 +132,7 @@ def render_condition(
 ) -> np.ndarray:
     """Renders a MIDI file (its first `max_duration_s` seconds, if given) through a condition, up to (not including)
     the codec: mono float32 at its rate."""
-    import pretty_midi
-
-    midi = pretty_midi.PrettyMIDI(str(midi_path))
+    midi = load_midi(midi_path)
     for instrument in midi.instruments:
         for note in instrument.notes:
             curved = 127 * condition.velocity_scale * (note.velocity / 127) ** condition.velocity_gamma

@@ -79,13 +79,60 @@ def is_note_batch(notes) -> bool:
     return not (isinstance(first, (tuple, list, np.ndarray)) and len(first) == 4 and np.isscalar(first[0]))
 
 
+def load_midi(path: str | os.PathLike):
+    """
+    Parses a MIDI file into a `pretty_midi.PrettyMIDI` in which each controller change (the sustain pedal above all)
+    belongs to its channel, as a synthesizer applies it, not to its track.
+
+    pretty_midi gives a controller change only to the notes of its own track and channel, and drops it on a track
+    without notes. Piano files often keep the pedal on a track of its own, or the left hand on another track than
+    the pedal (notation programs write a track per staff): read track by track, those notes would lose the pedal,
+    in the symbolic domain and in a rendering alike. Where a channel's notes and controllers lie on several tracks,
+    the tracks are merged first (`mido.merge_tracks`), and the instruments are then one per channel and program.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        IsADirectoryError: the path is a folder.
+        MidiReadError: the file is not a readable MIDI file.
+    """
+    import mido
+    import pretty_midi
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"MIDI file not found: {path}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Expected a MIDI file, got a directory: {path}")
+    try:
+        midi_file = mido.MidiFile(path)
+        # Type 2 files hold independent sequences, not parts of one: they stay as they are.
+        if midi_file.type == 1 and _channels_span_tracks(midi_file.tracks):
+            midi_file.tracks = [mido.merge_tracks(midi_file.tracks)]
+            midi_file.type = 0
+        return pretty_midi.PrettyMIDI(mido_object=midi_file)
+    except Exception as error:  # mido and pretty_midi raise many types for malformed files
+        raise MidiReadError(f"Could not parse {path} as a MIDI file ({type(error).__name__}: {error}).") from error
+
+
+def _channels_span_tracks(tracks) -> bool:
+    """Whether a channel with notes has its notes or controller changes on more than one track."""
+    tracks_of_channel, channels_with_notes = {}, set()
+    for index, track in enumerate(tracks):
+        for message in track:
+            if message.type == "note_on" or message.type == "control_change":
+                tracks_of_channel.setdefault(message.channel, set()).add(index)
+                if message.type == "note_on":
+                    channels_with_notes.add(message.channel)
+    return any(len(tracks_of_channel[channel]) > 1 for channel in channels_with_notes)
+
+
 def read_midi_notes(path: str | os.PathLike, sustain_pedal: bool = True) -> list[Note]:
     """
-    Reads every note of every non-drum instrument of a MIDI file with pretty_midi, sorted by onset then pitch.
+    Reads every note of every non-drum instrument of a MIDI file ([`load_midi`]), sorted by onset then pitch.
 
     Args:
         path: the MIDI file.
-        sustain_pedal: apply each instrument's sustain pedal (controller 64, down at values of 64 and above) to its
+        sustain_pedal: apply each channel's sustain pedal (controller 64, down at values of 64 and above) to its
             notes, as a piano does: a key released while the pedal is down sounds until the pedal is lifted, or
             until the key is struck again. pretty_midi's notes end at the key release; a recording of the
             performance, and so its transcription, holds them. Performance MIDI (EMOPIA, MAESTRO,
@@ -96,17 +143,7 @@ def read_midi_notes(path: str | os.PathLike, sustain_pedal: bool = True) -> list
         FileNotFoundError: the path does not exist.
         MidiReadError: the file is not a readable MIDI file.
     """
-    import pretty_midi
-
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"MIDI file not found: {path}")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"Expected a MIDI file, got a directory: {path}")
-    try:
-        midi = pretty_midi.PrettyMIDI(path)
-    except Exception as error:  # mido and pretty_midi raise many types for malformed files
-        raise MidiReadError(f"Could not parse {path} as a MIDI file ({type(error).__name__}: {error}).") from error
+    midi = load_midi(path)
     arrays = []
     for instrument in midi.instruments:
         if instrument.is_drum or not instrument.notes:
@@ -194,6 +231,7 @@ __all__ = [
     "apply_sustain_pedal",
     "array_to_notes",
     "is_note_batch",
+    "load_midi",
     "notes_to_array",
     "notes_to_midi",
     "read_midi_notes",

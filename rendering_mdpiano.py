@@ -9,7 +9,7 @@ import tempfile
 
 import numpy as np
 
-from .notes_mdpiano import read_midi_notes
+from .notes_mdpiano import load_midi
 
 # SoundFonts by name: Debian's fluid-soundfont-gm, musescore-general-soundfont-small and fluidr3mono-gm-soundfont,
 # and the small TimGM6mb that ships inside pretty_midi.
@@ -90,7 +90,8 @@ def render_midi(
     controllers included: with FluidSynth for a SoundFont (.sf2, .sf3), with TiMidity++ for a GUS patch (.pat).
 
     Args:
-        midi: a MIDI path or a `pretty_midi.PrettyMIDI`.
+        midi: a MIDI path (read with [`~notes_mdpiano.load_midi`]: controllers act on their channel) or a
+            `pretty_midi.PrettyMIDI`.
         soundfont: a SoundFont or GUS patch path, or a name from `KNOWN_SOUNDFONTS`; `None` is
             [`default_soundfont`].
         sampling_rate: output rate in Hz.
@@ -105,11 +106,10 @@ def render_midi(
     import pretty_midi
 
     if not isinstance(midi, pretty_midi.PrettyMIDI):
-        read_midi_notes(midi)  # clear errors for missing or malformed files
-        midi = pretty_midi.PrettyMIDI(os.fspath(midi))
+        midi = load_midi(midi)
     if max_duration_s is not None:
         _crop_midi(midi, max_duration_s)
-    # Drums are no piano notes: `read_midi_notes` leaves them out of the symbolic domain, and so does the audio.
+    # Drums are no piano notes: `mdpiano.read_midi_notes` leaves them out of the symbolic domain, and so does the audio.
     midi.instruments = [instrument for instrument in midi.instruments if not instrument.is_drum and instrument.notes]
     if not midi.instruments:
         raise ValueError("The MIDI file has no piano notes to render (none at all, or drums only).")

@@ -52,6 +52,48 @@ def clip_notes(clip_midi):
 
 
 @pytest.fixture(scope="session")
+def piano_on_several_tracks(tmp_path_factory):
+    """
+    One performance written twice with mido at 120 bpm (960 ticks a second): as a notation program writes a piano,
+    a track per hand on channel 0 with the sustain pedal on a track of its own (type 1), and as a single track
+    (type 0). Both also play a note on channel 1, whose notes channel 0's pedal must not hold.
+    Returns (type-1 path, type-0 path).
+    """
+    import mido
+
+    def event(seconds, kind, **fields):  # (tick, message)
+        return round(seconds * 960), mido.Message(kind, **fields)
+
+    def note(channel, pitch, onset, offset):
+        return [event(onset, "note_on", channel=channel, note=pitch, velocity=80),
+                event(offset, "note_off", channel=channel, note=pitch)]  # fmt: skip
+
+    def pedal(seconds, value):
+        return event(seconds, "control_change", channel=0, control=64, value=value)
+
+    tracks = [
+        [(0, mido.MetaMessage("set_tempo", tempo=500_000))],
+        note(0, 72, 0.0, 0.5) + note(0, 76, 2.5, 2.8),  # right hand
+        note(0, 48, 0.0, 0.4) + note(0, 43, 1.0, 1.2),  # left hand
+        [pedal(0.3, 127), pedal(2.0, 0)],  # the pedal
+        note(1, 60, 0.5, 0.8),  # another instrument on channel 1
+    ]
+
+    def as_track(events):
+        track, now = mido.MidiTrack(), 0
+        for tick, message in sorted(events, key=lambda timed: timed[0]):
+            track.append(message.copy(time=tick - now))
+            now = tick
+        return track
+
+    folder = tmp_path_factory.mktemp("tracks")
+    paths = folder / "type1.mid", folder / "type0.mid"
+    mido.MidiFile(type=1, ticks_per_beat=480, tracks=[as_track(events) for events in tracks]).save(paths[0])
+    mido.MidiFile(type=0, ticks_per_beat=480, tracks=[as_track(sum(tracks, []))]).save(paths[1])
+    return paths
+
+
+@pytest.fixture(scope="session")
 def quadrant_clips(emopia_dir, tmp_path_factory):
     """The first 6 s of the first test-split clip of each quadrant, rendered: [(label, wav path, waveform)]."""
     import csv

@@ -58,13 +58,30 @@ def test_the_pedal_is_down_from_value_64(tmp_path):
     assert offsets_by_pitch_and_onset(read_midi_notes(path)) == {(60, 0.0): 0.3, (62, 1.0): 2.0}
 
 
-def test_each_track_has_its_own_pedal_and_drums_are_left_out(tmp_path):
+def test_each_channel_has_its_own_pedal_and_drums_are_left_out(tmp_path):
+    # pretty_midi writes each instrument on a channel of its own (drums on channel 9)
     path = write_midi(tmp_path / "tracks.mid", [
         ([(0.0, 0.3, 60)], [(0.1, 127), (2.0, 0)], False),
         ([(0.0, 0.3, 48)], [], False),
         ([(0.0, 0.1, 36)], [(0.0, 127), (5.0, 0)], True),
     ])  # fmt: skip
     assert offsets_by_pitch_and_onset(read_midi_notes(path)) == {(48, 0.0): 0.3, (60, 0.0): 2.0}
+
+
+def test_a_channels_pedal_holds_its_notes_on_every_track(piano_on_several_tracks):
+    split, single = piano_on_several_tracks
+    expected = {
+        (72, 0.0): 2.0,  # right hand, released under the pedal
+        (48, 0.0): 2.0,  # left hand, on a track without the pedal
+        (43, 1.0): 2.0,
+        (76, 2.5): 2.8,  # after the lift
+        (60, 0.5): 0.8,  # channel 1: not channel 0's pedal
+    }
+    assert offsets_by_pitch_and_onset(read_midi_notes(split)) == expected
+    assert read_midi_notes(split) == read_midi_notes(single)
+    assert offsets_by_pitch_and_onset(read_midi_notes(split, sustain_pedal=False)) == {
+        (72, 0.0): 0.5, (48, 0.0): 0.4, (43, 1.0): 1.2, (76, 2.5): 2.8, (60, 0.5): 0.8,
+    }  # fmt: skip
 
 
 def test_sustain_intervals_pair_presses_with_releases():

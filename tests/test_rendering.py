@@ -87,6 +87,11 @@ def test_one_tracks_pedal_does_not_hold_another_tracks_notes():
     assert ringing(two_tracks(pedal_down=True)) < 0.2 and ringing(two_tracks(pedal_down=False)) < 0.2
 
 
+def test_a_pedal_on_a_track_of_its_own_is_rendered(piano_on_several_tracks):
+    split, single = piano_on_several_tracks
+    np.testing.assert_array_equal(render_midi(split, "FluidR3_GM", RATE), render_midi(single, "FluidR3_GM", RATE))
+
+
 def test_midi_without_piano_notes_is_an_error():
     drums = pretty_midi.PrettyMIDI()
     drums.instruments.append(pretty_midi.Instrument(0, is_drum=True))
