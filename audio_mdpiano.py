@@ -12,6 +12,8 @@ MAX_SAMPLING_RATE = 384_000
 MAX_CHANNELS = 32
 # Larger float samples overflow the STFT's float32 power; real audio is within [-1, 1].
 MAX_FLOAT_PEAK = 1e6
+# The most a quiet recording is raised by `min_peak`: near-silence (dither, a noise floor) is not made into music.
+MAX_LEVEL_BOOST_DB = 30.0
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +22,9 @@ class AudioDecodeError(ValueError):
     """An audio file or byte string that exists but cannot be decoded."""
 
 
-def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: int = 22050) -> np.ndarray:
+def load_audio(
+    audio, sampling_rate: int | None = None, target_sampling_rate: int = 22050, min_peak: float | None = None
+) -> np.ndarray:
     """
     Turns one audio input into a mono float32 waveform at `target_sampling_rate` ([`stream_audio`], joined).
 
@@ -36,6 +40,9 @@ def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: in
         sampling_rate: rate of an array input in Hz (also of a dict `array` without a `sampling_rate` key). Ignored
             for inputs that carry their own rate.
         target_sampling_rate: rate of the returned waveform in Hz.
+        min_peak: a recording whose peak sample is below this is raised to it (by at most `MAX_LEVEL_BOOST_DB`;
+            silence stays silent), so a quiet recording reaches the levels a model was trained on. `None` keeps
+            the level.
 
     Returns:
         `np.ndarray` of shape (samples,), float32, channels averaged.
@@ -46,27 +53,35 @@ def load_audio(audio, sampling_rate: int | None = None, target_sampling_rate: in
         AudioDecodeError: a file or bytes that cannot be decoded as audio.
         ValueError: an array without a sampling rate, an empty or non-finite waveform, or an unusable shape or rate.
     """
-    return np.concatenate(list(stream_audio(audio, sampling_rate, target_sampling_rate)))
+    return np.concatenate(list(stream_audio(audio, sampling_rate, target_sampling_rate, min_peak=min_peak)))
 
 
-def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: int = 22050, block_seconds: float = 10.0):
+def stream_audio(
+    audio,
+    sampling_rate: int | None = None,
+    target_sampling_rate: int = 22050,
+    block_seconds: float = 10.0,
+    min_peak: float | None = None,
+):
     """
     The waveform of one audio input (anything [`load_audio`] accepts) as consecutive mono float32 blocks of
     `block_seconds` at `target_sampling_rate`. Files that libsndfile reads are decoded block by block and resampled
     with a streaming resampler (soxr, the same filter as a one-shot resampling), so a long recording never sits in
     memory whole. Blocks are short: the pipeline holds a block's buffers while it transcribes, extracts notes and
-    classifies windows, so their size adds to a long recording's peak memory.
+    classifies windows, so their size adds to a long recording's peak memory. With `min_peak` (see [`load_audio`]),
+    a file streamed block by block is read twice: its peak first.
     Raises as [`load_audio`] does; an empty or non-finite input raises before or while its blocks are produced.
     """
-    blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
+    read_blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
     _check_rate(rate)
+    gain = 1.0 if min_peak is None else level_gain(read_blocks(quiet=True), min_peak)
     resampler = None
     if rate != target_sampling_rate:
         import soxr
 
         resampler = soxr.ResampleStream(rate, target_sampling_rate, 1, dtype="float32", quality="HQ")
     total, warned = 0, False
-    for block in blocks:
+    for block in read_blocks():
         if not np.isfinite(block).all():
             raise ValueError(
                 "The audio contains NaN or infinite samples: replace them (e.g. `np.nan_to_num`) before passing it."
@@ -83,6 +98,8 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
                 f"{os.fspath(source)}: " if isinstance(source, (str, os.PathLike)) else "", peak,
             )  # fmt: skip
         total += block.size
+        if gain != 1.0:  # audio at or above `min_peak` keeps its samples exactly
+            block = block * np.float32(gain)
         out = block if resampler is None else resampler.resample_chunk(block, last=False)
         del block  # not held while the caller works on `out` (blocks of long files are tens of MB)
         if out.size:
@@ -95,6 +112,17 @@ def stream_audio(audio, sampling_rate: int | None = None, target_sampling_rate: 
             yield np.ascontiguousarray(out, dtype=np.float32)
 
 
+def level_gain(blocks, min_peak: float) -> float:
+    """
+    The gain that raises a recording (its mono blocks) whose peak is below `min_peak` to it, at most
+    `MAX_LEVEL_BOOST_DB`; 1 for a recording at or above it, for silence, and for NaN samples (an error later).
+    """
+    peak = max((float(np.abs(block).max(initial=0.0)) for block in blocks), default=0.0)
+    if not 0.0 < peak < min_peak:
+        return 1.0
+    return min(min_peak / peak, 10.0 ** (MAX_LEVEL_BOOST_DB / 20.0))
+
+
 def file_input(audio):
     """The input itself, or the path of a `datasets` value that holds only a path (`{"path": ...}`): what to read."""
     if isinstance(audio, dict) and audio.get("array") is None and audio.get("bytes") is None and audio.get("path"):
@@ -103,7 +131,10 @@ def file_input(audio):
 
 
 def _mono_blocks(audio, sampling_rate, block_seconds):
-    """(iterator of mono float32 blocks at the source rate, source rate)."""
+    """
+    (reader, source rate): `reader(quiet=False)` iterates over the mono float32 blocks at the source rate, from the
+    start each call (a file is read again; `quiet` leaves out the warnings about a damaged one).
+    """
     audio = file_input(audio)
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
@@ -116,38 +147,39 @@ def _mono_blocks(audio, sampling_rate, block_seconds):
         raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
     waveform = _to_mono_float32(waveform)
     size = max(1, int(block_seconds * rate))
-    return (waveform[start : start + size] for start in range(0, len(waveform), size)), rate
+    return lambda quiet=False: (waveform[start : start + size] for start in range(0, len(waveform), size)), rate
 
 
 def _soundfile_blocks(path: str, block_seconds: float):
-    """Block reader of a file libsndfile can open, or None (the caller then decodes the whole file otherwise)."""
+    """(block reader, rate) of a file libsndfile can open ([`_mono_blocks`]), or None (the caller then decodes the
+    whole file otherwise)."""
     import soundfile
 
     try:
-        file = soundfile.SoundFile(path)
+        with soundfile.SoundFile(path) as file:
+            rate = file.samplerate
     except (soundfile.LibsndfileError, RuntimeError, TypeError):
         return None
-    rate = file.samplerate
 
-    def blocks():
-        with file:
-            for block in _readable_blocks(file, max(1, int(block_seconds * rate)), path):
+    def blocks(quiet=False):
+        with soundfile.SoundFile(path) as file:
+            for block in _readable_blocks(file, max(1, int(block_seconds * rate)), path, quiet):
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                 del block  # a stereo block is not held while the caller works on the mono one
                 yield mono
 
-    return blocks(), rate
+    return blocks, rate
 
 
 # Frames read at a time past a read error: a damaged file keeps all but the last of these before the damage.
 _SALVAGE_FRAMES = 4096
 
 
-def _readable_blocks(file, size: int, path: str):
+def _readable_blocks(file, size: int, path: str, quiet: bool = False):
     """
     (frames, channels) blocks of an open SoundFile. A truncated or corrupt file makes libsndfile fail on the block
     holding the damage and drop all of it: that block is read again in small pieces, and what precedes the damage is
-    kept, with a warning.
+    kept, with a warning (unless `quiet`).
     """
     import soundfile
 
@@ -158,7 +190,7 @@ def _readable_blocks(file, size: int, path: str):
             yield block
         # A damaged MP3 can end the reads early without an error: compare with the length its header announces
         # (an estimate for MP3, hence the tolerance).
-        if file.frames - position > max(0.01 * file.frames, 0.5 * file.samplerate):
+        if not quiet and file.frames - position > max(0.01 * file.frames, 0.5 * file.samplerate):
             logger.warning("%s: decoding stopped after %.1f s of the %.1f s the file announces; it may be damaged: "
                            "using the audio up to there.", path, position / file.samplerate, file.frames / file.samplerate)  # fmt: skip
         return
@@ -174,8 +206,9 @@ def _readable_blocks(file, size: int, path: str):
             pass  # the piece holding the damage
     if position == 0:
         raise AudioDecodeError(f"Could not decode {path} as audio ({damage}).")
-    logger.warning("%s: decoding stopped after %.1f s (%s); using the audio up to there.", path, position / file.samplerate,
-                   damage)  # fmt: skip
+    if not quiet:
+        logger.warning("%s: decoding stopped after %.1f s (%s); using the audio up to there.", path,
+                       position / file.samplerate, damage)  # fmt: skip
 
 
 def is_single_audio(audio) -> bool:
@@ -324,4 +357,4 @@ def _pcm_to_float(waveform: np.ndarray) -> np.ndarray:
     return waveform.astype(np.float64) / float(-info.min)
 
 
-__all__ = ["AudioDecodeError", "file_input", "is_single_audio", "load_audio", "stream_audio"]
+__all__ = ["AudioDecodeError", "file_input", "is_single_audio", "level_gain", "load_audio", "stream_audio"]

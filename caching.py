@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_mdpiano import AudioDecodeError, load_audio
+from .processing_mdpiano import DEFAULT_MIN_PEAK
 from .transcription_mdpiano import MDPianoTranscriber, transcription_model_identity
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
@@ -30,16 +31,19 @@ def _digest(settings: dict) -> str:
 def cache_folders(cache_dir, processor, name: str) -> tuple[Path, Path]:
     """
     Where the transcriptions and the features of one audio set (e.g. `train-0`) live: folders named by a hash of
-    the transcription settings and of the feature settings (a model variant with other features reuses the
-    transcriptions).
+    the transcription settings and of the feature settings, each with the processor's level floor (`min_peak`);
+    a model variant with other features reuses the transcriptions.
     """
     fe = processor.feature_extractor
     transcription_settings = {**processor.transcriber.to_dict(), "sampling_rate": fe.sampling_rate}
     model = transcription_model_identity(processor.transcriber.model_path)
     if model is not None:  # another transcription model than basic-pitch's (whose caches keep their key)
         transcription_settings["transcription_model_sha1"] = model
+    feature_settings = {name: getattr(fe, name) for name in FEATURE_SETTINGS}
+    if processor.min_peak != DEFAULT_MIN_PEAK:  # another level floor than the default (whose caches keep their key)
+        transcription_settings["min_peak"] = feature_settings["min_peak"] = processor.min_peak
     transcription_key = _digest(transcription_settings)
-    feature_key = _digest({name: getattr(fe, name) for name in FEATURE_SETTINGS})
+    feature_key = _digest(feature_settings)
     root = Path(cache_dir)
     return root / "transcriptions" / transcription_key / name, root / "features" / feature_key / name
 
@@ -115,7 +119,7 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
         need_features = with_features and not _is_current(features_path, stamp)
         if need_notes or need_features:
             try:
-                waveform = load_audio(path, target_sampling_rate=processor.sampling_rate)
+                waveform = load_audio(path, target_sampling_rate=processor.sampling_rate, min_peak=processor.min_peak)
             except ValueError as error:  # reported with the others once the whole set is done
                 # A decode error names the file; one about the decoded audio (no samples, NaN) does not.
                 message = str(error) if isinstance(error, AudioDecodeError) else f"{path}: {error}"

@@ -53,6 +53,36 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
                          symbolic_source=symbolic_source)  # fmt: skip
 
 
+def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
+    """
+    Copies of the audio files of a folder (extensions of `emopia.AUDIO_EXTENSIONS`) with every sample scaled by
+    `gain_db`, as float WAV at the file's own rate named `<stem>.wav`, so no level is lost to quantisation or clipped
+    by a codec. Resumable: files already written are kept. Returns `destination_dir`.
+    """
+    import soundfile
+    from tqdm.auto import tqdm
+
+    from .emopia import AUDIO_EXTENSIONS
+
+    source_dir, destination_dir = Path(source_dir), Path(destination_dir)
+    sources = sorted(
+        path for path in source_dir.iterdir() if path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+    )
+    if not sources:
+        raise FileNotFoundError(f"No audio files in {source_dir}: render the set first (scripts/render_emopia.py).")
+    destination_dir.mkdir(parents=True, exist_ok=True)
+    gain = np.float32(10.0 ** (gain_db / 20.0))
+    for source in tqdm(sources, desc=f"Scaling {source_dir.name} by {gain_db:g} dB"):
+        destination = destination_dir / f"{source.stem}.wav"
+        if destination.exists():
+            continue
+        waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
+        partial = destination.with_name(f".{destination.name}.partial")
+        soundfile.write(partial, waveform * gain, rate, subtype="FLOAT", format="WAV")
+        partial.replace(destination)
+    return destination_dir
+
+
 def _undecoded():
     from datasets import Audio
 

@@ -15,6 +15,10 @@ from .transcription_mdpiano import BUNDLED_MODEL_FILE, MDPianoTranscriber
 from .windowing import WindowCutter
 
 TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
+# The training renderings peak at 0.3 to 0.95 (`augmentation.sample_train_condition`); a recording quieter than
+# that is raised to just below them. Both domains read level: the features in absolute decibels, the transcription
+# in its note velocities and in which notes clear its thresholds.
+DEFAULT_MIN_PEAK = 0.25
 
 
 class MDPianoProcessor(ProcessorMixin):
@@ -40,6 +44,9 @@ class MDPianoProcessor(ProcessorMixin):
         tokenizer ([`MDPianoTokenizer`]): the symbolic tokenizer.
         onset_threshold, frame_threshold, minimum_note_length_ms, minimum_frequency, maximum_frequency,
         melodia_trick: transcription settings, see [`MDPianoTranscriber`].
+        min_peak (`float` or `None`, defaults to 0.25): a recording whose peak sample is below this is raised to it
+            (by at most 30 dB; silence stays silent) before both domains read it, so that a quiet recording reaches
+            the levels of the training audio; louder ones keep their samples. `None` reads every recording as it is.
     """
 
     def __init__(
@@ -52,8 +59,12 @@ class MDPianoProcessor(ProcessorMixin):
         minimum_frequency=TRANSCRIPTION_DEFAULTS["minimum_frequency"],
         maximum_frequency=TRANSCRIPTION_DEFAULTS["maximum_frequency"],
         melodia_trick=TRANSCRIPTION_DEFAULTS["melodia_trick"],
+        min_peak=DEFAULT_MIN_PEAK,
     ):
         super().__init__(feature_extractor, tokenizer)
+        if min_peak is not None and not (isinstance(min_peak, (int, float)) and 0.0 < min_peak <= 1.0):
+            raise ValueError(f"`min_peak` must be a peak level in (0, 1] or None, got {min_peak!r}.")
+        self.min_peak = min_peak
         self.onset_threshold = onset_threshold
         self.frame_threshold = frame_threshold
         self.minimum_note_length_ms = minimum_note_length_ms
@@ -184,11 +195,12 @@ class MDPianoProcessor(ProcessorMixin):
         return BatchFeature(data, tensor_type=return_tensors)
 
     def load_audio(self, audio, sampling_rate: int | None = None) -> list[np.ndarray]:
-        """Decodes, downmixes and resamples one recording or a list, whole, to mono float32 at `self.sampling_rate`."""
+        """Decodes, downmixes and resamples one recording or a list, whole, to mono float32 at `self.sampling_rate`
+        (quiet ones raised to `min_peak`)."""
         items = [audio] if is_single_audio(audio) else list(audio)
         if not items:
             raise ValueError("Got an empty list of recordings.")
-        return [load_audio(item, sampling_rate, self.sampling_rate) for item in items]
+        return [load_audio(item, sampling_rate, self.sampling_rate, min_peak=self.min_peak) for item in items]
 
     def analysis_stream(self, audio, sampling_rate: int | None = None, acoustic: bool = True, symbolic: bool = True):
         """
@@ -201,7 +213,7 @@ class MDPianoProcessor(ProcessorMixin):
         transcription = self.transcriber.stream() if symbolic else None
         samples = 0
         try:
-            for block in stream_audio(audio, sampling_rate, self.sampling_rate):
+            for block in stream_audio(audio, sampling_rate, self.sampling_rate, min_peak=self.min_peak):
                 samples += len(block)
                 # The transcriber first: its runs go on in its threads while this one computes the block's features.
                 if transcription is not None:
@@ -245,7 +257,7 @@ class MDPianoProcessor(ProcessorMixin):
         """Notes of one recording or a list (anything [`load_audio`] accepts), one list of notes per recording."""
         transcriber = self.transcriber
         items = [audio] if is_single_audio(audio) else list(audio)
-        return [transcriber(item, sampling_rate) for item in items]
+        return [transcriber(item, sampling_rate, min_peak=self.min_peak) for item in items]
 
     def symbolic_inputs(self, note_sets: list, truncation: bool = True) -> dict:
         """

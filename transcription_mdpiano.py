@@ -250,19 +250,20 @@ class MDPianoTranscriber:
     def session(self):
         return _onnx_session(self.model_path or default_model_path())
 
-    def __call__(self, audio, sampling_rate: int | None = None) -> list[Note]:
+    def __call__(self, audio, sampling_rate: int | None = None, min_peak: float | None = None) -> list[Note]:
         """
         Transcribes one recording.
 
         Args:
             audio: anything [`load_audio`] accepts: a waveform with `sampling_rate`, a path, a `datasets` Audio value.
             sampling_rate: rate of an array input in Hz (resampled to 22050 Hz if different).
+            min_peak: raise a quieter recording to this peak first (see [`load_audio`]); `None` reads it as it is.
 
         Returns:
             `list[Note]` sorted by onset then pitch; empty for silence.
         """
         stream = self.stream()
-        for block in stream_audio(audio, sampling_rate, BASIC_PITCH_SAMPLE_RATE):
+        for block in stream_audio(audio, sampling_rate, BASIC_PITCH_SAMPLE_RATE, min_peak=min_peak):
             stream.feed(block)
         return stream.finish()
 

@@ -170,3 +170,20 @@ def test_damaged_mp3_that_ends_early_is_reported(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         load_audio(example, target_sampling_rate=SR)
     assert "decoding stopped" not in caplog.text  # an intact MP3's announced length is met
+
+
+@pytest.mark.parametrize("as_file", [False, True])
+def test_a_quiet_recording_is_raised_to_min_peak(tmp_path, tone, as_file):
+    def load(audio):
+        if as_file:  # streamed block by block: its peak is read first
+            soundfile.write(tmp_path / "quiet.wav", audio, SR, subtype="FLOAT")
+            return load_audio(tmp_path / "quiet.wav", target_sampling_rate=SR, min_peak=0.25)
+        return load_audio(audio, SR, SR, min_peak=0.25)
+
+    quiet = tone * np.float32(0.02)  # peak 0.01
+    np.testing.assert_allclose(load(quiet), tone * np.float32(0.5), rtol=1e-6)  # peak 0.25
+    np.testing.assert_array_equal(load(tone), tone)  # at 0.5, louder than the floor: every sample as it was
+    np.testing.assert_array_equal(load(np.zeros(SR, np.float32)), np.zeros(SR, np.float32))  # silence stays silent
+    faint = tone * np.float32(2e-5)  # -100 dB: raised by 30 dB only
+    np.testing.assert_allclose(load(faint), faint * np.float32(10**1.5), rtol=1e-5)
+    np.testing.assert_array_equal(load_audio(quiet, SR, SR), quiet)  # without min_peak, the level is kept

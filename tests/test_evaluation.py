@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from mdpiano.evaluation import metrics_table, replace_section, write_report
+from mdpiano.evaluation import metrics_table, replace_section, write_report, write_scaled_copies
 
 
 @pytest.fixture
@@ -72,3 +72,24 @@ def test_metric_reads_arousal_and_valence_off_the_label_names():
     assert metrics["valence_accuracy"] == metrics["valence_head_accuracy"] == 1.0 and metrics["arousal_accuracy"] == 0.0
     with pytest.raises(ValueError, match="quadrant indices 0-3"):
         metric.compute(predictions=[-1], references=[0])
+
+
+def test_scaled_copies_are_exact_float_wav_of_the_audio_files(tmp_path):
+    import soundfile
+
+    source, tone = tmp_path / "set", (0.8 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    source.mkdir()
+    soundfile.write(source / "a.flac", tone, 16000)
+    soundfile.write(source / "b.wav", np.stack([tone, -tone], axis=1), 22050, subtype="FLOAT")
+    (source / "conditions.jsonl").write_text("{}\n")  # what render_emopia.py keeps beside the audio: no audio
+    quiet = write_scaled_copies(source, tmp_path / "quiet", -20.0)
+    assert sorted(path.name for path in quiet.iterdir()) == ["a.wav", "b.wav"]
+    a, rate = soundfile.read(quiet / "a.wav", dtype="float32")
+    flac, _ = soundfile.read(source / "a.flac", dtype="float32")
+    assert rate == 16000 and soundfile.info(quiet / "a.wav").subtype == "FLOAT"
+    np.testing.assert_allclose(a, flac * 0.1, rtol=1e-6)
+    b, rate = soundfile.read(quiet / "b.wav", dtype="float32")
+    assert rate == 22050 and b.shape == (8000, 2)
+    (quiet / "a.wav").write_bytes(b"kept")  # resumable: a file already written is not written again
+    write_scaled_copies(source, quiet, -20.0)
+    assert (quiet / "a.wav").read_bytes() == b"kept"

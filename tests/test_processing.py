@@ -127,6 +127,18 @@ def test_silence_gives_an_empty_symbolic_sequence(processor):
     assert torch.isfinite(batch["input_features"]).all()
 
 
+def test_a_quiet_recording_reads_as_one_at_min_peak(processor, rendered_clip):
+    _, waveform = rendered_clip
+    at_floor = waveform * np.float32(processor.min_peak / np.abs(waveform).max())
+    quiet = at_floor * np.float32(0.1)  # 20 dB under the floor
+    expected = processor(audio=at_floor, sampling_rate=SR, return_tensors="np")
+    got = processor(audio=quiet, sampling_rate=SR, return_tensors="np")
+    np.testing.assert_array_equal(got["input_ids"], expected["input_ids"])
+    np.testing.assert_allclose(got["input_features"], expected["input_features"], atol=1e-3)
+    as_is = MDPianoProcessor(processor.feature_extractor, processor.tokenizer, min_peak=None)
+    assert not np.array_equal(as_is(audio=quiet, sampling_rate=SR, return_tensors="np")["input_ids"], got["input_ids"])
+
+
 def test_save_and_load_round_trip(tmp_path, rendered_clip):
     _, waveform = rendered_clip
     processor = MDPianoProcessor(
@@ -134,15 +146,17 @@ def test_save_and_load_round_trip(tmp_path, rendered_clip):
         MDPianoTokenizer(velocity_bins=16, model_max_length=512),
         onset_threshold=0.6,
         minimum_note_length_ms=80.0,
+        min_peak=0.1,
     )
     processor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "processor_config.json").read_text())
-    assert saved["onset_threshold"] == 0.6 and saved["minimum_note_length_ms"] == 80.0
+    assert saved["onset_threshold"] == 0.6 and saved["minimum_note_length_ms"] == 80.0 and saved["min_peak"] == 0.1
     loaded = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(loaded, MDPianoProcessor)
     assert loaded.transcriber.to_dict() == processor.transcriber.to_dict()
     assert loaded.feature_extractor.to_dict() == processor.feature_extractor.to_dict()
     assert loaded.tokenizer.get_vocab() == processor.tokenizer.get_vocab() and loaded.tokenizer.model_max_length == 512
+    assert loaded.min_peak == 0.1
     expected = processor(audio=waveform, sampling_rate=SR, return_tensors="np")
     got = loaded(audio=waveform, sampling_rate=SR, return_tensors="np")
     for key in expected:
@@ -205,3 +219,9 @@ def test_readme_three_lines(rendered_clip, clip_midi):
 def test_errors(processor, kwargs, error, message):
     with pytest.raises(error, match=message):
         processor(**kwargs)
+
+
+@pytest.mark.parametrize("level", [0, 1.5, -0.1, "0.2"])
+def test_min_peak_must_be_a_level(level):
+    with pytest.raises(ValueError, match="min_peak"):
+        MDPianoProcessor(MDPianoFeatureExtractor(), MDPianoTokenizer(), min_peak=level)
