@@ -51,8 +51,7 @@ def clip_notes(clip_midi):
     return [n for n in read_midi_notes(clip_midi) if n.onset < CLIP_SECONDS]
 
 
-@pytest.fixture(scope="session")
-def piano_on_several_tracks(tmp_path_factory):
+def write_piano_on_several_tracks(folder: Path) -> tuple[Path, Path]:
     """
     One performance written twice with mido at 120 bpm (960 ticks a second): as a notation program writes a piano,
     a track per hand on channel 0 with the sustain pedal on a track of its own (type 1), and as a single track
@@ -86,11 +85,15 @@ def piano_on_several_tracks(tmp_path_factory):
             now = tick
         return track
 
-    folder = tmp_path_factory.mktemp("tracks")
     paths = folder / "type1.mid", folder / "type0.mid"
     mido.MidiFile(type=1, ticks_per_beat=480, tracks=[as_track(events) for events in tracks]).save(paths[0])
     mido.MidiFile(type=0, ticks_per_beat=480, tracks=[as_track(sum(tracks, []))]).save(paths[1])
     return paths
+
+
+@pytest.fixture(scope="session")
+def piano_on_several_tracks(tmp_path_factory):
+    return write_piano_on_several_tracks(tmp_path_factory.mktemp("tracks"))
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ from mdpiano.checkpoints import save_for_package
 from mdpiano.cli import main as cli
 from mdpiano.windowing import window_starts
 
+from conftest import write_piano_on_several_tracks
+
 SR = 22050
 
 
@@ -75,6 +77,7 @@ FILE_CASES = {
     "missing path": (lambda d: d / "missing.wav", (FileNotFoundError, "not found")),
     "directory passed as a file": (lambda d: (d / "folder.wav").mkdir() or d / "folder.wav", (IsADirectoryError, "directory")),
     "MIDI file with no notes": (empty_midi, (ValueError, "no notes")),
+    "MIDI file with a track per hand and the pedal on its own": (lambda d: write_piano_on_several_tracks(d)[0], "ok"),
     "MIDI file of several hours": (hours_of_midi, (ValueError, "limited to 1 h")),
 }
 
