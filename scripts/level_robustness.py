@@ -68,8 +68,12 @@ def main():
     args = parser.parse_args()
     if any(gain > 0 for gain in args.gains_db):
         parser.error("--gains-db are attenuations (0 or below): louder copies would clip")
+    try:
+        split = split_of_audio_set(args.audio_set)
+    except ValueError as error:
+        parser.error(str(error))
 
-    cache_dir, split = Path(args.cache_dir), split_of_audio_set(args.audio_set)
+    cache_dir = Path(args.cache_dir)
     source = cache_dir / "audio" / args.audio_set
     if not source.is_dir():
         raise FileNotFoundError(f"{source} does not exist: render it first (scripts/render_emopia.py --sets {args.audio_set}).")

@@ -300,6 +300,24 @@ def test_corpus_archive_errors(tmp_path):
         read_corpus_archive(tmp_path / "c.npz.xz", sustain_pedal=False)
 
 
+def test_level_robustness_compares_the_floor_on_quieter_copies(tiny_emopia, tmp_path, model_dir, run_script):
+    data, cache = tiny_emopia
+    output = tmp_path / "levels.json"
+    status, error = run_script("level_robustness.py", "--model", model_dir, "--data", data, "--cache-dir", cache,
+                               "--audio-set", "test-clean", "--gains-db", "0", "-30", "--num-proc", "1",
+                               "--output", output, "--no-readme")  # fmt: skip
+    assert status == 0, error[-3000:]
+    results = json.loads(output.read_text())
+    assert results["clips"] == 2 and results["min_peak"] == 0.25 and [row["gain_db"] for row in results["rows"]] == [0, -30]
+    loud, quiet = results["rows"]
+    assert loud["with_floor"] == loud["without_floor"]  # renderings peak above the floor: nothing is raised
+    assert loud["with_floor"]["same_prediction"] == 1.0 and quiet["median_peak"] < loud["median_peak"] / 30
+    assert len(list((cache / "audio" / "test-clean-gain-30dB").glob("*.wav"))) == 2
+    assert "| -30 dB |" in run_script.stdout
+    status, error = run_script("level_robustness.py", "--cache-dir", cache, "--audio-set", "bogus")
+    assert status == 2 and "Cannot tell the EMOPIA split" in error
+
+
 def test_scripts_name_bad_inputs_without_a_traceback(run_script, tmp_path):
     status, error = run_script("render_emopia.py", "--cache-dir", tmp_path, "--sets", "test-clean", "train-x")
     assert status == 2 and "Unknown set 'train-x'" in error
