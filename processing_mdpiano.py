@@ -185,7 +185,8 @@ class MDPianoProcessor(ProcessorMixin):
             return self.window_inputs(windows, padding=padding, return_tensors=return_tensors)
         waveforms = self.load_audio(recordings, sampling_rate)
         if note_sets is None:
-            note_sets = self.transcribe(waveforms, self.sampling_rate)
+            transcriber = self.transcriber  # the waveforms are loaded: already raised to `min_peak`
+            note_sets = [transcriber(waveform, self.sampling_rate) for waveform in waveforms]
         data = self.symbolic_inputs(note_sets, truncation=False)
         acoustic = self.feature_extractor(
             waveforms, sampling_rate=self.sampling_rate, padding=padding, truncation=False, return_attention_mask=True

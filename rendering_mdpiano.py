@@ -109,7 +109,7 @@ def render_midi(
         midi = load_midi(midi)
     if max_duration_s is not None:
         _crop_midi(midi, max_duration_s)
-    # Drums are no piano notes: `mdpiano.read_midi_notes` leaves them out of the symbolic domain, and so does the audio.
+    # Drums are no piano notes: `read_midi_notes` leaves them out of the symbolic domain, and so does the audio.
     midi.instruments = [instrument for instrument in midi.instruments if not instrument.is_drum and instrument.notes]
     if not midi.instruments:
         raise ValueError("The MIDI file has no piano notes to render (none at all, or drums only).")
