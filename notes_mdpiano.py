@@ -19,6 +19,11 @@ class MidiReadError(ValueError):
     """A MIDI file that exists but cannot be parsed."""
 
 
+# Raised whenever `read_midi_notes` reads some file differently (2: a channel's pedal acts across its tracks), so
+# that caches of its notes, which carry it, are read again rather than reused.
+MIDI_READER_VERSION = 2
+
+
 def notes_to_array(notes) -> np.ndarray:
     """
     Converts notes to a float64 array of shape (N, 4) with columns onset, offset, pitch, velocity, sorted by onset

@@ -11,7 +11,7 @@ import torch
 from transformers import DataCollatorForLanguageModeling
 
 from .clip_archive import read_npz_xz, write_npz_xz
-from .notes_mdpiano import MidiReadError, notes_to_array, read_midi_notes, window_notes
+from .notes_mdpiano import MIDI_READER_VERSION, MidiReadError, notes_to_array, read_midi_notes, window_notes
 
 
 CORPUS_FORMAT_VERSION = 3  # 3 records whether the MIDI was read with its sustain pedal; 2 always was, 1 never
@@ -30,13 +30,14 @@ def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
 def load_corpus(paths, cache_dir, sustain_pedal: bool = True) -> tuple[list[np.ndarray], dict[str, str]]:
     """
     Notes (N, 4) of MIDI files, held by their sustain pedal ([`read_midi_notes`]; `sustain_pedal=False` ends them at
-    their key release), parsed once and cached as `.npy` under `cache_dir/midi_notes-sustained` (`midi_notes`
-    without the pedal; parsed again when the file is newer than its entry: edited or replaced); unreadable files
-    are returned with their error instead of stopping the run.
+    their key release), parsed once and cached as `.npy` under `cache_dir/midi_notes-sustained-v<reader version>`
+    (`midi_notes-v<...>` without the pedal; parsed again when the file is newer than its entry, edited or replaced,
+    and when the reader's `MIDI_READER_VERSION` changes); unreadable files are returned with their error instead of
+    stopping the run.
     """
     from tqdm.auto import tqdm
 
-    folder = Path(cache_dir) / ("midi_notes-sustained" if sustain_pedal else "midi_notes")
+    folder = Path(cache_dir) / f"midi_notes{'-sustained' if sustain_pedal else ''}-v{MIDI_READER_VERSION}"
     folder.mkdir(parents=True, exist_ok=True)
     corpus, failures = [], {}
     for path in tqdm(list(paths), desc="Reading MIDI"):

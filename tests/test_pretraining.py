@@ -116,6 +116,27 @@ def test_midi_cache_follows_edited_files(tmp_path):
     assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [70, 71, 72]
 
 
+def test_corpus_cache_is_read_again_after_the_midi_reader_changes(tmp_path, monkeypatch):
+    """Notes cached by an older reader (say, before the pedal acted across tracks) are not reused by a newer one."""
+    import numpy as np
+    import pretty_midi
+
+    from mdpiano import pretraining
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(velocity=80, pitch=60, start=0.0, end=0.4)]
+    midi.instruments.append(piano)
+    path = tmp_path / "piece.mid"
+    midi.write(str(path))
+    pretraining.load_corpus([path], tmp_path / "cache")
+    (entry,) = (tmp_path / "cache").glob("*/*.npy")
+    np.save(entry, np.array([[0.0, 0.4, 50, 80]], dtype=np.float32))  # what an older reader would have cached
+    assert pretraining.load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [50]
+    monkeypatch.setattr(pretraining, "MIDI_READER_VERSION", pretraining.MIDI_READER_VERSION + 1)
+    assert pretraining.load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [60]
+
+
 def test_corpus_read_with_and_without_the_sustain_pedal(tmp_path):
     """The two readings are cached apart: one never answers for the other."""
     import pretty_midi
