@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from .audio_mdpiano import AudioDecodeError, load_audio
-from .processing_mdpiano import DEFAULT_MIN_PEAK
 from .transcription_mdpiano import MDPianoTranscriber, transcription_model_identity
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
@@ -40,8 +39,9 @@ def cache_folders(cache_dir, processor, name: str) -> tuple[Path, Path]:
     if model is not None:  # another transcription model than basic-pitch's (whose caches keep their key)
         transcription_settings["transcription_model_sha1"] = model
     feature_settings = {name: getattr(fe, name) for name in FEATURE_SETTINGS}
-    if processor.min_peak != DEFAULT_MIN_PEAK:  # another level floor than the default (whose caches keep their key)
-        transcription_settings["min_peak"] = feature_settings["min_peak"] = processor.min_peak
+    # Both domains read the recording after the level floor raised it: caches made with another floor (or none,
+    # as before it existed) differ for quiet recordings.
+    transcription_settings["min_peak"] = feature_settings["min_peak"] = processor.min_peak
     transcription_key = _digest(transcription_settings)
     feature_key = _digest(feature_settings)
     root = Path(cache_dir)

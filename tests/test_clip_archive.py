@@ -71,8 +71,9 @@ def test_errors_say_what_is_wrong(clips_and_extractor, tmp_path):
 
 
 def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path):
-    """The notes' transcription settings and the sets' split scheme are recorded; a run that would read them as made
-    otherwise (another --split-scheme, a processor with other thresholds) is refused, and so is adding such clips."""
+    """The notes' transcription settings, the level floor and the sets' split scheme are recorded; a run that would
+    read them as made otherwise (another --split-scheme, a processor with other thresholds or floor) is refused, and
+    so is adding such clips."""
     from mdpiano import MDPianoConfig, MDPianoProcessor
     from mdpiano.clip_archive import clip_source
 
@@ -86,7 +87,10 @@ def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path):
     assert len(read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor))) == 3  # scheme unchecked
     with pytest.raises(ValueError, match="made with split_scheme emopia_cls, but this run uses emopia_1.0"):
         read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_1.0"))
-    processor.onset_threshold = 0.6
+    processor.min_peak = None  # recordings read at their own level, not raised to the floor
+    with pytest.raises(ValueError, match="made with min_peak 0.25, but this run uses None"):
+        read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_cls"))
+    processor.min_peak, processor.onset_threshold = 0.25, 0.6
     with pytest.raises(ValueError, match="made with transcription_settings"):
         read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_cls"))
     with pytest.raises(ValueError, match="made with transcription_settings"):

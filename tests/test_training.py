@@ -86,6 +86,20 @@ def test_a_bundled_transcription_model_transcribes_and_keys_the_cache(quadrant_d
     assert cache_folders(tmp_path, carrying, "x")[0] != cache_folders(tmp_path, processor, "x")[0]
 
 
+def test_each_level_floor_has_caches_of_its_own(tmp_path):
+    """Quiet recordings transcribe and sound otherwise once raised to the floor: caches made with another floor, or
+    none (as before the floor existed), are never reused."""
+    from mdpiano.caching import cache_folders
+
+    processor = MDPianoProcessor.from_config(MDPianoConfig())
+    folders = set()
+    for min_peak in (processor.min_peak, None, 0.1):
+        processor.min_peak = min_peak
+        notes_dir, features_dir = cache_folders(tmp_path, processor, "x")
+        folders |= {notes_dir, features_dir}
+    assert len(folders) == 6
+
+
 def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips, processor, tmp_path):
     import shutil
 
