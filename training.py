@@ -240,7 +240,9 @@ def check_resumed_arguments(output_dir, current: dict, defining: tuple[str, ...]
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text())
-    changed = [name for name in defining if name in saved and name in current and saved[name] != current[name]]
+    # An argument that now takes several values (--validation-set) was recorded as one value by older runs.
+    changed = [name for name in defining if name in saved and name in current
+               and saved[name] != current[name] and not (isinstance(current[name], list) and [saved[name]] == current[name])]  # fmt: skip
     if changed:
         differences = "; ".join(f"--{name.replace('_', '-')} {saved[name]!r} then, {current[name]!r} now" for name in changed)
         raise ValueError(
@@ -249,7 +251,38 @@ def check_resumed_arguments(output_dir, current: dict, defining: tuple[str, ...]
         )
 
 
-def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip], args: TrainingArguments) -> dict:
+def validation_scores(model, batcher: WindowBatcher, validation_sets: dict[str, list[Clip]]) -> tuple[dict, dict]:
+    """
+    The network's clip-level metrics (unfused: a fusion in the config was fitted beside another network) and
+    cross-entropy on each validation set, and their means over the sets, the training criterion.
+
+    Returns:
+        `(means, per_set)`: `means` holds the mean of every scalar metric and of `loss`, and the confusion matrix
+        summed over the sets; `per_set` maps each set's name to its own metrics (without the per-class table) and
+        `loss`.
+    """
+    per_set = {}
+    for name, clips in validation_sets.items():
+        labels = [clip.label for clip in clips]
+        predictions = predict_clips(model, batcher, clips, stride_s=batcher.window_s, fuse=False)
+        metrics = {k: v for k, v in quadrant_metrics(predictions, labels).items() if k != "per_class"}
+        probabilities = predictions["probabilities"][np.arange(len(labels)), labels]
+        per_set[name] = {**metrics, "loss": float(-np.log(np.clip(probabilities, 1e-9, 1)).mean())}
+    scores = list(per_set.values())
+    means = {key: float(np.mean([score[key] for score in scores])) for key, value in scores[0].items() if isinstance(value, float)}
+    means["confusion_matrix"] = np.sum([score["confusion_matrix"] for score in scores], axis=0).tolist()
+    return means, per_set
+
+
+def recorded_validation_sets(arguments: dict) -> list[str]:
+    """The validation sets named in a run's `arguments.json` (one name, not a list, in runs of older versions)."""
+    sets = arguments.get("validation_set", "validation")
+    return [sets] if isinstance(sets, str) else list(sets)
+
+
+def train(
+    model, processor, train_clips: list[Clip], validation_clips: list[Clip] | dict[str, list[Clip]], args: TrainingArguments
+) -> dict:
     """
     Trains with Accelerate (CPU, one GPU or DDP under `accelerate launch`), one random window per clip per epoch
     (batched by similar note counts; with `augment_features`, through a random recording chain);
@@ -257,8 +290,12 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     `<output_dir>/best` (with its processor), stops after `patience` epochs without improvement, and saves the
     training state in `<output_dir>/checkpoint` every epoch so `resume` continues where it stopped.
 
+    `validation_clips` may also name several validation sets (say, the validation split rendered through two
+    recording chains): the criterion is then the mean of their 4Q accuracies (ties: the lower mean loss), so no one
+    rendering decides which epoch is kept, and each epoch's log holds every set's figures too.
+
     Returns:
-        the best validation metrics, with `epoch`.
+        the best validation metrics (means over the sets), with `epoch`.
     """
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, is_xpu_available, set_seed
@@ -297,7 +334,9 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, "
                       f"distributed type {accelerator.distributed_type.value}, mixed precision "
                       f"{accelerator.mixed_precision}, gradient accumulation {accelerator.gradient_accumulation_steps}")
-    labels = [clip.label for clip in validation_clips]
+    validation_sets = validation_clips if isinstance(validation_clips, dict) else {"validation": validation_clips}
+    if not validation_sets or not all(validation_sets.values()):
+        raise ValueError("No validation clips: give at least one validation set that holds clips.")
     stopped = state["stale_epochs"] >= args.patience
     if stopped:  # a rerun of a finished run (scripts/ablations.py resumes every run) must not train past its stop
         accelerator.print(f"the run stopped early after epoch {state['epoch']} (no improvement for "
@@ -319,14 +358,11 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
             if step % args.log_every == 0:
                 progress.set_postfix(loss=f"{np.mean(losses[-args.log_every:]):.3f}")
         unwrapped = accelerator.unwrap_model(model)
-        # The network's own decisions: a fusion in the config was fitted beside another network.
-        predictions = predict_clips(unwrapped, batcher, validation_clips, stride_s=batcher.window_s, fuse=False)
-        metrics = quadrant_metrics(predictions, labels)
-        probabilities = predictions["probabilities"][np.arange(len(labels)), labels]
-        validation_loss = float(-np.log(np.clip(probabilities, 1e-9, 1)).mean())
+        metrics, per_set = validation_scores(unwrapped, batcher, validation_sets)
         # Under DDP each process validates its own copy, whose batch-norm statistics drift apart: the main process's
         # figures (those of the model it saves) decide for all, so all save, stop and log alike.
-        metrics, validation_loss = broadcast_object_list([metrics, validation_loss])
+        metrics, per_set = broadcast_object_list([metrics, per_set])
+        validation_loss = metrics.pop("loss")
         train_loss = accelerator.reduce(torch.tensor(np.mean(losses), device=accelerator.device), "mean").item()
         record = {
             "epoch": epoch,
@@ -336,10 +372,12 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
             "validation_macro_f1": metrics["macro_f1"],
             "seconds": round(time.time() - started, 1),
         }
+        if len(per_set) > 1:
+            record["validation_sets"] = per_set
         improved = (metrics["accuracy"], -validation_loss) > (state["best_accuracy"], -state["best_loss"])
         if improved:
             state.update(best_accuracy=metrics["accuracy"], best_loss=validation_loss, stale_epochs=0,
-                         best={**record, **{k: v for k, v in metrics.items() if k != "per_class"}})  # fmt: skip
+                         best={**record, **metrics})  # fmt: skip
             if accelerator.is_main_process:
                 # Reports that scripts/evaluate.py wrote into an earlier best model's folder describe that model.
                 shutil.rmtree(output_dir / "best" / "evaluation", ignore_errors=True)
@@ -362,4 +400,4 @@ def train(model, processor, train_clips: list[Clip], validation_clips: list[Clip
     return state["best"]
 
 
-__all__ = ["Clip", "LengthGroupedBatches", "check_output_dir", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "train"]
+__all__ = ["Clip", "LengthGroupedBatches", "check_output_dir", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "recorded_validation_sets", "train", "validation_scores"]

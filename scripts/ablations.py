@@ -32,7 +32,7 @@ from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import clip_source, read_clip_archive
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, replace_section, write_report
-from mdpiano.training import WindowBatcher, device_description, predict_clips
+from mdpiano.training import WindowBatcher, device_description, predict_clips, recorded_validation_sets
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # The paper's Table 4 rows (Zhu et al., ADMA 2023) as config changes from the full model, and this package's own
@@ -119,7 +119,8 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
 def table(results: dict, args, runs: dict, unfinished: list[tuple[str, int]]) -> str:
     """
     The Markdown table of the runs' test metrics with its caption. `runs` holds what the runs themselves recorded:
-    `num_test_clips`, `test_sets`, `trained_on`, `validation_sets` and `budgets` ((epochs, patience) pairs).
+    `num_test_clips`, `test_sets`, `trained_on`, `validation_sets` (each run's, a tuple of names) and `budgets`
+    ((epochs, patience) pairs).
     """
     def cell(values):
         return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
@@ -136,8 +137,10 @@ def table(results: dict, args, runs: dict, unfinished: list[tuple[str, int]]) ->
         f"{' / '.join(f'`{name}`' for name in runs['test_sets'])}; {spread}; each run trained for at most {budget}"
         + (", the same budget for every variant" if len(runs["budgets"]) == 1 else "")
         + ". Arousal and valence accuracy are read off the predicted quadrant. Validation: the best epoch's 4Q "
-        f"accuracy on the validation split rendered as {' / '.join(f'`{name}`' for name in validation_sets)}"
-        + (" (like the training audio)" if validation_sets == ["validation"] else "")
+        f"accuracy on the validation split rendered as "
+        + " / ".join(" and ".join(f"`{name}`" for name in sets) for sets in validation_sets)
+        + (" (the mean over the renderings a run was validated on)" if any(len(sets) > 1 for sets in validation_sets) else "")
+        + (" (like the training audio)" if validation_sets == [("validation",)] else "")
         + ", the early-stopping criterion. "
         "Paper: Zhu et al. (2023), Table 4, on EMOPIA's recordings."
         + (f" Not run: {', '.join(not_run)}." if not_run else "")
@@ -216,7 +219,7 @@ def main():
         "num_test_clips": len(reports[0]["clips"]),
         "test_sets": sorted({report.get("test_set", args.test_set) for report in reports}),
         "trained_on": sorted({report.get("trained_on", "unrecorded") for report in reports}),
-        "validation_sets": sorted({a["validation_set"] for a in arguments}),
+        "validation_sets": sorted({tuple(recorded_validation_sets(a)) for a in arguments}),
         "budgets": sorted({(a["epochs"], a["patience"]) for a in arguments}),
     }
     text = table(results, args, recorded, unfinished)

@@ -41,6 +41,7 @@ from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import clip_predictions, metrics_table, read_section, replace_section, write_report
 from mdpiano.statistics_fusion import FUSION_FIELDS
+from mdpiano.training import recorded_validation_sets
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EVALUATIONS = [  # (name, audio set, mode, symbolic source)
@@ -76,7 +77,14 @@ def pretraining_summary(folder: str | None) -> str:
 
 
 def best_run(runs: list[Path]) -> Path:
-    """The run with the best validation accuracy, then the lower validation loss (train.py's own criterion)."""
+    """The run with the best validation accuracy, then the lower validation loss (train.py's own criterion); runs
+    validated on other sets are refused, since their accuracies do not compare."""
+    validated_on = {run: tuple(recorded_validation_sets(json.loads((run / "arguments.json").read_text()))) for run in runs}
+    if len(set(validated_on.values())) > 1:
+        listing = "; ".join(f"{run}: {', '.join(sets)}" for run, sets in validated_on.items())
+        raise ValueError(f"The runs were validated on different sets ({listing}): their validation accuracies do not "
+                         "compare; give runs validated alike.")  # fmt: skip
+
     def key(run):
         best = json.loads((run / "best_validation.json").read_text())
         return best["validation_accuracy"], -best["validation_loss"]
@@ -89,13 +97,18 @@ def training_summary(run: Path, candidates: list[Path]) -> str:
     best = json.loads((run / "best_validation.json").read_text())
     arguments = json.loads((run / "arguments.json").read_text())
     minutes = sum(record["seconds"] for record in log) / 60
-    validation_set = arguments.get("validation_set", "validation")
+    validation_sets = recorded_validation_sets(arguments)
+    renderings = " and ".join(f"`{name}`" for name in validation_sets)
+    if len(validation_sets) > 1:
+        each = ", ".join(f"{best['validation_sets'][name]['accuracy']:.3f} on `{name}`" for name in validation_sets)
+        criterion = f"best mean 4Q accuracy over the validation split rendered as {renderings} {best['validation_accuracy']:.3f} ({each})"
+    else:
+        criterion = f"best 4Q accuracy on the validation split rendered as {renderings} {best['validation_accuracy']:.3f}"
     chosen = (f"; chosen from {len(candidates)} runs ({', '.join(str(c) for c in candidates)}) by that accuracy"
               if len(candidates) > 1 else "")  # fmt: skip
     return (
         f"Training: {len(log)} epochs ({minutes:.0f} min on {best.get('trained_on', 'this machine')}, {minutes / len(log):.1f} min per epoch, "
-        f"validation included), best 4Q accuracy on the validation split rendered as `{validation_set}` "
-        f"{best['validation_accuracy']:.3f} at epoch {best['epoch']}{chosen}; "
+        f"validation included), {criterion} at epoch {best['epoch']}{chosen}; "
         f"train sets {', '.join(arguments['train_sets'])}"
         + (" with feature augmentation (`--augment-features`)" if arguments.get("augment_features") else "")
         + f", batch {arguments['batch_size']}, Adam, learning rate "

@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache-dir", help="holds audio/<set> and the caches (not needed with --clips)")
     parser.add_argument("--clips", help="a clip archive (scripts/export_clips.py) to read the sets from, instead of the cache")
     parser.add_argument("--train-sets", nargs="+", default=["train-0", "train-1"], help="audio sets of the train split")
-    parser.add_argument("--validation-set", default="validation", help="audio set of the validation split")
+    parser.add_argument("--validation-set", nargs="+", default=["validation"],
+                        help="audio set(s) of the validation split; with several, the mean of their 4Q accuracies "
+                             "picks the best epoch")  # fmt: skip
     parser.add_argument("--train-data", help="your labelled audio (folder of Q1..Q4 sub-folders, or CSV path,label)")
     parser.add_argument("--validation-data", help="labelled audio for validation (default: part of --train-data)")
     parser.add_argument("--validation-fraction", type=float, help="with --train-data alone (default: 0.2)")
@@ -158,6 +160,7 @@ def main():
         parser.error("--clips holds EMOPIA sets; --train-data needs --cache-dir")
     if args.validation_fraction is not None and (args.validation_data or not args.train_data):
         parser.error("--validation-fraction splits --train-data; not with --validation-data or EMOPIA's own split")
+    args.validation_set = list(dict.fromkeys(args.validation_set))
     if args.init_from and args.symbolic_pretrained:
         parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
     try:
@@ -179,24 +182,26 @@ def main():
             sys.exit(f"error: {error}")
 
     if args.train_data:
-        train_clips, validation_clips = (cached(dataset, name) for dataset, name in user_data)
+        train_clips, validation = (cached(dataset, name) for dataset, name in user_data)
+        validation_clips = {"validation": validation}
         args.train_sets = [args.train_data]
     elif args.clips:
         def archived(audio_set):
             return read_clip_archive(args.clips, audio_set, processor.feature_extractor, clip_source(processor, args.split_scheme))
 
         train_clips = [clip for audio_set in args.train_sets for clip in archived(audio_set)]
-        validation_clips = archived(args.validation_set)
+        validation_clips = {audio_set: archived(audio_set) for audio_set in args.validation_set}
     else:
         def emopia_clips(split, audio_set):
             audio_dir = Path(args.cache_dir) / "audio" / audio_set
             return cached(load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir, splits=[split])[split], audio_set)
 
         train_clips = [clip for audio_set in args.train_sets for clip in emopia_clips("train", audio_set)]
-        validation_clips = emopia_clips("validation", args.validation_set)
+        validation_clips = {audio_set: emopia_clips("validation", audio_set) for audio_set in args.validation_set}
     if use_acoustic and processor.feature_extractor.feature_mean is None:
         processor.feature_extractor.fit_normalization_from_features(clip.features for clip in train_clips)
-    print(f"{len(train_clips)} training clips ({', '.join(args.train_sets)}), {len(validation_clips)} validation clips")
+    validation_sizes = ", ".join(f"{len(clips)} ({name})" for name, clips in validation_clips.items())
+    print(f"{len(train_clips)} training clips ({', '.join(args.train_sets)}), validation clips: {validation_sizes}")
     training_args = TrainingArguments(
         output_dir=args.output_dir,
         batch_size=args.batch_size,
@@ -218,7 +223,8 @@ def main():
     best = train(model, processor, train_clips, validation_clips, training_args)
     if main_process:
         best["trained_on"] = device_description()
-        split = {"train": [clip.clip_id for clip in train_clips], "validation": [clip.clip_id for clip in validation_clips]}
+        validated = dict.fromkeys(clip.clip_id for clips in validation_clips.values() for clip in clips)
+        split = {"train": [clip.clip_id for clip in train_clips], "validation": list(validated)}
         (Path(args.output_dir) / "clips.json").write_text(json.dumps(split, indent=1))
         (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
         print(json.dumps(best, indent=1))

@@ -73,6 +73,53 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script):
     assert status == 2 and "--stride-s must be a positive number" in error
 
 
+def test_training_validates_on_several_renderings(tiny_emopia, tmp_path, run_script, monkeypatch):
+    """--validation-set with two renderings of the validation split: each epoch is scored on both, their mean picks
+    the best epoch, and publish_model.py says so and refuses to rank runs validated otherwise."""
+    import runpy
+
+    from mdpiano.evaluation import write_scaled_copies
+    from mdpiano.training import check_resumed_arguments
+
+    data, cache = tiny_emopia
+    write_scaled_copies(cache / "audio" / "validation", cache / "audio" / "validation-quiet", -12.0)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    output = tmp_path / "run"
+    trained = run("train.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+                  "--train-sets", "train-0", "--validation-set", "validation", "validation-quiet", "--epochs", "2",
+                  "--batch-size", "2", "--num-proc", "1")  # fmt: skip
+    assert "validation clips: 2 (validation), 2 (validation-quiet)" in trained.stdout
+    log = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    for record in log:
+        per_set = record["validation_sets"]
+        assert list(per_set) == ["validation", "validation-quiet"]
+        assert record["validation_accuracy"] == pytest.approx(np.mean([s["accuracy"] for s in per_set.values()]))
+        assert record["validation_loss"] == pytest.approx(np.mean([s["loss"] for s in per_set.values()]))
+    best = json.loads((output / "best_validation.json").read_text())
+    assert best["validation_accuracy"] == max(r["validation_accuracy"] for r in log) and "validation_sets" in best
+    validated = json.loads((output / "clips.json").read_text())["validation"]
+    assert len(validated) == len(set(validated)) == 2  # the split's clips, once each
+
+    # A run recorded before several sets could be given named one, as a string: resuming it with that one is allowed.
+    check_resumed_arguments(output, {"validation_set": ["validation", "validation-quiet"]}, ("validation_set",))
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "arguments.json").write_text(json.dumps({"validation_set": "validation"}))
+    check_resumed_arguments(tmp_path / "old", {"validation_set": ["validation"]}, ("validation_set",))
+    with pytest.raises(ValueError, match="--validation-set 'validation' then"):
+        check_resumed_arguments(tmp_path / "old", {"validation_set": ["validation", "validation-quiet"]}, ("validation_set",))
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script edits it
+    publish = runpy.run_path(str(REPOSITORY / "scripts" / "publish_model.py"), run_name="publish_model")
+    summary = publish["training_summary"](output, [output])
+    each = ", ".join(f"{best['validation_sets'][name]['accuracy']:.3f} on `{name}`" for name in ("validation", "validation-quiet"))
+    assert (f"best mean 4Q accuracy over the validation split rendered as `validation` and `validation-quiet` "
+            f"{best['validation_accuracy']:.3f} ({each}) at epoch {best['epoch']}") in summary  # fmt: skip
+    assert publish["best_run"]([output]) == output
+    with pytest.raises(ValueError, match="validated on different sets"):
+        publish["best_run"]([output, tmp_path / "old"])
+
+
 def test_accelerate_launch_trains_with_two_processes(tiny_emopia, tmp_path):
     """DDP on CPU (gloo): the same script under `accelerate launch`, each process on its share of the batches."""
     data, cache = tiny_emopia
