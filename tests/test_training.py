@@ -218,6 +218,22 @@ def test_predictions_average_windows(clips, processor, tiny_config):
     assert set(metrics) >= {"accuracy", "macro_f1", "arousal_accuracy", "valence_accuracy", "arousal_head_accuracy"}
 
 
+def test_validation_scores_average_the_sets(clips, processor, tiny_config):
+    """Each set is scored alone; the criterion is the mean of their figures, whatever their sizes, and the
+    confusion matrix pools their clips."""
+    from mdpiano.training import validation_scores
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    batcher = WindowBatcher(processor)
+    means, per_set = validation_scores(model, batcher, {"all": clips, "first": clips[:1]})
+    alone, _ = validation_scores(model, batcher, {"all": clips})
+    assert per_set["all"] == alone  # one set: its own figures
+    for key in ("accuracy", "macro_f1", "arousal_accuracy", "loss"):
+        assert means[key] == pytest.approx((per_set["all"][key] + per_set["first"][key]) / 2)
+    assert np.sum(means["confusion_matrix"]) == len(clips) + 1
+
+
 def run_training(tiny_config, processor, clips, output_dir, epochs, resume=False, seed=0):
     torch.manual_seed(seed)
     processor.feature_extractor.fit_normalization_from_features(c.features for c in clips)
