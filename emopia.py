@@ -248,6 +248,16 @@ def dataset_with_audio_paths(rows: dict[str, list], features: dict, sampling_rat
     return dataset.cast_column("audio", Audio(sampling_rate=sampling_rate)) if audio else dataset
 
 
+def _midi_files(folder: Path) -> dict[str, Path]:
+    """The MIDI file of each clip id in EMOPIA's midis/ folder: `<clip_id>.mid`, or `.midi` in any case (as files
+    copied through other systems may be named)."""
+    files = {}
+    for path in sorted(folder.iterdir(), key=lambda p: p.suffix != ".mid"):  # .mid first: it wins a tie
+        if path.suffix.lower() in (".mid", ".midi") and path.is_file():
+            files.setdefault(path.stem, path)
+    return files
+
+
 def load_emopia(
     emopia_dir: str | os.PathLike = DEFAULT_DATA_DIR / "emopia",
     split_scheme: str = "emopia_cls",
@@ -283,6 +293,9 @@ def load_emopia(
 
     emopia_dir = Path(emopia_dir)
     if not (emopia_dir / "midis").is_dir():
+        if (emopia_dir.parent / "midis").is_dir():  # a script's --data given the EMOPIA folder itself
+            raise FileNotFoundError(f"No midis/ folder in {emopia_dir}, but {emopia_dir.parent} holds one: the scripts' "
+                                    f"--data names the folder that holds emopia/ ({emopia_dir.parent.parent}).")  # fmt: skip
         raise FileNotFoundError(f"No midis/ folder in {emopia_dir}: pass the EMOPIA folder (it holds label.csv, midis/, split/).")
     if audio_dir is not None and not Path(audio_dir).is_dir():
         raise FileNotFoundError(f"Audio folder not found: {audio_dir}")
@@ -299,14 +312,15 @@ def load_emopia(
         "arousal": Value("int8"),
         "valence": Value("int8"),
     }
+    midi_files = _midi_files(emopia_dir / "midis")
     datasets = {}
     for split, clip_ids in listed.items():
         rows = {name: [] for name in features} | ({"audio": []} if audio_dir is not None else {})
         for _, group in report._groups():
             group[split] = []
         for clip_id in clip_ids:
-            midi_path = emopia_dir / "midis" / f"{clip_id}.mid"
-            if not midi_path.is_file():
+            midi_path = midi_files.get(clip_id)
+            if midi_path is None:
                 report.missing_midi[split].append(clip_id)
             elif not _midi_is_readable(midi_path):
                 report.unreadable_midi[split].append(clip_id)

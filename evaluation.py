@@ -7,6 +7,7 @@ import numpy as np
 
 from .caching import cache_dataset
 from .notes_mdpiano import notes_to_array, read_midi_notes
+from .pipeline_mdpiano import check_stride
 from .plots import plot_confusion_matrix, plot_valence_arousal
 from .training import Clip, WindowBatcher, load_clips, predict_clips, quadrant_metrics
 
@@ -26,7 +27,13 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
 
     Returns:
         dict with `probabilities` (clips, 4) and, in cached mode with auxiliary heads, `arousal` and `valence`.
+
+    Raises:
+        ValueError: a `stride_s` longer than the model's window (the audio between windows would go unanalysed),
+            or ground-truth MIDI asked of the pipeline.
     """
+    if stride_s is not None:
+        check_stride(stride_s, processor.feature_extractor.chunk_length_s, "stride_s")
     if mode == "pipeline":
         if symbolic_source != "transcription":
             raise ValueError("The pipeline transcribes the audio: use mode='cached' for symbolic_source='midi'.")

@@ -3,6 +3,7 @@
 import csv
 import logging
 import math
+import os
 import random
 from collections import Counter
 from pathlib import Path
@@ -31,6 +32,19 @@ def _hidden(path: Path, root: Path) -> bool:
     return parts[0] == "__MACOSX" or any(part.startswith(".") for part in parts)
 
 
+def _files_below(folder: Path):
+    """Every file below a folder, at any depth, through links to other folders too (each real folder once, so a link
+    to a folder above cannot loop)."""
+    visited = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:
+            folders.clear()
+            continue
+        visited.add(real)
+        yield from (Path(root) / name for name in files if (Path(root) / name).is_file())
+
+
 def _folder_entries(source: Path) -> tuple[list, list]:
     """(clip id, quadrant, path, name in messages) of the audio in a folder's label sub-folders, and the files left
     out (with why)."""
@@ -40,7 +54,7 @@ def _folder_entries(source: Path) -> tuple[list, list]:
             left_out.append(f"{path} (not in a label folder)")
             continue
         quadrant = _quadrant(path.name, str(path))
-        for file in sorted(f for f in path.rglob("*") if f.is_file() and not _hidden(f, source)):
+        for file in sorted(f for f in _files_below(path) if not _hidden(f, source)):
             relative = file.relative_to(source)
             if file.suffix.lower() in AUDIO_EXTENSIONS:
                 entries.append((str(relative.with_suffix("")), quadrant, str(file), str(relative)))
@@ -50,15 +64,15 @@ def _folder_entries(source: Path) -> tuple[list, list]:
 
 
 def _csv_entries(source: Path) -> tuple[list, list]:
-    """(clip id, quadrant, path, name in messages) of each row of a `path,label` CSV, and the rows whose file is
-    missing."""
+    """(clip id, quadrant, path, name in messages) of each row of a `path,label` CSV (header names in any case,
+    values quoted or not, spaces after the commas allowed), and the rows left out: a missing file, or not audio."""
     if source.suffix.lower() in AUDIO_EXTENSIONS:
         raise EmopiaFormatError(f"{source} is an audio file: {_EXPECTED}")
     entries, left_out = [], []
     try:
         with open(source, newline="", encoding="utf-8-sig") as file:  # -sig: spreadsheets often write a byte-order mark
-            reader = csv.DictReader(file)
-            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+            reader = csv.DictReader(file, skipinitialspace=True)
+            reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
             if not {"path", "label"} <= set(reader.fieldnames):
                 raise EmopiaFormatError(f"{source} needs the columns path and label; its header is {reader.fieldnames}.")
             for line, row in enumerate(reader, start=2):
@@ -66,6 +80,9 @@ def _csv_entries(source: Path) -> tuple[list, list]:
                 path = relative if relative.is_absolute() else source.parent / relative
                 if not path.is_file():
                     left_out.append(f"{path} (line {line}: no such file)")
+                    continue
+                if path.suffix.lower() not in AUDIO_EXTENSIONS:
+                    left_out.append(f"{path} (line {line}: not an audio file: {', '.join(AUDIO_EXTENSIONS)})")
                     continue
                 clip_id = (row.get("clip_id") or "").strip() or str(relative.with_suffix(""))
                 quadrant = _quadrant(row["label"], f"{source}, line {line}")
@@ -88,7 +105,7 @@ def load_labelled_audio(source, sampling_rate: int | None = None, return_left_ou
         return_left_out: also return the files left out, each as `"<path> (<why>)"`.
 
     Files left out are named in a warning: CSV rows whose file is missing, files outside the label folders, files
-    that are not audio (hidden files and folders, and a `__MACOSX` folder, are skipped). A quadrant without clips is
+    that are not audio, by their extension (hidden files and folders, and a `__MACOSX` folder, are skipped). A quadrant without clips is
     named in a warning. Unknown labels, duplicate clip ids and a source that is neither a folder nor a CSV file are
     errors.
     """

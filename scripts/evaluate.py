@@ -37,7 +37,7 @@ from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, metrics_table, write_report
 from mdpiano.labelled_audio import load_labelled_audio
-from mdpiano.pipeline_mdpiano import apply_quadrant_bias
+from mdpiano.pipeline_mdpiano import apply_quadrant_bias, check_stride
 from mdpiano.statistics_fusion import FUSION_FIELDS
 
 
@@ -111,6 +111,9 @@ def main():
 
     if args.labelled_data and args.symbolic_source == "midi":
         parser.error("--symbolic-source midi needs EMOPIA's MIDI: not with --labelled-data")
+    if args.mode == "pipeline" and args.symbolic_source == "midi":
+        parser.error("--mode pipeline transcribes the audio, as a user's pipeline does: --symbolic-source midi needs "
+                     "--mode cached")  # fmt: skip
     if args.fit_calibration and (args.dtype != "float32" or args.symbolic_source != "transcription"
                                  or not (Path(args.model) / "config.json").is_file()):  # fmt: skip
         parser.error("--fit-calibration needs a local model folder, float32 and transcriptions (what the pipeline uses)")
@@ -127,6 +130,11 @@ def main():
         processor = MDPianoProcessor.from_pretrained(args.model)
     except OSError as error:
         sys.exit(load_error_message("--model", args.model, error))
+    if args.stride_s is not None:
+        try:
+            check_stride(args.stride_s, processor.feature_extractor.chunk_length_s, "--stride-s")
+        except ValueError as error:
+            parser.error(str(error))
     if args.uncalibrated or args.fit_calibration:
         model.config.quadrant_logit_bias = None
     fusions = {field: getattr(model.config, field) for field in FUSION_FIELDS.values()}

@@ -116,15 +116,48 @@ def with_pretrained_symbolic_encoder(folder: str, config: MDPianoConfig):
                  f"({str(error).splitlines()[0]}); pretrain with the same --config.")  # fmt: skip
 
 
-def build_model_and_processor(args):
-    """The model to train (its new layers initialised under `args.seed`) and its processor."""
-    set_seed(args.seed)
-    overrides = json.loads(Path(args.config).read_text()) if args.config else {}
+def config_overrides(args) -> dict:
+    """
+    The config values given by `--config` and `--set` (later ones win).
+
+    Raises:
+        ValueError: a config file that is not a JSON object, a `--set` item without `=`, a name that `MDPianoConfig`
+            does not define (a misspelt one would otherwise train the default silently), or an invalid value.
+    """
+    overrides = {}
+    if args.config:
+        try:
+            overrides = json.loads(Path(args.config).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--config {args.config} is not valid JSON ({error}).") from error
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--config {args.config} must hold a JSON object of MDPianoConfig values, e.g. {{\"d_model\": 128}}.")
     for item in args.set:
-        key, _, value = item.partition("=")
+        key, equals, value = item.partition("=")
+        if not (key and equals):
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set domains=acoustic.")
         overrides[key] = parse_value(value)
+    # A saved config.json may be given whole: its Hub remote-code entries are fields of no model.
+    unknown = sorted(set(overrides) - set(MDPianoConfig().to_dict()) - {"auto_map", "custom_pipelines"})
+    if unknown:
+        raise ValueError(f"MDPianoConfig has no {', '.join(unknown)} (from --config or --set): check the spelling.")
+    MDPianoConfig(**overrides)  # invalid values are named now, not after the data is cached
+    return overrides
+
+
+def build_model_and_processor(args, overrides: dict):
+    """The model to train (its new layers initialised under `args.seed`) and its processor, with the config values
+    `overrides` ([`config_overrides`])."""
+    set_seed(args.seed)
     if args.init_from:
-        model = load_or_exit("--init-from", args.init_from, lambda: MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides))
+        def load():
+            try:
+                return MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides)
+            except RuntimeError as error:  # tensors of other sizes
+                sys.exit(f"error: --init-from {args.init_from}: the --config or --set values change its layer sizes "
+                         f"({str(error).splitlines()[0]}); fine-tuning keeps them: leave those values out.")  # fmt: skip
+
+        model = load_or_exit("--init-from", args.init_from, load)
         # Fitted to the old network's decisions, not the new one's.
         for field, refit in [("quadrant_logit_bias", "calibrate anew (scripts/evaluate.py --fit-calibration)"),
                              *((field, "refit it (scripts/baseline.py --save-fusion)") for field in FUSION_FIELDS.values())]:  # fmt: skip
@@ -163,6 +196,24 @@ def main():
     args.validation_set = list(dict.fromkeys(args.validation_set))
     if args.init_from and args.symbolic_pretrained:
         parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
+    if args.validation_data and not args.train_data:
+        parser.error("--validation-data goes with --train-data; EMOPIA's validation split is read from --validation-set")
+    if args.train_data:  # the user's audio replaces EMOPIA's sets: naming those would be ignored
+        named = [flag for flag, name in (("--train-sets", "train_sets"), ("--validation-set", "validation_set"))
+                 if getattr(args, name) != parser.get_default(name)]  # fmt: skip
+        if named:
+            parser.error(f"{' and '.join(named)} name EMOPIA audio sets: not with --train-data (use --validation-data)")
+    for flag, value, least in (("--epochs", args.epochs, 1), ("--patience", args.patience, 1), ("--batch-size", args.batch_size, 1),
+                               ("--gradient-accumulation-steps", args.gradient_accumulation_steps, 1),
+                               ("--num-proc", args.num_proc, 1), ("--weight-decay", args.weight_decay, 0)):  # fmt: skip
+        if value < least:
+            parser.error(f"{flag} must be at least {least}, got {value:g}")
+    if not args.learning_rate > 0:
+        parser.error(f"--learning-rate must be above 0, got {args.learning_rate:g}")
+    try:
+        overrides = config_overrides(args)
+    except ValueError as error:
+        parser.error(str(error))
     try:
         check_output_dir(args.output_dir, args.resume)
         if args.resume:  # --train-data is recorded as the run's train set: compare it, not the EMOPIA default
@@ -171,7 +222,7 @@ def main():
         user_data = labelled_data(args) if args.train_data else None
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
         sys.exit(f"error: {error}")
-    model, processor = build_model_and_processor(args)
+    model, processor = build_model_and_processor(args, overrides)
     emopia_dir = Path(args.data) / "emopia"
     use_acoustic = model.config.domains in ("both", "acoustic")
 

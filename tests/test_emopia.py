@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -250,9 +251,21 @@ def test_audio_extensions_in_any_case_and_one_file_per_clip(small_emopia, tmp_pa
     assert ", ".join(extension[1:] for extension in AUDIO_EXTENSIONS) in " ".join(find_audio.__doc__.split())
 
 
-def test_missing_folder_is_a_clear_error(tmp_path):
+def test_midi_extensions_in_any_case(small_emopia):
+    root, present = small_emopia
+    for clip_id, extension in zip(present[:2], (".MID", ".midi")):
+        (root / "midis" / f"{clip_id}.mid").rename(root / "midis" / f"{clip_id}{extension}")
+    dataset = load_emopia(root, splits="test")["test"]
+    assert list(dataset["clip_id"]) == present
+    assert [Path(path).name for path in dataset["midi_path"][:2]] == [f"{present[0]}.MID", f"{present[1]}.midi"]
+
+
+def test_missing_folder_is_a_clear_error(small_emopia, tmp_path):
     with pytest.raises(FileNotFoundError, match="midis"):
         load_emopia(tmp_path)
+    root, _ = small_emopia  # a script's --data given the EMOPIA folder, which it reads as <data>/emopia
+    with pytest.raises(FileNotFoundError, match=f"but {re.escape(str(root))} holds one: the scripts' --data names the folder"):
+        load_emopia(root / "emopia")
 
 
 def test_audio_sets_name_their_split():

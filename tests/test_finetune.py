@@ -71,6 +71,23 @@ def test_what_a_folder_or_csv_leaves_out_is_named(user_folder, tmp_path, caplog)
         load_labelled_audio(folder / "labels.csv")
     (folder / "labels.csv").write_text("\ufeffpath , label\nQ1/a.wav,happy\nQ1/b.WAV,Q1\n", encoding="utf-8")
     assert load_labelled_audio(folder / "labels.csv")["label"] == [0, 0]
+    # Capitalised header names, quoted values after ", ", and a row that is not audio (left out and named).
+    (folder / "Q1" / "c d.wav").write_bytes(clip.read_bytes())
+    (folder / "piece.mid").write_bytes(b"MThd")
+    (folder / "labels.csv").write_text('Path, Label\n"Q1/c d.wav", "tense"\npiece.mid, Q1\n')
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        dataset = load_labelled_audio(folder / "labels.csv")
+    assert dataset["clip_id"] == ["Q1__c d"] and dataset["label"] == [1]
+    assert "piece.mid (line 3: not an audio file" in caplog.text
+    # A label folder may link to audio kept elsewhere, at any depth; a link back up does not loop.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "linked.wav").write_bytes(clip.read_bytes())
+    (folder / "Q1" / "sub").mkdir()
+    (folder / "Q1" / "sub" / "more").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "Q1" / "sub" / "up").symlink_to(folder / "Q1", target_is_directory=True)
+    assert "Q1__sub__more__linked" in load_labelled_audio(folder)["clip_id"]
 
 
 def test_split_validation(user_folder):
@@ -212,13 +229,41 @@ def load_train_script():
     return train_script
 
 
+def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_script):
+    """Settings that would crash after the caching, or be ignored without a word, are refused first, by name."""
+    (tmp_path / "broken.json").write_text('{"d_model": 64,}')
+    base = ["--cache-dir", tmp_path / "cache", "--output-dir", tmp_path / "run"]
+    user = ["--train-data", user_folder, "--validation-fraction", "0.5"]
+    for arguments, message in (
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--patience", "0"], "--patience must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--learning-rate", "-1"], "--learning-rate must be above 0, got -1"),
+        (["--validation-data", user_folder], "--validation-data goes with --train-data"),
+        ([*user, "--validation-set", "validation-unseen"], "--validation-set name EMOPIA audio sets: not with --train-data"),
+        (["--set", "d_modle=64"], "MDPianoConfig has no d_modle (from --config or --set): check the spelling"),
+        (["--set", "d_model"], "--set 'd_model': write KEY=VALUE"),
+        (["--set", "d_model=abc"], "`d_model` must be a positive integer, got 'abc'"),
+        (["--config", tmp_path / "broken.json"], "broken.json is not valid JSON"),
+    ):
+        status, error = run_script("train.py", *base, *arguments)
+        assert status == 2 and message in error, (arguments, error[-2000:])
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+    # Fine-tuning keeps the model's layer sizes: a config that changes them is named before any caching.
+    status, error = run_script("train.py", *base, *user, "--init-from", REPOSITORY / "models" / "mdpiano-emopia",
+                               "--set", "d_model=64")  # fmt: skip
+    assert status == 1 and "the --config or --set values change its layer sizes" in error, error[-2000:]
+    assert not (tmp_path / "cache").exists()
+
+
 def test_seed_decides_the_new_model_weights(tiny_config, tmp_path):
     train_script = load_train_script()
     (tmp_path / "tiny.json").write_text(json.dumps(tiny_config.to_diff_dict()))
 
     def weights(seed):
         arguments = ["--cache-dir", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--config", str(tmp_path / "tiny.json"), "--seed", seed]
-        model, _ = train_script.build_model_and_processor(train_script.build_parser().parse_args(arguments))
+        args = train_script.build_parser().parse_args(arguments)
+        model, _ = train_script.build_model_and_processor(args, train_script.config_overrides(args))
         return model.state_dict()
 
     first, again, other = weights("3"), weights("3"), weights("4")

@@ -71,6 +71,12 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script):
     assert "windows every 2.5 s" in report["title"]
     status, error = run_script("evaluate.py", "--model", output / "best", "--cache-dir", cache, "--stride-s", "0")
     assert status == 2 and "--stride-s must be a positive number" in error
+    status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
+                               "--audio-set", "test-clean", "--stride-s", "7")  # the tiny model's window is 6 s
+    assert status == 2 and "--stride-s must be a number of seconds above 0 and at most the window length (6 s" in error
+    status, error = run_script("evaluate.py", "--model", output / "best", "--cache-dir", cache, "--mode", "pipeline",
+                               "--symbolic-source", "midi")  # fmt: skip
+    assert status == 2 and "--symbolic-source midi needs --mode cached" in error
 
 
 def test_training_validates_on_several_renderings(tiny_emopia, tmp_path, run_script, monkeypatch):
