@@ -18,7 +18,7 @@ import soundfile
 from transformers import pipeline
 
 import mdpiano
-from mdpiano.checkpoints import load_error_message
+from mdpiano.checkpoints import load_error_message, load_model_and_processor
 from mdpiano.configuration_mdpiano import QUADRANT_NAMES
 from mdpiano.notes_mdpiano import notes_to_midi, read_midi_notes
 from mdpiano.plots import figure_piano_roll, figure_timeline, figure_valence_arousal_point
@@ -46,8 +46,9 @@ TRANSCRIPTION_DIR = Path(tempfile.mkdtemp(prefix="mdpiano-demo-"))
 TRANSCRIPTION_KEPT_S = 600
 
 try:
-    classifier = pipeline("audio-classification", model=MODEL)
-except OSError as error:  # no such folder, a folder without weights, a Hub id that cannot be fetched
+    model, processor = load_model_and_processor(MODEL)
+    classifier = pipeline("audio-classification", model=model, processor=processor)
+except (OSError, ValueError, RuntimeError) as error:  # no such folder, missing or unreadable weights, invalid config
     raise SystemExit(load_error_message("MDPIANO_MODEL", MODEL, error)) from error
 
 
@@ -104,13 +105,17 @@ def classify(audio_path, midi_path):
         raise gr.Error(str(error)) from error
     scores = {entry["label"]: entry["score"] for entry in result["labels"]}
     label = {f"{quadrant} {QUADRANT_NAMES[quadrant].split(' ')[0]}": score for quadrant, score in scores.items()}
-    notes = result["notes"]
-    midi_file = transcription_file(notes)
+    notes = result["notes"]  # None: the model reads no notes
+    midi_file = transcription_file(notes) if notes is not None else None
     timeline = figure_timeline(result["timeline"]) if len(result["timeline"]) > 1 else None
     messages = ["Both audio and a MIDI file were given: this is the MIDI file's result."] if midi_path and audio_path else []
-    messages += ["No notes were found: the symbolic branch saw an empty transcription."] if not notes else []
+    if notes is None:
+        messages.append("This model reads the audio alone (no notes): there is no transcription to show.")
+    elif not notes:
+        messages.append("No notes were found: the symbolic branch saw an empty transcription.")
     message = " ".join(messages)
-    return label, figure_valence_arousal_point(scores), figure_piano_roll(notes), timeline, midi_file, message
+    piano_roll = figure_piano_roll(notes) if notes is not None else None
+    return label, figure_valence_arousal_point(scores), piano_roll, timeline, midi_file, message
 
 
 def transcription_file(notes) -> str:

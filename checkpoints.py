@@ -20,6 +20,22 @@ def load_error_message(flag: str, location: str, error: OSError) -> str:
     return f"error: {flag} {location}: {missing}{str(error).splitlines()[0]}"
 
 
+def load_model_and_processor(location: str | Path):
+    """
+    The classifier and processor of a model folder (or Hub id), for `pipeline("audio-classification", model=...,
+    processor=...)`. Loaded here rather than by `pipeline()`, which would bury the loader's error under one of its own.
+
+    Raises:
+        OSError: no such folder or Hub id, missing or unreadable weights.
+        ValueError: a config with invalid values.
+        RuntimeError: weights of other sizes than the config's.
+    """
+    from .modeling_mdpiano import MDPianoForAudioClassification
+    from .processing_mdpiano import MDPianoProcessor
+
+    return MDPianoForAudioClassification.from_pretrained(location), MDPianoProcessor.from_pretrained(location)
+
+
 def remote_code_files() -> list[Path]:
     """
     The module files that `save_pretrained` copies into a folder so it loads as Hub remote code: the `*_mdpiano.py`

@@ -63,19 +63,19 @@ def scan_folder(folder: Path, extensions: set[str], skip: str | None = None) -> 
     return sorted(path for path in found if path.is_file())
 
 
-def midi_output_paths(files: list[Path], out_dir: str) -> dict[Path, Path]:
+def midi_output_paths(files: list[Path], out_dir: str, reserved: tuple[str, ...] = ()) -> dict[Path, Path]:
     """
     Where each input's transcription is written: `<out_dir>/<stem>.mid`, or, where stems collide or that name is one
-    of the inputs, a name made of the input's path below the inputs' common folder (`d1__x.wav.mid`); should that be
-    taken too (by an input or another output), `-2`, `-3`, ... is added: no output overwrites an input or another
-    output.
+    of the inputs or `reserved` (the results file), a name made of the input's path below the inputs' common folder
+    (`d1__x.wav.mid`); should that be taken too (by an input, a reserved file or another output), `-2`, `-3`, ... is
+    added: no output overwrites an input, the results or another output.
     """
     if not files:
         return {}
     resolved = {path: path.resolve() for path in files}
     common = Path(os.path.commonpath([str(path.parent) for path in resolved.values()]))
     stems = Counter(path.stem for path in files)
-    taken = set(resolved.values())
+    taken = set(resolved.values()) | {Path(path).resolve() for path in reserved}
     targets = {}
     for path in files:
         name = f"{path.stem}.mid"
@@ -141,25 +141,31 @@ def load_pipeline(model_dir: str, device: str):
 
     import mdpiano  # noqa: F401  (registers the mdpiano pipeline and Auto classes)
 
+    from .checkpoints import load_error_message, load_model_and_processor
+
     logging.disable_progress_bar()  # the weight-loading bar; the command shows its own per file
 
     check_model_dir(model_dir, "*.safetensors", "model weights (model.safetensors)")
+    check_model_dir(model_dir, "*processor_config.json", "processor settings (processor_config.json)")
     try:
-        return pipeline("audio-classification", model=model_dir, device=device)
+        model, processor = load_model_and_processor(model_dir)
+    except (OSError, ValueError, RuntimeError) as error:  # unreadable weights, invalid config, no such Hub id
+        raise SystemExit(load_error_message("--model", model_dir, error)) from error
+    try:
+        return pipeline("audio-classification", model=model, processor=processor, device=device)
     except (AssertionError, RuntimeError) as error:  # e.g. --device cuda with a CPU-only torch
         raise SystemExit(f"error: cannot run the model on --device {device}: {error}") from error
-    except OSError as error:  # neither a folder nor a Hub id that can be downloaded
-        raise SystemExit(f"error: cannot load the model {model_dir}: {error}") from error
 
 
 def load_processor(model_dir: str):
+    from .checkpoints import load_error_message
     from .processing_mdpiano import MDPianoProcessor
 
     check_model_dir(model_dir, "*processor_config.json", "processor settings (processor_config.json)")
     try:
         return MDPianoProcessor.from_pretrained(model_dir)
-    except OSError as error:  # a Hub id that cannot be downloaded
-        raise SystemExit(f"error: cannot load the model {model_dir}: {error}") from error
+    except (OSError, ValueError) as error:  # a Hub id that cannot be downloaded, invalid settings
+        raise SystemExit(load_error_message("--model", model_dir, error)) from error
 
 
 def write_midi(notes: list, source: Path, target: Path, errors: list[tuple[str, str]]) -> bool:
@@ -215,13 +221,16 @@ def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> li
     from .pipeline_mdpiano import check_stride
 
     classifier = load_pipeline(args.model, args.device)
+    if args.midi_out and not classifier.uses_symbolic:
+        raise SystemExit(f"error: --midi-out: {args.model} reads no notes (domains='{classifier.model.config.domains}'), "
+                         "so nothing is transcribed; `mdpiano transcribe` writes transcriptions with any model.")  # fmt: skip
     if args.stride is not None:  # refused once, before any file, rather than for each
         try:
             check_stride(args.stride, classifier.feature_extractor.chunk_length_s, "--stride")
         except ValueError as error:
             raise SystemExit(f"error: {error}") from error
     if args.midi_out:
-        midi_paths = midi_output_paths(files, args.midi_out)
+        midi_paths = midi_output_paths(files, args.midi_out, reserved=(args.output,) if args.output else ())
     results = []
     for path in tqdm(files, desc="Classifying", unit="file", disable=args.quiet or len(files) < 2):
         try:

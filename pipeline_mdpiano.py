@@ -75,6 +75,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         return_notes (`bool`, *optional*, defaults to `False`): return a dict with the overall `labels`,
             `num_notes`, and the `notes` of the whole input (the transcription, or the MIDI file's notes) as
             [`Note`]s.
+        A model that reads no notes (`domains="acoustic"`) transcribes nothing: its `num_notes` and `notes` are
+        `None`.
         soundfont (`str`, *optional*): SoundFont for rendering MIDI input (default: FluidR3_GM, else TimGM6mb).
 
     Returns:
@@ -146,7 +148,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
         if stride_length_s is not None:
-            check_stride(stride_length_s, self.feature_extractor.chunk_length_s)
+            # The processor's: also called from the base __init__, before `self.feature_extractor` is set.
+            check_stride(stride_length_s, self.processor.feature_extractor.chunk_length_s)
             preprocess["stride_length_s"] = stride_length_s
         if soundfont is not None:
             preprocess["soundfont"] = soundfont
@@ -193,7 +196,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             "total_notes": cutter.total_notes if is_last and cutter.notes is not None else None,
             "notes": notes.tolist() if notes is not None else None,
             "window": (float(start), float(end)),
-            "num_notes": num_notes,
+            "num_notes": num_notes if cutter.notes is not None else None,  # None: a model that reads no notes
         }
 
     def _stream(self, inputs, sampling_rate, soundfont):
@@ -263,12 +266,13 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                     "start": output["window"][0],
                     "end": output["window"][1],
                     "labels": self._ranked(window_probabilities, id2label, top_k),
-                    "num_notes": int(output["num_notes"]),
+                    "num_notes": None if output["num_notes"] is None else int(output["num_notes"]),
                 }
                 for output, window_probabilities in zip(model_outputs, probabilities)
             ]
-        if return_notes:
-            result["notes"] = [] if notes is None else array_to_notes(np.reshape(notes, (-1, 4)))
+        if return_notes:  # None from a model that reads no notes (acoustic domain only): nothing was transcribed
+            has_notes = model_outputs[-1]["total_notes"] is not None
+            result["notes"] = (array_to_notes(np.reshape(notes, (-1, 4))) if notes is not None else []) if has_notes else None
         return result
 
     @staticmethod

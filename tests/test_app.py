@@ -141,10 +141,16 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
 
 
 @pytest.mark.parametrize("setting, message", [({"MDPIANO_MODEL": "/no/such/model"}, "error: MDPIANO_MODEL /no/such/model: no such folder"),
+                                              ({"MDPIANO_MODEL": "corrupt"}, "error: MDPIANO_MODEL corrupt: The weights of corrupt are not a readable"),
                                               ({"MDPIANO_MAX_SECONDS": "10min"}, "error: MDPIANO_MAX_SECONDS must be a positive number, got '10min'")])  # fmt: skip
-def test_bad_settings_end_the_app_with_one_line(setting, message, tmp_path):
+def test_bad_settings_end_the_app_with_one_line(setting, message, model_dir, tmp_path):
     import os
+    import shutil
     import subprocess
+
+    if setting.get("MDPIANO_MODEL") == "corrupt":  # a model folder (relative to the app's folder) with cut weights
+        weights = shutil.copytree(model_dir, tmp_path / "corrupt") / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
 
     result = subprocess.run([sys.executable, str(REPOSITORY / "app.py")], capture_output=True, text=True, timeout=300,
                             cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1", **setting})  # fmt: skip

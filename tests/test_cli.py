@@ -86,6 +86,9 @@ def test_midi_outputs_never_overwrite_inputs_or_each_other(tmp_path):
     targets = midi_output_paths(crowded, str(tmp_path)).values()
     assert [t.name for t in targets] == ["d1__x.wav-2.mid", "d2__x.wav.mid", "d1__x.wav.mid.mid", "d1__x.wav.flac.mid"]
     assert len(set(targets)) == len(crowded) and not set(targets) & set(crowded)
+    # Nor the results file (`predict -o`) given a transcription's name.
+    reserved = midi_output_paths([tmp_path / "a.wav"], str(tmp_path / "out"), reserved=(str(tmp_path / "out" / "a.mid"),))
+    assert reserved[tmp_path / "a.wav"].name == "a.wav.mid"
 
 
 def test_midi_out_may_not_be_a_folder_being_classified(model_dir, inputs):
@@ -191,6 +194,33 @@ def test_missing_inputs_and_models_are_one_line_errors(model_dir, quadrant_clips
         main(["transcribe", path, "--out", str(tmp_path / "out"), "--model", str(tmp_path / "no model")])
     with pytest.raises(SystemExit, match="holds no processor settings"):
         main(["transcribe", path, "--out", str(tmp_path / "out"), "--model", str(tmp_path)])
+
+
+def broken_model_folders(model_dir, root) -> dict:
+    """Copies of a model folder, each broken one way: weights cut short, an invalid config value, no processor."""
+    import shutil
+
+    folders = {}
+    for name in ("corrupt", "invalid", "unprocessed"):
+        folders[name] = shutil.copytree(model_dir, root / name)
+    weights = folders["corrupt"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    config = json.loads((folders["invalid"] / "config.json").read_text())
+    (folders["invalid"] / "config.json").write_text(json.dumps({**config, "domains": "foo"}))
+    (folders["unprocessed"] / "processor_config.json").unlink()
+    return folders
+
+
+def test_broken_model_folders_are_one_line_errors(model_dir, quadrant_clips, tmp_path):
+    """A folder that cannot be loaded whole is refused with the loader's reason, before any input is read; one
+    without its processor is not run with default feature settings."""
+    folders = broken_model_folders(model_dir, tmp_path)
+    path = str(quadrant_clips[0][1])
+    for name, message in (("corrupt", "not a readable safetensors file"), ("invalid", "`domains` must be one of"),
+                          ("unprocessed", "holds no processor settings (processor_config.json)")):  # fmt: skip
+        with pytest.raises(SystemExit) as stopped:
+            main(["predict", path, "--model", str(folders[name])])
+        assert str(stopped.value).startswith("error: ") and message in str(stopped.value) and "\n" not in str(stopped.value)
 
 
 def test_open_progress_bars_end_their_lines_before_a_message():

@@ -10,7 +10,7 @@ import soundfile
 import torch
 from transformers import pipeline
 
-from mdpiano import MDPianoAudioClassificationPipeline, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano import MDPianoAudioClassificationPipeline, MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.checkpoints import save_for_package
 from mdpiano.windowing import window_starts
 
@@ -108,7 +108,7 @@ def test_batch_size_does_not_change_scores(pipe, quadrant_clips):
         np.testing.assert_allclose([r["score"] for r in a], [r["score"] for r in b], atol=1e-5)
 
 
-def test_three_minutes_are_windowed_and_aggregated(pipe, quadrant_clips, tmp_path):
+def test_three_minutes_are_windowed_and_aggregated(pipe, model_and_processor, quadrant_clips, tmp_path):
     long_audio = np.tile(np.concatenate([w for _, _, w in quadrant_clips]), 8)[: SR * 180]
     path = tmp_path / "three_minutes.wav"
     soundfile.write(path, long_audio, SR, subtype="FLOAT")
@@ -126,6 +126,10 @@ def test_three_minutes_are_windowed_and_aggregated(pipe, quadrant_clips, tmp_pat
     assert pipe(str(path)) == result["labels"]
     fine = pipe(str(path), stride_length_s=window / 2, return_timeline=True)["timeline"]
     assert len(fine) == len(window_starts(180.0, window, window / 2)) > len(timeline)
+    # Call arguments may also be given when the pipeline is made, as transformers allows.
+    model, processor = model_and_processor
+    preset = pipeline("audio-classification", model=model, processor=processor, stride_length_s=window / 2, return_timeline=True)
+    assert preset(str(path))["timeline"] == fine
 
 
 def test_window_starts_cover_the_recording():
@@ -347,3 +351,19 @@ def test_long_inputs_are_cut_while_they_stream(pipe, quadrant_clips, monkeypatch
             assert got[label] == pytest.approx(float(expected[index]), abs=1e-6)
         in_window = (notes[:, 0] >= window["start"]) & (notes[:, 0] < window["start"] + pipe.feature_extractor.chunk_length_s)
         assert window["num_notes"] == int(in_window.sum())
+
+
+def test_a_model_without_notes_reports_none(tiny_config, quadrant_clips, tmp_path):
+    """An acoustic-only model transcribes nothing: its note counts and notes are None, not an empty transcription,
+    and the command line will not write empty transcriptions for it."""
+    from mdpiano.cli import main
+
+    config = MDPianoConfig(**{**tiny_config.to_diff_dict(), "domains": "acoustic"})
+    torch.manual_seed(0)
+    folder = save_for_package(tmp_path / "acoustic", MDPianoForAudioClassification(config).eval(), MDPianoProcessor.from_config(config))
+    classify = pipeline("audio-classification", model=str(folder))
+    result = classify(str(quadrant_clips[0][1]), return_timeline=True, return_notes=True)
+    assert result["num_notes"] is None and result["notes"] is None
+    assert [window["num_notes"] for window in result["timeline"]] == [None] * len(result["timeline"])
+    with pytest.raises(SystemExit, match="reads no notes \\(domains='acoustic'\\), so nothing is transcribed"):
+        main(["predict", str(quadrant_clips[0][1]), "--model", str(folder), "--midi-out", str(tmp_path / "midi")])
