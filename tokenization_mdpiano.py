@@ -4,6 +4,7 @@ import json
 import os
 import re
 from collections import deque
+from collections.abc import Mapping
 
 import numpy as np
 from transformers import BatchEncoding, PreTrainedTokenizer
@@ -310,7 +311,9 @@ class MDPianoTokenizer(PreTrainedTokenizer):
 
     def decode_notes(self, ids) -> list[Note] | list[list[Note]]:
         """Notes of one id sequence, or a list of note lists for a batch (a 2-D array or tensor, or a list of
-        sequences)."""
+        sequences); an encoding (what `encode_notes` and `encode_midi` return) is decoded from its `input_ids`."""
+        if isinstance(ids, Mapping):
+            ids = ids["input_ids"]
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
         if len(ids) and (isinstance(ids[0], list) or hasattr(ids[0], "tolist")):  # a batch: lists, arrays or tensors

@@ -169,6 +169,11 @@ def test_default_truncation_is_model_max_length(clip_notes):
 def test_encode_midi_equals_encode_notes(tokenizer, clip_midi):
     assert tokenizer.encode_midi(clip_midi)["input_ids"] == tokenizer.encode_notes(read_midi_notes(clip_midi))["input_ids"]
     assert len(tokenizer.encode_midi([clip_midi, clip_midi])["input_ids"]) == 2
+    # An encoding decodes as its input_ids do, one file or a batch.
+    encoding = tokenizer.encode_midi(clip_midi)
+    assert tokenizer.decode_notes(encoding) == tokenizer.decode_notes(encoding["input_ids"])
+    batch = tokenizer.encode_midi([clip_midi, clip_midi])
+    assert tokenizer.decode_notes(batch) == [tokenizer.decode_notes(encoding["input_ids"])] * 2
 
 
 def test_text_interface_matches_notes(tokenizer, clip_notes):
