@@ -18,7 +18,7 @@ import soundfile
 from transformers import pipeline
 
 import mdpiano
-from mdpiano.checkpoints import load_error_message, load_model_and_processor
+from mdpiano.checkpoints import load_model_or_exit
 from mdpiano.configuration_mdpiano import QUADRANT_NAMES
 from mdpiano.notes_mdpiano import notes_to_midi, read_midi_notes
 from mdpiano.plots import figure_piano_roll, figure_timeline, figure_valence_arousal_point
@@ -45,11 +45,8 @@ MIDI_SUFFIXES = (".mid", ".midi")
 TRANSCRIPTION_DIR = Path(tempfile.mkdtemp(prefix="mdpiano-demo-"))
 TRANSCRIPTION_KEPT_S = 600
 
-try:
-    model, processor = load_model_and_processor(MODEL)
-    classifier = pipeline("audio-classification", model=model, processor=processor)
-except (OSError, ValueError, RuntimeError) as error:  # no such folder, missing or unreadable weights, invalid config
-    raise SystemExit(load_error_message("MDPIANO_MODEL", MODEL, error)) from error
+model, processor = load_model_or_exit(MODEL, "MDPIANO_MODEL")
+classifier = pipeline("audio-classification", model=model, processor=processor)
 
 
 def minutes(seconds: float) -> str:

@@ -4,6 +4,7 @@ import importlib.metadata
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from .transcription_mdpiano import BUNDLED_MODEL_FILE, default_model_path
@@ -13,27 +14,27 @@ DEFAULT_MODEL_DIR = PACKAGE_DIR / "models" / "mdpiano-emopia"
 CONFIG_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
 
 
-def load_error_message(flag: str, location: str, error: OSError) -> str:
+def load_error_message(flag: str, location: str, error: Exception) -> str:
     """One `error:` line for a model folder (or Hub id) given with `flag` that could not be loaded: transformers'
     first line, after saying when no such local folder exists (a typo would otherwise read as a Hub failure)."""
     missing = "" if Path(location).exists() else "no such folder, and as a Hub id: "
     return f"error: {flag} {location}: {missing}{str(error).splitlines()[0]}"
 
 
-def load_model_and_processor(location: str | Path):
+def load_model_or_exit(location: str | Path, flag: str = "--model"):
     """
-    The classifier and processor of a model folder (or Hub id), for `pipeline("audio-classification", model=...,
-    processor=...)`. Loaded here rather than by `pipeline()`, which would bury the loader's error under one of its own.
-
-    Raises:
-        OSError: no such folder or Hub id, missing or unreadable weights.
-        ValueError: a config with invalid values.
-        RuntimeError: weights of other sizes than the config's.
+    The classifier and processor of a model folder (or Hub id) given with `flag`, or one `error:` line naming it and
+    the loader's reason (no such folder, missing or unreadable weights, invalid config values, weights of other
+    sizes) for the scripts, the command line and the demo. Loaded here rather than by `pipeline()`, which would
+    bury that reason under an error of its own: pass both to `pipeline(..., model=model, processor=processor)`.
     """
     from .modeling_mdpiano import MDPianoForAudioClassification
     from .processing_mdpiano import MDPianoProcessor
 
-    return MDPianoForAudioClassification.from_pretrained(location), MDPianoProcessor.from_pretrained(location)
+    try:
+        return MDPianoForAudioClassification.from_pretrained(location), MDPianoProcessor.from_pretrained(location)
+    except (OSError, ValueError, RuntimeError) as error:
+        sys.exit(load_error_message(flag, str(location), error))
 
 
 def remote_code_files() -> list[Path]:

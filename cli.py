@@ -141,16 +141,13 @@ def load_pipeline(model_dir: str, device: str):
 
     import mdpiano  # noqa: F401  (registers the mdpiano pipeline and Auto classes)
 
-    from .checkpoints import load_error_message, load_model_and_processor
+    from .checkpoints import load_model_or_exit
 
     logging.disable_progress_bar()  # the weight-loading bar; the command shows its own per file
 
     check_model_dir(model_dir, "*.safetensors", "model weights (model.safetensors)")
     check_model_dir(model_dir, "*processor_config.json", "processor settings (processor_config.json)")
-    try:
-        model, processor = load_model_and_processor(model_dir)
-    except (OSError, ValueError, RuntimeError) as error:  # unreadable weights, invalid config, no such Hub id
-        raise SystemExit(load_error_message("--model", model_dir, error)) from error
+    model, processor = load_model_or_exit(model_dir)
     try:
         return pipeline("audio-classification", model=model, processor=processor, device=device)
     except (AssertionError, RuntimeError) as error:  # e.g. --device cuda with a CPU-only torch

@@ -1,6 +1,8 @@
 """Configuration of the mdpiano multi-domain piano emotion model."""
 
+import json
 import math
+from pathlib import Path
 
 from transformers import PreTrainedConfig
 
@@ -336,6 +338,42 @@ class MDPianoConfig(PreTrainedConfig):
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "mask_token": "<mask>", "unk_token": "<unk>"}
 
 
+def config_values(config_file=None, settings=()) -> dict:
+    """
+    [`MDPianoConfig`] values from a JSON file (a recipe's, such as `configs/emopia-cpu.json`, or a saved
+    `config.json`) and `KEY=VALUE` settings (values read as JSON, else as text), later ones winning; checked, so a
+    script refuses them before any work.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file that is not a JSON object, a setting without `=`, a name `MDPianoConfig` does not define (a
+            misspelt one would otherwise leave the default in place without a word), or an invalid value.
+    """
+    values = {}
+    if config_file is not None:
+        try:
+            values = json.loads(Path(config_file).read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"The config file {config_file} is not valid JSON ({error}).") from error
+        if not isinstance(values, dict):
+            raise ValueError(f"The config file {config_file} must hold a JSON object of MDPianoConfig values, e.g. "
+                             '{"d_model": 128}.')  # fmt: skip
+    for item in settings:
+        key, equals, text = item.partition("=")
+        if not (key and equals):
+            raise ValueError(f"The setting {item!r} is not KEY=VALUE (e.g. domains=acoustic).")
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    # A saved config.json may be given whole: its Hub remote-code entries are no model's settings.
+    unknown = sorted(set(values) - set(MDPianoConfig().to_dict()) - {"auto_map", "custom_pipelines"})
+    if unknown:
+        raise ValueError(f"MDPianoConfig has no {', '.join(unknown)}: check the spelling.")
+    MDPianoConfig(**values)
+    return values
+
+
 def velocity_values(velocity_bins: int) -> list[int]:
     """
     Representative MIDI velocity of each of `velocity_bins` uniform bins over 0-127: their centres, rounded half up
@@ -368,4 +406,4 @@ def symbolic_vocabulary(
     return tokens
 
 
-__all__ = ["MDPianoConfig", "QUADRANT_NAMES", "QUADRANT_AROUSAL", "QUADRANT_VALENCE", "symbolic_vocabulary"]
+__all__ = ["MDPianoConfig", "config_values", "QUADRANT_NAMES", "QUADRANT_AROUSAL", "QUADRANT_VALENCE", "symbolic_vocabulary"]

@@ -64,7 +64,8 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
     """
     Copies of the audio files of a folder (extensions of `emopia.AUDIO_EXTENSIONS`) with every sample scaled by
     `gain_db`, as float WAV at the file's own rate named `<stem>.wav`, so no level is lost to quantisation or clipped
-    by a codec. Resumable: files already written are kept. Returns `destination_dir`.
+    by a codec. Resumable: copies written after their source are kept; a source changed since (re-rendered) is
+    copied again, and a copy whose source is gone is removed. Returns `destination_dir`.
     """
     import soundfile
     from tqdm.auto import tqdm
@@ -78,10 +79,14 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
     if not sources:
         raise FileNotFoundError(f"No audio files in {source_dir}: render the set first (scripts/render_emopia.py).")
     destination_dir.mkdir(parents=True, exist_ok=True)
+    stems = {source.stem for source in sources}
+    for orphan in destination_dir.glob("*.wav"):
+        if orphan.stem not in stems:
+            orphan.unlink()
     gain = np.float32(10.0 ** (gain_db / 20.0))
     for source in tqdm(sources, desc=f"Scaling {source_dir.name} by {gain_db:g} dB"):
         destination = destination_dir / f"{source.stem}.wav"
-        if destination.exists():
+        if destination.exists() and destination.stat().st_mtime_ns >= source.stat().st_mtime_ns:
             continue
         waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
         partial = destination.with_name(f".{destination.name}.partial")

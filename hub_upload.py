@@ -30,19 +30,6 @@ def export_arguments(description: str, repo_kind: str) -> argparse.Namespace:
     return args
 
 
-def load_model_or_exit(model_dir: str):
-    """The model and processor to export, or one `error:` line when the folder (or Hub id) cannot be loaded; loaded
-    before anything is written, so a failure leaves no half-built folder."""
-    from .checkpoints import load_error_message
-    from .modeling_mdpiano import MDPianoForAudioClassification
-    from .processing_mdpiano import MDPianoProcessor
-
-    try:
-        return MDPianoForAudioClassification.from_pretrained(model_dir), MDPianoProcessor.from_pretrained(model_dir)
-    except OSError as error:
-        sys.exit(load_error_message("--model", model_dir, error))
-
-
 def build_or_exit(build, output) -> Path:
     """
     Runs `build(folder)` in a fresh folder beside `output` (new or empty) and moves it there once complete; when
@@ -93,4 +80,4 @@ def upload_or_exit(folder: Path, repo_id: str, **kwargs) -> None:
     print(f"uploaded: {url}")
 
 
-__all__ = ["build_or_exit", "export_arguments", "load_model_or_exit", "upload_folder", "upload_or_exit"]
+__all__ = ["build_or_exit", "export_arguments", "upload_folder", "upload_or_exit"]

@@ -230,19 +230,27 @@ def check_output_dir(output_dir, resume: bool) -> None:
         )
 
 
-def check_resumed_arguments(output_dir, current: dict, defining: tuple[str, ...]) -> None:
+def check_resumed_arguments(output_dir, current: dict, defining: tuple[str, ...], paths: tuple[str, ...] = ()) -> None:
     """
     Refuses to resume the run in `output_dir` when one of its `defining` arguments differs from what its
     `arguments.json` recorded (a resumed run with other data, model or optimisation settings would silently train
-    something else); a run without that file (new, or from an older version) is not checked.
+    something else); a run without that file (new, or from an older version) is not checked. Arguments named in
+    `paths` are files or folders: spelt otherwise (relative, absolute, a trailing slash) they are the same.
     """
     saved_path = Path(output_dir) / "arguments.json"
     if not saved_path.is_file():
         return
     saved = json.loads(saved_path.read_text())
-    # An argument that now takes several values (--validation-set) was recorded as one value by older runs.
-    changed = [name for name in defining if name in saved and name in current
-               and saved[name] != current[name] and not (isinstance(current[name], list) and [saved[name]] == current[name])]  # fmt: skip
+
+    def same(name: str) -> bool:
+        then, now = saved[name], current[name]
+        if isinstance(now, list) and [then] == now:  # recorded as one value by older runs (--validation-set)
+            return True
+        if name in paths and isinstance(then, str) and isinstance(now, str):
+            return os.path.realpath(then) == os.path.realpath(now)
+        return then == now
+
+    changed = [name for name in defining if name in saved and name in current and not same(name)]
     if changed:
         differences = "; ".join(f"--{name.replace('_', '-')} {saved[name]!r} then, {current[name]!r} now" for name in changed)
         raise ValueError(

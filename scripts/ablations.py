@@ -137,7 +137,7 @@ def table(results: dict, args, runs: dict, unfinished: list[tuple[str, int]]) ->
         f"{' / '.join(f'`{name}`' for name in runs['test_sets'])}; {spread}; each run trained for at most {budget}"
         + (", the same budget for every variant" if len(runs["budgets"]) == 1 else "")
         + ". Arousal and valence accuracy are read off the predicted quadrant. Validation: the best epoch's 4Q "
-        f"accuracy on the validation split rendered as "
+        "accuracy on the validation split rendered as "
         + " / ".join(" and ".join(f"`{name}`" for name in sets) for sets in validation_sets)
         + (" (the mean over the renderings a run was validated on)" if any(len(sets) > 1 for sets in validation_sets) else "")
         + (" (like the training audio)" if validation_sets == [("validation",)] else "")

@@ -35,9 +35,9 @@ import numpy as np
 from datasets import concatenate_datasets
 from tqdm.auto import tqdm
 
-from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano import MDPianoConfig
 from mdpiano.caching import cache_dataset
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report
@@ -185,7 +185,7 @@ def main():
         sys.exit(f"error: {Path(args.cache_dir) / 'audio'} holds no {', '.join(unrendered)}: render it first "
                  f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {' '.join(unrendered)}).")  # fmt: skip
 
-    processor = MDPianoProcessor.from_pretrained(args.model)
+    model, processor = load_model_or_exit(args.model)
     try:
         trains = {source: clip_statistics(args, processor, "train", source) for source in dict.fromkeys(args.train_on)}
         evaluations = {"midi": clip_statistics(args, processor, "test", "midi")}
@@ -231,7 +231,7 @@ def main():
     ])  # fmt: skip
     sections = {"baseline": text}
     if args.fusion_choose_on:
-        model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
+        model.eval()
         model.config.update(dict.fromkeys(FUSION_FIELDS.values()))  # the network's own, whatever the folder fuses with
         # the first transcribed training source for audio; the train MIDI's classifier, if trained, for MIDI input
         fused = {"transcription": next((source for source in trains if source != "midi"), None),

@@ -32,6 +32,7 @@ from mdpiano.benchmarking import (
     timed_cpu,
     write_json,
 )
+from mdpiano.checkpoints import load_model_or_exit
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.evaluation import replace_section, shown_path
@@ -66,6 +67,7 @@ def main():
         parser.error("--long-minutes must be more than 0 and at most 600")
     if not Path(args.model).is_dir():
         parser.error(f"--model {args.model} is not a model folder")
+    load_model_or_exit(args.model)  # a folder that cannot be loaded is named now, not after the rendering
 
     with tempfile.TemporaryDirectory(prefix="mdpiano-benchmark-") as folder:
         summary = measure(args, Path(folder))

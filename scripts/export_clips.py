@@ -9,13 +9,13 @@ settings.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 from mdpiano import MDPianoConfig, MDPianoProcessor
 from mdpiano.caching import cache_dataset
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import archive_manifest, clip_source, write_clip_archive
+from mdpiano.configuration_mdpiano import config_values
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.training import load_clips
 
@@ -34,7 +34,10 @@ def main():
     if args.clips_per_file < 1:
         parser.error(f"--clips-per-file must be at least 1, got {args.clips_per_file}")
 
-    config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
+    try:
+        config = MDPianoConfig(**config_values(args.config))
+    except ValueError as error:  # the message names the file or field
+        parser.error(str(error))
     processor = MDPianoProcessor.from_config(config)
     # Every check before caching, which can take an hour: the archive's settings, the sets' names and audio.
     try:

@@ -14,12 +14,11 @@ It loads without mdpiano or basic-pitch installed:
 """
 
 import shutil
-import sys
 from pathlib import Path
 
 from mdpiano.augmentation import ACCEPTANCE_SET
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model
-from mdpiano.hub_upload import build_or_exit, export_arguments, load_model_or_exit, upload_or_exit
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, load_model_or_exit
+from mdpiano.hub_upload import build_or_exit, export_arguments, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 

@@ -21,14 +21,13 @@ The folder is a complete Gradio Space:
 
 import importlib.metadata
 import shutil
-import sys
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, save_for_package
-from mdpiano.hub_upload import build_or_exit, export_arguments, load_model_or_exit, upload_or_exit
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, load_model_or_exit, save_for_package
+from mdpiano.hub_upload import build_or_exit, export_arguments, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 # Left out of the Space's requirements (canonical names): the tests' tools, and gradio, which the Space installs from

@@ -23,8 +23,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor  # noqa: E402
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR  # noqa: E402
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit  # noqa: E402
 from mdpiano.cli import exit_on_input_errors  # noqa: E402
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set  # noqa: E402
 from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report, write_scaled_copies  # noqa: E402
@@ -77,8 +76,8 @@ def main():
     source = cache_dir / "audio" / args.audio_set
     if not source.is_dir():
         raise FileNotFoundError(f"{source} does not exist: render it first (scripts/render_emopia.py --sets {args.audio_set}).")
-    model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
-    processor = MDPianoProcessor.from_pretrained(args.model)
+    model, processor = load_model_or_exit(args.model)
+    model.eval()
     floor = processor.min_peak
     if floor is None:
         raise ValueError(f"The processor of {args.model} has no level floor (min_peak is None): nothing to compare.")

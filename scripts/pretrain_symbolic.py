@@ -35,6 +35,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from mdpiano import MDPianoConfig, MDPianoProcessor, MDPianoSymbolicForMaskedLM
 from mdpiano.cli import exit_on_input_errors
+from mdpiano.configuration_mdpiano import config_values
 from mdpiano.emopia import DEFAULT_DATA_DIR
 from mdpiano.pretraining import (
     LengthGroupedWindows,
@@ -117,11 +118,14 @@ def main():
         parser.error("--transcribed-repeat weighs the transcribed excerpts, which --no-transcribed leaves out")
     if args.output_dir and any(Path(args.output_dir).glob("checkpoint-*")):  # Trainer resumes from the last one
         try:
-            check_resumed_arguments(args.output_dir, vars(args), RUN_DEFINING_ARGUMENTS)
+            check_resumed_arguments(args.output_dir, vars(args), RUN_DEFINING_ARGUMENTS, ("data", "corpus", "config"))
         except ValueError as error:
             parser.error(str(error))
 
-    config = MDPianoConfig(**(json.loads(Path(args.config).read_text()) if args.config else {}))
+    try:
+        config = MDPianoConfig(**config_values(args.config))
+    except ValueError as error:  # the message names the file or field
+        parser.error(str(error))
     if args.window_s > config.chunk_length_s:  # the processor cuts every window to its own analysis window
         parser.error(f"--window-s {args.window_s:g} is longer than the model's analysis window "
                      f"(chunk_length_s {config.chunk_length_s:g} s): give at most that")  # fmt: skip
@@ -139,6 +143,9 @@ def main():
         if args.transcribed_pieces:
             corpora["train-transcribed"] = read_transcribed_corpus(Path(args.data), processor, args)
     print(", ".join(f"{name}: {len(corpus)} pieces, {corpus_hours(corpus):.1f} h" for name, corpus in corpora.items()))
+    if empty := [name for name in ("train", "validation") if not any(len(notes) for notes in corpora[name])]:
+        parser.error(f"no notes to pretrain on in the {' and '.join(empty)} corpus (MAESTRO's {' and '.join(empty)} "
+                     f"split{'s' if len(empty) > 1 else ''}): check {'--corpus' if args.corpus else '--data'}")  # fmt: skip
     if args.transcribed_repeat != 1 and not corpora.get("train-transcribed"):
         parser.error("--transcribed-repeat weighs transcribed excerpts, and this corpus has none (--transcribed-pieces)")
     if args.export_corpus:
@@ -206,7 +213,12 @@ def read_midi_corpora(data: Path, cache_dir, no_giantmidi: bool, sustain_pedal: 
     print(f"MAESTRO: {len(train_files)} train and {len(validation_files)} validation files; "
           f"{len(missing_train) + len(missing_validation)} listed files are absent (see REMOVED_CORRUPT_FILES.txt)")  # fmt: skip
     if not no_giantmidi:
-        train_files += sorted((data / "giantmidi-piano" / "midis").glob("*.mid"))
+        giantmidi = sorted((data / "giantmidi-piano" / "midis").glob("*.mid"))
+        if not giantmidi:  # pretraining without it must be asked for, not happen because a folder is missing
+            raise SystemExit(f"error: no GiantMIDI-Piano files in {data / 'giantmidi-piano' / 'midis'}: give the data "
+                             "folder that holds giantmidi-piano/, or leave GiantMIDI-Piano out with --no-giantmidi.")  # fmt: skip
+        print(f"GiantMIDI-Piano: {len(giantmidi)} files")
+        train_files += giantmidi
     train_corpus, train_failures = load_corpus(train_files, cache_dir, sustain_pedal)
     validation_corpus, validation_failures = load_corpus(validation_files, cache_dir, sustain_pedal)
     for path, error in {**train_failures, **validation_failures}.items():

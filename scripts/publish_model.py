@@ -33,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.augmentation import ACCEPTANCE_SET
 from mdpiano.calibration import calibrate as calibrate_decisions
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, save_for_package
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit, save_for_package
 from mdpiano.cli import exit_on_input_errors
-from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
+from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, metrics_table, read_section, replace_section, write_report
 from mdpiano.statistics_fusion import FUSION_FIELDS
 from mdpiano.training import recorded_validation_sets
@@ -202,13 +201,28 @@ def main():
         parser.error("--calibrate-on fits the offsets of a model being published: use it with --run")
     if args.model and args.output:
         parser.error("--model re-evaluates a published folder and saves nothing: --output goes with --run")
+    if args.calibrate_on:
+        try:
+            calibration_split = split_of_audio_set(args.calibrate_on)
+        except ValueError:
+            calibration_split = None
+        if calibration_split != "validation":
+            parser.error(f"--calibrate-on takes a rendering of the validation split (validation-...), got {args.calibrate_on}")
+    # Checked before anything is calibrated or saved: a model published without its test figures would not be the
+    # one README describes.
+    audio = Path(args.cache_dir) / "audio"
+    unrendered = [name for name in dict.fromkeys(audio_set for _, audio_set, _, _ in EVALUATIONS) if not (audio / name).is_dir()]
+    unrendered += [args.calibrate_on] if args.calibrate_on and not (audio / args.calibrate_on).is_dir() else []
+    if unrendered:
+        parser.error(f"{audio} holds no {', '.join(unrendered)}: render it first (scripts/render_emopia.py --cache-dir "
+                     f"{args.cache_dir} --sets {' '.join(unrendered)})")  # fmt: skip
 
     if args.run:
         candidates = [Path(run) for run in args.run]
         run = best_run(candidates)
         print(f"publishing {run}")
-        model = MDPianoForAudioClassification.from_pretrained(run / "best").eval()
-        processor = MDPianoProcessor.from_pretrained(run / "best")
+        model, processor = load_model_or_exit(run / "best", "--run")
+        model.eval()
         split_scheme = json.loads((run / "arguments.json").read_text()).get("split_scheme", "emopia_cls")
         calibration = calibrate(model, processor, args, split_scheme) if args.calibrate_on else ""
         save_for_package(args.output or DEFAULT_MODEL_DIR, model, processor)
@@ -217,8 +231,8 @@ def main():
                        + (f" --calibrate-on {args.calibrate_on}" if args.calibrate_on else "") + "`")  # fmt: skip
         produced = f"Produced by {publication}"
     else:
-        model = MDPianoForAudioClassification.from_pretrained(args.model).eval()
-        processor = MDPianoProcessor.from_pretrained(args.model)
+        model, processor = load_model_or_exit(args.model)
+        model.eval()
         provenance, publication = last_publication()
         produced = (f"Model published by {publication}; test figures measured by `python scripts/publish_model.py "
                     f"--model {args.model} --cache-dir <cache-dir>`")  # fmt: skip

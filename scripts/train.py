@@ -31,6 +31,7 @@ from mdpiano.caching import cache_dataset, source_cache_name
 from mdpiano.checkpoints import load_error_message
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import clip_source, read_clip_archive
+from mdpiano.configuration_mdpiano import config_values
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
 from mdpiano.statistics_fusion import FUSION_FIELDS
@@ -42,13 +43,6 @@ from mdpiano.training import (
     load_clips,
     train,
 )
-
-
-def parse_value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +85,7 @@ RUN_DEFINING_ARGUMENTS = (
     "validation_fraction", "config", "set", "symbolic_pretrained", "init_from", "batch_size", "learning_rate",
     "weight_decay", "seed", "gradient_accumulation_steps", "augment_features",
 )  # fmt: skip
+PATH_ARGUMENTS = ("data", "clips", "train_data", "validation_data", "config", "symbolic_pretrained", "init_from")
 
 
 def load_or_exit(flag: str, location: str, load):
@@ -116,38 +111,9 @@ def with_pretrained_symbolic_encoder(folder: str, config: MDPianoConfig):
                  f"({str(error).splitlines()[0]}); pretrain with the same --config.")  # fmt: skip
 
 
-def config_overrides(args) -> dict:
-    """
-    The config values given by `--config` and `--set` (later ones win).
-
-    Raises:
-        ValueError: a config file that is not a JSON object, a `--set` item without `=`, a name that `MDPianoConfig`
-            does not define (a misspelt one would otherwise train the default silently), or an invalid value.
-    """
-    overrides = {}
-    if args.config:
-        try:
-            overrides = json.loads(Path(args.config).read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--config {args.config} is not valid JSON ({error}).") from error
-        if not isinstance(overrides, dict):
-            raise ValueError(f"--config {args.config} must hold a JSON object of MDPianoConfig values, e.g. {{\"d_model\": 128}}.")
-    for item in args.set:
-        key, equals, value = item.partition("=")
-        if not (key and equals):
-            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set domains=acoustic.")
-        overrides[key] = parse_value(value)
-    # A saved config.json may be given whole: its Hub remote-code entries are fields of no model.
-    unknown = sorted(set(overrides) - set(MDPianoConfig().to_dict()) - {"auto_map", "custom_pipelines"})
-    if unknown:
-        raise ValueError(f"MDPianoConfig has no {', '.join(unknown)} (from --config or --set): check the spelling.")
-    MDPianoConfig(**overrides)  # invalid values are named now, not after the data is cached
-    return overrides
-
-
 def build_model_and_processor(args, overrides: dict):
     """The model to train (its new layers initialised under `args.seed`) and its processor, with the config values
-    `overrides` ([`config_overrides`])."""
+    `overrides` ([`config_values`] of `--config` and `--set`)."""
     set_seed(args.seed)
     if args.init_from:
         def load():
@@ -211,14 +177,14 @@ def main():
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be above 0, got {args.learning_rate:g}")
     try:
-        overrides = config_overrides(args)
-    except ValueError as error:
+        overrides = config_values(args.config, args.set)
+    except ValueError as error:  # the message names the file, setting or field
         parser.error(str(error))
     try:
         check_output_dir(args.output_dir, args.resume)
         if args.resume:  # --train-data is recorded as the run's train set: compare it, not the EMOPIA default
             defining = [name for name in RUN_DEFINING_ARGUMENTS if not (args.train_data and name == "train_sets")]
-            check_resumed_arguments(args.output_dir, vars(args), tuple(defining))
+            check_resumed_arguments(args.output_dir, vars(args), tuple(defining), PATH_ARGUMENTS)
         user_data = labelled_data(args) if args.train_data else None
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
         sys.exit(f"error: {error}")

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -93,3 +94,12 @@ def test_scaled_copies_are_exact_float_wav_of_the_audio_files(tmp_path):
     (quiet / "a.wav").write_bytes(b"kept")  # resumable: a file already written is not written again
     write_scaled_copies(source, quiet, -20.0)
     assert (quiet / "a.wav").read_bytes() == b"kept"
+    # A source re-rendered since its copy is copied again; a copy whose source is gone goes too.
+    soundfile.write(source / "a.flac", tone / 2, 16000)
+    later = (quiet / "a.wav").stat().st_mtime_ns + 10**9
+    os.utime(source / "a.flac", ns=(later, later))
+    (source / "b.wav").unlink()
+    write_scaled_copies(source, quiet, -20.0)
+    assert sorted(path.name for path in quiet.iterdir()) == ["a.wav"]
+    halved, _ = soundfile.read(source / "a.flac", dtype="float32")
+    np.testing.assert_allclose(soundfile.read(quiet / "a.wav", dtype="float32")[0], halved * 0.1, rtol=1e-6)

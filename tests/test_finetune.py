@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.configuration_mdpiano import config_values
 from mdpiano.emopia import EmopiaFormatError
 from mdpiano.labelled_audio import load_labelled_audio, split_validation
 
@@ -241,8 +242,8 @@ def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_
         (["--learning-rate", "-1"], "--learning-rate must be above 0, got -1"),
         (["--validation-data", user_folder], "--validation-data goes with --train-data"),
         ([*user, "--validation-set", "validation-unseen"], "--validation-set name EMOPIA audio sets: not with --train-data"),
-        (["--set", "d_modle=64"], "MDPianoConfig has no d_modle (from --config or --set): check the spelling"),
-        (["--set", "d_model"], "--set 'd_model': write KEY=VALUE"),
+        (["--set", "d_modle=64"], "MDPianoConfig has no d_modle: check the spelling"),
+        (["--set", "d_model"], "The setting 'd_model' is not KEY=VALUE"),
         (["--set", "d_model=abc"], "`d_model` must be a positive integer, got 'abc'"),
         (["--config", tmp_path / "broken.json"], "broken.json is not valid JSON"),
     ):
@@ -263,7 +264,7 @@ def test_seed_decides_the_new_model_weights(tiny_config, tmp_path):
     def weights(seed):
         arguments = ["--cache-dir", str(tmp_path), "--output-dir", str(tmp_path / "run"), "--config", str(tmp_path / "tiny.json"), "--seed", seed]
         args = train_script.build_parser().parse_args(arguments)
-        model, _ = train_script.build_model_and_processor(args, train_script.config_overrides(args))
+        model, _ = train_script.build_model_and_processor(args, config_values(args.config, args.set))
         return model.state_dict()
 
     first, again, other = weights("3"), weights("3"), weights("4")

@@ -272,7 +272,7 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     from safetensors.torch import load_file
 
     from mdpiano import MDPianoForAudioClassification
-    from mdpiano.pretraining import read_corpus_archive
+    from mdpiano.pretraining import read_corpus_archive, write_corpus_archive
 
     maestro = tmp_path / "data" / "maestro-v2.0.0"
     (maestro / "2018").mkdir(parents=True)
@@ -334,6 +334,18 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", tmp_path / "mlm-4", "--config",
                                config, "--window-s", "600")  # fmt: skip
     assert status == 2 and "--window-s 600 is longer than the model's analysis window" in error
+    # Data that is not all there is named, not pretrained without: GiantMIDI-Piano absent, a split without notes.
+    status, error = run_script("pretrain_symbolic.py", "--data", tmp_path / "data", "--cache-dir", tmp_path / "cache",
+                               "--export-corpus", tmp_path / "other.npz.xz")  # fmt: skip
+    assert status == 1 and "no GiantMIDI-Piano files in" in error and "--no-giantmidi" in error
+    hollow = write_corpus_archive(tmp_path / "hollow.npz.xz", {"train": corpora["train"], "validation": []})
+    status, error = run_script("pretrain_symbolic.py", "--corpus", hollow, "--output-dir", tmp_path / "mlm-5")
+    assert status == 2 and "no notes to pretrain on in the validation corpus" in error and "check --corpus" in error
+    (tmp_path / "broken.json").write_text('{"d_model": 64,')
+    for script, arguments in (("pretrain_symbolic.py", ["--corpus", corpus, "--output-dir", tmp_path / "mlm-6"]),
+                              ("export_clips.py", ["--cache-dir", tmp_path / "cache", "--output-dir", tmp_path / "archive"])):  # fmt: skip
+        status, error = run_script(script, *arguments, "--config", tmp_path / "broken.json")
+        assert status == 2 and "broken.json is not valid JSON" in error
 
 
 def test_corpus_archive_errors(tmp_path):
@@ -404,6 +416,16 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     assert status == 2 and "not allowed with argument" in error
     status, error = run_script("publish_model.py", "--model", tmp_path, "--cache-dir", tmp_path, "--output", tmp_path / "m")
     assert status == 2 and "--output goes with --run" in error
+    # Nothing is calibrated or saved before the audio it needs is known to be there, nor with a model that cannot load.
+    status, error = run_script("publish_model.py", "--run", tmp_path, "--cache-dir", tmp_path, "--calibrate-on", "test-clean")
+    assert status == 2 and "--calibrate-on takes a rendering of the validation split" in error
+    status, error = run_script("publish_model.py", "--run", tmp_path, "--cache-dir", tmp_path, "--output", tmp_path / "m")
+    assert status == 2 and "holds no test-new-piano, test-new-piano-clean, test-unseen, test-clean: render it first" in error
+    assert not (tmp_path / "m").exists()
+    for name in ("test-new-piano", "test-new-piano-clean", "test-unseen", "test-clean"):
+        (tmp_path / "audio" / name).mkdir(parents=True)
+    status, error = run_script("publish_model.py", "--model", tmp_path / "no-model", "--cache-dir", tmp_path)
+    assert status == 1 and error.startswith(f"error: --model {tmp_path / 'no-model'}: no such folder")
 
 
 def test_export_clips_checks_everything_before_caching(run_script, tmp_path):

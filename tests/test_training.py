@@ -329,3 +329,21 @@ def test_augmented_windows_change_only_their_own_frames(clips, processor):
         np.testing.assert_array_equal(windows[index][0].features, clip.features)  # same draw within an epoch
     windows.epoch = 2
     assert not np.array_equal(windows[0][0].features, first_epoch)
+
+
+def test_resumed_arguments_compare_paths_by_what_they_name(tmp_path, monkeypatch):
+    """A folder given relative at the start and absolute, with a slash, at the resume is the same folder; another
+    folder, or another value of a setting, is refused."""
+    from mdpiano.training import check_resumed_arguments
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "arguments.json").write_text(json.dumps({"data": "data", "seed": 0}))
+    check_resumed_arguments(tmp_path / "run", {"data": f"{tmp_path / 'data'}/", "seed": 0}, ("data", "seed"), paths=("data",))
+    with pytest.raises(ValueError, match="--data 'data' then"):
+        check_resumed_arguments(tmp_path / "run", {"data": f"{tmp_path / 'data'}/", "seed": 0}, ("data", "seed"))
+    with pytest.raises(ValueError, match="--data 'data' then, 'other' now"):
+        check_resumed_arguments(tmp_path / "run", {"data": "other", "seed": 0}, ("data", "seed"), paths=("data",))
+    with pytest.raises(ValueError, match="--seed 0 then, 1 now"):
+        check_resumed_arguments(tmp_path / "run", {"data": "data", "seed": 1}, ("data", "seed"), paths=("data",))
