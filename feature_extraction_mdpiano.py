@@ -165,8 +165,9 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
                 such waveforms, or a 2-D array (batch, samples). Multi-channel audio must be downmixed first
                 ([`MDPianoProcessor`] does).
             sampling_rate: rate of `raw_audio` in Hz; must equal `self.sampling_rate`.
-            padding: `"max_length"` (default) pads every item to one window, `"longest"` (or `True`) to the longest
-                item of the batch, `False` / `"do_not_pad"` leaves lengths as they are (batches must then be equal).
+            padding: `"max_length"` (default) pads every item to one window (to the longest item, if one is longer:
+                `truncation=False`), `"longest"` (or `True`) to the longest item of the batch, `False` /
+                `"do_not_pad"` leaves lengths as they are (batches must then be equal).
             truncation: cut audio longer than one window to its first `chunk_length_s` seconds.
             return_attention_mask: return the (batch, frames) mask of real frames; defaults to the init setting.
             return_tensors: `"pt"`, `"np"` or `None` (lists).
@@ -203,7 +204,8 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         """
         if padding in (False, "do_not_pad") and len({f.shape[0] for f in features}) > 1:
             raise ValueError("Items of different lengths need padding: use padding='max_length' or 'longest'.")
-        if padding is True:
+        # An item longer than a window (not truncated) would stay longer than "max_length" pads the others to.
+        if padding is True or (padding == "max_length" and max(f.shape[0] for f in features) > self.nb_max_frames):
             padding = "longest"
         batch = self.pad(
             BatchFeature({"input_features": features}),

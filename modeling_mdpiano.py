@@ -369,6 +369,16 @@ class MDPianoModel(MDPianoPreTrainedModel):
     def fused_size(self) -> int:
         return 2 * self.config.d_model if self.config.domains == "both" else self.config.d_model
 
+    # The token embeddings, so that `resize_token_embeddings` follows tokens added to the tokenizer; None for a model
+    # that reads no tokens (domains="acoustic").
+    def get_input_embeddings(self) -> nn.Embedding | None:
+        return self.symbolic_encoder.token_embeddings if self.symbolic_encoder is not None else None
+
+    def set_input_embeddings(self, embeddings: nn.Embedding) -> None:
+        if self.symbolic_encoder is None:
+            raise ValueError("This model reads no tokens (domains='acoustic'): it has no token embeddings to set.")
+        self.symbolic_encoder.token_embeddings = embeddings
+
     @can_return_tuple
     def forward(
         self,
@@ -465,6 +475,12 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         self.label_arousal = [float(QUADRANT_AROUSAL[q]) for q in quadrants]
         self.label_valence = [float(QUADRANT_VALENCE[q]) for q in quadrants]
         self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding | None:
+        return self.mdpiano.get_input_embeddings()
+
+    def set_input_embeddings(self, embeddings: nn.Embedding) -> None:
+        self.mdpiano.set_input_embeddings(embeddings)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """

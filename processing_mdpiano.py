@@ -299,7 +299,7 @@ class MDPianoProcessor(ProcessorMixin):
         if any(features is not None for features, _, _, _ in windows):
             crops = [fe.normalize(features[first - offset : first - offset + fe.nb_max_frames])
                      for (features, _, _, offset), first in zip(windows, firsts)]  # fmt: skip
-            acoustic = fe.pad_features(crops, padding=padding)
+            acoustic = fe.pad_features(crops, padding=padding, return_attention_mask=True)  # whatever the extractor's default
             data["input_features"] = acoustic["input_features"]
             data["feature_attention_mask"] = acoustic["attention_mask"]
         return BatchFeature(data, tensor_type=return_tensors)

@@ -79,6 +79,11 @@ def test_long_audio_is_truncated_to_one_window(extractor):
     assert batch["attention_mask"].all()
     window = extractor(noise[: extractor.n_samples], sampling_rate=SR, return_tensors="np")
     np.testing.assert_array_equal(batch["input_features"], window["input_features"])
+    # Untruncated, the default padding pads a batch to its longest item when that is longer than a window.
+    whole = extractor([noise[: SR * 3], noise], sampling_rate=SR, truncation=False, return_tensors="pt")
+    frames = extractor(noise, sampling_rate=SR, truncation=False, return_tensors="np")["input_features"].shape[1]
+    assert tuple(whole["input_features"].shape) == (2, frames, extractor.feature_size) and frames > extractor.nb_max_frames
+    assert whole["attention_mask"][1].all() and 0 < whole["attention_mask"][0].sum() < extractor.nb_max_frames
 
 
 def test_wrong_sampling_rate_is_a_clear_error(extractor):

@@ -120,6 +120,23 @@ def test_masked_lm_embeddings_resize_with_the_vocabulary(tiny_config):
     assert model(torch.tensor([[1, size - 1, 2]])).logits.shape == (1, 3, size) and model.config.vocab_size == size
 
 
+def test_classifier_embeddings_resize_with_the_vocabulary(tiny_config, batch):
+    """Tokens added to the tokenizer before fine-tuning: the classifier's (and the base model's) embeddings follow."""
+    import copy
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(copy.deepcopy(tiny_config))
+    size = tiny_config.vocab_size + 2
+    model.resize_token_embeddings(size, mean_resizing=False)
+    assert model.get_input_embeddings() is model.mdpiano.symbolic_encoder.token_embeddings
+    assert model.get_input_embeddings().num_embeddings == size and model.config.vocab_size == size
+    ids = batch["input_ids"].clone()
+    ids[:, 1] = size - 1  # a new token is read
+    assert model(**{**batch, "input_ids": ids}).logits.shape == (len(ids), 4)
+    acoustic = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_diff_dict(), "domains": "acoustic"}))
+    assert acoustic.get_input_embeddings() is None
+
+
 def test_loss_falls_when_overfitting_real_clips(tiny_config, batch):
     torch.manual_seed(0)
     model = MDPianoForAudioClassification(tiny_config)

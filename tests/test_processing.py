@@ -88,6 +88,15 @@ def test_whole_recordings_of_different_lengths_are_padded_to_the_longest(process
         processor(audio=items, truncation=False, padding="max_length")
 
 
+def test_feature_attention_mask_whatever_the_extractor_default(processor, rendered_clip):
+    """The model needs the mask of real frames: an extractor saved with return_attention_mask=False still gives it."""
+    _, waveform = rendered_clip
+    extractor = MDPianoFeatureExtractor(**{**processor.feature_extractor.to_dict(), "return_attention_mask": False})
+    quiet = MDPianoProcessor(extractor, processor.tokenizer)
+    batch = quiet(audio=waveform[: SR * 3], sampling_rate=SR, return_tensors="pt")
+    assert batch["feature_attention_mask"].shape == batch["input_features"].shape[:2]
+
+
 def test_datasets_audio_value(processor, rendered_clip):
     from datasets import Audio, Dataset
 
