@@ -13,6 +13,7 @@ to the cached values up to float16 rounding.
 import io
 import json
 import lzma
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +24,33 @@ from .training import Clip
 FORMAT_VERSION = 1
 
 
+def _replace_with(path, data: bytes) -> None:
+    """Writes a file whole or not at all: an interruption leaves the old file (or none), never half of one."""
+    partial = Path(path).with_name(f".{Path(path).name}.partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
 def write_npz_xz(path, arrays: dict[str, np.ndarray]) -> None:
     """Writes named arrays as an lzma-compressed `.npz` file."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    Path(path).write_bytes(lzma.compress(buffer.getvalue(), preset=6))
+    _replace_with(path, lzma.compress(buffer.getvalue(), preset=6))
 
 
 def read_npz_xz(path) -> dict[str, np.ndarray]:
-    """The arrays of a file written by [`write_npz_xz`]."""
+    """
+    The arrays of a file written by [`write_npz_xz`].
+
+    Raises:
+        `ValueError` naming a file that is truncated or otherwise not such a file.
+    """
     # Decompressed whole: the .npz inside is a zip file, read by seeking back and forth.
-    with np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes()))) as arrays:
-        return {key: arrays[key] for key in arrays.files}
+    try:
+        with np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes()))) as arrays:
+            return {key: arrays[key] for key in arrays.files}
+    except (lzma.LZMAError, zipfile.BadZipFile, EOFError, ValueError) as error:
+        raise ValueError(f"{path} is damaged ({type(error).__name__}: {error}): write it again.") from error
 
 
 def _feature_settings(feature_extractor) -> dict:
@@ -141,9 +157,14 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
     manifest = archive_manifest(folder, feature_extractor, source)
     folder.mkdir(parents=True, exist_ok=True)
     written = [folder / "archive.json"]
+    if empty := [name for name, clips in sets.items() if not clips]:
+        raise ValueError(f"Set {empty[0]!r} has no clips to archive.")
+    # A set being rewritten leaves the manifest first: an interrupted run leaves it missing, not old and new mixed.
+    if rewritten := [name for name in sets if name in manifest["sets"]]:
+        for name in rewritten:
+            del manifest["sets"][name]
+        _replace_with(folder / "archive.json", json.dumps(manifest, indent=1, default=str).encode())
     for name, clips in sets.items():
-        if not clips:
-            raise ValueError(f"Set {name!r} has no clips to archive.")
         files = []
         for first in tqdm(range(0, len(clips), clips_per_file), desc=f"Archiving {name}"):
             path = folder / f"{name}-{first // clips_per_file:03d}.npz.xz"
@@ -151,7 +172,7 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
             files.append(path.name)
         manifest["sets"][name] = {"clips": len(clips), "files": files}
         written += [folder / f for f in files]
-    (folder / "archive.json").write_text(json.dumps(manifest, indent=1, default=str))
+    _replace_with(folder / "archive.json", json.dumps(manifest, indent=1, default=str).encode())
     return written
 
 

@@ -1,6 +1,7 @@
 """Evaluation of an mdpiano model on an EMOPIA split: clip-level predictions, metrics, figures and a JSON report."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,9 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
     """
     Copies of the audio files of a folder (extensions of `emopia.AUDIO_EXTENSIONS`) with every sample scaled by
     `gain_db`, as float WAV at the file's own rate named `<stem>.wav`, so no level is lost to quantisation or clipped
-    by a codec. Resumable: copies written after their source are kept; a source changed since (re-rendered) is
-    copied again, and a copy whose source is gone is removed. Returns `destination_dir`.
+    by a codec. Each copy takes its source's modification time: a copy whose source has another (re-rendered, or
+    replaced by an older file) is written again, the others are kept (resumable), and a copy whose source is gone
+    is removed. Returns `destination_dir`.
     """
     import soundfile
     from tqdm.auto import tqdm
@@ -86,11 +88,13 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
     gain = np.float32(10.0 ** (gain_db / 20.0))
     for source in tqdm(sources, desc=f"Scaling {source_dir.name} by {gain_db:g} dB"):
         destination = destination_dir / f"{source.stem}.wav"
-        if destination.exists() and destination.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+        stamp = source.stat()
+        if destination.exists() and destination.stat().st_mtime_ns == stamp.st_mtime_ns:
             continue
         waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
         partial = destination.with_name(f".{destination.name}.partial")
         soundfile.write(partial, waveform * gain, rate, subtype="FLOAT", format="WAV")
+        os.utime(partial, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
         partial.replace(destination)
     return destination_dir
 

@@ -12,6 +12,7 @@ transcription's. Both are plain numbers, applied here with numpy alone, so the f
 import numpy as np
 
 from .note_statistics import NOTE_STATISTICS, note_statistics
+from .notes_mdpiano import notes_to_array
 
 # The config field holding the fusion for notes from each symbolic source.
 FUSION_FIELDS = {"transcription": "note_statistics_fusion", "midi": "midi_note_statistics_fusion"}
@@ -120,9 +121,11 @@ def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
     """
     (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes. A
     recording without notes (silence, noise) keeps the network's: its statistics, all zero, lie far from any the
-    classifier was fitted on, where it is confidently arbitrary.
+    classifier was fitted on, where it is confidently arbitrary. So does one whose notes last no time at all (a MIDI
+    file of zero-length notes at its start), which has no rates or durations to read.
     """
-    if len(notes) == 0:
+    notes = notes_to_array(notes)
+    if len(notes) == 0 or notes[:, 1].max() <= 0:
         return np.asarray(network)
     statistics = settings_probabilities(settings, notes, len(network))
     return fuse(np.asarray(network)[None], statistics[None], settings["network_weight"])[0]

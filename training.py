@@ -282,6 +282,41 @@ def validation_scores(model, batcher: WindowBatcher, validation_sets: dict[str, 
     return means, per_set
 
 
+def save_checkpoint(accelerator, checkpoint: Path, state: dict) -> None:
+    """
+    Saves the training state (weights, optimizer, random states) and `trainer_state.json` into a fresh folder, then
+    puts it in place of `checkpoint`: an interruption leaves the previous checkpoint whole, never the weights of one
+    epoch beside the state of another (a resume would train an epoch twice).
+    """
+    staging, previous = checkpoint.with_name(f"{checkpoint.name}.partial"), checkpoint.with_name(f"{checkpoint.name}.previous")
+    if accelerator.is_main_process:
+        shutil.rmtree(staging, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (staging / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        if checkpoint.exists():
+            checkpoint.rename(previous)
+        staging.rename(checkpoint)
+        shutil.rmtree(previous, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def restore_checkpoint(checkpoint: Path, log_path: Path) -> None:
+    """Before a resume: the previous checkpoint back in place if a run stopped between the two renames of
+    [`save_checkpoint`], and the log cut to the epochs that checkpoint holds (an epoch logged but not saved is
+    trained again, and logged once)."""
+    previous = checkpoint.with_name(f"{checkpoint.name}.previous")
+    if not checkpoint.exists() and previous.is_dir():
+        previous.rename(checkpoint)
+    state_path = checkpoint / "trainer_state.json"
+    saved_epoch = json.loads(state_path.read_text())["epoch"] if state_path.is_file() else 0
+    if log_path.is_file():
+        lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+        log_path.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["epoch"] <= saved_epoch))
+
+
 def recorded_validation_sets(arguments: dict) -> list[str]:
     """The validation sets named in a run's `arguments.json` (one name, not a list, in runs of older versions)."""
     sets = arguments.get("validation_set", "validation")
@@ -333,6 +368,10 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = {"epoch": 0, "best_accuracy": -1.0, "best_loss": math.inf, "best": None, "stale_epochs": 0}
+    if args.resume:
+        if accelerator.is_main_process:
+            restore_checkpoint(checkpoint, log_path)
+        accelerator.wait_for_everyone()
     if args.resume and (checkpoint / "trainer_state.json").is_file():
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / "trainer_state.json").read_text())
@@ -398,9 +437,7 @@ def train(
         if accelerator.is_main_process:
             with open(log_path, "a") as log:
                 log.write(json.dumps(record) + "\n")
-        accelerator.save_state(str(checkpoint))
-        if accelerator.is_main_process:
-            (checkpoint / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        save_checkpoint(accelerator, checkpoint, state)
         if state["stale_epochs"] >= args.patience:
             accelerator.print(f"early stop: no improvement for {args.patience} epochs")
             break

@@ -95,3 +95,36 @@ def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path):
         read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_cls"))
     with pytest.raises(ValueError, match="made with transcription_settings"):
         write_clip_archive(tmp_path, {"validation": clips}, extractor, source=clip_source(processor, "emopia_cls"))
+
+
+def test_an_interrupted_rewrite_leaves_no_mix_of_old_and_new(clips_and_extractor, tmp_path, monkeypatch):
+    """Rewriting a set that stops halfway leaves it out of the archive (named as missing), never old files read as
+    new; a damaged file is named, not an lzma traceback."""
+    from mdpiano import clip_archive
+
+    clips, extractor = clips_and_extractor
+    write_clip_archive(tmp_path, {"train-0": clips, "test": clips[:1]}, extractor, clips_per_file=2)
+    write_file = clip_archive.write_npz_xz
+    calls = []
+
+    def interrupted(path, arrays):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        write_file(path, arrays)
+
+    monkeypatch.setattr(clip_archive, "write_npz_xz", interrupted)
+    relabelled = [Clip(c.clip_id, 3 - c.label, c.notes, c.features, c.duration) for c in clips]
+    with pytest.raises(KeyboardInterrupt):
+        write_clip_archive(tmp_path, {"train-0": relabelled}, extractor, clips_per_file=2)
+    with pytest.raises(ValueError, match="has no set 'train-0'"):
+        read_clip_archive(tmp_path, "train-0", extractor)
+    assert len(read_clip_archive(tmp_path, "test", extractor)) == 1  # the sets not rewritten stay
+    assert not list(tmp_path.glob(".*.partial"))
+    monkeypatch.setattr(clip_archive, "write_npz_xz", write_file)
+    write_clip_archive(tmp_path, {"train-0": relabelled}, extractor, clips_per_file=2)
+    assert [c.label for c in read_clip_archive(tmp_path, "train-0", extractor)] == [3, 2, 1]
+    damaged = tmp_path / "train-0-001.npz.xz"
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    with pytest.raises(ValueError, match="train-0-001.npz.xz is damaged"):
+        read_clip_archive(tmp_path, "train-0", extractor)

@@ -91,13 +91,16 @@ def test_scaled_copies_are_exact_float_wav_of_the_audio_files(tmp_path):
     np.testing.assert_allclose(a, flac * 0.1, rtol=1e-6)
     b, rate = soundfile.read(quiet / "b.wav", dtype="float32")
     assert rate == 22050 and b.shape == (8000, 2)
+    written = (quiet / "a.wav").stat().st_mtime_ns
+    assert written == (source / "a.flac").stat().st_mtime_ns  # a copy carries its source's time
     (quiet / "a.wav").write_bytes(b"kept")  # resumable: a file already written is not written again
+    os.utime(quiet / "a.wav", ns=(written, written))
     write_scaled_copies(source, quiet, -20.0)
     assert (quiet / "a.wav").read_bytes() == b"kept"
-    # A source re-rendered since its copy is copied again; a copy whose source is gone goes too.
+    # A source replaced since its copy (here by an older file) is copied again; a copy whose source is gone goes too.
     soundfile.write(source / "a.flac", tone / 2, 16000)
-    later = (quiet / "a.wav").stat().st_mtime_ns + 10**9
-    os.utime(source / "a.flac", ns=(later, later))
+    earlier = written - 10**9
+    os.utime(source / "a.flac", ns=(earlier, earlier))
     (source / "b.wav").unlink()
     write_scaled_copies(source, quiet, -20.0)
     assert sorted(path.name for path in quiet.iterdir()) == ["a.wav"]

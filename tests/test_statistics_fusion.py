@@ -89,6 +89,8 @@ def test_a_recording_without_notes_keeps_the_network_probabilities():
     np.testing.assert_array_equal(fuse_recording(NETWORK[1], np.zeros((0, 4)), settings), NETWORK[1])
     notes = np.array([[0.0, 1.0, 60, 80], [0.5, 2.0, 64, 70]])
     assert not np.allclose(fuse_recording(NETWORK[1], notes, settings), NETWORK[1])  # with notes, it fuses
+    instant = np.array([[0.0, 0.0, 60, 80], [0.0, 0.0, 64, 80]])  # notes that last no time: nothing to read
+    np.testing.assert_array_equal(fuse_recording(NETWORK[1], instant, settings), NETWORK[1])
 
 
 def test_bad_fusion_settings_are_refused_by_the_config():

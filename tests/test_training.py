@@ -347,3 +347,29 @@ def test_resumed_arguments_compare_paths_by_what_they_name(tmp_path, monkeypatch
         check_resumed_arguments(tmp_path / "run", {"data": "other", "seed": 0}, ("data", "seed"), paths=("data",))
     with pytest.raises(ValueError, match="--seed 0 then, 1 now"):
         check_resumed_arguments(tmp_path / "run", {"data": "data", "seed": 1}, ("data", "seed"), paths=("data",))
+
+
+def test_a_run_interrupted_while_saving_resumes_from_a_whole_checkpoint(tmp_path, tiny_config, processor, clips, monkeypatch):
+    """Stopped after an epoch's weights were written but before its state: the resume trains that epoch once more
+    from the last whole checkpoint, and the log holds every epoch once."""
+    import accelerate
+
+    run_training(tiny_config, processor, clips, tmp_path, epochs=1)
+    save_state = accelerate.Accelerator.save_state
+
+    def interrupted(self, *args, **kwargs):
+        save_state(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_config, processor, clips, tmp_path, epochs=2, resume=True)
+    assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["epoch"] == 1
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", save_state)
+    run_training(tiny_config, processor, clips, tmp_path, epochs=2, resume=True)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2]
+    # Stopped between putting the old checkpoint aside and the new one in place: the old one comes back.
+    (tmp_path / "checkpoint").rename(tmp_path / "checkpoint.previous")
+    run_training(tiny_config, processor, clips, tmp_path, epochs=3, resume=True)
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert not (tmp_path / "checkpoint.previous").exists() and not (tmp_path / "checkpoint.partial").exists()
