@@ -33,7 +33,7 @@ class RenderCondition:
         soundfont: SoundFont name (see `rendering_mdpiano.KNOWN_SOUNDFONTS`) or path.
         program: General MIDI program.
         velocity_gamma, velocity_scale: velocities become `127 * scale * (v / 127) ** gamma`, clipped to 1-127.
-        rt60_s: reverberation time of a synthetic room (exponentially decaying noise); 0 is dry.
+        rt60_s: reverberation time of a synthetic room (exponentially decaying noise); 0 adds no room.
         wet: share of reverberated signal.
         low_shelf_db, high_shelf_db: shelving EQ gains at 200 Hz and 4 kHz.
         peak_db, peak_hz: a peaking EQ band (1 octave wide).

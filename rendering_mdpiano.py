@@ -11,6 +11,9 @@ import numpy as np
 
 from .notes_mdpiano import load_midi
 
+# A rendering whose loudest sample stays below this (8 steps of 16-bit audio) holds no music, only dither.
+SILENT_PEAK = 8 / 32768
+
 # SoundFonts by name: Debian's fluid-soundfont-gm, musescore-general-soundfont-small and fluidr3mono-gm-soundfont,
 # and the small TimGM6mb that ships inside pretty_midi.
 KNOWN_SOUNDFONTS = {
@@ -119,9 +122,14 @@ def render_midi(
     soundfont = default_soundfont() if soundfont is None else find_soundfont(soundfont)
     if soundfont.lower().endswith(".pat"):
         audio = _render_with_timidity(midi, soundfont, sampling_rate)
-        audio /= max(np.abs(audio).max(initial=0.0), 1e-9)  # the FluidSynth path's normalisation, by pretty_midi
     else:
         audio = _render_with_fluidsynth(midi, soundfont, sampling_rate)
+    # Normalised to the peak, as pretty_midi does; a rendering of (almost) nothing would be its 16-bit dither made loud.
+    loudest = np.abs(audio).max(initial=0.0)
+    if loudest < SILENT_PEAK:
+        raise ValueError(f"The MIDI file renders silent with {os.path.basename(soundfont)} (its loudest sample is "
+                         f"{loudest * 32768:.0f} of 32768): its notes are too soft, or outside the instrument's range.")  # fmt: skip
+    audio = audio / loudest
     if max_duration_s is not None:
         audio = audio[: int(round(max_duration_s * sampling_rate))]
     return (audio * peak).astype(np.float32)
@@ -130,8 +138,8 @@ def render_midi(
 def _render_with_fluidsynth(midi, soundfont_path: str, sampling_rate: int) -> np.ndarray:
     # A fresh synthesizer for each track (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps
     # its event timing phase, effect state and controllers, so a clip's samples would depend on what the process
-    # rendered earlier, and one track's held sustain pedal would hold the next track's notes. Summed and normalised
-    # as pretty_midi does.
+    # rendered earlier, and one track's held sustain pedal would hold the next track's notes. Summed as pretty_midi
+    # does.
     waveforms = []
     for instrument in midi.instruments:
         synthesizer, soundfont_id = _new_synthesizer(soundfont_path, sampling_rate)
@@ -142,7 +150,7 @@ def _render_with_fluidsynth(midi, soundfont_path: str, sampling_rate: int) -> np
     audio = np.zeros(max(len(waveform) for waveform in waveforms))
     for waveform in waveforms:
         audio[: len(waveform)] += waveform
-    return audio / max(np.abs(audio).max(), 1e-9)
+    return audio / 32768  # 16-bit samples to [-1, 1]
 
 
 def _render_with_timidity(midi, patch_path: str, sampling_rate: int) -> np.ndarray:

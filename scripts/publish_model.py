@@ -59,8 +59,10 @@ DESCRIPTIONS = {
     "test-new-piano-clean": "FreePats grand, dry, lossless; basic-pitch transcription",
     "test-new-piano-clean-midi": "FreePats grand, dry; symbolic branch fed the ground-truth MIDI",
     "test-unseen": "FluidR3_GM piano (training knows its samples, from FluidR3 Mono) through the same unseen chain",
-    "test-clean": "FluidR3_GM piano, dry, lossless; basic-pitch transcription",
-    "test-clean-midi": "FluidR3_GM piano, dry; symbolic branch fed the ground-truth MIDI",
+    "test-clean": "FluidR3_GM piano (FluidSynth's own reverb and chorus), no added room, lossless; basic-pitch "
+    "transcription",
+    "test-clean-midi": "FluidR3_GM piano (FluidSynth's own reverb and chorus), no added room; symbolic branch fed the "
+    "ground-truth MIDI",
 }
 
 
