@@ -8,7 +8,9 @@ valence-arousal plane, the piano roll of the transcription, an emotion timeline 
 and the transcription as a MIDI file to download. Uploads are limited in size and duration.
 """
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -20,8 +22,9 @@ from transformers import pipeline
 import mdpiano
 from mdpiano.checkpoints import load_model_or_exit
 from mdpiano.configuration_mdpiano import QUADRANT_NAMES
-from mdpiano.notes_mdpiano import notes_to_midi, read_midi_notes
+from mdpiano.notes_mdpiano import notes_to_midi
 from mdpiano.plots import figure_piano_roll, figure_timeline, figure_valence_arousal_point
+from mdpiano.rendering_mdpiano import rendered_duration
 
 
 def positive_setting(name: str, default: float) -> float:
@@ -43,6 +46,7 @@ EXAMPLES = sorted(str(p) for p in (Path(__file__).resolve().parent / "examples")
 MIDI_SUFFIXES = (".mid", ".midi")
 # Transcriptions offered for download; Gradio copies each into its own cache as the request returns.
 TRANSCRIPTION_DIR = Path(tempfile.mkdtemp(prefix="mdpiano-demo-"))
+atexit.register(shutil.rmtree, TRANSCRIPTION_DIR, ignore_errors=True)
 TRANSCRIPTION_KEPT_S = 600
 
 model, processor = load_model_or_exit(MODEL, "MDPIANO_MODEL")
@@ -79,7 +83,7 @@ def check_limits(path: str) -> None:
     if megabytes > MAX_MEGABYTES:
         raise gr.Error(f"The file is {megabytes:.1f} MB; this demo takes up to {MAX_MEGABYTES:g} MB.")
     if path.lower().endswith(MIDI_SUFFIXES):
-        duration = max((note.offset for note in read_midi_notes(path)), default=0.0)
+        duration = rendered_duration(path)  # to its last event, as rendered: a late controller change counts
     else:
         duration = audio_duration(path)
         if duration is None:  # a few MB of a low-bitrate codec can hold hours: nothing is decoded without a length
@@ -127,7 +131,8 @@ def transcription_file(notes) -> str:
 
 
 def build_demo() -> gr.Blocks:
-    with gr.Blocks(title="mdpiano: piano music emotion") as demo:
+    # Uploads and the transcriptions handed out are copied into Gradio's cache: checked every 10 min, kept for an hour.
+    with gr.Blocks(title="mdpiano: piano music emotion", delete_cache=(600, 3600)) as demo:
         gr.Markdown(
             "# mdpiano: the emotion of piano music\n"
             "Which quadrant does a piano recording express: **Q1 happy**, **Q2 tense**, **Q3 sad** or **Q4 calm**? "

@@ -215,13 +215,14 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             duration = max(note.offset for note in notes)
             features = None
             if self.uses_acoustic:
-                from .rendering_mdpiano import render_midi
+                from .rendering_mdpiano import render_midi, rendered_duration
 
-                if duration > MAX_RENDER_S:
+                # What is rendered runs to the last event, a controller change long after the notes included.
+                if (rendered := rendered_duration(inputs)) > MAX_RENDER_S:
                     raise ValueError(
-                        f"The MIDI file {inputs} lasts {duration / 3600:.1f} h; rendering MIDI to audio for the acoustic "
-                        f"domain is limited to {MAX_RENDER_S / 3600:g} h. Split the file, or render it yourself and "
-                        "pass the audio."
+                        f"The MIDI file {inputs} lasts {rendered / 3600:.1f} h (to its last event); rendering MIDI to "
+                        f"audio for the acoustic domain is limited to {MAX_RENDER_S / 3600:g} h. Split the file, or "
+                        "render it yourself and pass the audio."
                     )
                 waveform = render_midi(inputs, soundfont=soundfont, sampling_rate=rate)
                 features = self.feature_extractor.extract(waveform, normalize=False)

@@ -1,6 +1,7 @@
 """Figures: evaluation results (confusion matrix, valence-arousal plane), the benchmark's memory profiles, and the
 demo's views of one prediction."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -134,20 +135,29 @@ def figure_valence_arousal_point(scores: dict, title: str = ""):
 
 
 def figure_piano_roll(notes, max_seconds: float | None = 60.0, title: str = ""):
-    """Notes as a piano roll (time x pitch, darker for louder) over the first `max_seconds` (a matplotlib figure)."""
+    """
+    Notes as a piano roll (time x pitch, darker for louder; a matplotlib figure): at most `max_seconds` of them, from
+    the start, or from the first note's second when the notes begin later than that (a long silent opening); the
+    title says which part is shown when notes are left out.
+    """
     from matplotlib.patches import Rectangle
 
     figure, axes = _figure(8.0, 3.2)
-    shown = [n for n in notes if max_seconds is None or n.onset < max_seconds]
+    first = min((n.onset for n in notes), default=0.0)
+    start = 0.0 if max_seconds is None or first < max_seconds else float(math.floor(first))
+    stop = math.inf if max_seconds is None else start + max_seconds
+    shown = [n for n in notes if start <= n.onset < stop]
     for note in shown:
         width = max(note.offset - note.onset, 0.02)
         axes.add_patch(Rectangle((note.onset, note.pitch - 0.4), width, 0.8, color="#1f3b73", alpha=0.25 + 0.75 * note.velocity / 127, lw=0))
-    end = max((n.offset for n in shown), default=1.0)
-    axes.set_xlim(0, min(end, max_seconds) if max_seconds else end)
+    cut = len(shown) < len(notes) or any(n.offset > stop for n in shown)
+    end = max((n.offset for n in shown), default=start + 1.0)
+    axes.set_xlim(start, stop if cut else end)
     axes.set_ylim(20, 109)
     axes.set_xlabel("time (s)")
     axes.set_ylabel("MIDI pitch")
-    axes.set_title(title or f"{len(notes)} notes" + (f" (first {max_seconds:g} s shown)" if max_seconds and end > max_seconds else ""), fontsize=9)
+    part = f" ({len(shown)} from {start:g} to {stop:g} s shown)" if cut else ""
+    axes.set_title(title or f"{len(notes)} notes{part}", fontsize=9)
     figure.tight_layout()
     return figure
 

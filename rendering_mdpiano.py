@@ -135,6 +135,18 @@ def render_midi(
     return (audio * peak).astype(np.float32)
 
 
+def rendered_duration(midi) -> float:
+    """
+    Seconds of audio [`render_midi`] makes of a MIDI file (path or `pretty_midi.PrettyMIDI`): to the last event of
+    its piano tracks, controller changes and pitch bends included, which may lie far past the last note.
+    """
+    import pretty_midi
+
+    if not isinstance(midi, pretty_midi.PrettyMIDI):
+        midi = load_midi(midi)
+    return max((instrument.get_end_time() for instrument in midi.instruments if not instrument.is_drum and instrument.notes), default=0.0)
+
+
 def _render_with_fluidsynth(midi, soundfont_path: str, sampling_rate: int) -> np.ndarray:
     # A fresh synthesizer for each track (loading a cached SoundFont takes ~0.05 s): one that rendered before keeps
     # its event timing phase, effect state and controllers, so a clip's samples would depend on what the process

@@ -138,6 +138,29 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
         app.classify(str(unknown), None)
     _, _, _, _, midi, _ = app.classify(str(sorted((REPOSITORY / "examples").glob("*.mp3"))[0]), None)
     assert Path(midi).parent == app.TRANSCRIPTION_DIR and Path(midi).stat().st_size > 0
+    # A MIDI file lasts as long as it renders: to its last event, a controller change long after the notes included.
+    import pretty_midi
+
+    late = pretty_midi.PrettyMIDI()
+    late.instruments.append(pretty_midi.Instrument(0))
+    late.instruments[0].notes.append(pretty_midi.Note(80, 60, 0.0, 1.0))
+    late.instruments[0].control_changes.append(pretty_midi.ControlChange(7, 100, 25.0))
+    late.write(str(tmp_path / "late.mid"))
+    with pytest.raises(gr.Error, match="The recording lasts 25 s; this demo takes up to 20 s."):
+        app.classify(None, str(tmp_path / "late.mid"))
+
+
+def test_piano_roll_shows_notes_that_start_late_and_says_what_it_leaves_out():
+    """A long silent opening still shows its notes; notes left out of the shown span are counted in the title."""
+    from mdpiano import Note
+    from mdpiano.plots import figure_piano_roll
+
+    late = figure_piano_roll([Note(70.5 + i, 71.0 + i, 60, 80) for i in range(20)])
+    assert late.axes[0].get_xlim() == (70.0, 90.0) and len(late.axes[0].patches) == 20
+    assert late.axes[0].get_title() == "20 notes"
+    gap = figure_piano_roll([Note(i, i + 0.5, 60, 80) for i in range(50)] + [Note(100 + i, 100.5 + i, 62, 80) for i in range(100)])
+    assert gap.axes[0].get_xlim() == (0.0, 60.0) and len(gap.axes[0].patches) == 50
+    assert gap.axes[0].get_title() == "150 notes (50 from 0 to 60 s shown)"
 
 
 @pytest.mark.parametrize("setting, message", [({"MDPIANO_MODEL": "/no/such/model"}, "error: MDPIANO_MODEL /no/such/model: no such folder"),

@@ -59,6 +59,18 @@ def hours_of_midi(folder):
     return path
 
 
+def seconds_of_notes_hours_of_midi(folder):
+    """A few seconds of notes, then a controller change two hours later: rendering runs to that event."""
+    path = folder / "late_controller.mid"
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes += [pretty_midi.Note(velocity=80, pitch=60 + k, start=k * 0.5, end=k * 0.5 + 0.4) for k in range(8)]
+    piano.control_changes.append(pretty_midi.ControlChange(7, 100, 2 * 3600.0))
+    midi.instruments.append(piano)
+    midi.write(str(path))
+    return path
+
+
 # name -> (make the input file in a folder, expected: "ok", "no notes" or (error type, message))
 FILE_CASES = {
     "empty WAV (0 samples)": (lambda d: write(d, "empty.wav", np.zeros(0)), (ValueError, "empty")),
@@ -79,6 +91,7 @@ FILE_CASES = {
     "MIDI file with no notes": (empty_midi, (ValueError, "no notes")),
     "MIDI file with a track per hand and the pedal on its own": (lambda d: write_piano_on_several_tracks(d)[0], "ok"),
     "MIDI file of several hours": (hours_of_midi, (ValueError, "limited to 1 h")),
+    "MIDI file of seconds of notes and an event hours later": (seconds_of_notes_hours_of_midi, (ValueError, "limited to 1 h")),
 }
 
 
