@@ -105,9 +105,9 @@ def load_labelled_audio(source, sampling_rate: int | None = None, return_left_ou
         return_left_out: also return the files left out, each as `"<path> (<why>)"`.
 
     Files left out are named in a warning: CSV rows whose file is missing, files outside the label folders, files
-    that are not audio, by their extension (hidden files and folders, and a `__MACOSX` folder, are skipped). A quadrant without clips is
-    named in a warning. Unknown labels, duplicate clip ids and a source that is neither a folder nor a CSV file are
-    errors.
+    that are not audio, by their extension (hidden files and folders, and a `__MACOSX` folder, are skipped). A
+    quadrant without clips is named in a warning. Unknown labels, duplicate clip ids and a source that is neither a
+    folder nor a CSV file are errors.
     """
     from datasets import ClassLabel, Value
 

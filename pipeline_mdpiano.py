@@ -9,7 +9,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .audio_mdpiano import file_input, is_single_audio
-from .notes_mdpiano import array_to_notes, notes_to_array, read_midi_notes
+from .notes_mdpiano import array_to_notes, load_midi, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 from .statistics_fusion import fuse_recording, fusion_for_source
 from .windowing import WindowCutter
@@ -217,14 +217,15 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             if self.uses_acoustic:
                 from .rendering_mdpiano import render_midi, rendered_duration
 
+                midi = load_midi(inputs)  # parsed once for the check and the rendering
                 # What is rendered runs to the last event, a controller change long after the notes included.
-                if (rendered := rendered_duration(inputs)) > MAX_RENDER_S:
+                if (rendered := rendered_duration(midi)) > MAX_RENDER_S:
                     raise ValueError(
                         f"The MIDI file {inputs} lasts {rendered / 3600:.1f} h (to its last event); rendering MIDI to "
                         f"audio for the acoustic domain is limited to {MAX_RENDER_S / 3600:g} h. Split the file, or "
                         "render it yourself and pass the audio."
                     )
-                waveform = render_midi(inputs, soundfont=soundfont, sampling_rate=rate)
+                waveform = render_midi(midi, soundfont=soundfont, sampling_rate=rate)
                 features = self.feature_extractor.extract(waveform, normalize=False)
                 duration = len(waveform) / rate
             yield features, notes_to_array(notes) if self.uses_symbolic else None, duration, float("inf")
@@ -272,8 +273,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                 for output, window_probabilities in zip(model_outputs, probabilities)
             ]
         if return_notes:  # None from a model that reads no notes (acoustic domain only): nothing was transcribed
-            has_notes = model_outputs[-1]["total_notes"] is not None
-            result["notes"] = (array_to_notes(np.reshape(notes, (-1, 4))) if notes is not None else []) if has_notes else None
+            transcribed = model_outputs[-1]["total_notes"] is not None
+            result["notes"] = array_to_notes(np.reshape(notes, (-1, 4))) if transcribed else None
         return result
 
     @staticmethod
