@@ -1,11 +1,13 @@
 """The mdpiano model: acoustic ConvNet, symbolic Transformer, bidirectional cross-domain attention (Zhu et al., 2023)."""
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput, can_return_tuple
 
 from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE, MDPianoConfig
@@ -50,6 +52,9 @@ class MDPianoModelOutput(ModelOutput):
             Symbolic sequence after fusion.
         acoustic_attention_mask (`torch.LongTensor` of shape (batch, acoustic_steps)):
             Valid acoustic steps.
+        acoustic_encoder_hidden_states, symbolic_encoder_hidden_states, symbolic_attentions,
+        acoustic_to_symbolic_attentions, symbolic_to_acoustic_attentions:
+            Returned with `output_hidden_states` / `output_attentions`; see [`MDPianoAudioClassifierOutput`].
     """
 
     pooled_output: torch.FloatTensor | None = None
@@ -58,6 +63,11 @@ class MDPianoModelOutput(ModelOutput):
     acoustic_hidden_states: torch.FloatTensor | None = None
     symbolic_hidden_states: torch.FloatTensor | None = None
     acoustic_attention_mask: torch.LongTensor | None = None
+    acoustic_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    symbolic_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    symbolic_attentions: tuple[torch.FloatTensor, ...] | None = None
+    acoustic_to_symbolic_attentions: torch.FloatTensor | None = None
+    symbolic_to_acoustic_attentions: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -79,6 +89,22 @@ class MDPianoAudioClassifierOutput(ModelOutput):
             Logit of positive valence, from the symbolic branch (`None` without auxiliary losses).
         pooled_output (`torch.FloatTensor` of shape (batch, fused_size)):
             The fused representation the quadrant classifier reads.
+        acoustic_encoder_hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`):
+            The acoustic ConvNet's states before fusion: each block's output, of shape (batch, channels, steps, bins)
+            (padded steps zeroed), then the projected sequence, of shape (batch, acoustic_steps, d_model).
+        symbolic_encoder_hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`):
+            The symbolic encoder's states before fusion, each of shape (batch, tokens, d_model): the embeddings, the
+            output of every layer but the last, and the encoder output (the last layer's, after the final layer
+            norm): `num_encoder_layers + 1` in all.
+        symbolic_attentions (`tuple(torch.FloatTensor)`, with `output_attentions`):
+            Self-attention weights of each symbolic encoder layer, of shape (batch, num_attention_heads, tokens,
+            tokens); padded keys get 0.
+        acoustic_to_symbolic_attentions (`torch.FloatTensor`, with `output_attentions`):
+            Cross-domain attention of acoustic steps over tokens, of shape (batch, cda_num_heads, acoustic_steps,
+            tokens): which notes each stretch of audio reads.
+        symbolic_to_acoustic_attentions (`torch.FloatTensor`, with `output_attentions`):
+            Cross-domain attention of tokens over acoustic steps, of shape (batch, cda_num_heads, tokens,
+            acoustic_steps).
     """
 
     loss: torch.FloatTensor | None = None
@@ -86,6 +112,11 @@ class MDPianoAudioClassifierOutput(ModelOutput):
     arousal_logits: torch.FloatTensor | None = None
     valence_logits: torch.FloatTensor | None = None
     pooled_output: torch.FloatTensor | None = None
+    acoustic_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    symbolic_encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    symbolic_attentions: tuple[torch.FloatTensor, ...] | None = None
+    acoustic_to_symbolic_attentions: torch.FloatTensor | None = None
+    symbolic_to_acoustic_attentions: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -96,10 +127,16 @@ class MDPianoMaskedLMOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape ()): cross-entropy over the masked positions (labels other than -100).
         logits (`torch.FloatTensor` of shape (batch, tokens, vocab_size)): token prediction scores.
+        hidden_states (`tuple(torch.FloatTensor)`, with `output_hidden_states`): the encoder's states, as
+            `symbolic_encoder_hidden_states` of [`MDPianoAudioClassifierOutput`].
+        attentions (`tuple(torch.FloatTensor)`, with `output_attentions`): each layer's self-attention weights, of
+            shape (batch, num_attention_heads, tokens, tokens).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -183,7 +220,11 @@ class MDPianoAcousticEncoder(nn.Module):
         self.min_frames = 2 ** len(config.conv_channels)
         self.frame_seconds = config.hop_length / config.sampling_rate
 
-    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """The projected sequence, its mask of real steps, and (with `output_hidden_states`) each block's output
+        followed by the projected sequence."""
         real_frames = min(input_features.shape[1], int(attention_mask.sum(dim=1).min()))
         if real_frames < self.min_frames:
             raise ValueError(
@@ -194,20 +235,26 @@ class MDPianoAcousticEncoder(nn.Module):
         # Features come as float32; a model loaded in another dtype (e.g. bfloat16) takes them in its own.
         hidden_states = input_features.to(self.projection.weight.dtype).unsqueeze(1)
         mask = attention_mask
+        block_outputs = []
         for block in self.blocks:
             hidden_states = block(hidden_states * mask[:, None, :, None].to(hidden_states.dtype))
             steps = hidden_states.shape[2]
             mask = mask[:, : 2 * steps].reshape(mask.shape[0], steps, 2).amin(dim=-1)
+            if output_hidden_states:
+                block_outputs.append(hidden_states * mask[:, None, :, None].to(hidden_states.dtype))
         hidden_states = hidden_states * mask[:, None, :, None].to(hidden_states.dtype)
         batch, channels, steps, bins = hidden_states.shape
         hidden_states = hidden_states.permute(0, 2, 1, 3).reshape(batch, steps, channels * bins)
-        return self.dropout(self.projection(hidden_states)), mask
+        hidden_states = self.dropout(self.projection(hidden_states))
+        return hidden_states, mask, (*block_outputs, hidden_states) if output_hidden_states else None
 
 
 class MDPianoAttention(nn.Module):
     """
     Multi-head scaled dot-product attention of `queries` (batch, L_q, d_model) over `keys_values` (batch, L_kv,
     d_model), where `key_mask` (batch, L_kv) is 1 for keys to attend to. Self-attention when both are the same.
+    Returns the attended queries (batch, L_q, d_model) and, with `output_attentions`, the weights (batch, heads,
+    L_q, L_kv).
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float):
@@ -219,7 +266,9 @@ class MDPianoAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * d_model)
         self.output = nn.Linear(d_model, d_model)
 
-    def forward(self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, queries: torch.Tensor, keys_values: torch.Tensor, key_mask: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, query_length, d_model = queries.shape
         query = self.query(queries).view(batch, query_length, self.num_heads, self.head_dim).transpose(1, 2)
         key, value = (
@@ -227,14 +276,16 @@ class MDPianoAttention(nn.Module):
             .view(batch, keys_values.shape[1], 2, self.num_heads, self.head_dim)
             .permute(2, 0, 3, 1, 4)
         )
-        attended = nn.functional.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=key_mask[:, None, None, :].bool(),
-            dropout_p=self.dropout if self.training else 0.0,
-        )
-        return self.output(attended.transpose(1, 2).reshape(batch, query_length, d_model))
+        key_mask = key_mask[:, None, None, :].bool()
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if output_attentions:  # the fused kernel keeps its weights to itself: the same computation, written out
+            scores = query @ key.transpose(-1, -2) / math.sqrt(self.head_dim)
+            weights = scores.masked_fill(~key_mask, float("-inf")).softmax(dim=-1)
+            attended = nn.functional.dropout(weights, dropout, self.training) @ value
+        else:
+            attended = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=key_mask, dropout_p=dropout)
+        return self.output(attended.transpose(1, 2).reshape(batch, query_length, d_model)), weights
 
 
 class MDPianoEncoderLayer(nn.Module):
@@ -253,10 +304,13 @@ class MDPianoEncoderLayer(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         normed = self.attention_norm(hidden_states)
-        hidden_states = hidden_states + self.dropout(self.attention(normed, normed, attention_mask))
-        return hidden_states + self.dropout(self.feed_forward(self.feed_forward_norm(hidden_states)))
+        attended, weights = self.attention(normed, normed, attention_mask, output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        return hidden_states + self.dropout(self.feed_forward(self.feed_forward_norm(hidden_states))), weights
 
 
 class MDPianoSymbolicEncoder(nn.Module):
@@ -273,7 +327,13 @@ class MDPianoSymbolicEncoder(nn.Module):
         self.layers = nn.ModuleList(MDPianoEncoderLayer(config) for _ in range(config.num_encoder_layers))
         self.final_layer_norm = nn.LayerNorm(config.d_model)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> BaseModelOutput:
         length = input_ids.shape[1]
         if length > self.position_embeddings.num_embeddings:
             raise ValueError(
@@ -284,16 +344,25 @@ class MDPianoSymbolicEncoder(nn.Module):
             raise ValueError(f"Token ids must lie in [0, {self.token_embeddings.num_embeddings}); check the tokenizer.")
         positions = torch.arange(length, device=input_ids.device)
         hidden_states = self.dropout(self.token_embeddings(input_ids) + self.position_embeddings(positions))
+        all_hidden_states, all_attentions = [], []
         for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask)
-        return self.final_layer_norm(hidden_states)
+            all_hidden_states.append(hidden_states)
+            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions)
+            all_attentions.append(weights)
+        hidden_states = self.final_layer_norm(hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=(*all_hidden_states, hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
 
 
 class MDPianoCrossDomainAttention(nn.Module):
     """
     Bidirectional cross-domain attention (the paper's Eq. 1-3): acoustic queries attend to symbolic keys and values,
     symbolic queries to acoustic ones (multi-head scaled dot-product attention), each with a residual connection and
-    layer norm.
+    layer norm. Returns both sequences and, with `output_attentions`, the acoustic-to-symbolic and
+    symbolic-to-acoustic weights.
     """
 
     def __init__(self, config: MDPianoConfig):
@@ -304,12 +373,12 @@ class MDPianoCrossDomainAttention(nn.Module):
         self.symbolic_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, acoustic, acoustic_mask, symbolic, symbolic_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        attended_symbolic = self.acoustic_to_symbolic(acoustic, symbolic, symbolic_mask)
-        attended_acoustic = self.symbolic_to_acoustic(symbolic, acoustic, acoustic_mask)
+    def forward(self, acoustic, acoustic_mask, symbolic, symbolic_mask, output_attentions: bool = False):
+        attended_symbolic, acoustic_weights = self.acoustic_to_symbolic(acoustic, symbolic, symbolic_mask, output_attentions)
+        attended_acoustic, symbolic_weights = self.symbolic_to_acoustic(symbolic, acoustic, acoustic_mask, output_attentions)
         acoustic = self.acoustic_norm(acoustic + self.dropout(attended_symbolic))
         symbolic = self.symbolic_norm(symbolic + self.dropout(attended_acoustic))
-        return acoustic, symbolic
+        return acoustic, symbolic, acoustic_weights, symbolic_weights
 
 
 class MDPianoPreTrainedModel(PreTrainedModel):
@@ -386,6 +455,8 @@ class MDPianoModel(MDPianoPreTrainedModel):
         feature_attention_mask: torch.LongTensor | None = None,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> MDPianoModelOutput:
         r"""
         Args:
@@ -397,11 +468,19 @@ class MDPianoModel(MDPianoPreTrainedModel):
                 Symbolic tokens from [`MDPianoTokenizer`].
             attention_mask (`torch.LongTensor` of shape (batch, tokens)):
                 1 for real tokens, 0 for padding; derived from `pad_token_id` when omitted.
+            output_attentions (`bool`, *optional*, defaults to `config.output_attentions`):
+                Also return the attention weights of the symbolic encoder and of the cross-domain attention.
+            output_hidden_states (`bool`, *optional*, defaults to `config.output_hidden_states`):
+                Also return the states of every acoustic block and symbolic layer.
             return_dict (`bool`, *optional*, defaults to `config.return_dict`):
                 `False` returns a tuple of the outputs that are not `None` instead of the `ModelOutput`.
         """
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         acoustic = acoustic_mask = symbolic = symbolic_mask = None
-        acoustic_pooled = symbolic_pooled = None
+        acoustic_pooled = symbolic_pooled = acoustic_states = symbolic_outputs = None
         if self.acoustic_encoder is not None:
             if input_features is None:
                 raise ValueError(
@@ -415,7 +494,9 @@ class MDPianoModel(MDPianoPreTrainedModel):
                 )
             if feature_attention_mask is None:
                 feature_attention_mask = torch.ones(input_features.shape[:2], dtype=torch.long, device=input_features.device)
-            acoustic, acoustic_mask = self.acoustic_encoder(input_features, feature_attention_mask)
+            acoustic, acoustic_mask, acoustic_states = self.acoustic_encoder(
+                input_features, feature_attention_mask, output_hidden_states
+            )
             acoustic_pooled = masked_mean(acoustic, acoustic_mask)
         if self.symbolic_encoder is not None:
             if input_ids is None:
@@ -429,11 +510,15 @@ class MDPianoModel(MDPianoPreTrainedModel):
                     f"<s> and </s>); got {tuple(input_ids.shape)}."
                 )
             symbolic_mask = _ensure_one_valid(self._token_mask(input_ids, attention_mask))
-            symbolic = self.symbolic_encoder(input_ids, symbolic_mask)
+            symbolic_outputs = self.symbolic_encoder(input_ids, symbolic_mask, output_attentions, output_hidden_states)
+            symbolic = symbolic_outputs.last_hidden_state
             symbolic_pooled = masked_mean(symbolic, symbolic_mask)
 
+        cross_weights = (None, None)
         if self.cross_attention is not None:
-            acoustic, symbolic = self.cross_attention(acoustic, acoustic_mask, symbolic, symbolic_mask)
+            acoustic, symbolic, *cross_weights = self.cross_attention(
+                acoustic, acoustic_mask, symbolic, symbolic_mask, output_attentions
+            )
             pooled = torch.cat([masked_mean(acoustic, acoustic_mask), masked_mean(symbolic, symbolic_mask)], dim=-1)
         else:
             pooled = acoustic_pooled if acoustic_pooled is not None else symbolic_pooled
@@ -444,6 +529,11 @@ class MDPianoModel(MDPianoPreTrainedModel):
             acoustic_hidden_states=acoustic,
             symbolic_hidden_states=symbolic,
             acoustic_attention_mask=acoustic_mask,
+            acoustic_encoder_hidden_states=acoustic_states,
+            symbolic_encoder_hidden_states=symbolic_outputs.hidden_states if symbolic_outputs is not None else None,
+            symbolic_attentions=symbolic_outputs.attentions if symbolic_outputs is not None else None,
+            acoustic_to_symbolic_attentions=cross_weights[0],
+            symbolic_to_acoustic_attentions=cross_weights[1],
         )
 
 
@@ -516,10 +606,13 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         labels: torch.LongTensor | None = None,
         arousal_targets: torch.FloatTensor | None = None,
         valence_targets: torch.FloatTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> MDPianoAudioClassifierOutput:
         r"""
         Args:
-            input_features, feature_attention_mask, input_ids, attention_mask, return_dict: see [`MDPianoModel.forward`].
+            input_features, feature_attention_mask, input_ids, attention_mask, output_attentions, output_hidden_states,
+            return_dict: see [`MDPianoModel.forward`].
             labels (`torch.LongTensor` of shape (batch,)):
                 Quadrant indices (`config.label2id`); -100 leaves an item out of every loss.
             arousal_targets, valence_targets (`torch.FloatTensor` of shape (batch,)):
@@ -530,13 +623,25 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         inputs = (input_features, feature_attention_mask, input_ids, attention_mask)
         if any(value is not None and not isinstance(value, torch.Tensor) for value in inputs):
             raise TypeError("The model takes tensors: call the processor with `return_tensors=\"pt\"`.")
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         reference = next((tensor for tensor in inputs if tensor is not None), None)
-        large_cpu_batch = reference is not None and reference.device.type == "cpu" and len(reference) > CPU_INFERENCE_BATCH
-        if large_cpu_batch and not self.training and labels is None:
+        # CPU inference reshapes the batch for speed; states and weights are returned as the inputs were shaped.
+        cpu_inference = (
+            reference is not None
+            and reference.device.type == "cpu"
+            and not self.training
+            and not (output_attentions or output_hidden_states)
+        )
+        if cpu_inference and len(reference) > CPU_INFERENCE_BATCH and labels is None:
             return self._classify_in_slices(*inputs)
-        if input_ids is not None and input_ids.device.type == "cpu" and self.dtype in REDUCED_PRECISION and not self.training:
+        if cpu_inference and input_ids is not None and self.dtype in REDUCED_PRECISION:
             inputs = (input_features, feature_attention_mask, *self._pad_to_length_step(input_ids, attention_mask))
-        outputs = self.mdpiano(*inputs, return_dict=True)
+        outputs = self.mdpiano(
+            *inputs, output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True
+        )
         logits = self.classifier(outputs.pooled_output)
         arousal_logits = valence_logits = None
         if self.arousal_head is not None:
@@ -570,6 +675,11 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             arousal_logits=arousal_logits,
             valence_logits=valence_logits,
             pooled_output=outputs.pooled_output,
+            acoustic_encoder_hidden_states=outputs.acoustic_encoder_hidden_states,
+            symbolic_encoder_hidden_states=outputs.symbolic_encoder_hidden_states,
+            symbolic_attentions=outputs.symbolic_attentions,
+            acoustic_to_symbolic_attentions=outputs.acoustic_to_symbolic_attentions,
+            symbolic_to_acoustic_attentions=outputs.symbolic_to_acoustic_attentions,
         )
 
     def _pad_to_length_step(self, input_ids, attention_mask):
@@ -658,21 +768,29 @@ class MDPianoSymbolicForMaskedLM(MDPianoPreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
     ) -> MDPianoMaskedLMOutput:
         r"""
         Args:
             input_ids (`torch.LongTensor` of shape (batch, tokens)): tokens with some replaced by `<mask>`.
             attention_mask (`torch.LongTensor` of shape (batch, tokens)): 1 for real tokens.
             labels (`torch.LongTensor` of shape (batch, tokens)): original ids at masked positions, -100 elsewhere.
-            return_dict (`bool`, *optional*): see [`MDPianoModel.forward`].
+            output_attentions, output_hidden_states, return_dict (`bool`, *optional*): see [`MDPianoModel.forward`].
         """
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         attention_mask = _ensure_one_valid(self._token_mask(input_ids, attention_mask))
-        hidden_states = self.mdpiano["symbolic_encoder"](input_ids, attention_mask)
-        logits = self.lm_head(hidden_states)
+        encoded = self.mdpiano["symbolic_encoder"](input_ids, attention_mask, output_attentions, output_hidden_states)
+        logits = self.lm_head(encoded.last_hidden_state)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
-        return MDPianoMaskedLMOutput(loss=loss, logits=logits)
+        return MDPianoMaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=encoded.hidden_states, attentions=encoded.attentions
+        )
 
 
 __all__ = [

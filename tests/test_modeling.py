@@ -10,6 +10,7 @@ from mdpiano import (
     MDPianoProcessor,
     MDPianoSymbolicForMaskedLM,
 )
+from mdpiano.modeling_mdpiano import masked_mean
 
 ABLATIONS = {
     "full": {},
@@ -388,3 +389,75 @@ def test_loaded_model_computes_the_same_loss(tmp_path, tiny_config, batch):
     loaded = MDPianoForAudioClassification.from_pretrained(tmp_path).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(**batch).loss, model(**batch).loss)
+
+
+def test_attentions_and_hidden_states_on_request(tiny_config, batch):
+    torch.manual_seed(0)
+    config = make_config(tiny_config)
+    model = MDPianoForAudioClassification(config).eval()
+    inputs = {k: v.repeat(2, *[1] * (v.ndim - 1)) for k, v in batch.items() if k != "labels"}  # 8 rows: no slicing
+    with torch.no_grad():
+        plain = model(**inputs)
+        outputs = model(**inputs, output_attentions=True, output_hidden_states=True)
+        base = model.mdpiano(**inputs, output_hidden_states=True)
+    # The weights are computed outside the fused kernel: the same outputs.
+    torch.testing.assert_close(outputs.logits, plain.logits, atol=1e-5, rtol=1e-5)
+    assert plain.symbolic_attentions is None and plain.acoustic_encoder_hidden_states is None
+    rows, tokens = inputs["input_ids"].shape
+    token_mask = inputs["attention_mask"].bool()
+
+    symbolic_states = outputs.symbolic_encoder_hidden_states
+    assert len(symbolic_states) == config.num_encoder_layers + 1
+    assert all(state.shape == (rows, tokens, config.d_model) for state in symbolic_states)
+    torch.testing.assert_close(base.symbolic_pooled_output, masked_mean(symbolic_states[-1], token_mask))
+    acoustic_states = outputs.acoustic_encoder_hidden_states
+    assert len(acoustic_states) == len(config.conv_channels) + 1
+    assert [state.shape[1] for state in acoustic_states[:-1]] == list(config.conv_channels)
+    steps = base.acoustic_attention_mask.shape[1]
+    assert acoustic_states[-1].shape == (rows, steps, config.d_model) and acoustic_states[-2].shape[2] == steps
+    torch.testing.assert_close(base.acoustic_pooled_output, masked_mean(acoustic_states[-1], base.acoustic_attention_mask))
+
+    assert len(outputs.symbolic_attentions) == config.num_encoder_layers
+    for weights in outputs.symbolic_attentions:
+        assert weights.shape == (rows, config.num_attention_heads, tokens, tokens)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        assert (weights.masked_select(~token_mask[:, None, None, :]) == 0).all()
+    acoustic_to_symbolic = outputs.acoustic_to_symbolic_attentions
+    assert acoustic_to_symbolic.shape == (rows, config.cda_num_heads, steps, tokens)
+    assert (acoustic_to_symbolic.masked_select(~token_mask[:, None, None, :]) == 0).all()
+    symbolic_to_acoustic = outputs.symbolic_to_acoustic_attentions
+    assert symbolic_to_acoustic.shape == (rows, config.cda_num_heads, tokens, steps)
+    torch.testing.assert_close(symbolic_to_acoustic.sum(-1), torch.ones(symbolic_to_acoustic.shape[:-1]))
+
+    # The config's defaults, as in transformers; the tuple form keeps every returned field.
+    model.config.output_attentions = True
+    with torch.no_grad():
+        as_tuple = model(**inputs, return_dict=False)
+    assert len(as_tuple) == 4 + 3  # logits, arousal, valence, pooled (no labels: no loss), three attentions
+
+
+@pytest.mark.parametrize("ablation", ["acoustic-only", "symbolic-only"])
+def test_single_domain_models_return_their_own_states(tiny_config, batch, ablation):
+    config = make_config(tiny_config, **ABLATIONS[ablation])
+    model = MDPianoForAudioClassification(config).eval()
+    with torch.no_grad():
+        outputs = model(**batch, output_attentions=True, output_hidden_states=True)
+    assert outputs.acoustic_to_symbolic_attentions is None and outputs.symbolic_to_acoustic_attentions is None
+    if config.domains == "acoustic":
+        assert outputs.symbolic_attentions is None and outputs.symbolic_encoder_hidden_states is None
+        assert len(outputs.acoustic_encoder_hidden_states) == len(config.conv_channels) + 1
+    else:
+        assert outputs.acoustic_encoder_hidden_states is None
+        assert len(outputs.symbolic_attentions) == len(outputs.symbolic_encoder_hidden_states) - 1
+
+
+def test_masked_lm_returns_attentions_and_hidden_states(tiny_config, batch):
+    model = MDPianoSymbolicForMaskedLM(tiny_config).eval()
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        outputs = model(ids, mask, output_attentions=True, output_hidden_states=True)
+        plain = model(ids, mask)
+    torch.testing.assert_close(outputs.logits, plain.logits, atol=1e-5, rtol=1e-5)
+    assert len(outputs.hidden_states) == tiny_config.num_encoder_layers + 1
+    assert outputs.attentions[0].shape == (len(ids), tiny_config.num_attention_heads, ids.shape[1], ids.shape[1])
+    assert plain.hidden_states is None and plain.attentions is None
