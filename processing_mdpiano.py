@@ -2,6 +2,8 @@
 
 import contextlib
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
@@ -85,6 +87,24 @@ class MDPianoProcessor(ProcessorMixin):
             _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
         )  # fmt: skip
         return processor
+
+    def save_pretrained(self, save_directory, **kwargs):
+        """
+        `ProcessorMixin.save_pretrained`; a processor that transcribes with a model file of its own (loaded from a
+        folder that carries `basic-pitch/nmp.onnx`) saves that file too, with the LICENSE and NOTICE beside it, so the
+        saved folder transcribes as this processor does, with or without the basic-pitch package.
+        """
+        if self.transcription_model_path is not None:
+            source = Path(self.transcription_model_path)
+            target = Path(save_directory) / BUNDLED_MODEL_FILE
+            if not (target.exists() and target.samefile(source)):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+                for licence in ("LICENSE", "NOTICE"):
+                    if (source.parent / licence).is_file():
+                        shutil.copy(source.parent / licence, target.parent / licence)
+        # Copied first: with `push_to_hub=True` the parent uploads the folder as it stands.
+        return super().save_pretrained(save_directory, **kwargs)
 
     @classmethod
     def from_config(cls, config, **transcription_settings) -> "MDPianoProcessor":

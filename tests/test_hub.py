@@ -66,6 +66,20 @@ def test_exported_folder_loads_without_the_package_or_basic_pitch(checkpoint, tm
     np.testing.assert_allclose([r["score"] for r in scores], [r["score"] for r in installed], atol=1e-6)
 
 
+def test_a_processor_saved_again_keeps_the_folder_transcription_model(checkpoint, tmp_path):
+    folder = tmp_path / "hub"
+    assert export(checkpoint, folder).returncode == 0
+    processor = MDPianoProcessor.from_pretrained(folder)
+    assert processor.transcription_model_path == str(folder / "basic-pitch" / "nmp.onnx")
+    processor.save_pretrained(tmp_path / "again")
+    for name in ("nmp.onnx", "LICENSE", "NOTICE"):
+        assert (tmp_path / "again" / "basic-pitch" / name).read_bytes() == (folder / "basic-pitch" / name).read_bytes()
+    again = MDPianoProcessor.from_pretrained(tmp_path / "again")
+    assert again.transcription_model_path == str(tmp_path / "again" / "basic-pitch" / "nmp.onnx")
+    again.save_pretrained(tmp_path / "again")  # onto its own copy: nothing to copy, nothing lost
+    assert (tmp_path / "again" / "basic-pitch" / "nmp.onnx").stat().st_size == (folder / "basic-pitch" / "nmp.onnx").stat().st_size
+
+
 def test_push_without_network_fails_clearly_and_keeps_the_folder(checkpoint, tmp_path):
     folder = tmp_path / "hub"
     # A closed local port stands for the Hub: no network here.
