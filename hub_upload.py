@@ -35,7 +35,7 @@ def build_or_exit(build, output) -> Path:
     Runs `build(folder)` in a fresh folder beside `output` (new or empty) and moves it there once complete; when
     something it needs is missing (basic-pitch, its licence), one `error:` line and no half-built folder.
     """
-    output = Path(output)
+    output = Path(output).resolve()  # `.` or `dir/..` name the folder they resolve to
     staging = output.with_name(f".{output.name}.building")
     shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
     staging.mkdir(parents=True)
@@ -47,9 +47,12 @@ def build_or_exit(build, output) -> Path:
     except BaseException:
         shutil.rmtree(staging)
         raise
-    if output.exists():
-        output.rmdir()  # empty: export_arguments refuses any other
-    staging.rename(output)
+    if output.exists():  # empty (export_arguments refuses any other): filled, not replaced, as it may be a shell's cwd
+        for item in staging.iterdir():
+            item.rename(output / item.name)
+        staging.rmdir()
+    else:
+        staging.rename(output)
     return output
 
 
@@ -73,9 +76,10 @@ def upload_or_exit(folder: Path, repo_id: str, **kwargs) -> None:
     try:
         url = upload_folder(folder, repo_id, **kwargs)
     except Exception as error:  # no network, no token, no permission: say so, keep the folder
+        command = f"hf upload {repo_id} {folder} . --repo-type {kwargs.get('repo_type', 'model')} --delete '*'"
         print(f"error: could not upload to the Hub ({type(error).__name__}: {error}). The folder {folder} is "
-              f"complete; upload it later with `hf upload {repo_id} {folder} . --repo-type {kwargs.get('repo_type', 'model')}`.",
-              file=sys.stderr)  # fmt: skip
+              f"complete; upload it later with `{command}` (which, as this upload would have, removes the files the "
+              "repository holds and the folder does not).", file=sys.stderr)  # fmt: skip
         sys.exit(1)
     print(f"uploaded: {url}")
 

@@ -9,13 +9,21 @@ import numpy as np
 QUADRANT_COLORS = {"Q1": "#e6a100", "Q2": "#d1342f", "Q3": "#3b6fb6", "Q4": "#3a9d5d"}
 
 
-def plot_confusion_matrix(confusion, labels, path, title: str = "") -> Path:
-    """Confusion matrix (rows: truth, columns: prediction) with counts and row percentages, as a PNG."""
-    import matplotlib
-
+def pyplot():
+    """`matplotlib.pyplot`, drawing to files (Agg); an ImportError that says how to install it when it is missing."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError("Figures need matplotlib: `pip install 'mdpiano[eval]'` (or `pip install matplotlib`).") from error
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_confusion_matrix(confusion, labels, path, title: str = "") -> Path:
+    """Confusion matrix (rows: truth, columns: prediction) with counts and row percentages, as a PNG."""
+    plt = pyplot()
     confusion = np.asarray(confusion)
     rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
     figure, axes = plt.subplots(figsize=(4.6, 4.0), dpi=150)
@@ -42,11 +50,7 @@ def plot_valence_arousal(probabilities, true_labels, label_names, path, title: s
     Each clip at its expected valence and arousal under the predicted quadrant probabilities (Q1 and Q4 count as
     positive valence, Q1 and Q2 as high arousal), coloured by its true quadrant, as a PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     probabilities = np.asarray(probabilities)
     valence = probabilities[:, [label_names.index("Q1"), label_names.index("Q4")]].sum(axis=1)
     arousal = probabilities[:, [label_names.index("Q1"), label_names.index("Q2")]].sum(axis=1)
@@ -76,11 +80,7 @@ def plot_memory_profiles(profiles: dict, path, title: str = "") -> Path:
     `benchmarking.memory_profile`), against the share of its classification done, with its peak and its memory once
     the pipeline was loaded, as a PNG: flat lines mean memory that does not grow with the recording.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6.4, 3.6), dpi=150)
     for (name, profile), color in zip(profiles.items(), ("#3b6fb6", "#d1342f", "#3a9d5d", "#e6a100")):
         seconds = np.asarray(profile["seconds"])
@@ -101,12 +101,7 @@ def plot_memory_profiles(profiles: dict, path, title: str = "") -> Path:
 
 
 def _figure(width, height):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height), dpi=110)
+    return pyplot().subplots(figsize=(width, height), dpi=110)
 
 
 def quadrant_point(scores: dict) -> tuple[float, float]:

@@ -23,6 +23,8 @@ sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname
 
 import argparse  # noqa: E402
 import json
+import site
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,15 @@ from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, metrics_table, write_report
 from mdpiano.labelled_audio import load_labelled_audio
 from mdpiano.pipeline_mdpiano import apply_quadrant_bias, check_stride
+from mdpiano.plots import pyplot
 from mdpiano.statistics_fusion import FUSION_FIELDS
+
+
+def installed_with_a_package(folder) -> bool:
+    """Whether `folder` lies in an environment's site-packages (the shipped model of a non-editable install), where
+    reports and calibrations do not belong: `pip uninstall` would leave them behind, or a reinstall undo them."""
+    roots = {sysconfig.get_paths()[name] for name in ("purelib", "platlib")} | {site.getusersitepackages()}
+    return any(Path(folder).resolve().is_relative_to(Path(root).resolve()) for root in roots)
 
 
 def evaluation_data(args) -> tuple:
@@ -93,7 +103,8 @@ def main():
     parser.add_argument("--symbolic-source", default="transcription", choices=["transcription", "midi"])
     parser.add_argument("--output-dir", help="default: <model>/evaluation/<set>-<split>, plus -midi, -bfloat16, "
                         "-uncalibrated or -calibration-fit and -stride-<s>s as those options are given "
-                        "(user-<hash> for --labelled-data)")  # fmt: skip
+                        "(user-<hash> for --labelled-data); evaluation/<model name>/... here for a model installed "
+                        "in site-packages")  # fmt: skip
     parser.add_argument("--num-proc", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="the model's weights and features")
     parser.add_argument("--stride-s", type=float, help="hop between analysis windows, as the pipeline's stride_length_s "
@@ -117,13 +128,17 @@ def main():
     if args.fit_calibration and (args.dtype != "float32" or args.symbolic_source != "transcription"
                                  or not (Path(args.model) / "config.json").is_file()):  # fmt: skip
         parser.error("--fit-calibration needs a local model folder, float32 and transcriptions (what the pipeline uses)")
+    if args.fit_calibration and installed_with_a_package(args.model):
+        parser.error(f"--fit-calibration writes the model's config.json, and {args.model} is part of an installed "
+                     "package: copy the folder and calibrate the copy")  # fmt: skip
     if args.stride_s is not None and not args.stride_s > 0:
         parser.error(f"--stride-s must be a positive number of seconds, got {args.stride_s}")
     if args.stride_s and args.fit_calibration:
         parser.error("--fit-calibration fits offsets for the pipeline's default windows: leave out --stride-s")
     try:
+        pyplot()  # the figures come last: a missing matplotlib is said before hours of transcription
         dataset, set_name, report_name, source, skipped = evaluation_data(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ImportError) as error:
         sys.exit(f"error: {error}")
     try:
         model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
@@ -152,7 +167,8 @@ def main():
     fuses = fusions[FUSION_FIELDS[args.symbolic_source]] is not None  # the fusion for this source's notes
     suffix += "-unfused" if args.unfused and fuses else ""
     suffix += f"-stride-{args.stride_s:g}s" if args.stride_s else ""
-    output_dir = Path(args.output_dir or Path(args.model) / "evaluation" / f"{report_name}{suffix}")
+    reports = Path("evaluation", Path(args.model).name) if installed_with_a_package(args.model) else Path(args.model, "evaluation")
+    output_dir = Path(args.output_dir or reports / f"{report_name}{suffix}")
     precision = ("" if args.dtype == "float32" else f", {args.dtype}") + (", uncalibrated" if args.uncalibrated else "")
     precision += ", calibration fitted on these clips" if args.fit_calibration else ""
     precision += ", the network alone (no note-statistics fusion)" if fuses and (args.unfused or args.fit_calibration) else ""

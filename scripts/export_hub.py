@@ -13,6 +13,7 @@ It loads without mdpiano or basic-pitch installed:
 `pipeline("audio-classification", model=<folder or repo id>, trust_remote_code=True)`.
 """
 
+import filecmp
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,15 @@ from mdpiano.checkpoints import DEFAULT_MODEL_DIR, bundle_transcription_model, l
 from mdpiano.hub_upload import build_or_exit, export_arguments, upload_or_exit
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def is_shipped_model(folder) -> bool:
+    """Whether `folder` holds the shipped model: its weights and configuration, byte for byte (the repository's
+    folder, an installed package's copy, or a copy of either)."""
+    return all(
+        (Path(folder) / name).is_file() and filecmp.cmp(Path(folder) / name, DEFAULT_MODEL_DIR / name, shallow=False)
+        for name in ("model.safetensors", "config.json")
+    )
 
 
 def model_card(model, is_default: bool) -> str:
@@ -60,7 +70,7 @@ def build_folder(model, processor, output, is_default: bool) -> Path:
 def main():
     args = export_arguments(__doc__, "model")
     model, processor = load_model_or_exit(args.model)
-    is_default = Path(args.model).resolve() == DEFAULT_MODEL_DIR.resolve()
+    is_default = is_shipped_model(args.model)
     folder = build_or_exit(lambda staging: build_folder(model, processor, staging, is_default), args.output)
     print(f"built {folder}: {', '.join(sorted(p.name for p in folder.iterdir()))}")
     if args.push:

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -87,6 +88,7 @@ def test_push_without_network_fails_clearly_and_keeps_the_folder(checkpoint, tmp
                     env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_dummy"})  # fmt: skip
     assert result.returncode == 1
     assert "could not upload to the Hub" in result.stderr and "is complete" in result.stderr
+    assert "--delete '*'" in result.stderr  # the later upload removes stale files as this one does
     assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
 
 
@@ -97,3 +99,20 @@ def test_push_needs_a_repo_id(checkpoint, tmp_path, run_script):
     (tmp_path / "used" / "notes.txt").write_text("not for the Hub")
     status, error = run_script("export_hub.py", "--model", checkpoint, "--output", tmp_path / "used")
     assert status == 2 and "exists and is not an empty folder" in error
+
+
+def test_a_copy_of_the_shipped_model_exports_its_card_into_the_current_folder(tmp_path):
+    """The shipped model is known by its weights, wherever it lies (an installed copy, the repository's folder);
+    `--output .` fills the current folder (empty) instead of replacing it."""
+    from mdpiano import DEFAULT_MODEL_DIR
+
+    copy = tmp_path / "copy"
+    shutil.copytree(DEFAULT_MODEL_DIR, copy, ignore=shutil.ignore_patterns("evaluation"))
+    here = tmp_path / "here"
+    here.mkdir()
+    result = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "export_hub.py"), "--model", str(copy),
+                             "--output", "."], cwd=here, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "model-index" in (here / "README.md").read_text() and (here / "confusion_matrix.png").is_file()
+    assert (here / "model.safetensors").read_bytes() == (DEFAULT_MODEL_DIR / "model.safetensors").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy", "here"]  # no staging folder left

@@ -49,7 +49,7 @@ def tiny_emopia(emopia_dir, tmp_path_factory):
     return data, cache
 
 
-def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script):
+def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script, monkeypatch):
     data, cache = tiny_emopia
     assert len(list((cache / "audio" / "train-0").glob("*.flac")) + list((cache / "audio" / "train-0").glob("*.ogg"))) == 2
     config = tmp_path / "config.json"
@@ -69,6 +69,21 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script):
         assert (folder / "confusion_matrix.png").is_file() and (folder / "valence_arousal.png").is_file()
         assert "| accuracy |" in run_script.stdout
     assert "windows every 2.5 s" in report["title"]
+    # A model installed in site-packages (the shipped one, after `pip install`): reports go under the current folder,
+    # and its config is not calibrated in place.
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    monkeypatch.setattr(sysconfig, "get_paths", lambda: {**paths, "purelib": str(output), "platlib": str(output)})
+    monkeypatch.chdir(tmp_path)
+    status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
+                               "--audio-set", "test-clean", "--num-proc", "1")  # fmt: skip
+    assert status == 0, error[-3000:]
+    assert (tmp_path / "evaluation" / "best" / "test-clean-test" / "results.json").is_file()
+    status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
+                               "--audio-set", "test-clean", "--fit-calibration")  # fmt: skip
+    assert status == 2 and "part of an installed package: copy the folder" in error
+    monkeypatch.undo()
     status, error = run_script("evaluate.py", "--model", output / "best", "--cache-dir", cache, "--stride-s", "0")
     assert status == 2 and "--stride-s must be a positive number" in error
     status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
