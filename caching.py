@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio_mdpiano import AudioDecodeError, load_audio
-from .transcription_mdpiano import MDPianoTranscriber, transcription_model_identity
+from .transcription_mdpiano import TRANSCRIPTION_VERSION, MDPianoTranscriber, transcription_model_identity
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
 
@@ -34,7 +34,8 @@ def cache_folders(cache_dir, processor, name: str) -> tuple[Path, Path]:
     a model variant with other features reuses the transcriptions.
     """
     fe = processor.feature_extractor
-    transcription_settings = {**processor.transcriber.to_dict(), "sampling_rate": fe.sampling_rate}
+    transcription_settings = {**processor.transcriber.to_dict(), "sampling_rate": fe.sampling_rate,
+                              "transcription_version": TRANSCRIPTION_VERSION}  # fmt: skip
     model = transcription_model_identity(processor.transcriber.model_path)
     if model is not None:  # another transcription model than basic-pitch's (whose caches keep their key)
         transcription_settings["transcription_model_sha1"] = model

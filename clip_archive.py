@@ -20,6 +20,7 @@ import numpy as np
 
 from .caching import FEATURE_SETTINGS
 from .training import Clip
+from .transcription_mdpiano import TRANSCRIPTION_VERSION
 
 FORMAT_VERSION = 1
 
@@ -61,7 +62,8 @@ def _feature_settings(feature_extractor) -> dict:
 def clip_source(processor, split_scheme: str | None = None) -> dict:
     """What an archive's clips depend on beyond their features: the transcription settings of their notes, the level
     floor their recordings were read with and, when given, the EMOPIA split scheme their sets were drawn from."""
-    source = {"transcription_settings": processor.transcriber.to_dict(), "min_peak": processor.min_peak}
+    transcription = {**processor.transcriber.to_dict(), "version": TRANSCRIPTION_VERSION}  # notes of older versions differ
+    source = {"transcription_settings": transcription, "min_peak": processor.min_peak}
     return source if split_scheme is None else {**source, "split_scheme": split_scheme}
 
 

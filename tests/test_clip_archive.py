@@ -70,7 +70,7 @@ def test_errors_say_what_is_wrong(clips_and_extractor, tmp_path):
     assert json.loads((tmp_path / "archive.json").read_text())["format_version"] == 1
 
 
-def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path):
+def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path, monkeypatch):
     """The notes' transcription settings, the level floor and the sets' split scheme are recorded; a run that would
     read them as made otherwise (another --split-scheme, a processor with other thresholds or floor) is refused, and
     so is adding such clips."""
@@ -95,6 +95,11 @@ def test_clips_made_otherwise_are_refused(clips_and_extractor, tmp_path):
         read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_cls"))
     with pytest.raises(ValueError, match="made with transcription_settings"):
         write_clip_archive(tmp_path, {"validation": clips}, extractor, source=clip_source(processor, "emopia_cls"))
+    # Notes of an older transcription (the same settings) are refused too.
+    processor.onset_threshold = 0.5
+    monkeypatch.setattr("mdpiano.clip_archive.TRANSCRIPTION_VERSION", 1)
+    with pytest.raises(ValueError, match="made with transcription_settings"):
+        read_clip_archive(tmp_path, "train-0", extractor, clip_source(processor, "emopia_cls"))
 
 
 def test_an_interrupted_rewrite_leaves_no_mix_of_old_and_new(clips_and_extractor, tmp_path, monkeypatch):

@@ -86,6 +86,17 @@ def test_a_bundled_transcription_model_transcribes_and_keys_the_cache(quadrant_d
     assert cache_folders(tmp_path, carrying, "x")[0] != cache_folders(tmp_path, processor, "x")[0]
 
 
+def test_each_transcription_version_has_caches_of_its_own(tmp_path, monkeypatch):
+    """Notes change with the transcription's version (2 reaches the end of the recording): older caches are left."""
+    from mdpiano import caching
+
+    processor = MDPianoProcessor.from_config(MDPianoConfig())
+    current = caching.cache_folders(tmp_path, processor, "x")
+    monkeypatch.setattr(caching, "TRANSCRIPTION_VERSION", 1)
+    older = caching.cache_folders(tmp_path, processor, "x")
+    assert older[0] != current[0] and older[1] == current[1]  # the features do not depend on it
+
+
 def test_each_level_floor_has_caches_of_its_own(tmp_path):
     """Quiet recordings transcribe and sound otherwise once raised to the floor: caches made with another floor, or
     none (as before the floor existed), are never reused."""
