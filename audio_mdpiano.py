@@ -32,8 +32,8 @@ def load_audio(
         audio: one of
             - a path (`str` or `os.PathLike`) to a file soundfile or ffmpeg can read (wav, flac, ogg, mp3, ...);
             - encoded bytes of such a file;
-            - an array (`np.ndarray`, `torch.Tensor` or list of numbers) of shape (samples,), (channels, samples)
-              or (samples, channels), float or integer PCM, with `sampling_rate` given;
+            - an array (`np.ndarray`, `torch.Tensor` or list of floats) of shape (samples,), (channels, samples)
+              or (samples, channels), float or integer PCM (8 to 32 bits), with `sampling_rate` given;
             - a tuple `(array, sampling_rate)`;
             - a `datasets` Audio value: a dict with `array` and `sampling_rate` (or `path` / `bytes`), or a
               torchcodec `AudioDecoder`.
@@ -280,6 +280,9 @@ def _decode_array(array, sampling_rate):
 
 
 def _check_file(path):
+    if str(path).startswith(("http://", "https://")):
+        raise ValueError(f"{path} is a URL: mdpiano reads local audio only. Download the file and pass its path (or "
+                         "its bytes).")  # fmt: skip
     if not os.path.exists(path):
         raise FileNotFoundError(f"Audio file not found: {path}")
     if os.path.isdir(path):
@@ -334,6 +337,12 @@ def _to_mono_float32(waveform: np.ndarray) -> np.ndarray:
     if np.issubdtype(waveform.dtype, np.complexfloating):
         raise ValueError("Audio samples must be real, got complex values.")
     if np.issubdtype(waveform.dtype, np.integer):
+        if waveform.dtype.itemsize > 4:  # read as 64-bit PCM, any real recording would be ~1e-14: silence
+            raise ValueError(
+                f"Audio samples of dtype {waveform.dtype}: no PCM format holds 64-bit integers (a list of Python ints, "
+                "or an array made from one, becomes int64). Cast the samples to the PCM type they are (e.g. "
+                "`np.asarray(samples, np.int16)` for 16-bit audio), or pass float samples in [-1, 1]."
+            )
         waveform = _pcm_to_float(waveform)
     waveform = waveform.astype(np.float32, copy=False)
     if waveform.ndim == 2:

@@ -223,7 +223,7 @@ def classify_files(files: list[Path], args, errors: list[tuple[str, str]]) -> li
                          "so nothing is transcribed; `mdpiano transcribe` writes transcriptions with any model.")  # fmt: skip
     if args.stride is not None:  # refused once, before any file, rather than for each
         try:
-            check_stride(args.stride, classifier.feature_extractor.chunk_length_s, "--stride")
+            check_stride(args.stride, classifier.feature_extractor, "--stride")
         except ValueError as error:
             raise SystemExit(f"error: {error}") from error
     if args.midi_out:

@@ -34,7 +34,7 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
             or ground-truth MIDI asked of the pipeline.
     """
     if stride_s is not None:
-        check_stride(stride_s, processor.feature_extractor.chunk_length_s, "stride_s")
+        check_stride(stride_s, processor.feature_extractor, "stride_s")
     if mode == "pipeline":
         if symbolic_source != "transcription":
             raise ValueError("The pipeline transcribes the audio: use mode='cached' for symbolic_source='midi'.")

@@ -39,16 +39,21 @@ def is_midi(inputs) -> bool:
     return isinstance(inputs, (str, os.PathLike)) and os.fspath(inputs).lower().endswith(MIDI_SUFFIXES)
 
 
-def check_stride(stride_s, window_s: float, name: str = "`stride_length_s`") -> None:
+def check_stride(stride_s, feature_extractor, name: str = "`stride_length_s`") -> None:
     """
     Raises:
-        ValueError: unless `stride_s` (given as `name`) is a number of seconds above 0 and at most `window_s`: a longer
-            stride would leave the audio between windows unanalysed.
+        ValueError: unless `stride_s` (given as `name`) is a number of seconds from one feature frame of
+            `feature_extractor` to its window length: a longer stride would leave the audio between windows
+            unanalysed, and windows start on frames, so a shorter one would repeat windows and weigh them twice.
     """
+    window_s, frame_s = feature_extractor.chunk_length_s, 1 / feature_extractor.frames_per_second
     is_number = isinstance(stride_s, numbers.Real) and not isinstance(stride_s, bool)
     if not (is_number and 0 < stride_s <= window_s):
         raise ValueError(f"{name} must be a number of seconds above 0 and at most the window length ({window_s:g} s, "
                          f"`chunk_length_s`), got {stride_s!r}: a longer stride leaves audio between windows unanalysed.")  # fmt: skip
+    if stride_s < frame_s:
+        raise ValueError(f"{name} ({stride_s:g} s) is shorter than one feature frame ({frame_s:.4f} s): windows start on "
+                         "frames, so several would start on the same frame and count twice in the average.")  # fmt: skip
 
 
 class MDPianoAudioClassificationPipeline(ChunkPipeline):
@@ -149,7 +154,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             preprocess["sampling_rate"] = sampling_rate
         if stride_length_s is not None:
             # The processor's: also called from the base __init__, before `self.feature_extractor` is set.
-            check_stride(stride_length_s, self.processor.feature_extractor.chunk_length_s)
+            check_stride(stride_length_s, self.processor.feature_extractor)
             preprocess["stride_length_s"] = stride_length_s
         if soundfont is not None:
             preprocess["soundfont"] = soundfont

@@ -13,7 +13,7 @@ from .audio_mdpiano import is_single_audio, load_audio, stream_audio
 from .feature_extraction_mdpiano import MDPianoFeatureExtractor
 from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes, window_notes
 from .tokenization_mdpiano import MDPianoTokenizer
-from .transcription_mdpiano import BUNDLED_MODEL_FILE, MDPianoTranscriber
+from .transcription_mdpiano import BASIC_PITCH_SAMPLE_RATE, BUNDLED_MODEL_FILE, MDPianoTranscriber
 from .windowing import WindowCutter
 
 TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
@@ -232,13 +232,19 @@ class MDPianoProcessor(ProcessorMixin):
         """
         features = self.feature_extractor.stream() if acoustic else None
         transcription = self.transcriber.stream() if symbolic else None
+        # The transcriber reads basic-pitch's rate: blocks at another working rate are resampled for it on the way.
+        to_transcriber = None
+        if transcription is not None and self.sampling_rate != BASIC_PITCH_SAMPLE_RATE:
+            import soxr
+
+            to_transcriber = soxr.ResampleStream(self.sampling_rate, BASIC_PITCH_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         samples = 0
         try:
             for block in stream_audio(audio, sampling_rate, self.sampling_rate, min_peak=self.min_peak):
                 samples += len(block)
                 # The transcriber first: its runs go on in its threads while this one computes the block's features.
                 if transcription is not None:
-                    transcription.feed(block)
+                    transcription.feed(block if to_transcriber is None else to_transcriber.resample_chunk(block))
                 if features is not None:
                     features.feed(block)
                 yield (
@@ -247,6 +253,8 @@ class MDPianoProcessor(ProcessorMixin):
                     samples / self.sampling_rate,
                     float("inf") if transcription is None else transcription.final_until_s(),
                 )
+            if to_transcriber is not None:
+                transcription.feed(to_transcriber.resample_chunk(np.zeros(0, np.float32), last=True))
             yield (
                 None if features is None else features.finish(normalize=False),
                 None if transcription is None else transcription.close().pop_notes(),

@@ -147,7 +147,7 @@ def main():
         sys.exit(load_error_message("--model", args.model, error))
     if args.stride_s is not None:
         try:
-            check_stride(args.stride_s, processor.feature_extractor.chunk_length_s, "--stride-s")
+            check_stride(args.stride_s, processor.feature_extractor, "--stride-s")
         except ValueError as error:
             parser.error(str(error))
     if args.uncalibrated or args.fit_calibration:

@@ -105,6 +105,7 @@ def test_mp3_through_ffmpeg_or_libsndfile(tmp_path, tone):
         (lambda d: d, IsADirectoryError, "directory"),
         (lambda d: (d / "empty.wav").write_bytes(b"") and d / "empty.wav" or d / "empty.wav", AudioDecodeError, "empty"),
         (lambda d: (d / "text.wav").write_text("hello, not audio") and d / "text.wav", AudioDecodeError, "Could not decode"),
+        (lambda d: "https://example.com/take.wav", ValueError, "is a URL: mdpiano reads local audio only"),
     ],
 )
 def test_bad_files_are_clear_errors(tmp_path, make, error, message):
@@ -146,6 +147,9 @@ def test_truncated_file_gives_what_is_there(tmp_path, tone, suffix, caplog):
         (np.zeros((2, 3, 4), np.float32), SR, "1-D"),
         (np.zeros((64, 64), np.float32), SR, "channels"),
         (np.array(["a", "b"]), SR, "numbers"),
+        # Sample values as Python ints: read as 64-bit PCM they would be silence.
+        ([0, 12000, -12000, 3000], SR, "no PCM format holds 64-bit integers"),
+        (np.array([0, 12000], np.int64), SR, "np.asarray.samples, np.int16."),
     ],
 )
 def test_bad_arrays_are_clear_errors(audio, rate, message):

@@ -250,6 +250,13 @@ def test_stride_must_be_a_positive_number_of_seconds_up_to_the_window(pipe, stri
         pipe(np.zeros(SR, np.float32), sampling_rate=SR, stride_length_s=stride)
 
 
+def test_stride_shorter_than_a_frame_is_refused(pipe):
+    """Windows start on feature frames: a shorter stride started several on one frame and counted them twice."""
+    frame_s = 1 / pipe.processor.feature_extractor.frames_per_second
+    with pytest.raises(ValueError, match="shorter than one feature frame"):
+        pipe(np.zeros(SR, np.float32), sampling_rate=SR, stride_length_s=frame_s / 2)
+
+
 def test_model_outputs_and_the_pipeline_agree_through_the_calibration(model_and_processor, quadrant_clips):
     import mdpiano
 

@@ -234,3 +234,19 @@ def test_errors(processor, kwargs, error, message):
 def test_min_peak_must_be_a_level(level):
     with pytest.raises(ValueError, match="min_peak"):
         MDPianoProcessor(MDPianoFeatureExtractor(), MDPianoTokenizer(), min_peak=level)
+
+
+def test_a_model_at_another_rate_transcribes_at_basic_pitch_rate(processor, rendered_clip):
+    """The features follow the config's rate; basic-pitch always reads 22050 Hz, so the blocks are resampled for it
+    (fed at 16 kHz, it heard every note a fifth and a half higher and 27 % earlier)."""
+    from mdpiano import MDPianoConfig
+
+    _, waveform = rendered_clip
+    at_16k = MDPianoProcessor.from_config(MDPianoConfig(sampling_rate=16000, chunk_length_s=processor.feature_extractor.chunk_length_s))
+    reference = processor.first_window(waveform, SR)[1]
+    notes = at_16k.first_window(waveform, SR)[1]
+    matched = sum(
+        any(pitch == other_pitch and abs(onset - other_onset) < 0.05 for other_onset, _, other_pitch, _ in notes)
+        for onset, _, pitch, _ in reference
+    )
+    assert len(reference) > 20 and matched >= 0.9 * len(reference) and abs(len(notes) - len(reference)) <= 0.1 * len(reference)
