@@ -64,7 +64,7 @@ def load_entry(notes_path, features_path=None) -> dict:
     return entry
 
 
-def _source_stamp(path) -> dict[str, int]:
+def source_stamp(path) -> dict[str, int]:
     """
     What an entry records of its audio file, and is checked against: its size and modification time. Any difference
     makes the entry stale, so a file replaced by an older one (`cp -p`, `rsync -a`, unzip) is computed again, as an
@@ -74,7 +74,7 @@ def _source_stamp(path) -> dict[str, int]:
     return {"source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
 
 
-def _is_current(entry_path: Path, stamp: dict[str, int]) -> bool:
+def is_current(entry_path: Path, stamp: dict[str, int]) -> bool:
     """Whether an entry exists and was computed from the audio file `stamp` describes (entries written before
     entries recorded their audio are not, and are computed again)."""
     if not entry_path.exists():
@@ -103,11 +103,11 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
     notes_dir, features_dir = cache_folders(cache_dir, processor, name)
     notes_dir.mkdir(parents=True, exist_ok=True)
     transcription_settings = json.dumps(processor.transcriber.to_dict(), indent=1).encode()
-    _write_atomic(notes_dir / "settings.json", lambda f: f.write(transcription_settings))
+    write_atomic(notes_dir / "settings.json", lambda f: f.write(transcription_settings))
     if with_features:
         features_dir.mkdir(parents=True, exist_ok=True)
         feature_settings = json.dumps(processor.feature_extractor.to_dict(), indent=1, default=str).encode()
-        _write_atomic(features_dir / "settings.json", lambda f: f.write(feature_settings))
+        write_atomic(features_dir / "settings.json", lambda f: f.write(feature_settings))
     transcriber = MDPianoTranscriber(**processor.transcriber.to_dict(), model_path=processor.transcriber.model_path,
                                      num_threads=1 if num_proc > 1 else 0)  # fmt: skip
 
@@ -115,9 +115,9 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
         path = row["audio"]["path"]
         notes_path = notes_dir / f"{row['clip_id']}.npz"
         features_path = features_dir / f"{row['clip_id']}.npz"
-        stamp = _source_stamp(path)
-        need_notes = not _is_current(notes_path, stamp)
-        need_features = with_features and not _is_current(features_path, stamp)
+        stamp = source_stamp(path)
+        need_notes = not is_current(notes_path, stamp)
+        need_features = with_features and not is_current(features_path, stamp)
         if need_notes or need_features:
             try:
                 waveform = load_audio(path, target_sampling_rate=processor.sampling_rate, min_peak=processor.min_peak)
@@ -128,10 +128,10 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
             if need_notes:
                 notes = np.array(transcriber(waveform, processor.sampling_rate), dtype=np.float32).reshape(-1, 4)
                 duration = len(waveform) / processor.sampling_rate
-                _write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=duration, **stamp))
+                write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=duration, **stamp))
             if need_features:
                 features = processor.feature_extractor.extract(waveform, normalize=False).astype(np.float16)
-                _write_atomic(features_path, lambda f: np.savez(f, features=features, **stamp))
+                write_atomic(features_path, lambda f: np.savez(f, features=features, **stamp))
                 features_path.with_suffix(".npy").unlink(missing_ok=True)  # the entry's form before it had a stamp
         return {"notes_path": str(notes_path), "features_path": str(features_path) if with_features else "", "error": ""}
 
@@ -149,7 +149,7 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
     return cached.remove_columns(["error"] + ([] if with_features else ["features_path"]))
 
 
-def _write_atomic(path: Path, write) -> None:
+def write_atomic(path: Path, write) -> None:
     """
     Writes through a temporary file of this writer's own, so an interrupted run never leaves a truncated entry behind
     and two runs caching the same set at once (e.g. ablation variants started side by side) never write into one
@@ -165,4 +165,4 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
-__all__ = ["cache_dataset", "cache_folders", "load_entry", "source_cache_name"]
+__all__ = ["cache_dataset", "cache_folders", "is_current", "load_entry", "source_cache_name", "source_stamp", "write_atomic"]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling
 
+from .caching import is_current, source_stamp, write_atomic
 from .clip_archive import read_npz_xz, write_npz_xz
 from .notes_mdpiano import MIDI_READER_VERSION, MidiReadError, notes_to_array, read_midi_notes, window_notes
 
@@ -30,10 +31,11 @@ def maestro_files(maestro_dir, split: str) -> tuple[list[Path], list[str]]:
 def load_corpus(paths, cache_dir, sustain_pedal: bool = True) -> tuple[list[np.ndarray], dict[str, str]]:
     """
     Notes (N, 4) of MIDI files, held by their sustain pedal ([`read_midi_notes`]; `sustain_pedal=False` ends them at
-    their key release), parsed once and cached as `.npy` under `cache_dir/midi_notes-sustained-v<reader version>`
-    (`midi_notes-v<...>` without the pedal; parsed again when the file is newer than its entry, edited or replaced,
-    and when the reader's `MIDI_READER_VERSION` changes); unreadable files are returned with their error instead of
-    stopping the run.
+    their key release), parsed once and cached as `.npz` under `cache_dir/midi_notes-sustained-v<reader version>`
+    (`midi_notes-v<...>` without the pedal). Each entry records the size and modification time of its file and is
+    parsed again when either differs (an edited file, or one replaced by an older copy), when it cannot be read (a
+    copy cut short) and when the reader's `MIDI_READER_VERSION` changes; entries are written whole or not at all.
+    Unreadable MIDI files are returned with their error instead of stopping the run.
     """
     from tqdm.auto import tqdm
 
@@ -41,16 +43,22 @@ def load_corpus(paths, cache_dir, sustain_pedal: bool = True) -> tuple[list[np.n
     folder.mkdir(parents=True, exist_ok=True)
     corpus, failures = [], {}
     for path in tqdm(list(paths), desc="Reading MIDI"):
-        cached = folder / (hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16] + ".npy")
-        if cached.exists() and Path(path).exists() and cached.stat().st_mtime_ns >= Path(path).stat().st_mtime_ns:
-            corpus.append(np.load(cached))
+        cached = folder / (hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16] + ".npz")
+        try:
+            stamp = source_stamp(path)
+        except OSError as error:
+            failures[str(path)] = f"cannot read {path}: {error}"
+            continue
+        if is_current(cached, stamp):
+            with np.load(cached) as entry:
+                corpus.append(entry["notes"])
             continue
         try:
             notes = notes_to_array(read_midi_notes(path, sustain_pedal=sustain_pedal)).astype(np.float32)
         except MidiReadError as error:
             failures[str(path)] = str(error)
             continue
-        np.save(cached, notes)
+        write_atomic(cached, lambda file: np.savez(file, notes=notes, **stamp))
         corpus.append(notes)
     return corpus, failures
 

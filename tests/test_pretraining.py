@@ -114,6 +114,15 @@ def test_midi_cache_follows_edited_files(tmp_path):
     later = os.stat(path).st_mtime_ns + 10**9
     os.utime(path, ns=(later, later))
     assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [70, 71, 72]
+    # Replaced by an older copy (`cp -p`, `rsync -a`): its entry is newer than the file, and stale all the same.
+    write(path, [40, 41])
+    earlier = later - 10**10
+    os.utime(path, ns=(earlier, earlier))
+    assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [40, 41]
+    # An entry cut short (a full disk, a copy interrupted) is parsed again, not a crash.
+    (entry,) = (tmp_path / "cache").glob("*/*.npz")
+    entry.write_bytes(entry.read_bytes()[:40])
+    assert load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [40, 41]
 
 
 def test_corpus_cache_is_read_again_after_the_midi_reader_changes(tmp_path, monkeypatch):
@@ -130,8 +139,9 @@ def test_corpus_cache_is_read_again_after_the_midi_reader_changes(tmp_path, monk
     path = tmp_path / "piece.mid"
     midi.write(str(path))
     pretraining.load_corpus([path], tmp_path / "cache")
-    (entry,) = (tmp_path / "cache").glob("*/*.npy")
-    np.save(entry, np.array([[0.0, 0.4, 50, 80]], dtype=np.float32))  # what an older reader would have cached
+    (entry,) = (tmp_path / "cache").glob("*/*.npz")
+    with np.load(entry) as cached:  # what an older reader would have cached, for the same file
+        np.savez(entry, **{**cached, "notes": np.array([[0.0, 0.4, 50, 80]], dtype=np.float32)})
     assert pretraining.load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [50]
     monkeypatch.setattr(pretraining, "MIDI_READER_VERSION", pretraining.MIDI_READER_VERSION + 1)
     assert pretraining.load_corpus([path], tmp_path / "cache")[0][0][:, 2].tolist() == [60]

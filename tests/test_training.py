@@ -161,7 +161,7 @@ def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips,
 def test_two_runs_caching_one_entry_at_once_both_leave_it_whole(tmp_path):
     import threading
 
-    from mdpiano.caching import _write_atomic
+    from mdpiano.caching import write_atomic
 
     entry = tmp_path / "clip.npy"
     halfway, other_done = threading.Event(), threading.Event()
@@ -177,14 +177,14 @@ def test_two_runs_caching_one_entry_at_once_both_leave_it_whole(tmp_path):
 
     def first_writer():
         try:
-            _write_atomic(entry, slow_write)
+            write_atomic(entry, slow_write)
         except Exception as error:
             errors.append(error)
 
     first = threading.Thread(target=first_writer)
     first.start()
     halfway.wait(10)
-    _write_atomic(entry, lambda file: file.write(b"second whole"))
+    write_atomic(entry, lambda file: file.write(b"second whole"))
     assert entry.read_bytes() == b"second whole"
     other_done.set()
     first.join()
