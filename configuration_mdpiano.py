@@ -78,7 +78,8 @@ class MDPianoConfig(PreTrainedConfig):
         max_time_shift_ms (`int`, *optional*, defaults to 1000):
             Longest single `Time-Shift` token; longer gaps use several tokens.
         velocity_bins (`int`, *optional*, defaults to 32):
-            Number of `Velocity` tokens (uniform bins over MIDI velocity 0-127).
+            Number of `Velocity` tokens: the centres of uniform bins over MIDI velocity 0-127, each velocity
+            tokenized as the nearest (one midway between two takes the lower).
         max_harmonic (`int`, *optional*, defaults to 16):
             Largest `Harmonic` value; more simultaneous notes are clipped to it.
         vocab_size (`int`, *optional*):

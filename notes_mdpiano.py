@@ -32,6 +32,11 @@ def notes_to_array(notes) -> np.ndarray:
     Accepts a sequence of [`Note`], of `(onset, offset, pitch, velocity)` tuples, of `pretty_midi.Note`, or an
     array of shape (N, 4).
     """
+    if isinstance(notes, (str, bytes, os.PathLike)):
+        raise ValueError(f"Got {notes!r} where notes were expected: read a MIDI file with `read_midi_notes(path)` "
+                         "(or tokenize it with `encode_midi`).")  # fmt: skip
+    if _is_one_note(notes):
+        raise ValueError(f"Got one note, {notes!r}, where a set of notes was expected: pass a list, [note].")
     if isinstance(notes, np.ndarray):
         array = np.asarray(notes, dtype=np.float64)
     elif len(notes) == 0:
@@ -51,6 +56,8 @@ def notes_to_array(notes) -> np.ndarray:
         raise ValueError("Notes need 0 <= onset <= offset (seconds); some notes violate it.")
     if (pitch < 0).any() or (pitch > 127).any() or (velocity < 0).any() or (velocity > 127).any():
         raise ValueError("Note pitches and velocities must lie in the MIDI range 0-127.")
+    if (pitch != np.round(pitch)).any():
+        raise ValueError(f"Note pitches must be whole MIDI note numbers; got {pitch[pitch != np.round(pitch)][0]:g}.")
     return array[np.lexsort((pitch, onset))]
 
 
@@ -78,10 +85,20 @@ def is_note_batch(notes) -> bool:
         return notes.ndim == 3
     if not isinstance(notes, (list, tuple)) or len(notes) == 0:
         return False
+    if _is_one_note(notes):
+        return False  # refused by `notes_to_array`, which says what to pass
     first = notes[0]
     if isinstance(first, Note) or hasattr(first, "start"):  # a Note or a pretty_midi.Note
         return False
-    return not (isinstance(first, (tuple, list, np.ndarray)) and len(first) == 4 and np.isscalar(first[0]))
+    # A batch's items are sets of notes (empty, or holding notes); a set's items are notes, whose items are numbers.
+    return isinstance(first, (tuple, list, np.ndarray)) and not (len(first) > 0 and np.isscalar(first[0]))
+
+
+def _is_one_note(notes) -> bool:
+    """A lone note, `Note(...)` or an (onset, offset, pitch, velocity) tuple, rather than a set of notes."""
+    return isinstance(notes, Note) or (
+        isinstance(notes, tuple) and len(notes) == 4 and all(np.isscalar(value) for value in notes)
+    )
 
 
 def load_midi(path: str | os.PathLike):

@@ -160,12 +160,15 @@ class MDPianoTokenizer(PreTrainedTokenizer):
     def time_resolution_s(self) -> float:
         return self.time_shift_resolution_ms / 1000
 
-    def notes_to_ids(self, notes) -> np.ndarray:
+    def notes_to_ids(self, notes, max_tokens: int | None = None) -> np.ndarray:
         """
         Event token ids (no special tokens) of one set of notes, as an int64 array.
 
         Args:
             notes: [`Note`]s, `(onset, offset, pitch, velocity)` tuples, `pretty_midi.Note`s or an (N, 4) array.
+            max_tokens: keep only the first `max_tokens` ids. Only those are built: a long silence is spelled out in
+                Time-Shift tokens (one per `max_time_shift_ms`), so the whole sequence grows with the time the notes
+                span, not with their number.
         """
         array = notes_to_array(notes)
         n = len(array)
@@ -201,6 +204,13 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         shift_count = full_shifts + (remainder > 0)
         total = shift_count + np.where(is_on, 3, 1)
         start = np.cumsum(total) - total
+        if max_tokens is not None and total.sum() > max_tokens:
+            # The events that start within the kept ids; the last one's shifts are spelled out only that far.
+            kept = start < max_tokens
+            time, kind, note, is_on, remainder, start = (a[kept] for a in (time, kind, note, is_on, remainder, start))
+            full_shifts = np.minimum(full_shifts[kept], max_tokens - start)
+            shift_count = full_shifts + (remainder > 0)
+            total = shift_count + np.where(is_on, 3, 1)
         ids = np.empty(int(total.sum()), dtype=np.int64)
 
         # Time shifts: `full_shifts` maximal shifts, then one shift of the remainder.
@@ -215,7 +225,7 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         ids[body[is_on] + 1] = self.harmonic_ids[harmonic[on_notes] - 1]
         ids[body[is_on] + 2] = self.velocity_ids[velocity_index[on_notes]]
         ids[body[~is_on]] = self.note_off_ids[pitch[note[~is_on]]]
-        return ids
+        return ids if max_tokens is None else ids[:max_tokens]
 
     def ids_to_notes(self, ids) -> list[Note]:
         """
@@ -280,8 +290,10 @@ class MDPianoTokenizer(PreTrainedTokenizer):
             [`BatchEncoding`] with `input_ids` and `attention_mask`, batched when `notes` is a batch.
         """
         batched = is_note_batch(notes)
-        sequences = [self.notes_to_ids(n).tolist() for n in (notes if batched else [notes])]
         max_length = max_length or self.model_max_length
+        # With truncation only the kept ids are built (a long gap would otherwise cost memory for nothing).
+        kept = max(0, max_length - (self.num_special_tokens_to_add() if add_special_tokens else 0)) if truncation else None
+        sequences = [self.notes_to_ids(n, max_tokens=kept).tolist() for n in (notes if batched else [notes])]
         encoded = [
             self.prepare_for_model(
                 ids,
@@ -316,9 +328,10 @@ class MDPianoTokenizer(PreTrainedTokenizer):
             ids = ids["input_ids"]
         if hasattr(ids, "tolist"):
             ids = ids.tolist()
-        if len(ids) and (isinstance(ids[0], list) or hasattr(ids[0], "tolist")):  # a batch: lists, arrays or tensors
+        # A batch holds sequences (lists, arrays, tensors); a sequence may hold numpy or torch scalars (ndim 0).
+        if len(ids) and (isinstance(ids[0], (list, tuple)) or getattr(ids[0], "ndim", 0) >= 1):
             return [self.ids_to_notes(np.asarray(sequence).tolist()) for sequence in ids]
-        return self.ids_to_notes(ids)
+        return self.ids_to_notes([int(i) for i in ids])
 
 
 def release_restruck_keys(onset: np.ndarray, offset: np.ndarray, pitch: np.ndarray) -> np.ndarray:

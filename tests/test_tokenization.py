@@ -161,6 +161,25 @@ def test_truncation_keeps_the_beginning(tokenizer, clip_notes):
     assert all(n.offset >= n.onset for n in decoded)
 
 
+def test_truncation_builds_only_the_kept_tokens(tokenizer, clip_notes, monkeypatch):
+    """A gap of years (a MIDI file at one tick a beat and a slow tempo can hold one) is spelled out in one Time-Shift
+    a second: a truncated sequence must not build them all first."""
+    import tracemalloc
+
+    for max_length in (3, 50, 51, 52, 200):
+        full = tokenizer.encode_notes(clip_notes, truncation=False)["input_ids"]
+        cut = tokenizer.encode_notes(clip_notes, max_length=max_length)["input_ids"]
+        assert cut[:-1] == full[: max_length - 1] and len(cut) == min(max_length, len(full))
+    far = [Note(0.0, 1.0, 60, 80), Note(1e7, 1e7 + 1, 62, 80)]  # 116 days later: 1e7 Time-Shift tokens, 80 MB
+    tracemalloc.start()
+    ids = tokenizer.encode_notes(far, max_length=16)["input_ids"]
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1e6
+    shift = tokenizer.convert_tokens_to_ids(f"Time-Shift_{tokenizer.time_shift_resolution_ms * tokenizer.max_shift_steps}")
+    assert len(ids) == 16 and ids[-5:-1] == [shift] * 4
+
+
 def test_default_truncation_is_model_max_length(clip_notes):
     tokenizer = MDPianoTokenizer(model_max_length=64)
     assert len(tokenizer.encode_notes(clip_notes)["input_ids"]) == 64
@@ -203,6 +222,24 @@ def test_invalid_notes_are_rejected(tokenizer):
         tokenizer.notes_to_ids([(0.0, float("nan"), 60, 64)])
     with pytest.raises(ValueError, match="shape"):
         tokenizer.notes_to_ids(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"got shape \(1, 3\)"):  # the input as given, not one of its rows
+        tokenizer.encode_notes([(0.0, 1.0, 60)])
+    with pytest.raises(ValueError, match="whole MIDI note numbers"):
+        tokenizer.notes_to_ids([(0.0, 0.5, 60.9, 80)])  # was floored to 60 without a word
+    with pytest.raises(ValueError, match=r"one note.*pass a list, \[note\]"):
+        tokenizer.encode_notes(Note(0.0, 1.0, 60, 80))
+    with pytest.raises(ValueError, match="read a MIDI file with `read_midi_notes"):
+        tokenizer.encode_notes("piece.mid")
+
+
+def test_sequences_of_numpy_or_torch_scalars_decode(tokenizer):
+    import torch
+
+    notes = [Note(0.0, 1.0, 60, 78), Note(0.5, 1.5, 64, 78)]
+    ids = tokenizer.notes_to_ids(notes)
+    for sequence in (list(ids), list(torch.tensor(ids)), ids.tolist()):
+        assert tokenizer.decode_notes(sequence) == notes
+    assert tokenizer.decode_notes([torch.tensor(ids), torch.tensor(ids)]) == [notes, notes]
 
 
 def test_unreadable_midi_is_reported(tmp_path, tokenizer):
