@@ -261,3 +261,20 @@ def test_ctrl_c_is_one_line_and_status_130(model_dir, quadrant_clips, tmp_path):
     out, rest = process.communicate(timeout=120)
     assert process.returncode == 130 and out == b""
     assert (err + rest).decode().splitlines()[-1] == "interrupted" and b"Traceback" not in rest
+
+
+def test_predict_agrees_with_the_pipeline_and_writes_its_file(model_dir, rendered_clip, tmp_path, capsys):
+    """The command line's prediction, scores and windows are the pipeline's (a 20-s clip, 6-s windows every 2 s),
+    and `-o` writes what it would print."""
+    from transformers import pipeline
+
+    path = str(rendered_clip[0])
+    expected = pipeline("audio-classification", model=str(model_dir))(path, stride_length_s=2, return_timeline=True)
+    output = tmp_path / "results.json"
+    code = main(["predict", path, "--model", str(model_dir), "--stride", "2", "--timeline", "--format", "json",
+                 "-o", str(output), "--quiet"])  # fmt: skip
+    assert code == 0
+    (record,) = json.loads(output.read_text())
+    assert record["prediction"] == expected["labels"][0]["label"]
+    assert record["scores"] == pytest.approx({r["label"]: r["score"] for r in expected["labels"]}, abs=1e-4)
+    assert len(record["timeline"]) == len(expected["timeline"]) > 3

@@ -59,3 +59,6 @@ def test_stft_features_are_augmented_in_every_bin(extractor_and_features, render
     features = extractor.extract(waveform[: 22050 * 5], normalize=False)
     augmented = FeatureAugmentation(extractor)(features, np.random.default_rng(0))
     assert augmented.shape == features.shape and np.isfinite(augmented).all()
+    # Every STFT bin is a band of its own: the gain, tilt and EQ reach all of them, the top bins as the lowest.
+    changed = (np.abs(augmented - features) > 1e-3).any(axis=0)
+    assert changed.all(), f"{(~changed).sum()} of {len(changed)} bins left as they were"

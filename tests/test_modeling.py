@@ -461,3 +461,19 @@ def test_masked_lm_returns_attentions_and_hidden_states(tiny_config, batch):
     assert len(outputs.hidden_states) == tiny_config.num_encoder_layers + 1
     assert outputs.attentions[0].shape == (len(ids), tiny_config.num_attention_heads, ids.shape[1], ids.shape[1])
     assert plain.hidden_states is None and plain.attentions is None
+
+
+def test_arousal_reads_the_acoustic_branch_and_valence_the_symbolic(tiny_config, batch):
+    """The paper's wiring: the arousal head reads the acoustic encoder, the valence head the symbolic one, so other
+    tokens leave the arousal logits as they were, and other audio features the valence logits."""
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(make_config(tiny_config)).eval()
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    other_tokens = {**inputs, "input_ids": inputs["input_ids"].flip(0), "attention_mask": inputs["attention_mask"].flip(0)}
+    other_audio = {**inputs, "input_features": inputs["input_features"].flip(0), "feature_attention_mask": inputs["feature_attention_mask"].flip(0)}
+    with torch.no_grad():
+        reference, tokens_changed, audio_changed = (model(**x) for x in (inputs, other_tokens, other_audio))
+    torch.testing.assert_close(tokens_changed.arousal_logits, reference.arousal_logits)
+    torch.testing.assert_close(audio_changed.valence_logits, reference.valence_logits)
+    assert not torch.allclose(tokens_changed.valence_logits, reference.valence_logits)
+    assert not torch.allclose(audio_changed.arousal_logits, reference.arousal_logits)

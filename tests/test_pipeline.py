@@ -99,6 +99,21 @@ def test_midi_input_skips_transcription(pipe, clip_midi, monkeypatch):
     assert first["num_notes"] == sum(n.onset < first["end"] for n in notes)
 
 
+def test_midi_input_reads_its_rendering_and_its_notes(pipe, clip_midi):
+    """A MIDI file's acoustic domain is its rendering (FluidSynth), its symbolic domain its notes: the first window
+    scores as the model does on the processor's inputs of that rendering with those notes."""
+    from mdpiano import read_midi_notes
+    from mdpiano.rendering_mdpiano import render_midi
+
+    first = pipe(str(clip_midi), return_timeline=True)["timeline"][0]
+    rendering = render_midi(clip_midi, sampling_rate=SR)
+    inputs = pipe.processor(audio=rendering, sampling_rate=SR, notes=read_midi_notes(clip_midi), return_tensors="pt")
+    with torch.no_grad():
+        expected = pipe.model(**inputs).logits.softmax(-1)[0].numpy()
+    scores = {r["label"]: r["score"] for r in first["labels"]}
+    np.testing.assert_allclose([scores[q] for q in ("Q1", "Q2", "Q3", "Q4")], expected, atol=1e-4)
+
+
 def test_batch_size_does_not_change_scores(pipe, quadrant_clips):
     inputs = [str(path) for _, path, _ in quadrant_clips]
     one_by_one = pipe(inputs, batch_size=1)
@@ -274,6 +289,31 @@ def test_model_outputs_and_the_pipeline_agree_through_the_calibration(model_and_
     finally:
         model.config.quadrant_logit_bias = None
     np.testing.assert_allclose([scores[q] for q in ("Q1", "Q2", "Q3", "Q4")], expected.numpy(), atol=1e-5)
+
+
+def test_timeline_windows_are_calibrated_one_by_one(model_and_processor, rendered_clip):
+    """With a decision calibration, every window of the timeline is weighted by it, as the overall scores are."""
+    import mdpiano
+
+    model, processor = model_and_processor
+    _, waveform = rendered_clip  # 20 s: several windows
+    classify = pipeline("audio-classification", model=model, processor=processor)
+    raw = classify(waveform, sampling_rate=SR, return_timeline=True)["timeline"]
+    bias = [0.0, 0.3, -0.2, -0.5]
+    model.config.quadrant_logit_bias = bias
+    try:
+        calibrated = classify(waveform, sampling_rate=SR, return_timeline=True)["timeline"]
+    finally:
+        model.config.quadrant_logit_bias = None
+    assert len(calibrated) == len(raw) > 1
+
+    def probabilities(window):
+        scores = {r["label"]: r["score"] for r in window["labels"]}
+        return np.array([scores[q] for q in ("Q1", "Q2", "Q3", "Q4")])
+
+    for before, after in zip(raw, calibrated):
+        expected = mdpiano.apply_quadrant_bias(torch.tensor(probabilities(before))[None], bias)[0].numpy()
+        np.testing.assert_allclose(probabilities(after), expected, atol=1e-4)
 
 
 def test_notes_and_silence(pipe, rendered_clip, quadrant_clips):

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -250,3 +251,20 @@ def test_a_model_at_another_rate_transcribes_at_basic_pitch_rate(processor, rend
         for onset, _, pitch, _ in reference
     )
     assert len(reference) > 20 and matched >= 0.9 * len(reference) and abs(len(notes) - len(reference)) <= 0.1 * len(reference)
+
+
+def test_the_shipped_processor_standardises_with_its_statistics():
+    """The shipped model reads features standardised by the statistics of its training set (the tiny test models
+    have none, so only this checks that inference applies them): computed here by hand from the raw features."""
+    from mdpiano import DEFAULT_MODEL_DIR, load_audio
+
+    shipped = MDPianoProcessor.from_pretrained(DEFAULT_MODEL_DIR)
+    fe = shipped.feature_extractor
+    assert fe.feature_mean is not None and fe.feature_std is not None
+    example = sorted((Path(__file__).resolve().parents[1] / "examples").glob("Q2_*"))[0]
+    inputs = shipped(audio=str(example), return_tensors="np")
+    waveform = load_audio(str(example), target_sampling_rate=fe.sampling_rate, min_peak=shipped.min_peak)
+    raw = fe.extract(waveform, normalize=False)[: fe.nb_max_frames]
+    expected = (raw - np.array(fe.feature_mean)) / np.array(fe.feature_std)
+    real = inputs["feature_attention_mask"][0].astype(bool)
+    np.testing.assert_allclose(inputs["input_features"][0][real], expected[: real.sum()], atol=1e-3)

@@ -267,6 +267,13 @@ def test_train_saves_the_best_model_and_resumes(tmp_path, tiny_config, processor
     assert [r["epoch"] for r in log] == [1, 2, 3]
 
 
+def test_training_fits_the_clips(tmp_path, tiny_config, processor, clips):
+    """`train` learns: on a handful of clips the training loss falls epoch after epoch."""
+    run_training(tiny_config, processor, clips, tmp_path, epochs=6)
+    losses = [json.loads(line)["train_loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and losses == sorted(losses, reverse=True) and losses[-1] < 0.9 * losses[0], losses
+
+
 def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path, tiny_config, processor, clips, capsys):
     run_training(tiny_config, processor, clips, tmp_path, epochs=1)
     state_path = tmp_path / "checkpoint" / "trainer_state.json"
