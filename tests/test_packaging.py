@@ -23,7 +23,8 @@ def test_wheel_holds_the_package_and_classifies_from_an_install(tmp_path):
     (wheel,) = wheels.glob("mdpiano-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {f"mdpiano/{path.name}" for path in REPO_ROOT.glob("*.py")}
-    model = {f"mdpiano/models/mdpiano-emopia/{path.name}" for path in (REPO_ROOT / "models" / "mdpiano-emopia").iterdir()}
+    model = {f"mdpiano/models/mdpiano-emopia/{path.name}" for path in (REPO_ROOT / "models" / "mdpiano-emopia").iterdir()
+             if path.is_file()}  # not an `evaluation/` folder of reports (git-ignored) beside the weights
     metric = {"mdpiano/metrics/quadrant_metrics/quadrant_metrics.py"}  # loaded by path in evaluation and training
     assert modules <= names and model <= names and metric <= names
     assert not any(name.startswith(("mdpiano/tests/", "mdpiano/scripts/", "mdpiano/.venv/")) for name in names)
