@@ -1,8 +1,12 @@
 """Audio input: every accepted form is decoded, checked, downmixed and resampled here, once."""
 
 import io
+import json
 import logging
 import os
+import shutil
+import subprocess
+import tempfile
 
 import numpy as np
 
@@ -65,9 +69,9 @@ def stream_audio(
 ):
     """
     The waveform of one audio input (anything [`load_audio`] accepts) as consecutive mono float32 blocks of
-    `block_seconds` at `target_sampling_rate`. Files that libsndfile reads are decoded block by block and resampled
-    with a streaming resampler (soxr, the same filter as a one-shot resampling), so a long recording never sits in
-    memory whole. Blocks are short: the pipeline holds a block's buffers while it transcribes, extracts notes and
+    `block_seconds` at `target_sampling_rate`. Files are decoded block by block (by libsndfile, or by the `ffmpeg`
+    command for the formats libsndfile lacks) and resampled with a streaming resampler (soxr, the same filter as a
+    one-shot resampling), so a long recording never sits in memory whole. Blocks are short: the pipeline holds a block's buffers while it transcribes, extracts notes and
     classifies windows, so their size adds to a long recording's peak memory. With `min_peak` (see [`load_audio`]),
     a file streamed block by block is read twice: its peak first.
     Raises as [`load_audio`] does; an empty or non-finite input raises before or while its blocks are produced.
@@ -139,7 +143,7 @@ def _mono_blocks(audio, sampling_rate, block_seconds):
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
         _check_file(path)
-        stream = _soundfile_blocks(path, block_seconds)
+        stream = _soundfile_blocks(path, block_seconds) or _ffmpeg_blocks(path, block_seconds)
         if stream is not None:
             return stream
     waveform, rate = _decode(audio, sampling_rate)
@@ -167,6 +171,55 @@ def _soundfile_blocks(path: str, block_seconds: float):
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                 del block  # a stereo block is not held while the caller works on the mono one
                 yield mono
+
+    return blocks, rate
+
+
+def _ffmpeg_blocks(path: str, block_seconds: float):
+    """
+    (block reader, rate) of a file libsndfile cannot read (m4a, aac, wma, ...) through the ffmpeg command, which
+    decodes it to 32-bit float PCM at its own rate into a pipe read block by block, so a long recording is never held
+    whole; None without ffmpeg and ffprobe, or when ffprobe finds no audio stream (the caller then decodes the file
+    whole, or says why it cannot).
+    """
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if ffmpeg is None or ffprobe is None:
+        return None
+    probe = subprocess.run([ffprobe, "-v", "error", "-select_streams", "a:0", "-show_entries", "stream=sample_rate,channels",
+                            "-of", "json", path], capture_output=True, text=True)  # fmt: skip
+    try:
+        stream = json.loads(probe.stdout)["streams"][0]
+        rate, channels = int(stream["sample_rate"]), int(stream["channels"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    if rate <= 0 or channels <= 0:
+        return None
+    frame_bytes = 4 * channels
+
+    def blocks(quiet=False):
+        command = [ffmpeg, "-v", "error", "-nostdin", "-i", path, "-map", "0:a:0", "-f", "f32le", "-c:a", "pcm_f32le", "-"]
+        with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a long error log cannot stall the decoder
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+            frames = 0
+            try:
+                while data := process.stdout.read(max(1, int(block_seconds * rate)) * frame_bytes):
+                    usable = len(data) // frame_bytes * frame_bytes  # whole frames (a partial one only at a cut end)
+                    block = np.frombuffer(data[:usable], np.float32).reshape(-1, channels)
+                    frames += len(block)
+                    yield block.mean(axis=1) if channels > 1 else block[:, 0].copy()
+            finally:
+                process.stdout.close()
+                if process.poll() is None:  # the reader stopped early: the rest is not wanted
+                    process.kill()
+                status = process.wait()
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip().splitlines()
+        reason = message[-1] if message else f"exit status {status}"
+        if frames == 0 and (message or status not in (0, -9)):
+            raise AudioDecodeError(f"Could not decode {path} as audio (ffmpeg: {reason}).")
+        # A damaged file (a cut download) decodes up to the damage and ffmpeg says so, often with exit status 0.
+        if (message or status not in (0, -9)) and not quiet:
+            logger.warning("%s: ffmpeg reported damage (%s); using the %.1f s it decoded.", path, reason, frames / rate)
 
     return blocks, rate
 

@@ -1,4 +1,5 @@
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,6 +114,30 @@ def test_bad_files_are_clear_errors(tmp_path, make, error, message):
         load_audio(make(tmp_path), target_sampling_rate=SR)
 
 
+def test_formats_libsndfile_lacks_stream_through_ffmpeg(tmp_path, monkeypatch, caplog):
+    """An m4a (AAC) recording streams through the ffmpeg command block by block, never decoded whole, with the
+    samples a whole decoding gives; one cut short gives what precedes the cut, with a warning."""
+    import subprocess
+
+    from mdpiano import audio_mdpiano
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "Q1_4dXC1cC7crw_1.mp3"
+    path = tmp_path / "take.m4a"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(example), "-ac", "2", "-ar", "44100", "-c:a", "aac", "-movflags", "+faststart", str(path)],
+                   check=True)  # fmt: skip
+    whole = audio_mdpiano._to_mono_float32(audio_mdpiano._decode_encoded(str(path), "take")[0])
+    monkeypatch.setattr(audio_mdpiano, "_decode", lambda *args: pytest.fail("the file was decoded whole"))
+    read_blocks, rate = audio_mdpiano._mono_blocks(str(path), None, block_seconds=2.0)
+    blocks = list(read_blocks())
+    assert rate == 44100 and len(blocks) > 5 and max(len(block) for block in blocks) == 2 * 44100
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-6)
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with caplog.at_level("WARNING"):
+        partial = load_audio(str(cut), target_sampling_rate=SR)
+    assert 0 < len(partial) < len(load_audio(str(path), target_sampling_rate=SR)) and "ffmpeg reported damage" in caplog.text
+
+
 def test_other_formats_without_torchcodec_say_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchcodec.decoders", None)  # as where torchcodec is not installed
     path = tmp_path / "take.m4a"
@@ -159,8 +184,6 @@ def test_bad_arrays_are_clear_errors(audio, rate, message):
 
 def test_damaged_mp3_that_ends_early_is_reported(tmp_path, caplog):
     """libsndfile stops reading this damaged MP3 after 1.4 s without an error; the shortfall is logged, not hidden."""
-    from pathlib import Path
-
     example = Path(__file__).resolve().parents[1] / "examples" / "Q1_4dXC1cC7crw_1.mp3"
     damaged = bytearray(example.read_bytes())
     damaged[5000:25000] = np.random.default_rng(3).integers(0, 256, 20000, dtype=np.uint8).tobytes()
