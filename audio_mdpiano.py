@@ -214,11 +214,14 @@ def _ffmpeg_blocks(path: str, block_seconds: float):
                 status = process.wait()
             errors.seek(0)
             message = errors.read().decode(errors="replace").strip().splitlines()
+        # A damaged file (a cut download) decodes up to the damage and ffmpeg says so, often with exit status 0;
+        # -9 is the kill above.
+        if not message and status in (0, -9):
+            return
         reason = message[-1] if message else f"exit status {status}"
-        if frames == 0 and (message or status not in (0, -9)):
+        if frames == 0:
             raise AudioDecodeError(f"Could not decode {path} as audio (ffmpeg: {reason}).")
-        # A damaged file (a cut download) decodes up to the damage and ffmpeg says so, often with exit status 0.
-        if (message or status not in (0, -9)) and not quiet:
+        if not quiet:
             logger.warning("%s: ffmpeg reported damage (%s); using the %.1f s it decoded.", path, reason, frames / rate)
 
     return blocks, rate

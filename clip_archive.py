@@ -18,25 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .caching import FEATURE_SETTINGS
+from .caching import FEATURE_SETTINGS, write_atomic
 from .training import Clip
 from .transcription_mdpiano import TRANSCRIPTION_VERSION
 
 FORMAT_VERSION = 1
 
 
-def _replace_with(path, data: bytes) -> None:
-    """Writes a file whole or not at all: an interruption leaves the old file (or none), never half of one."""
-    partial = Path(path).with_name(f".{Path(path).name}.partial")
-    partial.write_bytes(data)
-    partial.replace(path)
-
-
 def write_npz_xz(path, arrays: dict[str, np.ndarray]) -> None:
     """Writes named arrays as an lzma-compressed `.npz` file."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _replace_with(path, lzma.compress(buffer.getvalue(), preset=6))
+    compressed = lzma.compress(buffer.getvalue(), preset=6)
+    write_atomic(Path(path), lambda file: file.write(compressed))  # whole or not at all
 
 
 def read_npz_xz(path) -> dict[str, np.ndarray]:
@@ -65,6 +59,11 @@ def clip_source(processor, split_scheme: str | None = None) -> dict:
     transcription = {**processor.transcriber.to_dict(), "version": TRANSCRIPTION_VERSION}  # notes of older versions differ
     source = {"transcription_settings": transcription, "min_peak": processor.min_peak}
     return source if split_scheme is None else {**source, "split_scheme": split_scheme}
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    text = json.dumps(manifest, indent=1, default=str).encode()
+    write_atomic(folder / "archive.json", lambda file: file.write(text))  # whole or not at all
 
 
 def _check_source(manifest: dict, source: dict | None, folder) -> None:
@@ -165,7 +164,7 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
     if rewritten := [name for name in sets if name in manifest["sets"]]:
         for name in rewritten:
             del manifest["sets"][name]
-        _replace_with(folder / "archive.json", json.dumps(manifest, indent=1, default=str).encode())
+        _write_manifest(folder, manifest)
     for name, clips in sets.items():
         files = []
         for first in tqdm(range(0, len(clips), clips_per_file), desc=f"Archiving {name}"):
@@ -174,7 +173,7 @@ def write_clip_archive(folder, sets: dict[str, list[Clip]], feature_extractor, c
             files.append(path.name)
         manifest["sets"][name] = {"clips": len(clips), "files": files}
         written += [folder / f for f in files]
-    _replace_with(folder / "archive.json", json.dumps(manifest, indent=1, default=str).encode())
+    _write_manifest(folder, manifest)
     return written
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .caching import cache_dataset
+from .caching import cache_dataset, write_atomic
 from .notes_mdpiano import notes_to_array, read_midi_notes
 from .pipeline_mdpiano import check_stride
 from .plots import plot_confusion_matrix, plot_valence_arousal
@@ -92,10 +92,8 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
         if destination.exists() and destination.stat().st_mtime_ns == stamp.st_mtime_ns:
             continue
         waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
-        partial = destination.with_name(f".{destination.name}.partial")
-        soundfile.write(partial, waveform * gain, rate, subtype="FLOAT", format="WAV")
-        os.utime(partial, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
-        partial.replace(destination)
+        write_atomic(destination, lambda file: soundfile.write(file, waveform * gain, rate, subtype="FLOAT", format="WAV"))
+        os.utime(destination, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     return destination_dir
 
 
