@@ -2,6 +2,7 @@
 
 import json
 import math
+import numbers
 from pathlib import Path
 
 from transformers import PreTrainedConfig
@@ -32,6 +33,20 @@ def check_mel_settings(sampling_rate: int, n_mels: int, n_mfcc: int, fmin: float
         )
     if not 0 < n_mfcc <= n_mels:
         raise ValueError(f"`n_mfcc` ({n_mfcc}) must be positive and must not exceed `n_mels` ({n_mels}).")
+
+
+def check_quadrant_bias(bias) -> None:
+    """
+    Raises:
+        ValueError: unless `bias` (`quadrant_logit_bias`) is `None` or one finite number per quadrant (Q1-Q4).
+    """
+    if bias is None:
+        return
+    finite = not isinstance(bias, (str, bytes)) and all(
+        isinstance(b, numbers.Real) and not isinstance(b, bool) and math.isfinite(b) for b in bias
+    )
+    if not finite or len(bias) != len(QUADRANT_NAMES):
+        raise ValueError(f"`quadrant_logit_bias` must be {len(QUADRANT_NAMES)} finite numbers (Q1-Q4) or None, got {bias!r}.")
 
 
 def acoustic_feature_size(acoustic_input: str, n_fft: int, n_mels: int, n_mfcc: int) -> int:
@@ -278,10 +293,7 @@ class MDPianoConfig(PreTrainedConfig):
             raise ValueError(
                 f"`conv_kernel_size` must be odd (its 'same' padding keeps the frame count), got {self.conv_kernel_size}."
             )
-        bias = self.quadrant_logit_bias
-        numbers = bias is None or all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bias)
-        if bias is not None and (len(bias) != len(QUADRANT_NAMES) or not numbers):
-            raise ValueError(f"`quadrant_logit_bias` must be {len(QUADRANT_NAMES)} finite numbers (Q1-Q4) or None, got {bias!r}.")
+        check_quadrant_bias(self.quadrant_logit_bias)
         for source, field in FUSION_FIELDS.items():
             settings = getattr(self, field)
             if settings is None:
@@ -407,4 +419,4 @@ def symbolic_vocabulary(
     return tokens
 
 
-__all__ = ["MDPianoConfig", "config_values", "QUADRANT_NAMES", "QUADRANT_AROUSAL", "QUADRANT_VALENCE", "symbolic_vocabulary"]
+__all__ = ["MDPianoConfig", "check_quadrant_bias", "config_values", "QUADRANT_NAMES", "QUADRANT_AROUSAL", "QUADRANT_VALENCE", "symbolic_vocabulary"]

@@ -9,6 +9,7 @@ from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
 from .audio_mdpiano import file_input, is_single_audio
+from .configuration_mdpiano import check_quadrant_bias
 from .notes_mdpiano import array_to_notes, load_midi, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 from .statistics_fusion import fuse_recording, fusion_for_source
@@ -26,7 +27,11 @@ def apply_quadrant_bias(probabilities: torch.Tensor, bias) -> torch.Tensor:
     """
     Quadrant probabilities (..., 4) with `bias` (`config.quadrant_logit_bias`) added to their logarithms and
     renormalised, i.e. each quadrant's probability weighted by exp(bias); unchanged when `bias` is `None`.
+
+    Raises:
+        ValueError: unless `bias` is `None` or one finite number per quadrant (it may have been set after loading).
     """
+    check_quadrant_bias(bias)
     if bias is None:
         return probabilities
     weighted = probabilities * torch.exp(torch.as_tensor(bias, dtype=probabilities.dtype, device=probabilities.device))

@@ -145,8 +145,10 @@ def choose_network_weight(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
         float(weight): float(np.mean([(fuse(network, stats, weight).argmax(1) == labels).mean() for network, stats, labels in sets]))
         for weight in candidates
     }
-    best = max(scores.values())
-    return max(weight for weight, score in scores.items() if score == best), scores
+    # Rounded, so that equal accuracies reached by different sums of per-set fractions tie as the rule says.
+    rounded = {weight: round(score, 9) for weight, score in scores.items()}
+    best = max(rounded.values())
+    return max(weight for weight, score in rounded.items() if score == best), scores
 
 
 __all__ = [

@@ -75,6 +75,20 @@ def test_metric_reads_arousal_and_valence_off_the_label_names():
         metric.compute(predictions=[-1], references=[0])
 
 
+def test_metric_refuses_empty_sets_and_malformed_head_decisions():
+    import evaluate
+
+    from mdpiano.training import METRICS_DIR
+
+    metric = evaluate.load(str(METRICS_DIR))
+    with pytest.raises(ValueError, match="No clips to score"):
+        metric.compute(predictions=[], references=[])
+    with pytest.raises(ValueError, match=r"one value per clip \(4\)"):  # one value would broadcast over the clips
+        metric.compute(predictions=[0, 1, 2, 3], references=[0, 1, 2, 3], arousal_predictions=[1])
+    with pytest.raises(ValueError, match="0/1 decisions"):  # probabilities would all count as wrong
+        metric.compute(predictions=[0, 2], references=[0, 2], valence_predictions=[0.9, 0.2])
+
+
 def test_scaled_copies_are_exact_float_wav_of_the_audio_files(tmp_path):
     import soundfile
 

@@ -54,6 +54,23 @@ def test_the_chosen_weight_is_the_best_on_validation_and_ties_go_to_the_network(
     assert weight == 1.0 and set(scores.values()) == {1.0}
 
 
+
+def test_equal_mean_accuracies_tie_whatever_their_rounding():
+    """Two sets of 198 clips: the network gets 101 + 101 right, the statistics 100 + 102; in floating point
+    mean(100/198, 102/198) exceeds mean(101/198, 101/198) by one ulp, and the tie must still go to the network."""
+    def clips(network_right: int, statistics_right: int, size: int = 198):
+        labels = np.zeros(size, dtype=int)
+        network = np.tile([0.0, 1.0, 0.0, 0.0], (size, 1))
+        network[:network_right] = [1.0, 0.0, 0.0, 0.0]
+        statistics = np.tile([0.0, 0.0, 1.0, 0.0], (size, 1))
+        statistics[:statistics_right] = [1.0, 0.0, 0.0, 0.0]
+        return network, statistics, labels
+
+    weight, scores = choose_network_weight([clips(101, 100), clips(101, 102)], candidates=(0.0, 1.0))
+    assert scores[0.0] != scores[1.0] and scores[0.0] == pytest.approx(scores[1.0])
+    assert weight == 1.0
+
+
 def test_classifier_probabilities_cover_every_quadrant():
     rng = np.random.default_rng(0)
     statistics = rng.normal(size=(40, 3)) + np.repeat([[0, 0, 0], [3, 3, 3]], 20, axis=0)

@@ -39,6 +39,8 @@ class QuadrantMetrics(evaluate.Metric):
         if sorted(labels) != sorted(HIGH_AROUSAL):
             raise ValueError(f"labels must name the four quadrants Q1-Q4, one per index, got {labels}.")
         predictions, references = np.asarray(predictions), np.asarray(references)
+        if references.size == 0:
+            raise ValueError("No clips to score: predictions and references are empty.")
         for name, values in (("predictions", predictions), ("references", references)):
             if values.size and not ((values >= 0) & (values < 4)).all():
                 raise ValueError(f"{name} must be quadrant indices 0-3, got {sorted(set(values.tolist()) - set(range(4)))}.")
@@ -65,8 +67,21 @@ class QuadrantMetrics(evaluate.Metric):
             "per_class": per_class,
             "confusion_matrix": confusion.tolist(),
         }
-        if arousal_predictions is not None:
-            results["arousal_head_accuracy"] = float((np.asarray(arousal_predictions) == arousal[references]).mean())
-        if valence_predictions is not None:
-            results["valence_head_accuracy"] = float((np.asarray(valence_predictions) == valence[references]).mean())
+        for name, head, truth in (("arousal", arousal_predictions, arousal), ("valence", valence_predictions, valence)):
+            if head is not None:
+                results[f"{name}_head_accuracy"] = float((_binary_predictions(head, name, len(references)) == truth[references]).mean())
         return results
+
+
+def _binary_predictions(values, name: str, clips: int) -> np.ndarray:
+    """
+    Raises:
+        ValueError: unless `values` holds one 0/1 decision per clip (not probabilities: threshold them first).
+    """
+    values = np.asarray(values)
+    if values.shape != (clips,):
+        raise ValueError(f"{name}_predictions needs one value per clip ({clips}), got shape {values.shape}.")
+    if not np.isin(values, (0, 1)).all():
+        raise ValueError(f"{name}_predictions must be 0/1 decisions (threshold probabilities first), got "
+                         f"{sorted(set(values.tolist()) - {0, 1})[:5]}.")  # fmt: skip
+    return values
