@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mdpiano.augmentation import ACCEPTANCE_SET
-from mdpiano.calibration import calibrate as calibrate_decisions
+from mdpiano.calibration import decision_scores, fit_quadrant_bias
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
@@ -52,6 +52,7 @@ EVALUATIONS = [  # (name, audio set, mode, symbolic source)
     ("test-clean", "test-clean", "cached", "transcription"),
     ("test-clean-midi", "test-clean", "cached", "midi"),
 ]
+AS_LOGGED = " (Figures of the training run, as logged then.)"  # what --model says of the training sentences it keeps
 DESCRIPTIONS = {
     "test-new-piano": "a piano training never heard (FreePats grand, TiMidity++) through an unseen room, EQ, noise and "
     "MP3 codec; basic-pitch transcription",
@@ -118,28 +119,40 @@ def training_summary(run: Path, candidates: list[Path]) -> str:
     )
 
 
+def uncalibrated_predictions(model, processor, args, audio_set: str, split_scheme: str):
+    """The network's own clip probabilities (no offsets, no fusion: offsets apply first) on the validation split (of
+    `split_scheme`) rendered as `audio_set`, and the clips' labels."""
+    audio_dir = Path(args.cache_dir) / "audio" / audio_set
+    dataset = load_emopia(Path(args.data) / "emopia", split_scheme, audio_dir=audio_dir, splits=["validation"])["validation"]
+    kept = {field: getattr(model.config, field) for field in ("quadrant_logit_bias", *FUSION_FIELDS.values())}
+    model.config.update(dict.fromkeys(kept))
+    try:
+        predictions = clip_predictions(model, processor, dataset, args.cache_dir, audio_set, num_proc=args.num_proc)
+    finally:
+        model.config.update(kept)
+    return predictions["probabilities"], np.array(dataset["label"])
+
+
+def calibration_summary(bias: list[float], audio_set: str, probabilities: np.ndarray, labels: np.ndarray) -> str:
+    """What the offsets `bias`, fitted on the validation split rendered as `audio_set`, change on those clips."""
+    (f1_before, f1_after), (accuracy_before, accuracy_after) = decision_scores(probabilities, labels, np.array([[0.0] * 4, bias]))
+    print(f"quadrant_logit_bias {bias}: on {audio_set}, macro-F1 {f1_before:.3f} -> {f1_after:.3f}")
+    return (
+        f" Decision calibration: offsets {', '.join(f'{b:+.1f}' for b in bias)} (Q1-Q4) added to the log of each "
+        f"recording's quadrant probabilities (`quadrant_logit_bias`), fitted on the validation split rendered as "
+        f"`{audio_set}` ({len(labels)} clips; there, macro-F1 {f1_before:.3f} -> {f1_after:.3f}, 4Q accuracy "
+        f"{accuracy_before:.3f} -> {accuracy_after:.3f})."
+    )
+
+
 def calibrate(model, processor, args, split_scheme: str) -> str:
     """
     Fits `config.quadrant_logit_bias` on the validation split (of the run's `split_scheme`, whose train split it did
     not train on) rendered as `args.calibrate_on`; says what it did.
     """
-    audio_dir = Path(args.cache_dir) / "audio" / args.calibrate_on
-    dataset = load_emopia(Path(args.data) / "emopia", split_scheme, audio_dir=audio_dir, splits=["validation"])["validation"]
-    # Fitted on the network's own probabilities: not on earlier offsets, and before any fusion (offsets apply first).
-    fusions = {field: getattr(model.config, field) for field in FUSION_FIELDS.values()}
-    model.config.update({"quadrant_logit_bias": None, **dict.fromkeys(fusions)})
-    predictions = clip_predictions(model, processor, dataset, args.cache_dir, args.calibrate_on, num_proc=args.num_proc)
-    labels = np.array(dataset["label"])
-    bias, scores = calibrate_decisions(predictions["probabilities"], labels)
-    model.config.update({"quadrant_logit_bias": bias, **fusions})
-    (f1_before, f1_after), (accuracy_before, accuracy_after) = scores["macro_f1"], scores["accuracy"]
-    print(f"quadrant_logit_bias {bias}: on {args.calibrate_on}, macro-F1 {f1_before:.3f} -> {f1_after:.3f}")
-    return (
-        f" Decision calibration: offsets {', '.join(f'{b:+.1f}' for b in bias)} (Q1-Q4) added to the log of each "
-        f"recording's quadrant probabilities (`quadrant_logit_bias`), fitted on the validation split rendered as "
-        f"`{args.calibrate_on}` ({len(labels)} clips; there, macro-F1 {f1_before:.3f} -> {f1_after:.3f}, 4Q accuracy "
-        f"{accuracy_before:.3f} -> {accuracy_after:.3f})."
-    )
+    probabilities, labels = uncalibrated_predictions(model, processor, args, args.calibrate_on, split_scheme)
+    model.config.quadrant_logit_bias = fit_quadrant_bias(probabilities, labels)
+    return calibration_summary(model.config.quadrant_logit_bias, args.calibrate_on, probabilities, labels)
 
 
 def fusion_summary(config) -> str:
@@ -164,14 +177,17 @@ def fusion_summary(config) -> str:
             "tables below.")
 
 
-def last_publication() -> tuple[str, str]:
-    """The training paragraph and the command of the model's publication, from README's results section."""
+def last_publication() -> tuple[str, str | None, str]:
+    """From README's results section: the training sentences of the model's publication, the validation rendering its
+    decision offsets were fitted on (`None` for a model without them), and the command that published it."""
     paragraphs = read_section(REPOSITORY / "README.md", "results").split("\n\n")
     provenance = next((p for p in paragraphs if p.startswith("Training:")), "")
     command = re.search(r"`python scripts/publish_model.py --run [^`]*`", "\n\n".join(paragraphs))
     if not provenance or command is None:
         raise ValueError("README.md's results section does not say how the model was published; publish it with --run.")
-    return provenance, command.group(0)
+    training, _, calibration = provenance.partition(" Decision calibration:")
+    calibrated_on = re.search(r"fitted on the validation split rendered as `([^`]+)`", calibration)
+    return training.removesuffix(AS_LOGGED), calibrated_on and calibrated_on.group(1), command.group(0)
 
 
 def model_index(results: dict) -> str:
@@ -212,9 +228,12 @@ def main():
             parser.error(f"--calibrate-on takes a rendering of the validation split (validation-...), got {args.calibrate_on}")
     # Checked before anything is calibrated or saved: a model published without its test figures would not be the
     # one README describes.
+    if args.model:
+        training, calibrated_on, publication = last_publication()
+    calibration_set = args.calibrate_on or (calibrated_on if args.model else None)
     audio = Path(args.cache_dir) / "audio"
-    unrendered = [name for name in dict.fromkeys(audio_set for _, audio_set, _, _ in EVALUATIONS) if not (audio / name).is_dir()]
-    unrendered += [args.calibrate_on] if args.calibrate_on and not (audio / args.calibrate_on).is_dir() else []
+    needed = [*(audio_set for _, audio_set, _, _ in EVALUATIONS), *([calibration_set] if calibration_set else [])]
+    unrendered = [name for name in dict.fromkeys(needed) if not (audio / name).is_dir()]
     if unrendered:
         parser.error(f"{audio} holds no {', '.join(unrendered)}: render it first (scripts/render_emopia.py --cache-dir "
                      f"{args.cache_dir} --sets {' '.join(unrendered)})")  # fmt: skip
@@ -235,7 +254,11 @@ def main():
     else:
         model, processor = load_model_or_exit(args.model)
         model.eval()
-        provenance, publication = last_publication()
+        # The training figures are the run's log; the offsets' effect is measured again on today's renderings.
+        provenance = training + AS_LOGGED
+        if calibrated_on and model.config.quadrant_logit_bias is not None:
+            probabilities, labels = uncalibrated_predictions(model, processor, args, calibrated_on, "emopia_cls")
+            provenance += calibration_summary(model.config.quadrant_logit_bias, calibrated_on, probabilities, labels)
         produced = (f"Model published by {publication}; test figures measured by `python scripts/publish_model.py "
                     f"--model {args.model} --cache-dir <cache-dir>`")  # fmt: skip
     splits = load_emopia(Path(args.data) / "emopia")

@@ -415,8 +415,11 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the script edits it
     publish = runpy.run_path(str(REPOSITORY / "scripts" / "publish_model.py"), run_name="publish_model")
-    provenance, command = publish["last_publication"]()
-    assert provenance.startswith("Training: ") and command.startswith("`python scripts/publish_model.py --run ")
+    training, calibrated_on, command = publish["last_publication"]()
+    assert training.startswith("Training: ") and command.startswith("`python scripts/publish_model.py --run ")
+    # the offsets' sentence is measured again, on the rendering named there; the training sentences are kept once
+    assert "Decision calibration" not in training and calibrated_on == "validation-unseen"
+    assert not training.endswith(publish["AS_LOGGED"])
     # the paragraph on the fusions says which inputs each one serves
     fusion = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia").note_statistics_fusion
     summary = publish["fusion_summary"](MDPianoConfig(note_statistics_fusion=fusion))
@@ -439,6 +442,9 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     assert not (tmp_path / "m").exists()
     for name in ("test-new-piano", "test-new-piano-clean", "test-unseen", "test-clean"):
         (tmp_path / "audio" / name).mkdir(parents=True)
+    status, error = run_script("publish_model.py", "--model", tmp_path / "no-model", "--cache-dir", tmp_path)
+    assert status == 2 and "holds no validation-unseen: render it first" in error  # where the offsets are remeasured
+    (tmp_path / "audio" / "validation-unseen").mkdir()
     status, error = run_script("publish_model.py", "--model", tmp_path / "no-model", "--cache-dir", tmp_path)
     assert status == 1 and error.startswith(f"error: --model {tmp_path / 'no-model'}: no such folder")
 
