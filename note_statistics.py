@@ -56,7 +56,8 @@ def note_statistics(notes, duration_s: float | None = None) -> np.ndarray:
 
     Args:
         notes: the clip's notes, anything [`notes_to_array`] accepts ((N, 4): onset, offset, pitch, velocity).
-        duration_s: the clip's length; the last note's offset when not given.
+        duration_s: the clip's length; when not given, the time its notes span, from the first onset to the last
+            offset (silence before the music, or a recording's leading pause, would dilute the rates).
 
     Returns:
         `np.ndarray` of shape (len(NOTE_STATISTICS),), float64; all zeros for a clip without notes.
@@ -66,7 +67,7 @@ def note_statistics(notes, duration_s: float | None = None) -> np.ndarray:
         return np.zeros(len(NOTE_STATISTICS))
     onsets, offsets, pitches, velocities = notes.T
     durations = np.clip(offsets - onsets, 0.0, MAX_NOTE_DURATION_S)
-    duration_s = float(duration_s if duration_s is not None else offsets.max())
+    duration_s = float(duration_s if duration_s is not None else offsets.max() - onsets.min())
     if duration_s <= 0:
         raise ValueError(f"A clip with notes needs a positive duration, got {duration_s}.")
     pitch_classes = np.bincount(pitches.astype(int) % 12, weights=durations, minlength=12)

@@ -13,7 +13,7 @@ from .configuration_mdpiano import check_quadrant_bias
 from .notes_mdpiano import array_to_notes, load_midi, notes_to_array, read_midi_notes
 from .processing_mdpiano import MDPianoProcessor
 from .statistics_fusion import fuse_recording, fusion_for_source
-from .windowing import WindowCutter
+from .windowing import WindowCutter, voting_windows
 
 logger = logging.get_logger(__name__)
 
@@ -260,7 +260,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         top_k = top_k or self.model.config.num_labels
         probabilities = torch.stack([output["logits"].reshape(-1).float().softmax(-1) for output in model_outputs])
         bias = getattr(self.model.config, "quadrant_logit_bias", None)
-        recording = apply_quadrant_bias(probabilities.mean(dim=0), bias)
+        voting = torch.from_numpy(voting_windows([output["num_notes"] for output in model_outputs]))
+        recording = apply_quadrant_bias(probabilities[voting].mean(dim=0), bias)
         notes = model_outputs[-1]["notes"]
         fusion = model_outputs[-1]["fusion"]
         if fusion is not None:  # the timeline's windows stay the network's own

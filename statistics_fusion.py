@@ -101,7 +101,7 @@ def check_fusion_settings(settings: dict, num_labels: int = 4, field: str = "not
 
 def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.ndarray:
     """
-    The classifier of `settings` on one recording's notes (their statistics up to the last note's end), as
+    The classifier of `settings` on one recording's notes (their statistics over the time they span), as
     scikit-learn's `predict_proba` gives it.
 
     Returns:
@@ -121,11 +121,11 @@ def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
     """
     (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes. A
     recording without notes (silence, noise) keeps the network's: its statistics, all zero, lie far from any the
-    classifier was fitted on, where it is confidently arbitrary. So does one whose notes last no time at all (a MIDI
-    file of zero-length notes at its start), which has no rates or durations to read.
+    classifier was fitted on, where it is confidently arbitrary. So does one whose notes span no time at all (a MIDI
+    file of zero-length notes at one instant), which has no rates or durations to read.
     """
     notes = notes_to_array(notes)
-    if len(notes) == 0 or notes[:, 1].max() <= 0:
+    if len(notes) == 0 or notes[:, 1].max() <= notes[:, 0].min():
         return np.asarray(network)
     statistics = settings_probabilities(settings, notes, len(network))
     return fuse(np.asarray(network)[None], statistics[None], settings["network_weight"])[0]

@@ -15,7 +15,7 @@ from .caching import load_entry
 from .feature_augmentation import FeatureAugmentation
 from .pipeline_mdpiano import apply_quadrant_bias
 from .statistics_fusion import fuse_recording, fusion_for_source
-from .windowing import window_starts
+from .windowing import notes_in_windows, voting_windows, window_starts
 
 METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
 
@@ -145,7 +145,8 @@ def predict_clips(
 ):
     """
     Clip-level predictions as the pipeline makes them: windows every `stride_s` (default: one window, the
-    pipeline's), window probabilities averaged per clip (then weighted by `config.quadrant_logit_bias`, and, with
+    pipeline's), window probabilities averaged per clip over the windows with notes (`windowing.voting_windows`;
+    then weighted by `config.quadrant_logit_bias`, and, with
     `fuse`, fused with the note statistics of the clip's notes by the config's fusion for notes from
     `symbolic_source`: `note_statistics_fusion` for transcriptions, `midi_note_statistics_fusion` for ground-truth
     MIDI, if set).
@@ -157,9 +158,17 @@ def predict_clips(
     model.eval()
     device = next(model.parameters()).device
     stride_s = stride_s or batcher.window_s
-    plan = [(i, s) for i, clip in enumerate(clips) for s in window_starts(clip.duration, batcher.window_s, stride_s, batcher.frames_per_second)]
+    starts = [window_starts(clip.duration, batcher.window_s, stride_s, batcher.frames_per_second) for clip in clips]
+    reads_notes = getattr(model.config, "domains", "both") != "acoustic"
+    voting = np.concatenate([
+        voting_windows(notes_in_windows(clip.notes, clip_starts, batcher.window_s, batcher.frames_per_second)
+                       if reads_notes else [None] * len(clip_starts))
+        for clip, clip_starts in zip(clips, starts)
+    ])  # fmt: skip
+    plan = [(i, s) for i, clip_starts in enumerate(starts) for s in clip_starts]
     sums = {"probabilities": np.zeros((len(clips), 4)), "arousal": np.zeros(len(clips)), "valence": np.zeros(len(clips))}
     counts = np.zeros(len(clips))
+    plan = [window for window, votes in zip(plan, voting) if votes]  # the others would not count: not run at all
     for first in range(0, len(plan), batch_size):
         chunk = plan[first : first + batch_size]
         inputs = {k: v.to(device) for k, v in batcher([(clips[i], s) for i, s in chunk]).items()}

@@ -23,6 +23,32 @@ def window_starts(duration_s: float, window_s: float, stride_s: float, frames_pe
     return starts if repeated else [*starts, last]
 
 
+def voting_windows(num_notes) -> np.ndarray:
+    """
+    Which of a recording's windows enter its average: those in which the transcriber found notes, once any window
+    has them. A window without notes (silence, a pause, noise) gives the network nothing to judge, and its fixed
+    answer to empty input would otherwise outvote the music; a recording with no notes at all, or a model that reads
+    no notes (`None` counts), averages every window.
+
+    Args:
+        num_notes: each window's note count, or `None` for each when the model reads no notes.
+
+    Returns:
+        `np.ndarray` of bools, one per window.
+    """
+    counts = np.array([-1 if n is None else n for n in num_notes])
+    has_notes = counts > 0
+    return has_notes if has_notes.any() else np.ones(len(counts), dtype=bool)
+
+
+def notes_in_windows(notes: np.ndarray, starts, window_s: float, frames_per_second: float) -> list[int]:
+    """The number of notes starting in each window (starts snapped to frames, as windows are cut): what
+    [`WindowCutter.cut`] counts."""
+    onsets = np.asarray(notes)[:, 0] if len(notes) else np.zeros(0)
+    snapped = [round(start * frames_per_second) / frames_per_second for start in starts]
+    return [int(((onsets >= start) & (onsets < start + window_s)).sum()) for start in snapped]
+
+
 class WindowCutter:
     """
     Cuts a recording's analysis windows (those of [`window_starts`]) from its features and notes while they stream
@@ -100,4 +126,4 @@ class WindowCutter:
         return round(start * self.frames_per_second) / self.frames_per_second  # window_inputs snaps to frames too
 
 
-__all__ = ["WindowCutter", "window_starts"]
+__all__ = ["WindowCutter", "notes_in_windows", "voting_windows", "window_starts"]

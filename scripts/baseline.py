@@ -76,7 +76,7 @@ def clip_statistics(args, processor, split: str, source: str):
         raise ValueError(f"{audio_dir} holds audio of none of the {split} split's clips: render it first "
                          f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {source}).")  # fmt: skip
     clips = load_clips(cache_dataset(dataset, processor, args.cache_dir, source, args.num_proc, with_features=False))
-    # A clip's length is its last note's end for both sources (the audio's length would add the rendering's tail).
+    # A clip lasts as long as its notes span for both sources (the audio's length would add the rendering's tail).
     return dataset, np.stack([note_statistics(clip.notes) for clip in clips]), report.left_out(split)
 
 

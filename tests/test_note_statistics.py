@@ -28,8 +28,11 @@ def test_note_statistics_of_a_small_clip():
     assert statistics["mean_velocity"] == pytest.approx(80) and statistics["velocity_std"] == pytest.approx(np.std([40, 80, 120]))
     assert statistics["mean_pitch"] == pytest.approx(191 / 3) and statistics["pitch_std"] == pytest.approx(np.std([60, 64, 67]))
     assert statistics["mean_duration_s"] == pytest.approx(1.0) and statistics["mean_polyphony"] == pytest.approx(3.0 / 6.0)
-    # without a duration, the clip ends with its last note
+    # without a duration, the clip lasts from its first note's start to its last note's end: leading silence
+    # (here 30 s of it) changes nothing
     assert dict(zip(NOTE_STATISTICS, note_statistics(notes)))["notes_per_second"] == pytest.approx(3 / 4.5)
+    late = notes + [30.0, 30.0, 0, 0]
+    np.testing.assert_allclose(note_statistics(late), note_statistics(notes))
 
 
 def test_note_statistics_of_no_notes_and_bad_durations():

@@ -331,6 +331,41 @@ def test_notes_and_silence(pipe, rendered_clip, quadrant_clips):
     assert [len(r["notes"]) for r in batched] == [r["num_notes"] for r in pipe(inputs, return_notes=True)]
 
 
+def test_silent_windows_do_not_vote(pipe, rendered_clip):
+    """Silence around the music leaves the recording's scores to the windows with notes, in the pipeline and in the
+    cached evaluation alike; a recording without notes averages all its windows."""
+    from mdpiano.training import Clip, WindowBatcher, predict_clips
+
+    _, waveform = rendered_clip
+    music = waveform[: 12 * SR]  # two whole windows of the tiny config's 6 s
+    silence = np.zeros(30 * SR, np.float32)
+    padded = np.concatenate([silence[: 6 * SR], music, silence])
+    result = pipe(padded, sampling_rate=SR, return_timeline=True, return_notes=True)
+    timeline = result["timeline"]
+    counts = [window["num_notes"] for window in timeline]
+    assert counts[0] == 0 and counts[-1] == 0 and sum(n > 0 for n in counts) == 2
+
+    def probabilities(labels):
+        scores = {r["label"]: r["score"] for r in labels}
+        return np.array([scores[q] for q in ("Q1", "Q2", "Q3", "Q4")])
+
+    voted = np.mean([probabilities(w["labels"]) for w in timeline if w["num_notes"] > 0], axis=0)
+    np.testing.assert_allclose(probabilities(result["labels"]), voted, atol=1e-5)
+    assert not np.allclose(voted, np.mean([probabilities(w["labels"]) for w in timeline], axis=0), atol=1e-3)
+    # the music's windows alone, give or take the transcription at the edges of the silence
+    np.testing.assert_allclose(probabilities(result["labels"]), probabilities(pipe(music, sampling_rate=SR)), atol=0.05)
+
+    processor = pipe.processor
+    notes = np.array([[n.onset, n.offset, n.pitch, n.velocity] for n in result["notes"]], dtype=np.float32)
+    clip = Clip("padded", 0, notes, processor.feature_extractor.extract(padded, normalize=False), len(padded) / SR)
+    cached = predict_clips(pipe.model, WindowBatcher(processor, True), [clip])["probabilities"][0]
+    np.testing.assert_allclose(cached, probabilities(result["labels"]), atol=1e-4)
+
+    silent = pipe(silence, sampling_rate=SR, return_timeline=True)
+    everything = np.mean([probabilities(w["labels"]) for w in silent["timeline"]], axis=0)
+    np.testing.assert_allclose(probabilities(silent["labels"]), everything, atol=1e-5)
+
+
 def test_processor_gives_the_inputs_of_the_first_window(pipe, rendered_clip):
     """`processor(audio=...)` then the model gives the pipeline's first window: the window is cut from the
     recording's features and transcription, not analysed as a recording of its own."""
