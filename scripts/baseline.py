@@ -85,7 +85,7 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
     Chooses the network weight on --fusion-choose-on, evaluates the fused model on --eval-sets, writes the reports,
     and returns the documents' table and the fusion's settings. `symbolic_source` "transcription" fuses the network
     as it hears audio with `classifier` on the transcriptions; "midi" fuses the network reading each clip's
-    ground-truth MIDI (the pipeline's MIDI input) with `classifier` on that MIDI.
+    ground-truth MIDI as its symbolic input, with the set's audio, with `classifier` on that MIDI.
     """
     midi = symbolic_source == "midi"
     predicted = {}  # a set both chosen on and evaluated on is predicted once
@@ -125,8 +125,10 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
                     f"{metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | {metrics['valence_accuracy']:.3f} | "
                     f"{metrics['macro_f1']:.3f} |")  # fmt: skip
     tried = ", ".join(f"{w:g}: {score:.3f}" for w, score in scores.items())
-    inputs = ("each clip's rendered audio with its ground-truth MIDI as the symbolic input (the pipeline's MIDI input), "
-              "fused with the note-statistics classifier trained on the train split's MIDI" if midi else
+    inputs = ("each clip's audio in the set named with its ground-truth MIDI as the symbolic input (the pipeline's MIDI "
+              "input reads a MIDI file's notes so, but hears the file as it renders it: with FluidR3_GM unless told "
+              "otherwise, as `test-clean` is rendered), fused with the note-statistics classifier trained on the train "
+              "split's MIDI" if midi else
               f"the audio, fused with the note-statistics classifier trained on transcriptions of `{trained_on}`")  # fmt: skip
     table = "\n".join([
         f"Log-linear fusion of `{shown_path(args.model, REPOSITORY)}`'s quadrant probabilities (calibration offsets "
