@@ -3,9 +3,9 @@
 Training crops windows from whole-clip features and notes, so the expensive parts (basic-pitch transcription, the
 STFT) run once per audio file. Each clip gets one file of notes and one of features, under folders named by a hash
 of the settings that shape them, so a rerun with the same inputs only reads files, an interrupted run resumes, and
-changed settings never reuse stale results. Each entry records the size and modification time of the audio it was
-computed from: an audio file that differs in either (re-rendered, edited, or replaced by an older copy) is computed
-again.
+changed settings never reuse stale results. Each entry records the name, size and modification time of the audio
+it was computed from: an audio file that differs in any (re-rendered, edited, replaced by an older copy, or another
+file given the clip's id) is computed again.
 """
 
 import hashlib
@@ -64,24 +64,33 @@ def load_entry(notes_path, features_path=None) -> dict:
     return entry
 
 
-def source_stamp(path) -> dict[str, int]:
+def source_stamp(path) -> dict[str, int | str]:
     """
-    What an entry records of its audio file, and is checked against: its size and modification time. Any difference
-    makes the entry stale, so a file replaced by an older one (`cp -p`, `rsync -a`, unzip) is computed again, as an
-    edited one is; cheap, as nothing is read.
+    What an entry records of its audio file, and is checked against: its name, size and modification time. Any
+    difference makes the entry stale, so a file replaced by an older one (`cp -p`, `rsync -a`, unzip) is computed
+    again, as an edited one is, and so is a clip id given another file of the same size and time (a CSV edited to
+    point elsewhere); cheap, as nothing is read. The folder is not recorded: a cache moved with its audio stays
+    valid.
     """
     stat = os.stat(path)
-    return {"source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+    return {"source_name": os.path.basename(path), "source_size": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
 
 
-def is_current(entry_path: Path, stamp: dict[str, int]) -> bool:
+# Recorded since a later version: entries without it are checked by the other fields (not all computed again).
+LATER_STAMP_FIELDS = ("source_name",)
+
+
+def is_current(entry_path: Path, stamp: dict[str, int | str]) -> bool:
     """Whether an entry exists and was computed from the audio file `stamp` describes (entries written before
     entries recorded their audio are not, and are computed again)."""
     if not entry_path.exists():
         return False
     try:
         with np.load(entry_path) as entry:
-            return all(key in entry.files and int(entry[key]) == value for key, value in stamp.items())
+            return all(
+                entry[key].item() == value if key in entry.files else key in LATER_STAMP_FIELDS
+                for key, value in stamp.items()
+            )
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged (a full disk, a copy cut short): recompute
         return False
 

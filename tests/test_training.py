@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +119,8 @@ def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips,
 
     from mdpiano.audio_mdpiano import AudioDecodeError
 
-    def cached(paths):
-        rows = {"clip_id": [p.stem for p in paths], "label": [0] * len(paths), "audio": [str(p) for p in paths]}
+    def cached(paths, clip_ids=None):
+        rows = {"clip_id": clip_ids or [p.stem for p in paths], "label": [0] * len(paths), "audio": [str(p) for p in paths]}
         return cache_dataset(Dataset.from_dict(rows).cast_column("audio", Audio()), processor, tmp_path / "cache", "mine")
 
     paths = [tmp_path / "mine" / f"clip{i}.wav" for i in range(3)]
@@ -143,6 +144,22 @@ def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips,
     np.save(features_path.with_suffix(".npy"), np.zeros((1, 1), np.float16))
     assert np.array_equal(load_clips(cached(paths))[2].notes, first[2].notes)
     assert not features_path.with_suffix(".npy").exists()
+    # A clip id given another file of the same size and time (a CSV edited to point elsewhere): computed again.
+    other = tmp_path / "mine" / "other.wav"
+    soundfile.write(other, soundfile.read(paths[1])[0][::-1].copy(), processor.sampling_rate, subtype=soundfile.info(paths[1]).subtype)
+    stat = paths[1].stat()
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert other.stat().st_size == stat.st_size and other.stat().st_mtime_ns == stat.st_mtime_ns
+    remapped = load_clips(cached([paths[0], other, paths[2]], [p.stem for p in paths]))
+    assert not np.array_equal(remapped[1].notes, first[1].notes)
+    # Entries written before names were recorded are still checked by size and time, not all computed again.
+    notes_path = Path(cached(paths)["notes_path"][1])
+    with np.load(notes_path) as entry:
+        legacy = {key: entry[key] for key in entry.files if key != "source_name"}
+    np.savez(notes_path, **legacy)
+    before = notes_path.stat().st_mtime_ns
+    cached(paths)
+    assert notes_path.stat().st_mtime_ns == before
     # Files that cannot be decoded or hold no usable audio: each named with why, once the others are cached.
     bad = [tmp_path / "mine" / name for name in ("empty.wav", "junk.wav", "no-samples.wav", "nan.wav")]
     bad[0].write_bytes(b"")
