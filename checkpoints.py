@@ -21,6 +21,15 @@ def load_error_message(flag: str, location: str, error: Exception) -> str:
     return f"error: {flag} {location}: {missing}{str(error).splitlines()[0]}"
 
 
+def check_model_folder_or_exit(flag: str, location: str | Path) -> None:
+    """One `error:` line when `location` is a local folder without a `config.json` (a Hub id passes): transformers
+    would otherwise build a default config for it and fail on the weights with a message about sizes."""
+    folder = Path(location)
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        training_state = " (a run's training state, for --resume: its model is in best/ beside it)" if (folder / "trainer_state.json").is_file() else ""
+        sys.exit(f"error: {flag} {location}: holds no config.json, so it is not a model folder{training_state}.")
+
+
 def load_model_or_exit(location: str | Path, flag: str = "--model"):
     """
     The classifier and processor of a model folder (or Hub id) given with `flag`, or one `error:` line naming it and
@@ -31,6 +40,7 @@ def load_model_or_exit(location: str | Path, flag: str = "--model"):
     from .modeling_mdpiano import MDPianoForAudioClassification
     from .processing_mdpiano import MDPianoProcessor
 
+    check_model_folder_or_exit(flag, location)
     try:
         return MDPianoForAudioClassification.from_pretrained(location), MDPianoProcessor.from_pretrained(location)
     except (OSError, ValueError, RuntimeError) as error:

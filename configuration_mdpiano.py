@@ -335,6 +335,11 @@ class MDPianoConfig(PreTrainedConfig):
         return acoustic_feature_size(self.acoustic_input, self.n_fft, self.n_mels, self.n_mfcc)
 
     @property
+    def min_acoustic_frames(self) -> int:
+        """The fewest real acoustic frames an input may have: each ConvNet block halves the time axis."""
+        return 2 ** len(self.conv_channels)
+
+    @property
     def num_frames(self) -> int:
         """Acoustic frames in one analysis window (the T of `input_features` (B, T, F))."""
         return 1 + int(round(self.chunk_length_s * self.sampling_rate)) // self.hop_length

@@ -151,6 +151,24 @@ def load_labelled_audio(source, sampling_rate: int | None = None, return_left_ou
     return (dataset, left_out) if return_left_out else dataset
 
 
+def check_disjoint(train, validation, train_source, validation_source) -> None:
+    """
+    Raises:
+        ValueError: naming the audio files that both labelled collections hold (by resolved path): validating on
+            training clips measures memory, and would pick the epoch and stop training by it.
+    """
+    from datasets import Audio
+
+    def files(dataset):
+        return {os.path.realpath(row["path"]) for row in dataset.cast_column("audio", Audio(decode=False))["audio"]}
+
+    if shared := sorted(files(train) & files(validation)):
+        shown = ", ".join(shared[:10]) + (" ..." if len(shared) > 10 else "")
+        raise ValueError(f"{len(shared)} of the {len(validation)} validation files in {validation_source} are also "
+                         f"training files in {train_source}: {shown}. Validate on other recordings (or leave out "
+                         "--validation-data to hold out a share of the training data).")  # fmt: skip
+
+
 def split_validation(dataset, fraction: float, seed: int):
     """
     Splits labelled clips into `(train, validation)` with `fraction` of them (rounded up) for validation, stratified
@@ -201,4 +219,4 @@ def _validation_shares(counts: dict[str, int], size: int) -> dict[str, int]:
     return shares
 
 
-__all__ = ["load_labelled_audio", "split_validation"]
+__all__ = ["check_disjoint", "load_labelled_audio", "split_validation"]

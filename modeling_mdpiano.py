@@ -217,7 +217,7 @@ class MDPianoAcousticEncoder(nn.Module):
             )
         self.projection = nn.Linear(channels[-1] * reduced_features, config.d_model)
         self.dropout = nn.Dropout(config.dropout)
-        self.min_frames = 2 ** len(config.conv_channels)
+        self.min_frames = config.min_acoustic_frames
         self.frame_seconds = config.hop_length / config.sampling_rate
 
     def forward(

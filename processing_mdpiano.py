@@ -23,6 +23,13 @@ TRANSCRIPTION_DEFAULTS = MDPianoTranscriber().to_dict()
 DEFAULT_MIN_PEAK = 0.25
 
 
+# The config values a processor is built from ([`MDPianoProcessor.from_config`]): what the model's inputs are.
+PROCESSOR_CONFIG_FIELDS = (
+    "sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "acoustic_input", "chunk_length_s",
+    "time_shift_resolution_ms", "max_time_shift_ms", "velocity_bins", "max_harmonic", "max_symbolic_length",
+)  # fmt: skip
+
+
 class MDPianoProcessor(ProcessorMixin):
     r"""
     Wraps [`MDPianoFeatureExtractor`] (acoustic domain), [`MDPianoTranscriber`] and [`MDPianoTokenizer`] (symbolic
@@ -108,7 +115,7 @@ class MDPianoProcessor(ProcessorMixin):
 
     @classmethod
     def from_config(cls, config, **transcription_settings) -> "MDPianoProcessor":
-        """A processor whose feature extractor and tokenizer match an [`MDPianoConfig`]."""
+        """A processor whose feature extractor and tokenizer match an [`MDPianoConfig`] (its `PROCESSOR_CONFIG_FIELDS`)."""
         feature_extractor = MDPianoFeatureExtractor(
             sampling_rate=config.sampling_rate,
             n_fft=config.n_fft,
@@ -337,4 +344,4 @@ class MDPianoProcessor(ProcessorMixin):
         return ["input_features", "feature_attention_mask", "input_ids", "attention_mask"]
 
 
-__all__ = ["MDPianoProcessor"]
+__all__ = ["MDPianoProcessor", "PROCESSOR_CONFIG_FIELDS"]

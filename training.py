@@ -326,6 +326,41 @@ def restore_checkpoint(checkpoint: Path, log_path: Path) -> None:
         log_path.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["epoch"] <= saved_epoch))
 
 
+def check_clip_lengths(config, clip_sets: list[list[Clip]]) -> None:
+    """
+    Raises:
+        ValueError: naming every clip with fewer acoustic frames than the model takes (`config.min_acoustic_frames`),
+            which would otherwise stop training at the batch that draws it.
+    """
+    if config.domains == "symbolic":
+        return
+    frame_s = config.hop_length / config.sampling_rate
+    short = {clip.clip_id: len(clip.features) * frame_s for clips in clip_sets for clip in clips
+             if len(clip.features) < config.min_acoustic_frames}  # fmt: skip
+    if short:
+        names = ", ".join(f"{name} ({seconds:.2f} s)" for name, seconds in list(short.items())[:20])
+        more = f" and {len(short) - 20} more" if len(short) > 20 else ""
+        raise ValueError(f"{len(short)} clip(s) are shorter than the model's shortest input "
+                         f"({config.min_acoustic_frames * frame_s:.2f} s): {names}{more}. Remove them from the data.")  # fmt: skip
+
+
+def clips_without_notes(clips: list[Clip]) -> list[str]:
+    """Ids of the clips in which the transcriber found no notes (silence, noise, or not a piano): their symbolic
+    input is empty, which a user's labelled audio should rarely hold."""
+    return [clip.clip_id for clip in clips if len(clip.notes) == 0]
+
+
+def fit_feature_normalization(feature_extractor, clips: list[Clip]) -> list[str]:
+    """
+    Fits the feature extractor's standardisation on the clips' features, leaving out clips whose features never
+    change (digital silence: every band at the floor would pull the means toward it); returns their ids.
+    """
+    constant = [clip.clip_id for clip in clips if np.ptp(clip.features, axis=0).max(initial=0) == 0]
+    left_out = set(constant) if len(constant) < len(clips) else set()
+    feature_extractor.fit_normalization_from_features(clip.features for clip in clips if clip.clip_id not in left_out)
+    return sorted(left_out)
+
+
 def recorded_validation_sets(arguments: dict) -> list[str]:
     """The validation sets named in a run's `arguments.json` (one name, not a list, in runs of older versions)."""
     sets = arguments.get("validation_set", "validation")
@@ -348,21 +383,31 @@ def train(
 
     Returns:
         the best validation metrics (means over the sets), with `epoch`.
+
+    Raises:
+        ValueError: naming the clips too short for the model (before anything is trained), or for fp16 on a CPU.
     """
     from accelerate import Accelerator
     from accelerate.utils import broadcast_object_list, is_xpu_available, set_seed
     from tqdm.auto import tqdm
 
+    validation_sets = validation_clips if isinstance(validation_clips, dict) else {"validation": validation_clips}
+    if not validation_sets or not all(validation_sets.values()):
+        raise ValueError("No validation clips: give at least one validation set that holds clips.")
+    check_clip_lengths(model.config, [train_clips, *validation_sets.values()])
     output_dir = Path(args.output_dir)
     check_output_dir(output_dir, args.resume)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint, log_path = output_dir / "checkpoint", output_dir / "log.jsonl"
     # Without an accelerator, Accelerate runs DDP over CPU processes (gloo) only when told it is on CPU.
     accelerator = Accelerator(
         cpu=not (torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available()),
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
     )
+    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "fp16":
+        raise ValueError("fp16 mixed precision needs a GPU: on a CPU, Accelerate would train in float32 while saying "
+                         "fp16. Use bf16 (CPU autocast) or no.")  # fmt: skip
+    output_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint, log_path = output_dir / "checkpoint", output_dir / "log.jsonl"
     set_seed(args.seed)
     use_acoustic = model.config.domains in ("both", "acoustic")
     batcher = WindowBatcher(processor, use_acoustic)
@@ -390,9 +435,6 @@ def train(
     accelerator.print(f"training on {accelerator.num_processes} process(es), device {accelerator.device}, "
                       f"distributed type {accelerator.distributed_type.value}, mixed precision "
                       f"{accelerator.mixed_precision}, gradient accumulation {accelerator.gradient_accumulation_steps}")
-    validation_sets = validation_clips if isinstance(validation_clips, dict) else {"validation": validation_clips}
-    if not validation_sets or not all(validation_sets.values()):
-        raise ValueError("No validation clips: give at least one validation set that holds clips.")
     stopped = state["stale_epochs"] >= args.patience
     if stopped:  # a rerun of a finished run (scripts/ablations.py resumes every run) must not train past its stop
         accelerator.print(f"the run stopped early after epoch {state['epoch']} (no improvement for "
@@ -454,4 +496,4 @@ def train(
     return state["best"]
 
 
-__all__ = ["Clip", "LengthGroupedBatches", "check_output_dir", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "recorded_validation_sets", "train", "validation_scores"]
+__all__ = ["Clip", "LengthGroupedBatches", "check_clip_lengths", "check_output_dir", "clips_without_notes", "fit_feature_normalization", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "recorded_validation_sets", "train", "validation_scores"]

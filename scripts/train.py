@@ -26,20 +26,23 @@ from pathlib import Path
 from transformers import set_seed
 
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
+from mdpiano.processing_mdpiano import PROCESSOR_CONFIG_FIELDS
 from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import cache_dataset, source_cache_name
-from mdpiano.checkpoints import load_error_message
+from mdpiano.checkpoints import check_model_folder_or_exit, load_error_message
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import clip_source, read_clip_archive
 from mdpiano.configuration_mdpiano import config_values
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
-from mdpiano.labelled_audio import load_labelled_audio, split_validation
+from mdpiano.labelled_audio import check_disjoint, load_labelled_audio, split_validation
 from mdpiano.statistics_fusion import FUSION_FIELDS
 from mdpiano.training import (
     TrainingArguments,
     check_output_dir,
     check_resumed_arguments,
+    clips_without_notes,
     device_description,
+    fit_feature_normalization,
     load_clips,
     train,
 )
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     parser.add_argument("--symbolic-pretrained", help="folder of a pretrained MDPianoSymbolicForMaskedLM")
     parser.add_argument("--init-from", help="model folder (or Hub id) to fine-tune: its config and processor are kept")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="windows per step and process (default: %(default)s)")
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--epochs", type=int, default=60)
@@ -116,6 +119,12 @@ def build_model_and_processor(args, overrides: dict):
     `overrides` ([`config_values`] of `--config` and `--set`)."""
     set_seed(args.seed)
     if args.init_from:
+        if fixed := [name for name in overrides if name in PROCESSOR_CONFIG_FIELDS]:
+            sys.exit(f"error: --init-from {args.init_from} keeps its processor, so its inputs stay as they are: "
+                     f"{', '.join(fixed)} cannot be changed by --config or --set when fine-tuning (train a new model "
+                     "without --init-from for other features, windows or tokens).")  # fmt: skip
+        check_model_folder_or_exit("--init-from", args.init_from)
+
         def load():
             try:
                 return MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides)
@@ -143,7 +152,9 @@ def labelled_data(args) -> tuple:
     """The user's labelled audio as (train, validation) datasets, and the cache folder name of each."""
     train, train_name = load_labelled_audio(args.train_data), source_cache_name("user", args.train_data)
     if args.validation_data:
-        return (train, train_name), (load_labelled_audio(args.validation_data), source_cache_name("user", args.validation_data))
+        validation = load_labelled_audio(args.validation_data)
+        check_disjoint(train, validation, args.train_data, args.validation_data)
+        return (train, train_name), (validation, source_cache_name("user", args.validation_data))
     fraction = 0.2 if args.validation_fraction is None else args.validation_fraction
     train, validation = split_validation(train, fraction, args.seed)
     # Both halves are cached under the whole collection's name: a new fraction or seed reuses the same files.
@@ -215,8 +226,16 @@ def main():
 
         train_clips = [clip for audio_set in args.train_sets for clip in emopia_clips("train", audio_set)]
         validation_clips = {audio_set: emopia_clips("validation", audio_set) for audio_set in args.validation_set}
+    if model.config.domains != "acoustic":
+        for name, clips in (("training", train_clips), *((f"validation ({n})", c) for n, c in validation_clips.items())):
+            if empty := clips_without_notes(clips):
+                print(f"warning: the transcriber found no notes in {len(empty)} {name} clip(s) (silence, noise, or not "
+                      f"a piano?); they train on an empty symbolic input: {', '.join(empty[:20])}"
+                      + (" ..." if len(empty) > 20 else ""))  # fmt: skip
     if use_acoustic and processor.feature_extractor.feature_mean is None:
-        processor.feature_extractor.fit_normalization_from_features(clip.features for clip in train_clips)
+        if silent := fit_feature_normalization(processor.feature_extractor, train_clips):
+            print(f"warning: {len(silent)} training clip(s) are digital silence, left out of the feature "
+                  f"normalisation: {', '.join(silent[:20])}" + (" ..." if len(silent) > 20 else ""))  # fmt: skip
     validation_sizes = ", ".join(f"{len(clips)} ({name})" for name, clips in validation_clips.items())
     print(f"{len(train_clips)} training clips ({', '.join(args.train_sets)}), validation clips: {validation_sizes}")
     training_args = TrainingArguments(

@@ -221,6 +221,18 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     status, error = run_script("evaluate.py", "--model", str(output), "--labelled-data", str(user_folder),
                                "--cache-dir", str(tmp_path / "cache"))  # the run's folder instead of its best model
     assert status == 1 and error.startswith(f"error: --model {output}: "), error[-2000:]
+    # The training state is no model folder either (it was read with a default config: an error about sizes).
+    status, error = run_script("evaluate.py", "--model", str(output / "checkpoint"), "--labelled-data", str(user_folder),
+                               "--cache-dir", str(tmp_path / "cache"))  # fmt: skip
+    assert status == 1 and "holds no config.json, so it is not a model folder (a run's training state" in error, error[-2000:]
+    status, error = run_script("train.py", *[*train_command(tmp_path / "fourth"), "--init-from", str(output / "checkpoint")][2:])
+    assert status == 1 and "holds no config.json" in error, error[-2000:]
+    # Validating on training files would pick the epoch by memory.
+    status, error = run_script("train.py", "--init-from", str(hub), "--train-data", str(user_folder), "--validation-data",
+                               str(tmp_path / "labels.csv"), "--cache-dir", str(tmp_path / "cache"), "--output-dir",
+                               str(tmp_path / "fifth"))  # fmt: skip
+    assert status == 1 and "8 of the 8 validation files in" in error and "are also training files" in error, error[-2000:]
+    assert not (tmp_path / "fourth").exists() and not (tmp_path / "fifth").exists()
 
 
 def load_train_script():
@@ -256,6 +268,10 @@ def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_
     status, error = run_script("train.py", *base, *user, "--init-from", REPOSITORY / "models" / "mdpiano-emopia",
                                "--set", "d_model=64")  # fmt: skip
     assert status == 1 and "the --config or --set values change its layer sizes" in error, error[-2000:]
+    # ... and its processor: other features or windows would be ignored while its config said otherwise.
+    status, error = run_script("train.py", *base, *user, "--init-from", REPOSITORY / "models" / "mdpiano-emopia",
+                               "--set", "hop_length=512", "--set", "chunk_length_s=5")  # fmt: skip
+    assert status == 1 and "hop_length, chunk_length_s cannot be changed by --config or --set" in error, error[-2000:]
     assert not (tmp_path / "cache").exists()
 
 

@@ -268,3 +268,24 @@ def test_the_shipped_processor_standardises_with_its_statistics():
     expected = (raw - np.array(fe.feature_mean)) / np.array(fe.feature_std)
     real = inputs["feature_attention_mask"][0].astype(bool)
     np.testing.assert_allclose(inputs["input_features"][0][real], expected[: real.sum()], atol=1e-3)
+
+
+def test_processor_config_fields_are_the_ones_from_config_reads():
+    """Fine-tuning refuses overrides of exactly the config values that a processor is built from."""
+    from mdpiano import MDPianoConfig
+    from mdpiano.processing_mdpiano import PROCESSOR_CONFIG_FIELDS
+
+    base = MDPianoConfig()
+    changed = {"sampling_rate": 16000, "n_fft": 1024, "hop_length": 256, "n_mels": 96, "n_mfcc": 13, "fmin": 30.0,
+               "fmax": 8000.0, "acoustic_input": "stft", "chunk_length_s": 5.0, "time_shift_resolution_ms": 20,
+               "max_time_shift_ms": 2000, "velocity_bins": 16, "max_harmonic": 4, "max_symbolic_length": 512,
+               "d_model": 64, "dropout": 0.2, "num_encoder_layers": 2, "use_auxiliary_losses": False}  # fmt: skip
+
+    def processor_settings(config):
+        processor = MDPianoProcessor.from_config(config)
+        return json.dumps([processor.feature_extractor.to_dict(), processor.tokenizer.init_kwargs], sort_keys=True, default=str)
+
+    reference = processor_settings(base)
+    read = {name for name, value in changed.items()
+            if processor_settings(MDPianoConfig(**{name: value})) != reference}  # fmt: skip
+    assert read == set(PROCESSOR_CONFIG_FIELDS)

@@ -302,6 +302,38 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path, tiny_conf
     assert best == state["best"]
 
 
+def test_clips_too_short_for_the_model_and_fp16_on_a_cpu_are_refused_before_training(tmp_path, tiny_config, processor, clips):
+    """A clip shorter than the model's shortest input stopped training at the batch that drew it, naming no file."""
+    import dataclasses
+
+    short = dataclasses.replace(clips[1], clip_id="Q2/too_short", features=clips[1].features[:3])
+    model = MDPianoForAudioClassification(tiny_config)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, epochs=1)
+    with pytest.raises(ValueError, match=r"1 clip\(s\) are shorter than the model's shortest input \(0\.19 s\): Q2/too_short \(0\.07 s\)"):
+        train(model, processor, [*clips, short], clips, args)
+    with pytest.raises(ValueError, match=r"Q2/too_short"):  # validation clips too
+        train(model, processor, clips, {"validation": [short]}, args)
+    with pytest.raises(ValueError, match="fp16 mixed precision needs a GPU"):
+        train(model, processor, clips, clips, dataclasses.replace(args, mixed_precision="fp16"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_normalisation_leaves_out_digital_silence(clips, tiny_config):
+    import dataclasses
+
+    from mdpiano.training import clips_without_notes, fit_feature_normalization
+
+    fe = MDPianoProcessor.from_config(tiny_config).feature_extractor
+    silent = dataclasses.replace(clips[0], clip_id="silent", notes=np.zeros((0, 4), np.float32),
+                                 features=np.full_like(clips[0].features, clips[0].features.min()))  # fmt: skip
+    assert fit_feature_normalization(fe, [*clips, silent]) == ["silent"]
+    with_silence = np.array(fe.feature_mean)
+    fe.fit_normalization_from_features(clip.features for clip in clips)
+    np.testing.assert_allclose(with_silence, fe.feature_mean)
+    assert clips_without_notes([*clips, silent]) == ["silent"]
+    assert fit_feature_normalization(fe, [silent]) == []  # nothing else to fit on: fitted on it after all
+
+
 def test_same_seed_same_first_epoch_loss(tmp_path, tiny_config, processor, clips):
     losses = []
     for run in range(2):
