@@ -54,6 +54,23 @@ def test_integer_pcm_is_scaled(tone, dtype, scale, step):
     np.testing.assert_allclose(load_audio(pcm, SR, SR), tone, atol=2 * step + 1e-6)
 
 
+def test_stereo_pcm_is_mixed_down_without_float_copies_of_its_channels(tone):
+    """Stereo 16-bit PCM takes about one mono float32 array of working memory, not float64 copies of both channels."""
+    import tracemalloc
+
+    from mdpiano import audio_mdpiano
+
+    pcm = np.round(np.stack([np.tile(tone, 20)] * 2, axis=1) * 32767).astype(np.int16)  # (samples, 2)
+    tracemalloc.start()
+    try:
+        mono = audio_mdpiano._to_mono_float32(pcm)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(mono, np.tile(tone, 20), atol=2**-14)
+    assert peak < 1.25 * mono.nbytes, (peak, mono.nbytes)
+
+
 @pytest.mark.parametrize("layout", ["channels_first", "channels_last"])
 @pytest.mark.parametrize("channels", [2, 6])
 def test_multichannel_is_downmixed(tone, layout, channels):
