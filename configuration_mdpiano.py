@@ -42,7 +42,7 @@ def check_quadrant_bias(bias) -> None:
     """
     if bias is None:
         return
-    finite = not isinstance(bias, (str, bytes)) and all(
+    finite = hasattr(bias, "__len__") and not isinstance(bias, (str, bytes)) and all(
         isinstance(b, numbers.Real) and not isinstance(b, bool) and math.isfinite(b) for b in bias
     )
     if not finite or len(bias) != len(QUADRANT_NAMES):

@@ -68,7 +68,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     Each input streams once, block by block, through decoding and resampling, one STFT and the transcriber (when the
     model reads the symbolic domain); analysis windows of the model's `chunk_length_s` every `stride_length_s` take
     their frames and notes, run through the model `batch_size` windows at a time (8 by default, across inputs too),
-    and the quadrant probabilities are averaged over each input's windows.
+    and the quadrant probabilities are averaged over each input's windows in which notes were found (all of them
+    when none has any, or for a model that reads no notes: `windowing.voting_windows`).
 
     Inputs: a path to an audio file or a MIDI file (`.mid`, `.midi`: its notes replace the transcription, and it is
     rendered with FluidSynth for the acoustic domain), encoded audio bytes, a dict `{"array": ..., "sampling_rate":

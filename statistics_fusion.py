@@ -17,6 +17,8 @@ from .notes_mdpiano import notes_to_array
 # The config field holding the fusion for notes from each symbolic source.
 FUSION_FIELDS = {"transcription": "note_statistics_fusion", "midi": "midi_note_statistics_fusion"}
 NETWORK_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 1))  # the candidates `choose_network_weight` tries
+# The least a recording's notes must hold for their statistics to be fused (see `fuse_recording`).
+MIN_FUSION_NOTES, MIN_FUSION_SPAN_S = 20, 5.0
 _FLOOR = 1e-9  # keeps a zero probability (a quadrant the classifier never saw) from vetoing the fusion
 
 
@@ -120,12 +122,13 @@ def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.nda
 def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
     """
     (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes. A
-    recording without notes (silence, noise) keeps the network's: its statistics, all zero, lie far from any the
-    classifier was fitted on, where it is confidently arbitrary. So does one whose notes span no time at all (a MIDI
-    file of zero-length notes at one instant), which has no rates or durations to read.
+    recording with fewer than `MIN_FUSION_NOTES` notes, or notes spanning less than `MIN_FUSION_SPAN_S`, keeps the
+    network's: the classifier was fitted on clips of 20 s or more with 40 notes or more, and a few notes (silence or
+    noise with a stray note) give rates and durations far from any it saw, where it is confidently arbitrary (one
+    0.1-s note read as 8 notes a second).
     """
     notes = notes_to_array(notes)
-    if len(notes) == 0 or notes[:, 1].max() <= notes[:, 0].min():
+    if len(notes) < MIN_FUSION_NOTES or notes[:, 1].max() - notes[:, 0].min() < MIN_FUSION_SPAN_S:
         return np.asarray(network)
     statistics = settings_probabilities(settings, notes, len(network))
     return fuse(np.asarray(network)[None], statistics[None], settings["network_weight"])[0]
@@ -153,6 +156,8 @@ def choose_network_weight(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
 
 __all__ = [
     "FUSION_FIELDS",
+    "MIN_FUSION_NOTES",
+    "MIN_FUSION_SPAN_S",
     "NETWORK_WEIGHTS",
     "check_fusion_settings",
     "choose_network_weight",

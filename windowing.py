@@ -44,7 +44,8 @@ def voting_windows(num_notes) -> np.ndarray:
 def notes_in_windows(notes: np.ndarray, starts, window_s: float, frames_per_second: float) -> list[int]:
     """The number of notes starting in each window (starts snapped to frames, as windows are cut): what
     [`WindowCutter.cut`] counts."""
-    onsets = np.asarray(notes)[:, 0] if len(notes) else np.zeros(0)
+    # float64, as `window_notes` compares: float32 onsets on a window's edge would otherwise fall the other way
+    onsets = np.asarray(notes, dtype=np.float64)[:, 0] if len(notes) else np.zeros(0)
     snapped = [round(start * frames_per_second) / frames_per_second for start in starts]
     return [int(((onsets >= start) & (onsets < start + window_s)).sum()) for start in snapped]
 

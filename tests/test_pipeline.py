@@ -449,3 +449,16 @@ def test_a_model_without_notes_reports_none(tiny_config, quadrant_clips, tmp_pat
     assert [window["num_notes"] for window in result["timeline"]] == [None] * len(result["timeline"])
     with pytest.raises(SystemExit, match="reads no notes \\(domains='acoustic'\\), so nothing is transcribed"):
         main(["predict", str(quadrant_clips[0][1]), "--model", str(folder), "--midi-out", str(tmp_path / "midi")])
+
+
+def test_window_note_counts_compare_float32_onsets_as_the_model_reads_them():
+    """A float32 onset on a window's snapped start falls where `window_notes` puts it (float64 comparison)."""
+    from mdpiano.notes_mdpiano import window_notes
+    from mdpiano.windowing import notes_in_windows
+
+    frames_per_second = SR / 512
+    for start in (18.0, 30.0):
+        snapped = round(start * frames_per_second) / frames_per_second
+        for onset in (np.float32(snapped), np.float32(snapped + 6.0)):
+            notes = np.array([[onset, onset + 0.5, 60, 80]], np.float32)
+            assert notes_in_windows(notes, [start], 6.0, frames_per_second) == [len(window_notes(notes, snapped, 6.0))]

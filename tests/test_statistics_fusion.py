@@ -101,12 +101,19 @@ def test_the_stored_classifier_gives_scikit_learns_probabilities(classes):
     np.testing.assert_allclose(settings_probabilities(settings, notes), expected, atol=1e-9)
 
 
-def test_a_recording_without_notes_keeps_the_network_probabilities():
+def test_a_recording_with_too_few_notes_keeps_the_network_probabilities():
     settings, _, _ = fitted_settings(0.5)
     np.testing.assert_array_equal(fuse_recording(NETWORK[1], np.zeros((0, 4)), settings), NETWORK[1])
-    notes = np.array([[0.0, 1.0, 60, 80], [0.5, 2.0, 64, 70]])
-    assert not np.allclose(fuse_recording(NETWORK[1], notes, settings), NETWORK[1])  # with notes, it fuses
-    instant = np.array([[0.0, 0.0, 60, 80], [0.0, 0.0, 64, 80]])  # notes that last no time: nothing to read
+
+    def notes(count, span_s, start_s=0.0):
+        onsets = start_s + np.linspace(0.0, span_s - 0.5, count)
+        return np.stack([onsets, onsets + 0.5, 60 + np.arange(count) % 12, np.full(count, 70)], axis=1)
+
+    assert not np.allclose(fuse_recording(NETWORK[1], notes(24, 12.0), settings), NETWORK[1])  # enough: it fuses
+    assert not np.allclose(fuse_recording(NETWORK[1], notes(24, 12.0, start_s=60.0), settings), NETWORK[1])
+    for few in (notes(19, 12.0), notes(40, 4.0), notes(1, 0.6, start_s=30.0)):  # a stray note read as 8 notes a second
+        np.testing.assert_array_equal(fuse_recording(NETWORK[1], few, settings), NETWORK[1])
+    instant = np.array([[0.0, 0.0, 60 + k, 80] for k in range(24)])  # notes that last no time: nothing to read
     np.testing.assert_array_equal(fuse_recording(NETWORK[1], instant, settings), NETWORK[1])
 
 
