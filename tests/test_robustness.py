@@ -76,7 +76,7 @@ FILE_CASES = {
     "empty WAV (0 samples)": (lambda d: write(d, "empty.wav", np.zeros(0)), (ValueError, "empty")),
     "10 ms of audio": (lambda d: write(d, "short.wav", tone(0.01)), (ValueError, "too short")),
     "30 s of silence": (lambda d: write(d, "silence.wav", np.zeros(30 * SR)), "no notes"),
-    "music with long silences before and after": (lambda d: write(d, "pauses.wav", np.r_[np.zeros(20 * SR), tone(4.0), np.zeros(20 * SR)]), "ok"),
+    "music followed by a long silence": (lambda d: write(d, "pause.wav", np.r_[tone(4.0), np.zeros(40 * SR)]), "ok"),
     "NaN samples": (lambda d: write(d, "nan.wav", np.r_[tone(1.0), np.nan]), (ValueError, "NaN or infinite")),
     "Inf samples": (lambda d: write(d, "inf.wav", np.r_[tone(1.0), np.inf]), (ValueError, "NaN or infinite")),
     "int16 PCM": (lambda d: write(d, "int16.wav", tone(2.0), subtype="PCM_16"), "ok"),
