@@ -397,15 +397,15 @@ def train(
     check_clip_lengths(model.config, [train_clips, *validation_sets.values()])
     output_dir = Path(args.output_dir)
     check_output_dir(output_dir, args.resume)
-    # Without an accelerator, Accelerate runs DDP over CPU processes (gloo) only when told it is on CPU.
-    accelerator = Accelerator(
-        cpu=not (torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available()),
-        mixed_precision=args.mixed_precision,
-        gradient_accumulation_steps=args.gradient_accumulation_steps,
-    )
-    if accelerator.device.type == "cpu" and accelerator.mixed_precision == "fp16":
+    on_cpu = not (torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available())
+    # The setting or `accelerate launch`'s (its environment variable), checked before Accelerate's state exists.
+    if on_cpu and (args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")) == "fp16":
         raise ValueError("fp16 mixed precision needs a GPU: on a CPU, Accelerate would train in float32 while saying "
                          "fp16. Use bf16 (CPU autocast) or no.")  # fmt: skip
+    # Without an accelerator, Accelerate runs DDP over CPU processes (gloo) only when told it is on CPU.
+    accelerator = Accelerator(
+        cpu=on_cpu, mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
+    )
     output_dir.mkdir(parents=True, exist_ok=True)
     checkpoint, log_path = output_dir / "checkpoint", output_dir / "log.jsonl"
     set_seed(args.seed)

@@ -54,6 +54,15 @@ def test_integer_pcm_is_scaled(tone, dtype, scale, step):
     np.testing.assert_allclose(load_audio(pcm, SR, SR), tone, atol=2 * step + 1e-6)
 
 
+def test_pcm_full_scale_is_exact():
+    from mdpiano import audio_mdpiano
+
+    np.testing.assert_array_equal(audio_mdpiano._to_mono_float32(np.array([-32768, 0, 16384], np.int16)), [-1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(audio_mdpiano._to_mono_float32(np.array([0, 128, 192], np.uint8)), [-1.0, 0.0, 0.5])
+    stereo = np.array([[-32768, 0], [16384, 16384], [0, 0]], np.int16)  # (samples, channels)
+    np.testing.assert_array_equal(audio_mdpiano._to_mono_float32(stereo), [-0.5, 0.5, 0.0])
+
+
 def test_stereo_pcm_is_mixed_down_without_float_copies_of_its_channels(tone):
     """Stereo 16-bit PCM takes about one mono float32 array of working memory, not float64 copies of both channels."""
     import tracemalloc

@@ -61,7 +61,7 @@ def test_apply_weights_by_exp_bias():
     calibrated = apply_quadrant_bias(probabilities, [0.0, 0.0, 0.0, float(np.log(2))])
     assert torch.allclose(calibrated, torch.tensor([[0.5, 0.1, 0.1, 0.6]]) / 1.3)
     assert apply_quadrant_bias(probabilities, None) is probabilities
-    for bias in ([0.5], 0.5, [0.0, 0.0, float("nan"), 0.0], "0000"):  # e.g. set on a loaded config, unchecked there
+    for bias in ([0.5], 0.5, [0.0, 0.0, float("nan"), 0.0], "0000", b"\0\0\0\0", [True, 0.0, 0.0, 0.0]):  # e.g. set on a loaded config, unchecked there
         with pytest.raises(ValueError, match="4 finite numbers"):
             apply_quadrant_bias(probabilities, bias)
 

@@ -235,6 +235,22 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     assert not (tmp_path / "fourth").exists() and not (tmp_path / "fifth").exists()
 
 
+def test_validation_files_are_compared_with_training_files_by_what_they_name(user_folder, tmp_path):
+    from mdpiano.labelled_audio import check_disjoint
+
+    train = load_labelled_audio(user_folder)
+    files = sorted(user_folder.rglob("*.wav"))
+    roundabout = ["path,label"] + [f"{p.parent}/../{p.parent.name}/{p.name},{p.parent.name}" for p in files[:3]]
+    (tmp_path / "validation.csv").write_text("\n".join(roundabout) + "\n")
+    with pytest.raises(ValueError, match="3 of the 3 validation files"):
+        check_disjoint(train, load_labelled_audio(tmp_path / "validation.csv"), user_folder, tmp_path / "validation.csv")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.wav").write_bytes(files[0].read_bytes())  # the same audio in another file is another recording
+    (tmp_path / "other.csv").write_text(f"path,label\n{elsewhere / 'x.wav'},Q1\n")
+    check_disjoint(train, load_labelled_audio(tmp_path / "other.csv"), user_folder, tmp_path / "other.csv")
+
+
 def load_train_script():
     import importlib.util
 

@@ -462,3 +462,30 @@ def test_window_note_counts_compare_float32_onsets_as_the_model_reads_them():
         for onset in (np.float32(snapped), np.float32(snapped + 6.0)):
             notes = np.array([[onset, onset + 0.5, 60, 80]], np.float32)
             assert notes_in_windows(notes, [start], 6.0, frames_per_second) == [len(window_notes(notes, snapped, 6.0))]
+        at_the_end = np.array([[snapped + 6.0, snapped + 6.5, 60, 80]])  # belongs to the next window
+        assert notes_in_windows(at_the_end, [start], 6.0, frames_per_second) == [len(window_notes(at_the_end, snapped, 6.0))] == [0]
+
+
+def test_a_model_without_notes_averages_every_window(tiny_config, rendered_clip):
+    """An acoustic-only model has no notes to tell silence by: every window votes, in the pipeline and the cached
+    evaluation alike."""
+    from mdpiano.training import Clip, WindowBatcher, predict_clips
+
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_dict(), "domains": "acoustic"})).eval()
+    processor = MDPianoProcessor.from_config(tiny_config)
+    _, waveform = rendered_clip
+    padded = np.concatenate([waveform[: 12 * SR], np.zeros(18 * SR, np.float32)])
+    result = pipeline("audio-classification", model=model, processor=processor)(padded, sampling_rate=SR, return_timeline=True)
+
+    def probabilities(labels):
+        scores = {r["label"]: r["score"] for r in labels}
+        return np.array([scores[q] for q in ("Q1", "Q2", "Q3", "Q4")])
+
+    assert [w["num_notes"] for w in result["timeline"]] == [None] * 5
+    everything = np.mean([probabilities(w["labels"]) for w in result["timeline"]], axis=0)
+    np.testing.assert_allclose(probabilities(result["labels"]), everything, atol=1e-5)
+    notes = processor.transcriber(padded, SR)
+    clip = Clip("padded", 0, np.array([[n.onset, n.offset, n.pitch, n.velocity] for n in notes], np.float32),
+                processor.feature_extractor.extract(padded, normalize=False), len(padded) / SR)  # fmt: skip
+    np.testing.assert_allclose(predict_clips(model, WindowBatcher(processor, True), [clip])["probabilities"][0], everything, atol=1e-4)

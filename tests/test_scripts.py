@@ -449,6 +449,37 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     assert status == 1 and error.startswith(f"error: --model {tmp_path / 'no-model'}: no such folder")
 
 
+def test_publish_model_measures_the_offsets_on_the_networks_own_probabilities(monkeypatch):
+    """The calibration figures come from predictions without offsets or fusion, and the model keeps both after,
+    also when the predictions fail midway."""
+    import runpy
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script edits it
+    uncalibrated = runpy.run_path(str(REPOSITORY / "scripts" / "publish_model.py"), run_name="publish_model")["uncalibrated_predictions"]
+    seen = []
+
+    def clip_predictions(model, processor, dataset, cache_dir, audio_set, num_proc=1):
+        seen.append((model.config.quadrant_logit_bias, model.config.note_statistics_fusion))
+        if len(seen) == 2:
+            raise RuntimeError("interrupted")
+        return {"probabilities": np.full((len(dataset), 4), 0.25)}
+
+    monkeypatch.setitem(uncalibrated.__globals__, "clip_predictions", clip_predictions)
+    monkeypatch.setitem(uncalibrated.__globals__, "load_emopia", lambda *a, **k: {"validation": Dataset.from_dict({"label": [0, 3]})})
+    fusion = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia").note_statistics_fusion
+    model = SimpleNamespace(config=MDPianoConfig(quadrant_logit_bias=[0.0, 0.0, 0.0, -0.4], note_statistics_fusion=fusion))
+    args = SimpleNamespace(cache_dir="cache", data="data", num_proc=1)
+    probabilities, labels = uncalibrated(model, None, args, "validation-unseen", "emopia_cls")
+    assert seen == [(None, None)] and probabilities.shape == (2, 4) and labels.tolist() == [0, 3]
+    assert model.config.quadrant_logit_bias == [0.0, 0.0, 0.0, -0.4] and model.config.note_statistics_fusion == fusion
+    with pytest.raises(RuntimeError, match="interrupted"):
+        uncalibrated(model, None, args, "validation-unseen", "emopia_cls")
+    assert model.config.quadrant_logit_bias == [0.0, 0.0, 0.0, -0.4] and model.config.note_statistics_fusion == fusion
+
+
 def test_export_clips_checks_everything_before_caching(run_script, tmp_path):
     archive, cache = tmp_path / "archive", tmp_path / "cache"
     archive.mkdir()

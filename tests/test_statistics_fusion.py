@@ -111,7 +111,8 @@ def test_a_recording_with_too_few_notes_keeps_the_network_probabilities():
 
     assert not np.allclose(fuse_recording(NETWORK[1], notes(24, 12.0), settings), NETWORK[1])  # enough: it fuses
     assert not np.allclose(fuse_recording(NETWORK[1], notes(24, 12.0, start_s=60.0), settings), NETWORK[1])
-    for few in (notes(19, 12.0), notes(40, 4.0), notes(1, 0.6, start_s=30.0)):  # a stray note read as 8 notes a second
+    assert not np.allclose(fuse_recording(NETWORK[1], notes(20, 12.0), settings), NETWORK[1])  # the least that fuses
+    for few in (notes(19, 12.0), notes(40, 4.0), notes(40, 4.0, start_s=30.0), notes(1, 0.6, start_s=30.0)):  # a stray note read as 8 notes a second
         np.testing.assert_array_equal(fuse_recording(NETWORK[1], few, settings), NETWORK[1])
     instant = np.array([[0.0, 0.0, 60 + k, 80] for k in range(24)])  # notes that last no time: nothing to read
     np.testing.assert_array_equal(fuse_recording(NETWORK[1], instant, settings), NETWORK[1])

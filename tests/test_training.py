@@ -160,6 +160,12 @@ def test_cache_follows_changed_audio_and_names_undecodable_files(quadrant_clips,
     before = notes_path.stat().st_mtime_ns
     cached(paths)
     assert notes_path.stat().st_mtime_ns == before
+    # The audio moved to another folder (times kept, as `cp -a` or `rsync -a` keep them): its entries still hold.
+    moved = shutil.copytree(tmp_path / "mine", tmp_path / "moved")
+    entries = [Path(p) for p in cached(paths)["notes_path"]]
+    times = [p.stat().st_mtime_ns for p in entries]
+    cached([moved / p.name for p in paths])
+    assert [p.stat().st_mtime_ns for p in entries] == times
     # Files that cannot be decoded or hold no usable audio: each named with why, once the others are cached.
     bad = [tmp_path / "mine" / name for name in ("empty.wav", "junk.wav", "no-samples.wav", "nan.wav")]
     bad[0].write_bytes(b"")
@@ -302,7 +308,7 @@ def test_resuming_a_run_that_stopped_early_trains_no_further(tmp_path, tiny_conf
     assert best == state["best"]
 
 
-def test_clips_too_short_for_the_model_and_fp16_on_a_cpu_are_refused_before_training(tmp_path, tiny_config, processor, clips):
+def test_clips_too_short_for_the_model_and_fp16_on_a_cpu_are_refused_before_training(tmp_path, tiny_config, processor, clips, monkeypatch):
     """A clip shorter than the model's shortest input stopped training at the batch that drew it, naming no file."""
     import dataclasses
 
@@ -315,7 +321,19 @@ def test_clips_too_short_for_the_model_and_fp16_on_a_cpu_are_refused_before_trai
         train(model, processor, clips, {"validation": [short]}, args)
     with pytest.raises(ValueError, match="fp16 mixed precision needs a GPU"):
         train(model, processor, clips, clips, dataclasses.replace(args, mixed_precision="fp16"))
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # as `accelerate launch --mixed_precision fp16` sets it
+    with pytest.raises(ValueError, match="fp16 mixed precision needs a GPU"):
+        train(model, processor, clips, clips, args)
     assert not (tmp_path / "run").exists()
+    # the shortest clip the model takes passes; one frame less does not
+    from mdpiano.training import check_clip_lengths
+
+    shortest = tiny_config.min_acoustic_frames
+    check_clip_lengths(tiny_config, [[dataclasses.replace(short, features=clips[1].features[:shortest])]])
+    with pytest.raises(ValueError, match="shorter than the model's shortest input"):
+        check_clip_lengths(tiny_config, [[dataclasses.replace(short, features=clips[1].features[: shortest - 1])]])
+    symbolic = MDPianoConfig(**{**tiny_config.to_dict(), "domains": "symbolic"})
+    check_clip_lengths(symbolic, [[dataclasses.replace(short, features=None)]])  # reads no features: no minimum
 
 
 def test_normalisation_leaves_out_digital_silence(clips, tiny_config):
