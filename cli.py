@@ -268,6 +268,9 @@ def format_table(results: list[dict], timeline: bool) -> str:
             label = f"{window['prediction']} {window['emotion']}"
             lines.append(f"{window_span(window):<{width}}  {label:<11}  " + "  ".join(f"{window['scores'][q]:5.2f}" for q in quadrants)
                          + f"  {notes:>5}")  # fmt: skip
+    if timeline and any(record.get("timeline") for record in results):  # a file's row is not the mean of the rows below it
+        lines.append("(window rows: each window as the network alone reads it; a file's row averages its windows with "
+                     "notes, and weighs in its notes' statistics where the model fuses them)")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

@@ -46,6 +46,7 @@ def test_predict_table_timeline_and_midi_out(model_dir, quadrant_clips, tmp_path
     lines = out.splitlines()
     assert lines[0].split()[:2] == ["file", "prediction"] and path in lines[1]
     assert sum("-" in line and " s " in line for line in lines) == 1  # 6-s clip, 6-s window: one window
+    assert lines[-1].startswith("(window rows: each window as the network alone reads it")
     midi = pretty_midi.PrettyMIDI(str(tmp_path / f"{quadrant_clips[0][1].stem}.mid"))
     assert int(lines[1].split()[-1]) == len(midi.instruments[0].notes) > 0
 
