@@ -148,7 +148,8 @@ def build_demo() -> gr.Blocks:
             label = gr.Label(num_top_classes=4, label="Emotion quadrant")
             plane = gr.Plot(label="Valence-arousal plane")
         roll = gr.Plot(label="Piano roll of the transcription")
-        timeline = gr.Plot(label="Emotion timeline (one value per analysis window)")
+        timeline = gr.Plot(label="Emotion timeline: each analysis window as the network alone reads it (the result "
+                                 "averages the windows with notes and weighs in the note statistics)")
         download = gr.File(label="Transcription (MIDI)")
         button.click(classify, inputs=[audio, midi], outputs=[label, plane, roll, timeline, download, message],
                      api_name="classify")  # fmt: skip
