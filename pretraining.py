@@ -237,6 +237,21 @@ class MaskedLMCollator(DataCollatorForLanguageModeling):
         }
 
 
+def resumable_checkpoint(output_dir) -> tuple[Path | None, int, list[Path]]:
+    """
+    The Trainer checkpoint a rerun into `output_dir` resumes from: the `checkpoint-<step>` saved last and whole (the
+    Trainer writes `trainer_state.json` last), with its step (0 without one). Newer folders saved only in part (a run
+    killed while saving) are renamed `<name>.incomplete`, out of the Trainer's way (it would resume from the newest
+    and fail), and returned.
+    """
+    steps = {int(p.name.split("-", 1)[1]): p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()}
+    whole = [step for step in sorted(steps) if (steps[step] / "trainer_state.json").is_file()]
+    last = whole[-1] if whole else 0
+    set_aside = [steps[step].rename(steps[step].with_name(f"{steps[step].name}.incomplete"))
+                 for step in sorted(steps) if step > last and step not in whole]  # fmt: skip
+    return (steps[last] if whole else None), last, set_aside
+
+
 __all__ = [
     "LengthGroupedWindows",
     "MaskedLMCollator",
@@ -246,6 +261,7 @@ __all__ = [
     "maestro_files",
     "masked_evaluation_windows",
     "read_corpus_archive",
+    "resumable_checkpoint",
     "transcribed_corpus",
     "window_ids",
     "write_corpus_archive",

@@ -91,6 +91,8 @@ def run_one(args, variant: str, seed: int) -> dict:
     results_path = run_dir / "evaluation" / "results.json"
     if not results_path.is_file():
         train_and_evaluate(args, variant, seed, run_dir)
+    elif json.loads(results_path.read_text()).get("test_set") != args.test_set:  # trained: evaluated on another set
+        evaluate(args, variant, seed, run_dir)
     validation = json.loads((run_dir / "best_validation.json").read_text())["validation_accuracy"]
     return {**json.loads(results_path.read_text())["metrics"], "validation_accuracy": validation}
 
@@ -106,6 +108,11 @@ def train_and_evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
             raise RuntimeError(f"{variant}, seed {seed} failed (exit {finished.returncode}); see {run_dir / 'train.log'}")
     else:
         subprocess.run(command, check=True)
+    evaluate(args, variant, seed, run_dir)
+
+
+def evaluate(args, variant: str, seed: int, run_dir: Path) -> None:
+    """Evaluates a run's best model on `args.test_set` into <run>/evaluation/."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = MDPianoForAudioClassification.from_pretrained(run_dir / "best").eval().to(device)
     processor = MDPianoProcessor.from_pretrained(run_dir / "best")
@@ -185,8 +192,9 @@ def main():
     args.train_args = [a for a in args.train_args if a != "--"]
     if not (args.cache_dir or args.clips or args.finished_only):
         parser.error("give --cache-dir (audio and caches) or --clips (a clip archive)")
-    if args.jobs < 1:
-        parser.error("--jobs must be at least 1")
+    for flag, value in (("--jobs", args.jobs), ("--epochs", args.epochs), ("--patience", args.patience), ("--num-proc", args.num_proc)):
+        if value < 1:  # train.py would refuse it only after the run folders exist
+            parser.error(f"{flag} must be at least 1, got {value}")
     args.variants, args.seeds = list(dict.fromkeys(args.variants)), list(dict.fromkeys(args.seeds))
     if args.clips and "stft-input" in args.variants and not args.finished_only:
         parser.error("stft-input needs STFT features, which a clip archive of the mixed features lacks: use --cache-dir")

@@ -10,7 +10,10 @@ tokens are masked (transformers' DataCollatorForLanguageModeling) and the transf
 underneath) optimises MDPianoSymbolicForMaskedLM. The loss on fixed windows of MAESTRO's validation split, masked
 once, picks the best checkpoint, saved in <output-dir>/best; `scripts/train.py --symbolic-pretrained
 <output-dir>/best` starts the classifier's symbolic encoder from it. A rerun into a folder holding checkpoints resumes
-from the last one, and is refused if its settings differ from the run's (arguments.json); --max-steps may change.
+from the last one saved whole (one cut short while saving is set aside as checkpoint-<step>.incomplete), and is
+refused if its settings differ from the run's (arguments.json). --max-steps may grow (the cosine schedule is then
+stretched to the new length; the first step after resuming runs at the learning rate the optimizer was saved with,
+0 at the end of a schedule); a rerun of a finished run trains nothing and exports its best checkpoint again.
 
 With --transcribed-pieces N, N of MAESTRO's train pieces (their first --transcribed-seconds) are also rendered
 through the training distribution of SoundFonts, rooms, EQ, noise and codecs and transcribed by basic-pitch, so the
@@ -46,6 +49,7 @@ from mdpiano.pretraining import (
     maestro_files,
     masked_evaluation_windows,
     read_corpus_archive,
+    resumable_checkpoint,
     transcribed_corpus,
     write_corpus_archive,
 )
@@ -116,11 +120,20 @@ def main():
         parser.error("--transcribed-pieces renders MAESTRO from --data: export a corpus with them, then use --corpus")
     if args.no_transcribed and args.transcribed_repeat != 1:
         parser.error("--transcribed-repeat weighs the transcribed excerpts, which --no-transcribed leaves out")
-    if args.output_dir and any(Path(args.output_dir).glob("checkpoint-*")):  # Trainer resumes from the last one
+    checkpoint, trained_steps = None, 0
+    if args.output_dir:
+        checkpoint, trained_steps, set_aside = resumable_checkpoint(args.output_dir)
+        for folder in set_aside:
+            print(f"{folder.name[: -len('.incomplete')]} was saved only in part (a run stopped while saving): set aside "
+                  f"as {folder}")  # fmt: skip
+    if checkpoint is not None:  # the Trainer resumes from it
         try:
             check_resumed_arguments(args.output_dir, vars(args), RUN_DEFINING_ARGUMENTS, ("data", "corpus", "config"))
         except ValueError as error:
             parser.error(str(error))
+        if trained_steps > args.max_steps:
+            parser.error(f"{args.output_dir} already holds {trained_steps} steps, more than --max-steps "
+                         f"{args.max_steps}: give at least {trained_steps}, or another --output-dir")  # fmt: skip
 
     try:
         config = MDPianoConfig(**config_values(args.config))
@@ -166,7 +179,13 @@ def main():
         train_windows = LengthGroupedWindows(train_windows, args.batch_size, seed=args.seed)
     evaluation_windows = fixed_windows(validation_corpus, processor, args.eval_windows, args.seed + 1, args.window_s)
     set_seed(args.seed)  # the Trainer seeds only once built, after the model's initial weights are drawn
-    model = MDPianoSymbolicForMaskedLM(config)
+    finished = checkpoint is not None and trained_steps == args.max_steps
+    if finished:  # a rerun of a finished run exports its best checkpoint again and trains nothing
+        best_checkpoint = json.loads((checkpoint / "trainer_state.json").read_text()).get("best_model_checkpoint") or checkpoint
+        print(f"{args.output_dir} finished its {args.max_steps} steps: exporting {Path(best_checkpoint).name} again")
+        model = MDPianoSymbolicForMaskedLM.from_pretrained(best_checkpoint)
+    else:
+        model = MDPianoSymbolicForMaskedLM(config)
     training_args = TrainingArguments(
         output_dir=args.output_dir,
         max_steps=args.max_steps,
@@ -197,7 +216,8 @@ def main():
     )
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
-    trainer.train(resume_from_checkpoint=any(Path(args.output_dir).glob("checkpoint-*")) or None)
+    if not finished:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
     metrics = trainer.evaluate()
     best = Path(args.output_dir) / "best"
     trainer.save_model(best)

@@ -183,6 +183,18 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path, run_script):
     assert "Not run: full, stft-input." in table
     assert "Not finished, left out: acoustic-only seed 1, symbolic-only seed 1, single-loss seed 0, single-loss seed 1." in table
     assert not (output / "single-loss").exists() and not (output / "acoustic-only" / "seed-1").exists()
+    # Another test set: the trained runs are evaluated on it, not trained again (nor left with the old set's figures).
+    shutil.copytree(cache / "audio" / "test-clean", cache / "audio" / "test-unseen", dirs_exist_ok=True)
+    run = output / "acoustic-only" / "seed-0"
+    trained = (run / "best_validation.json").stat().st_mtime_ns
+    status, error = run_script("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
+                               "--variants", "acoustic-only", "--seeds", "0", "--epochs", "1", "--test-set", "test-unseen",
+                               "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    assert status == 0, error[-3000:]
+    assert json.loads((run / "evaluation" / "results.json").read_text())["test_set"] == "test-unseen"
+    assert (run / "best_validation.json").stat().st_mtime_ns == trained
+    status, error = run_script("ablations.py", "--cache-dir", cache, "--output-dir", tmp_path / "none", "--epochs", "0")
+    assert status == 2 and "--epochs must be at least 1, got 0" in error and not (tmp_path / "none").exists()
 
 
 def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_script):
@@ -317,10 +329,10 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     assert len(list((tmp_path / "cache" / "audio" / "pretraining-first-8s").glob("2018-piece-*.*"))) == 2
 
     output = tmp_path / "mlm"
-    pretrained = run("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config,
-                     "--max-steps", "2", "--batch-size", "2", "--eval-steps", "1", "--eval-windows", "2",
-                     "--warmup-steps", "0", "--dataloader-workers", "1", "--transcribed-repeat", "3",
-                     "--group-by-length")  # fmt: skip
+    settings = ["--corpus", corpus, "--output-dir", output, "--config", config, "--batch-size", "2", "--eval-steps", "1",
+                "--eval-windows", "2", "--warmup-steps", "0", "--dataloader-workers", "1", "--transcribed-repeat", "3",
+                "--group-by-length"]  # fmt: skip
+    pretrained = run("pretrain_symbolic.py", *settings, "--max-steps", "2")
     assert "from 3 MIDI pieces (0.0 h) and 2 transcribed excerpts" in pretrained.stdout
     assert np.isfinite(json.loads((output / "best" / "eval_metrics.json").read_text())["eval_loss"])
     MDPianoForAudioClassification.from_pretrained(output / "best")  # the classifier starts from it
@@ -334,6 +346,19 @@ def test_pretraining_from_an_exported_corpus(emopia_midis, tmp_path, run_script)
     first, second = (load_file(path / "best" / "model.safetensors") for path in (tmp_path / "mlm-midi", tmp_path / "mlm-midi-again"))
     assert first.keys() == second.keys() and all(torch.equal(first[name], second[name]) for name in first)
 
+    # A rerun of the finished run trains nothing and exports its best checkpoint again; fewer steps are refused.
+    exported = load_file(output / "best" / "model.safetensors")
+    again = run("pretrain_symbolic.py", *settings, "--max-steps", "2")
+    assert "finished its 2 steps: exporting checkpoint-" in again.stdout and not (output / "checkpoint-3").exists()
+    assert all(torch.equal(tensor, load_file(output / "best" / "model.safetensors")[name]) for name, tensor in exported.items())
+    status, error = run_script("pretrain_symbolic.py", *settings, "--max-steps", "1")
+    assert status == 2 and "already holds 2 steps, more than --max-steps 1" in error
+    # A checkpoint cut short while saving is set aside: the run resumes from the last whole one.
+    (output / "checkpoint-3").mkdir()
+    (output / "checkpoint-3" / "model.safetensors").write_bytes(b"")
+    longer = run("pretrain_symbolic.py", *settings, "--max-steps", "3")
+    assert "checkpoint-3 was saved only in part" in longer.stdout and (output / "checkpoint-3.incomplete").is_dir()
+    assert (output / "checkpoint-3" / "trainer_state.json").is_file()
     # A rerun resumes from the last checkpoint: with other settings, it is refused.
     status, error = run_script("pretrain_symbolic.py", "--corpus", corpus, "--output-dir", output, "--config", config,
                                "--batch-size", "4", "--transcribed-repeat", "3")  # fmt: skip
