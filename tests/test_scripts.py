@@ -184,14 +184,20 @@ def test_ablations_write_their_table(tiny_emopia, tmp_path, run_script):
     assert "Not finished, left out: acoustic-only seed 1, symbolic-only seed 1, single-loss seed 0, single-loss seed 1." in table
     assert not (output / "single-loss").exists() and not (output / "acoustic-only" / "seed-1").exists()
     # Another test set: the trained runs are evaluated on it, not trained again (nor left with the old set's figures).
-    shutil.copytree(cache / "audio" / "test-clean", cache / "audio" / "test-unseen", dirs_exist_ok=True)
+    # (a copy of test-clean under another name, removed after: the module's other tests share the cache)
+    other_set = cache / "audio" / "test-new-piano-clean"
+    shutil.copytree(cache / "audio" / "test-clean", other_set)
     run = output / "acoustic-only" / "seed-0"
     trained = (run / "best_validation.json").stat().st_mtime_ns
-    status, error = run_script("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config", config,
-                               "--variants", "acoustic-only", "--seeds", "0", "--epochs", "1", "--test-set", "test-unseen",
-                               "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0", "--batch-size", "2")  # fmt: skip
+    try:
+        status, error = run_script("ablations.py", "--data", data, "--cache-dir", cache, "--output-dir", output, "--config",
+                                   config, "--variants", "acoustic-only", "--seeds", "0", "--epochs", "1", "--test-set",
+                                   "test-new-piano-clean", "--num-proc", "1", "--no-docs", "--", "--train-sets", "train-0",
+                                   "--batch-size", "2")  # fmt: skip
+    finally:
+        shutil.rmtree(other_set)
     assert status == 0, error[-3000:]
-    assert json.loads((run / "evaluation" / "results.json").read_text())["test_set"] == "test-unseen"
+    assert json.loads((run / "evaluation" / "results.json").read_text())["test_set"] == "test-new-piano-clean"
     assert (run / "best_validation.json").stat().st_mtime_ns == trained
     status, error = run_script("ablations.py", "--cache-dir", cache, "--output-dir", tmp_path / "none", "--epochs", "0")
     assert status == 2 and "--epochs must be at least 1, got 0" in error and not (tmp_path / "none").exists()
