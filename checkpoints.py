@@ -26,23 +26,25 @@ def check_model_folder_or_exit(flag: str, location: str | Path) -> None:
     would otherwise build a default config for it and fail on the weights with a message about sizes."""
     folder = Path(location)
     if folder.is_dir() and not (folder / "config.json").is_file():
-        training_state = " (a run's training state, for --resume: its model is in best/ beside it)" if (folder / "trainer_state.json").is_file() else ""
-        sys.exit(f"error: {flag} {location}: holds no config.json, so it is not a model folder{training_state}.")
+        is_training_state = (folder / "trainer_state.json").is_file()
+        hint = " (a run's training state, for --resume: its model is in best/ beside it)" if is_training_state else ""
+        sys.exit(f"error: {flag} {location}: holds no config.json, so it is not a model folder{hint}.")
 
 
-def load_model_or_exit(location: str | Path, flag: str = "--model"):
+def load_model_or_exit(location: str | Path, flag: str = "--model", **model_kwargs):
     """
     The classifier and processor of a model folder (or Hub id) given with `flag`, or one `error:` line naming it and
     the loader's reason (no such folder, missing or unreadable weights, invalid config values, weights of other
     sizes) for the scripts, the command line and the demo. Loaded here rather than by `pipeline()`, which would
     bury that reason under an error of its own: pass both to `pipeline(..., model=model, processor=processor)`.
+    `model_kwargs` go to the model's `from_pretrained` (e.g. `dtype`).
     """
     from .modeling_mdpiano import MDPianoForAudioClassification
     from .processing_mdpiano import MDPianoProcessor
 
     check_model_folder_or_exit(flag, location)
     try:
-        return MDPianoForAudioClassification.from_pretrained(location), MDPianoProcessor.from_pretrained(location)
+        return MDPianoForAudioClassification.from_pretrained(location, **model_kwargs), MDPianoProcessor.from_pretrained(location)
     except (OSError, ValueError, RuntimeError) as error:
         sys.exit(load_error_message(flag, str(location), error))
 

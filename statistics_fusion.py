@@ -123,7 +123,7 @@ def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
     """
     (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes. A
     recording with fewer than `MIN_FUSION_NOTES` notes, or notes spanning less than `MIN_FUSION_SPAN_S`, keeps the
-    network's: the classifier was fitted on clips of 20 s or more with 40 notes or more, and a few notes (silence or
+    network's: the classifier was fitted on clips of 18 s or more with 40 notes or more, and a few notes (silence or
     noise with a stray note) give rates and durations far from any it saw, where it is confidently arbitrary (one
     0.1-s note read as 8 notes a second).
     """

@@ -165,10 +165,10 @@ def predict_clips(
                        if reads_notes else [None] * len(clip_starts))
         for clip, clip_starts in zip(clips, starts)
     ])  # fmt: skip
-    plan = [(i, s) for i, clip_starts in enumerate(starts) for s in clip_starts]
+    windows = [(i, s) for i, clip_starts in enumerate(starts) for s in clip_starts]
+    plan = [window for window, votes in zip(windows, voting) if votes]  # the others would not count: not run at all
     sums = {"probabilities": np.zeros((len(clips), 4)), "arousal": np.zeros(len(clips)), "valence": np.zeros(len(clips))}
     counts = np.zeros(len(clips))
-    plan = [window for window, votes in zip(plan, voting) if votes]  # the others would not count: not run at all
     for first in range(0, len(plan), batch_size):
         chunk = plan[first : first + batch_size]
         inputs = {k: v.to(device) for k, v in batcher([(clips[i], s) for i, s in chunk]).items()}

@@ -30,11 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdpiano import MDPianoForAudioClassification, MDPianoProcessor
 from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import source_cache_name
 from mdpiano.calibration import calibrate
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, check_model_folder_or_exit, load_error_message
+from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, metrics_table, write_report
@@ -140,12 +139,8 @@ def main():
         dataset, set_name, report_name, source, skipped = evaluation_data(args)
     except (ValueError, FileNotFoundError, ImportError) as error:
         sys.exit(f"error: {error}")
-    check_model_folder_or_exit("--model", args.model)
-    try:
-        model = MDPianoForAudioClassification.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).eval()
-        processor = MDPianoProcessor.from_pretrained(args.model)
-    except (OSError, ValueError, RuntimeError) as error:  # no such folder, bad config values, weights of other sizes
-        sys.exit(load_error_message("--model", args.model, error))
+    model, processor = load_model_or_exit(args.model, dtype=getattr(torch, args.dtype))
+    model.eval()
     if args.stride_s is not None:
         try:
             check_stride(args.stride_s, processor.feature_extractor, "--stride-s")
