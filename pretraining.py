@@ -241,15 +241,24 @@ def resumable_checkpoint(output_dir) -> tuple[Path | None, int, list[Path]]:
     """
     The Trainer checkpoint a rerun into `output_dir` resumes from: the `checkpoint-<step>` saved last and whole (the
     Trainer writes `trainer_state.json` last), with its step (0 without one). Newer folders saved only in part (a run
-    killed while saving) are renamed `<name>.incomplete`, out of the Trainer's way (it would resume from the newest
-    and fail), and returned.
+    killed while saving) are renamed `<name>.incomplete` (`.incomplete-2` and on when a crash at the same step left
+    one already), out of the Trainer's way (it would resume from the newest and fail), and returned.
     """
     steps = {int(p.name.split("-", 1)[1]): p for p in Path(output_dir).glob("checkpoint-*") if p.name.split("-", 1)[1].isdigit()}
     whole = [step for step in sorted(steps) if (steps[step] / "trainer_state.json").is_file()]
     last = whole[-1] if whole else 0
-    set_aside = [steps[step].rename(steps[step].with_name(f"{steps[step].name}.incomplete"))
-                 for step in sorted(steps) if step > last and step not in whole]  # fmt: skip
+    set_aside = [_set_aside(steps[step]) for step in sorted(steps) if step > last and step not in whole]
     return (steps[last] if whole else None), last, set_aside
+
+
+def _set_aside(folder: Path) -> Path:
+    # A run that crashes at the same step twice leaves a second incomplete copy: number it rather than fail.
+    target = folder.with_name(f"{folder.name}.incomplete")
+    copy = 2
+    while target.exists():
+        target = folder.with_name(f"{folder.name}.incomplete-{copy}")
+        copy += 1
+    return folder.rename(target)
 
 
 __all__ = [

@@ -124,7 +124,7 @@ def main():
     if args.output_dir:
         checkpoint, trained_steps, set_aside = resumable_checkpoint(args.output_dir)
         for folder in set_aside:
-            print(f"{folder.name[: -len('.incomplete')]} was saved only in part (a run stopped while saving): set aside "
+            print(f"{folder.name.partition('.incomplete')[0]} was saved only in part (a run stopped while saving): set aside "
                   f"as {folder}")  # fmt: skip
     if checkpoint is not None:  # the Trainer resumes from it
         try:

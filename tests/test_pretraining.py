@@ -6,7 +6,7 @@ import torch
 from transformers import DataCollatorForLanguageModeling
 
 from mdpiano import MDPianoConfig, MDPianoProcessor
-from mdpiano.pretraining import LengthGroupedWindows, RandomMidiWindows
+from mdpiano.pretraining import LengthGroupedWindows, RandomMidiWindows, resumable_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +165,15 @@ def test_corpus_read_with_and_without_the_sustain_pedal(tmp_path):
         held, _ = load_corpus([path], tmp_path / "cache")
         released, _ = load_corpus([path], tmp_path / "cache", sustain_pedal=False)
         assert held[0][0, 1] == pytest.approx(1.5, abs=0.01) and released[0][0, 1] == pytest.approx(0.2, abs=0.01)
+
+
+def test_resumable_checkpoint_sets_aside_a_second_incomplete_save_of_the_same_step(tmp_path):
+    for step in (1, 2):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-1" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-2.incomplete").mkdir()  # the first crash while saving step 2
+    (tmp_path / "checkpoint-2.incomplete" / "model.safetensors").write_bytes(b"")
+    checkpoint, step, set_aside = resumable_checkpoint(tmp_path)
+    assert (checkpoint, step) == (tmp_path / "checkpoint-1", 1)
+    assert set_aside == [tmp_path / "checkpoint-2.incomplete-2"] and set_aside[0].is_dir()
+    assert (tmp_path / "checkpoint-2.incomplete" / "model.safetensors").is_file()
