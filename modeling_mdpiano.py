@@ -82,7 +82,9 @@ class MDPianoAudioClassifierOutput(ModelOutput):
         logits (`torch.FloatTensor` of shape (batch, 4)):
             Quadrant logits, in the order of `config.id2label`: the network's own, without the decision calibration
             (`config.quadrant_logit_bias`) that the pipeline applies to its probabilities
-            (`mdpiano.apply_quadrant_bias(logits.softmax(-1), config.quadrant_logit_bias)` gives the pipeline's).
+            (`mdpiano.apply_quadrant_bias(logits.softmax(-1), config.quadrant_logit_bias)` gives the pipeline's for
+            one window of a model without `note_statistics_fusion`; a fusing model, as shipped, also weighs in the
+            recording's note statistics).
         arousal_logits (`torch.FloatTensor` of shape (batch,)):
             Logit of high arousal, from the acoustic branch (`None` without auxiliary losses).
         valence_logits (`torch.FloatTensor` of shape (batch,)):

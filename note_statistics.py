@@ -83,4 +83,28 @@ def note_statistics(notes, duration_s: float | None = None) -> np.ndarray:
     ])  # fmt: skip
 
 
-__all__ = ["MAJOR_PROFILE", "MINOR_PROFILE", "NOTE_STATISTICS", "key_fits", "note_statistics"]
+def statistics_shift(reference: np.ndarray, other: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    How one source's note statistics differ from another's on the same clips (e.g. transcriptions against the MIDI).
+
+    Args:
+        reference: (clips, statistics) array, e.g. the clips' MIDI statistics.
+        other: array of the same shape, the same clips in the same order.
+
+    Returns:
+        The mean of `other - reference` in units of the reference's standard deviation across clips, and the Pearson
+        correlation across clips between the two; each of shape (statistics,), NaN where a column is constant.
+    """
+    reference, other = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if reference.shape != other.shape or reference.ndim != 2 or len(reference) < 2:
+        raise ValueError(f"Two (clips, statistics) arrays of the same shape and at least 2 clips are needed, got "
+                         f"{reference.shape} and {other.shape}.")  # fmt: skip
+    reference_sd, other_sd = reference.std(axis=0), other.std(axis=0)
+    covariance = ((reference - reference.mean(axis=0)) * (other - other.mean(axis=0))).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(reference_sd > 0, (other - reference).mean(axis=0) / reference_sd, np.nan)
+        correlation = np.where((reference_sd > 0) & (other_sd > 0), covariance / (reference_sd * other_sd), np.nan)
+    return shift, correlation
+
+
+__all__ = ["MAJOR_PROFILE", "MINOR_PROFILE", "NOTE_STATISTICS", "key_fits", "note_statistics", "statistics_shift"]

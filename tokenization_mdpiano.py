@@ -8,9 +8,12 @@ from collections.abc import Mapping
 
 import numpy as np
 from transformers import BatchEncoding, PreTrainedTokenizer
+from transformers.utils import logging
 
 from .configuration_mdpiano import SPECIAL_TOKENS, symbolic_vocabulary
 from .notes_mdpiano import Note, is_note_batch, notes_to_array, read_midi_notes
+
+logger = logging.get_logger(__name__)
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json"}
 _TOKEN_PATTERN = re.compile(r"^(Note-On|Note-Off|Harmonic|Velocity|Time-Shift)_(\d+)$")
@@ -282,7 +285,7 @@ class MDPianoTokenizer(PreTrainedTokenizer):
             notes: one set of notes (see [`notes_to_ids`]) or a list of such sets.
             add_special_tokens: wrap each sequence in `<s>` ... `</s>`.
             padding: `False`, `True` / `"longest"` or `"max_length"`.
-            truncation: keep at most `max_length` tokens (the beginning).
+            truncation: keep at most `max_length` tokens (the beginning; a warning says when notes are left out).
             max_length: defaults to `model_max_length`.
             return_tensors: `"pt"`, `"np"` or `None`.
 
@@ -293,7 +296,16 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         max_length = max_length or self.model_max_length
         # With truncation only the kept ids are built (a long gap would otherwise cost memory for nothing).
         kept = max(0, max_length - (self.num_special_tokens_to_add() if add_special_tokens else 0)) if truncation else None
-        sequences = [self.notes_to_ids(n, max_tokens=kept).tolist() for n in (notes if batched else [notes])]
+        # One id past the limit tells a cut sequence from one that just fits.
+        sequences = [self.notes_to_ids(n, max_tokens=None if kept is None else kept + 1).tolist()
+                     for n in (notes if batched else [notes])]  # fmt: skip
+        if kept is not None and any(len(ids) > kept for ids in sequences):
+            logger.warning_once(
+                f"A note sequence longer than {max_length} tokens was cut to its first {max_length}: the later notes are "
+                "left out. Pass truncation=False to keep them all (a model reads at most `max_symbolic_length` tokens; "
+                "the pipeline cuts long recordings into windows)."
+            )
+            sequences = [ids[:kept] for ids in sequences]
         encoded = [
             self.prepare_for_model(
                 ids,

@@ -29,6 +29,7 @@ import sys
 sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
 
 import argparse  # noqa: E402
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit, save_for_
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
 from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report
-from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics
+from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics, statistics_shift
 from mdpiano.notes_mdpiano import read_midi_notes
 from mdpiano.statistics_fusion import (
     FUSION_FIELDS,
@@ -78,6 +79,42 @@ def clip_statistics(args, processor, split: str, source: str):
     clips = load_clips(cache_dataset(dataset, processor, args.cache_dir, source, args.num_proc, with_features=False))
     # A clip lasts as long as its notes span for both sources (the audio's length would add the rendering's tail).
     return dataset, np.stack([note_statistics(clip.notes) for clip in clips]), report.left_out(split)
+
+
+def shift_section(evaluations: dict, output_dir: Path) -> str | None:
+    """
+    The table of how transcriptions' note statistics differ from the same test clips' MIDI statistics (mean shift in
+    the MIDI's standard deviations, correlation across clips), for each transcribed test set of `evaluations`; also
+    written to <output_dir>/transcription_shift.json. None without such a set.
+    """
+    midi_clips, midi_statistics, _ = evaluations["midi"]
+    midi_rows = {clip_id: row for row, clip_id in enumerate(midi_clips["clip_id"])}
+    shifts = {}
+    for source, (clips, statistics, _) in evaluations.items():
+        if source == "midi" or split_of_audio_set(source) != "test":
+            continue
+        shared = [(midi_rows[clip_id], row) for row, clip_id in enumerate(clips["clip_id"]) if clip_id in midi_rows]
+        midi_index, set_index = (list(index) for index in zip(*shared))
+        shift, correlation = statistics_shift(midi_statistics[midi_index], statistics[set_index])
+        shifts[source] = {"clips": len(shared), "shift_sd": dict(zip(NOTE_STATISTICS, shift.tolist())),
+                          "correlation": dict(zip(NOTE_STATISTICS, correlation.tolist()))}  # fmt: skip
+    if not shifts:
+        return None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "transcription_shift.json").write_text(json.dumps(shifts, indent=2) + "\n")
+    rows = ["| statistic | " + " | ".join(f"`{source}`: shift / r" for source in shifts) + " |",
+            "|---|" + "---|" * len(shifts)]  # fmt: skip
+    for name in NOTE_STATISTICS:
+        cells = [f"{shifts[source]['shift_sd'][name]:+.2f} / {shifts[source]['correlation'][name]:.2f}" for source in shifts]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    clips = ", ".join(f"{shifts[source]['clips']} clips of `{source}`" for source in shifts)
+    return "\n".join([
+        "Note statistics of basic-pitch transcriptions against those of the same test clips' MIDI (read with its "
+        f"sustain pedal; {clips}): shift, the mean of transcription minus MIDI in units of the MIDI statistic's "
+        "standard deviation across clips; r, the correlation across clips between the two.",
+        "",
+        *rows,
+    ])  # fmt: skip
 
 
 def fusion_section(args, processor, model, classifier, trained_on: str, evaluations: dict, symbolic_source: str):
@@ -233,6 +270,9 @@ def main():
         f"{produced} (results/baseline/<training source>/<evaluation set>/results.json).",
     ])  # fmt: skip
     sections = {"baseline": text}
+    shift = shift_section(evaluations, Path(args.output_dir))
+    if shift is not None:
+        sections["transcription-shift"] = f"{shift}\n\n{produced} (results/baseline/transcription_shift.json)."
     if args.fusion_choose_on:
         model.eval()
         model.config.update(dict.fromkeys(FUSION_FIELDS.values()))  # the network's own, whatever the folder fuses with

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mdpiano.note_statistics import MAJOR_PROFILE, NOTE_STATISTICS, key_fits, note_statistics
+from mdpiano.note_statistics import MAJOR_PROFILE, NOTE_STATISTICS, key_fits, note_statistics, statistics_shift
 
 
 def chord_notes(pitches, seconds=1.0, velocity=80):
@@ -39,3 +39,18 @@ def test_note_statistics_of_no_notes_and_bad_durations():
     assert note_statistics(np.zeros((0, 4)), duration_s=10.0).tolist() == [0.0] * len(NOTE_STATISTICS)
     with pytest.raises(ValueError, match="positive duration"):
         note_statistics(np.array([[0.0, 0.5, 60, 40]]), duration_s=0.0)
+
+
+def test_statistics_shift_measures_offset_in_standard_deviations_and_correlation():
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(40, 3))
+    other = np.stack([reference[:, 0] + 2 * reference[:, 0].std(),  # shifted by two of its standard deviations
+                      -reference[:, 1],  # mirrored
+                      np.full(40, 5.0)], axis=1)  # fmt: skip
+    shift, correlation = statistics_shift(reference, other)
+    assert shift[0] == pytest.approx(2.0) and correlation[0] == pytest.approx(1.0)
+    assert shift[1] == pytest.approx(-2 * reference[:, 1].mean() / reference[:, 1].std()) and correlation[1] == pytest.approx(-1.0)
+    assert np.isfinite(shift[2]) and np.isnan(correlation[2])  # a constant column has no correlation
+    assert np.isnan(statistics_shift(other, reference)[0][2])  # nor a shift in its own units
+    with pytest.raises(ValueError, match="same shape"):
+        statistics_shift(reference, other[:-1])

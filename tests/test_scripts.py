@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mdpiano import MDPianoConfig
+from mdpiano.note_statistics import NOTE_STATISTICS
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY_CONFIG = {"chunk_length_s": 6.0, "n_mels": 32, "conv_channels": [8, 16, 32], "d_model": 64, "num_encoder_layers": 2,
@@ -228,6 +229,11 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
     ]  # fmt: skip
     assert "--train-on midi train-0 train-0+train-1 --eval-sets test-clean validation`" in run_script.stdout
     assert "(the train split: 2 clips; sets joined by + pool their transcriptions" in run_script.stdout
+    # how the test transcriptions' statistics differ from the same clips' MIDI (validation sets have no MIDI row)
+    shift = json.loads((output / "transcription_shift.json").read_text())
+    assert list(shift) == ["test-clean"] and shift["test-clean"]["clips"] == 2
+    assert list(shift["test-clean"]["shift_sd"]) == list(NOTE_STATISTICS) == list(shift["test-clean"]["correlation"])
+    assert "| statistic | `test-clean`: shift / r |" in run_script.stdout
     # fused with the shipped model, its weights chosen on the validation clips; --save-fusion writes them into the
     # model folder's config, which then loads as a fusing model
     model_copy = tmp_path / "model"

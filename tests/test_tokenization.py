@@ -161,6 +161,21 @@ def test_truncation_keeps_the_beginning(tokenizer, clip_notes):
     assert all(n.offset >= n.onset for n in decoded)
 
 
+def test_truncation_warns_only_when_notes_are_left_out(tokenizer, clip_notes):
+    import logging as std_logging
+
+    from transformers.testing_utils import CaptureLogger
+
+    from mdpiano import tokenization_mdpiano
+
+    length = len(tokenizer.encode_notes(clip_notes, truncation=False)["input_ids"])
+    for max_length, warned in ((length, False), (length - 1, True)):
+        std_logging.Logger.warning_once.cache_clear()  # each case may warn anew
+        with CaptureLogger(tokenization_mdpiano.logger) as captured:
+            tokenizer.encode_notes(clip_notes, max_length=max_length)
+        assert ("the later notes are left out" in captured.out) == warned, (max_length, captured.out)
+
+
 def test_truncation_builds_only_the_kept_tokens(tokenizer, clip_notes, monkeypatch):
     """A gap of years (a MIDI file at one tick a beat and a slow tempo can hold one) is spelled out in one Time-Shift
     a second: a truncated sequence must not build them all first."""
