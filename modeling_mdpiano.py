@@ -165,8 +165,11 @@ class MDPianoConvBlock(nn.Module):
         dtype = self.conv.weight.dtype
         return weight.to(dtype).contiguous(memory_format=torch.channels_last), bias.to(dtype)
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.training:
+    def forward(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`frame_mask` (B, T), 1 for real frames: in training, padded frames stay out of the batch statistics."""
+        if self.training and frame_mask is not None and not bool(frame_mask.all()):
+            hidden_states = self._masked_batch_norm(self.conv(hidden_states), frame_mask)
+        elif self.training:
             hidden_states = self.norm(self.conv(hidden_states))
         elif self.conv.in_channels == 1:
             hidden_states = self._single_channel_inference(hidden_states)
@@ -177,6 +180,25 @@ class MDPianoConvBlock(nn.Module):
         # Channels-last: on CPU, pooling is several times faster and the next convolution faster too. Pooling before
         # the ReLU gives the same values (ReLU is monotonic) on a quarter of them.
         return self.activation(self.pool(hidden_states.contiguous(memory_format=torch.channels_last)))
+
+    def _masked_batch_norm(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Training-mode batch normalisation whose statistics, running ones included, come from real frames only."""
+        norm = self.norm
+        values = hidden_states.float()
+        weights = frame_mask[:, None, :, None].to(values.dtype)
+        count = weights.sum() * values.shape[3]
+        mean = (values * weights).sum(dim=(0, 2, 3)) / count
+        centred = values - mean[:, None, None]
+        variance = (centred.square() * weights).sum(dim=(0, 2, 3)) / count
+        if norm.track_running_stats:
+            with torch.no_grad():
+                norm.num_batches_tracked += 1
+                momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+                norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+                unbiased = variance * count / (count - 1).clamp(min=1)  # as nn.BatchNorm2d keeps it
+                norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+        normalized = centred * torch.rsqrt(variance + norm.eps)[:, None, None]
+        return (normalized * norm.weight[:, None, None] + norm.bias[:, None, None]).to(hidden_states.dtype)
 
     def _single_channel_inference(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """
@@ -239,7 +261,7 @@ class MDPianoAcousticEncoder(nn.Module):
         mask = attention_mask
         block_outputs = []
         for block in self.blocks:
-            hidden_states = block(hidden_states * mask[:, None, :, None].to(hidden_states.dtype))
+            hidden_states = block(hidden_states * mask[:, None, :, None].to(hidden_states.dtype), mask)
             steps = hidden_states.shape[2]
             mask = mask[:, : 2 * steps].reshape(mask.shape[0], steps, 2).amin(dim=-1)
             if output_hidden_states:

@@ -184,6 +184,30 @@ def test_padding_is_ignored_in_both_domains(tiny_config, batch):
         torch.testing.assert_close(masked, truncated, atol=1e-5, rtol=1e-5)
 
 
+def test_training_batch_statistics_leave_out_padded_frames(tiny_config, batch):
+    """In training, batch normalisation must not see padded frames: a padded batch gives the logits and running
+    statistics of the same batch cut to its real frames."""
+    frames = batch["input_features"].shape[1]
+    for real in (frames // 2 // 8 * 8, frames // 2 // 8 * 8 + 3):
+        mask = batch["feature_attention_mask"].clone()
+        mask[:, real:] = 0
+        garbage = batch["input_features"].clone()
+        garbage[:, real:] = 1e3
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        results = []
+        for features, feature_mask in ((batch["input_features"][:, :real], mask[:, :real]), (garbage, mask)):
+            torch.manual_seed(0)
+            model = MDPianoForAudioClassification(make_config(tiny_config, dropout=0.0)).train()
+            logits = model(input_features=features, feature_attention_mask=feature_mask, **inputs).logits
+            norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+            assert len(norms) == len(model.config.conv_channels)
+            results.append((logits, [torch.cat([norm.running_mean, norm.running_var]) for norm in norms]))
+        (truncated, truncated_stats), (padded, padded_stats) = results
+        torch.testing.assert_close(padded, truncated, atol=1e-4, rtol=1e-4)
+        for got, expected in zip(padded_stats, truncated_stats):
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("ablation", ["full", "symbolic-only"])
 def test_silence_gives_finite_outputs(tiny_config, ablation):
     config = make_config(tiny_config, **ABLATIONS[ablation])
