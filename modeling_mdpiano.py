@@ -141,6 +141,22 @@ class MDPianoMaskedLMOutput(ModelOutput):
     attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
+def check_auxiliary_targets(labels: torch.Tensor | None, **targets: torch.Tensor | None) -> None:
+    """Refuses arousal or valence targets without `labels` (their losses are added to the quadrant loss), of another
+    shape than `labels`, or outside [0, 1] other than the ignore value -100."""
+    for name, values in targets.items():
+        if values is None:
+            continue
+        if labels is None:
+            raise ValueError(f"`{name}` are targets of an auxiliary loss, added to the quadrant loss: pass `labels` too.")
+        if values.shape != labels.shape:
+            raise ValueError(f"`{name}` must have the shape of `labels`, {tuple(labels.shape)}; got {tuple(values.shape)}.")
+        known = values[values != IGNORE_INDEX].float()
+        if not bool(((known >= 0) & (known <= 1)).all()):
+            raise ValueError(f"`{name}` must lie in [0, 1] (1: high arousal / positive valence), or be -100 to leave an "
+                             f"item out of that loss; got {values.tolist()}.")  # fmt: skip
+
+
 def masked_mean(hidden_states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over dim 1 of (batch, length, dim) states where `mask` (batch, length) is 1."""
     weights = mask.to(hidden_states.dtype).unsqueeze(-1)
@@ -640,7 +656,8 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             labels (`torch.LongTensor` of shape (batch,)):
                 Quadrant indices (`config.label2id`); -100 leaves an item out of every loss.
             arousal_targets, valence_targets (`torch.FloatTensor` of shape (batch,)):
-                1 for high arousal / positive valence; derived from `labels` when omitted. (Not named `*_labels`:
+                1 for high arousal / positive valence (values in [0, 1]; -100 leaves an item out of that loss); derived
+                from `labels` when omitted, and used only with `labels`. (Not named `*_labels`:
                 `transformers.Trainer` counts every argument named so as a label, and would find a batch with
                 `labels` alone unlabelled.)
         """
@@ -674,6 +691,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             arousal_logits = self.arousal_head(acoustic if acoustic is not None else symbolic).squeeze(-1)
             valence_logits = self.valence_head(symbolic if symbolic is not None else acoustic).squeeze(-1)
 
+        check_auxiliary_targets(labels, arousal_targets=arousal_targets, valence_targets=valence_targets)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
@@ -686,7 +704,8 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
                     valence_targets = torch.tensor(self.label_valence, device=labels.device)[quadrants]
 
                 def bce(logits, targets):
-                    return nn.functional.binary_cross_entropy_with_logits(logits[labelled], targets[labelled].to(logits.dtype))
+                    kept = labelled & (targets != IGNORE_INDEX)
+                    return nn.functional.binary_cross_entropy_with_logits(logits[kept], targets[kept].to(logits.dtype))
 
                 loss = (
                     loss

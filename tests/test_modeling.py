@@ -93,6 +93,29 @@ def test_ignored_labels_are_left_out_of_every_loss(tiny_config, batch):
     torch.testing.assert_close(partial, alone)
 
 
+def test_auxiliary_targets_ignore_value_and_bad_targets(tiny_config, batch):
+    torch.manual_seed(0)
+    model = MDPianoForAudioClassification(tiny_config).eval()
+    outputs = model(**batch)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    arousal = torch.tensor([1.0, -100.0, 0.0, 0.0])  # the second item's arousal unknown: out of the arousal loss only
+    valence = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    expected = (
+        torch.nn.functional.cross_entropy(outputs.logits, batch["labels"])
+        + tiny_config.arousal_loss_weight * bce(outputs.arousal_logits[[0, 2, 3]], arousal[[0, 2, 3]])
+        + tiny_config.valence_loss_weight * bce(outputs.valence_logits, valence)
+    )
+    torch.testing.assert_close(model(**batch, arousal_targets=arousal, valence_targets=valence).loss, expected)
+    inputs = {key: value for key, value in batch.items() if key != "labels"}
+    for targets, message in ((torch.tensor([1.0, 1000.0, 0.0, 0.0]), "must lie in"),
+                             (torch.tensor([1.0, float("nan"), 0.0, 0.0]), "must lie in"),
+                             (torch.ones(3), "the shape of `labels`")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            model(**batch, valence_targets=targets)
+    with pytest.raises(ValueError, match="pass `labels` too"):
+        model(**inputs, arousal_targets=arousal)
+
+
 def test_trainer_evaluation_finds_the_labels(tiny_config, batch, tmp_path):
     """transformers.Trainer counts every forward argument named like a label; with `labels` alone, a batch must
     still count as labelled, so evaluation reports a loss and calls compute_metrics."""
