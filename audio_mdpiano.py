@@ -35,7 +35,8 @@ def load_audio(
     Args:
         audio: one of
             - a path (`str` or `os.PathLike`) to a file soundfile or ffmpeg can read (wav, flac, ogg, mp3, ...);
-            - encoded bytes of such a file;
+            - encoded bytes of such a file, or a file object open for binary reading (`open(path, "rb")`,
+              `io.BytesIO`), read from where it stands;
             - an array (`np.ndarray`, `torch.Tensor` or list of floats) of shape (samples,), (channels, samples)
               or (samples, channels), float or integer PCM (8 to 32 bits), with `sampling_rate` given;
             - a tuple `(array, sampling_rate)`;
@@ -285,6 +286,10 @@ def _decode(audio, sampling_rate):
         return _decode_file(os.fspath(audio))
     if isinstance(audio, (bytes, bytearray)):
         return _decode_encoded(bytes(audio), "the given bytes")
+    if isinstance(audio, io.IOBase):
+        if isinstance(audio, io.TextIOBase):
+            raise ValueError("An audio file object must be open for binary reading: open(path, \"rb\"), or pass the path.")
+        return _decode_encoded(bytes(audio.read()), str(getattr(audio, "name", "the given file object")))
     if isinstance(audio, dict):
         if audio.get("array") is not None:
             rate = audio.get("sampling_rate")

@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 QUADRANTS = list(QUADRANT_NAMES)
 # The data beside the repository (../shared/data: emopia/, maestro-v2.0.0/, giantmidi-piano/), or MDPIANO_DATA.
 DEFAULT_DATA_DIR = Path(os.environ.get("MDPIANO_DATA") or Path(__file__).resolve().parents[1] / "shared" / "data")
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif")
+# libsndfile reads the first ones; the rest (aac, wma, webm, mp4, ...) go through ffmpeg.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".opus", ".aiff", ".aif", ".aac", ".wma", ".webm", ".mp4", ".oga", ".wave")
 # Split files of each scheme, per datasets split name: (file name, column holding the clip name).
 SPLIT_SCHEMES = {
     "emopia_cls": {"train": ("train.csv", "fname"), "validation": ("val.csv", "fname"), "test": ("test.csv", "fname")},
@@ -227,7 +228,7 @@ def _check_one_audio_file(audio_dir: str | os.PathLike, files: dict[str, list[st
 def find_audio(audio_dir: str | os.PathLike, clip_id: str) -> str | None:
     """
     The audio file of a clip in `audio_dir`, `<clip_id>.<ext>` with `ext` one of wav, flac, mp3, ogg, m4a, opus, aiff,
-    aif in any case (`.WAV`, `.Flac`), or None. Several files for one clip are an [`EmopiaFormatError`].
+    aif, aac, wma, webm, mp4, oga, wave in any case (`.WAV`, `.Flac`), or None. Several files for one clip are an [`EmopiaFormatError`].
     """
     paths = _audio_files(audio_dir).get(clip_id, [])
     _check_one_audio_file(audio_dir, {clip_id: paths})

@@ -10,7 +10,7 @@ from .caching import cache_dataset, write_atomic
 from .notes_mdpiano import notes_to_array, read_midi_notes
 from .pipeline_mdpiano import check_stride
 from .plots import plot_confusion_matrix, plot_valence_arousal
-from .training import Clip, WindowBatcher, load_clips, predict_clips, quadrant_metrics
+from .training import Clip, WindowBatcher, check_clip_lengths, load_clips, predict_clips, quadrant_metrics
 
 
 def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cached", symbolic_source="transcription",
@@ -31,7 +31,7 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
 
     Raises:
         ValueError: a `stride_s` longer than the model's window (the audio between windows would go unanalysed),
-            or ground-truth MIDI asked of the pipeline.
+            ground-truth MIDI asked of the pipeline, or clips too short for the model (named).
     """
     if stride_s is not None:
         check_stride(stride_s, processor.feature_extractor, "stride_s")
@@ -50,6 +50,7 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
     use_acoustic = model.config.domains in ("both", "acoustic")
     cached = cache_dataset(dataset, processor, cache_dir, set_name, num_proc, with_features=use_acoustic)
     clips = load_clips(cached)
+    check_clip_lengths(model.config, [clips])  # named together, before any prediction
     if symbolic_source == "midi":
         clips = [
             Clip(clip.clip_id, clip.label, notes_to_array(read_midi_notes(path)).astype(np.float32), clip.features, clip.duration)

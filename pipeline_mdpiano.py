@@ -1,7 +1,10 @@
 """The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
 
+import io
 import numbers
 import os
+from collections.abc import Iterator, Sequence
+from types import GeneratorType
 
 import numpy as np
 import torch
@@ -59,6 +62,12 @@ def check_stride(stride_s, feature_extractor, name: str = "`stride_length_s`") -
     if stride_s < frame_s:
         raise ValueError(f"{name} ({stride_s:g} s) is shorter than one feature frame ({frame_s:.4f} s): windows start on "
                          "frames, so several would start on the same frame and count twice in the average.")  # fmt: skip
+
+
+def _input_name(inputs) -> str:
+    """How an error names an input: its path where it has one."""
+    path = inputs.get("path") if isinstance(inputs, dict) else inputs
+    return f"The recording {os.fspath(path)}" if isinstance(path, (str, os.PathLike)) else "The recording"
 
 
 class MDPianoAudioClassificationPipeline(ChunkPipeline):
@@ -133,6 +142,10 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             raise ValueError("No inputs: pass a recording (path, array, ...) or a non-empty list of them.")
         if isinstance(inputs, list) and is_single_audio(inputs):  # samples, which the base class would take for a batch
             inputs = np.asarray(inputs)
+        elif isinstance(inputs, Sequence) and not isinstance(inputs, (list, tuple, str, bytes, bytearray)):
+            inputs = list(inputs)  # e.g. a `datasets` column: a batch, as a list is
+        elif isinstance(inputs, Iterator) and not isinstance(inputs, (GeneratorType, io.IOBase)):
+            inputs = (item for item in inputs)  # e.g. `iter(paths)` or `map(...)`: streamed, as a generator is
         return super().__call__(inputs, **kwargs)
 
     @property
@@ -151,10 +164,16 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         return_timeline=None,
         return_notes=None,
         soundfont=None,
+        function_to_apply=None,
         **kwargs,
     ):
         if kwargs:
             raise TypeError(f"Unexpected arguments: {sorted(kwargs)}.")
+        # The stock pipeline's option; here the scores are probabilities (softmax, calibrated, fused) by design.
+        if function_to_apply is not None and str(getattr(function_to_apply, "value", function_to_apply)).lower() != "softmax":
+            raise ValueError(f"function_to_apply={function_to_apply!r} is not available: the scores are the quadrants' "
+                             "probabilities (a softmax, with the model's calibration and note-statistics fusion); "
+                             "only 'softmax' is accepted.")  # fmt: skip
         preprocess = {}
         if sampling_rate is not None:
             preprocess["sampling_rate"] = sampling_rate
@@ -190,6 +209,13 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             cutter.add(features, notes)
             for start in cutter.ready(seconds, notes_final_s):
                 yield self._window_item(cutter, start, start + window_s)
+        frames = cutter.first_frame + len(cutter.features) if cutter.features is not None else None
+        if frames is not None and frames < self.model.config.min_acoustic_frames:
+            # Named here, before the batch forward that would fail on it among other inputs' windows.
+            raise ValueError(
+                f"{_input_name(inputs)} lasts {seconds:.2f} s, too short to analyse: the model needs at least "
+                f"{self.model.config.min_acoustic_frames / cutter.frames_per_second:.2f} s of audio."
+            )
         starts = cutter.remaining(seconds)
         for index, start in enumerate(starts):
             end = min(start + window_s, seconds) if seconds > 0 else window_s

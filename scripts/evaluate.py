@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mdpiano.audio_mdpiano import AudioDecodeError
 from mdpiano.caching import source_cache_name
 from mdpiano.calibration import calibrate
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit
@@ -154,7 +153,7 @@ def main():
     try:
         predictions = clip_predictions(model, processor, dataset, args.cache_dir, set_name, args.mode, args.symbolic_source,
                                        args.num_proc, stride_s=args.stride_s)  # fmt: skip
-    except AudioDecodeError as error:
+    except ValueError as error:  # undecodable audio (AudioDecodeError), clips too short for the model
         sys.exit(f"error: {error}")
     if args.fit_calibration:
         predictions = fit_calibration(model, predictions, dataset, args.model, fusions)

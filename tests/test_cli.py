@@ -10,7 +10,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
-from mdpiano.cli import main
+from mdpiano.cli import expand_inputs, main
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +279,11 @@ def test_predict_agrees_with_the_pipeline_and_writes_its_file(model_dir, rendere
     assert record["prediction"] == expected["labels"][0]["label"]
     assert record["scores"] == pytest.approx({r["label"]: r["score"] for r in expected["labels"]}, abs=1e-4)
     assert len(record["timeline"]) == len(expected["timeline"]) > 3
+
+
+def test_folders_are_searched_for_every_audio_format_ffmpeg_reads(tmp_path):
+    names = ["a.wav", "b.FLAC", "c.aac", "d.wma", "e.webm", "f.mp4", "g.oga", "h.mid", "cover.jpg", "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    files, errors = expand_inputs([str(tmp_path)])
+    assert [path.name for path in files] == sorted(names[:-2]) and errors == []

@@ -324,3 +324,20 @@ def test_symbolic_pretrained_takes_only_a_pretrained_encoder(tiny_config, tmp_pa
                                str(user_folder), "--validation-fraction", "0.5", "--cache-dir", str(tmp_path / "cache"),
                                "--output-dir", str(tmp_path / "run"))  # fmt: skip
     assert status == 1 and "not an MDPianoSymbolicForMaskedLM" in error and "use --init-from" in error, error[-2000:]
+
+
+def test_evaluation_names_a_clip_too_short_for_the_model(quadrant_clips, model_dir, tmp_path, run_script):
+    import numpy as np
+    import soundfile
+
+    folder = tmp_path / "audio"
+    (folder / "Q1").mkdir(parents=True)
+    (folder / "Q2").mkdir()
+    (folder / "Q1" / "music.wav").write_bytes(quadrant_clips[0][1].read_bytes())
+    soundfile.write(folder / "Q2" / "blip.wav", np.sin(np.linspace(0, 200, 2205)).astype(np.float32), 22050)  # 0.1 s
+    for mode, message in (("cached", "shorter than the model's shortest input"), ("pipeline", "too short to analyse")):
+        status, error = run_script("evaluate.py", "--model", model_dir, "--labelled-data", folder, "--mode", mode,
+                                   "--cache-dir", tmp_path / "cache", "--num-proc", "1")  # fmt: skip
+        last = error.strip().splitlines()[-1]
+        assert status == 1 and last.startswith("error: ") and "blip" in last and message in last, error[-2000:]
+        assert "Traceback" not in error

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import subprocess
@@ -70,6 +71,11 @@ def test_every_input_form_gives_the_same_scores(pipe, rendered_clip, tmp_path):
     assert pipe({"raw": waveform}, sampling_rate=SR) == reference  # a dict without its rate takes the call's
     assert pipe(waveform.tolist(), sampling_rate=SR) == reference  # samples in a list: one input, not a batch
     assert pipe(path.read_bytes()) == reference
+    with open(path, "rb") as file:
+        assert pipe(file) == reference
+    assert pipe(io.BytesIO(path.read_bytes())) == reference
+    with open(path) as text_file, pytest.raises(ValueError, match="open for binary reading"):
+        pipe(text_file)
     from datasets import Audio, Dataset
 
     dataset = Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", Audio())
@@ -163,6 +169,38 @@ def test_a_window_is_never_scored_twice(pipe, quadrant_clips):
     result = pipe({"raw": audio, "sampling_rate": SR}, return_timeline=True)
     starts = [w["start"] for w in result["timeline"]]
     assert len(starts) == 2 and len(set(starts)) == 2
+
+
+def test_collections_and_iterators_are_batches(pipe, quadrant_clips):
+    from datasets import Audio, Dataset
+
+    paths = [str(path) for _, path, _ in quadrant_clips[:2]]
+    reference = pipe(paths)
+    dataset = Dataset.from_dict({"audio": paths}).cast_column("audio", Audio())
+    column = dataset["audio"]  # a datasets column: a sequence, not a list
+    assert not isinstance(column, list)
+    for inputs in (column, iter(paths), map(str, paths)):
+        results = pipe(inputs)
+        results = results if isinstance(results, list) else list(results)  # iterators stream their results
+        assert len(results) == 2
+        for got, expected in zip(results, reference):
+            assert [r["label"] for r in got] == [r["label"] for r in expected]
+            np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], atol=1e-3)
+
+
+def test_an_input_too_short_for_the_model_is_named_in_a_batch(pipe, quadrant_clips, tmp_path):
+    blip = tmp_path / "blip.wav"
+    soundfile.write(blip, np.sin(np.linspace(0, 200, 2205)).astype(np.float32), SR)  # 0.1 s
+    with pytest.raises(ValueError, match=f"The recording {blip} lasts 0.10 s, too short to analyse"):
+        pipe([str(quadrant_clips[0][1]), str(blip)], batch_size=4)
+
+
+def test_function_to_apply_is_softmax_only(pipe, rendered_clip):
+    _, waveform = rendered_clip
+    assert pipe(waveform, sampling_rate=SR, function_to_apply="softmax") == pipe(waveform, sampling_rate=SR)
+    for other in ("sigmoid", "none"):
+        with pytest.raises(ValueError, match="only 'softmax' is accepted"):
+            pipe(waveform, sampling_rate=SR, function_to_apply=other)
 
 
 def test_top_k(pipe, rendered_clip):
