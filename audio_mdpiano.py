@@ -20,6 +20,7 @@ MAX_FLOAT_PEAK = 1e6
 MAX_LEVEL_BOOST_DB = 30.0
 
 logger = logging.getLogger(__name__)
+_LOW_RATES_WARNED: set[tuple[float, int]] = set()
 
 
 class AudioDecodeError(ValueError):
@@ -79,6 +80,9 @@ def stream_audio(
     """
     read_blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
     _check_rate(rate)
+    if rate < target_sampling_rate:
+        source = file_input(audio)
+        _warn_low_rate(rate, target_sampling_rate, os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
     gain = 1.0 if min_peak is None else level_gain(read_blocks(quiet=True), min_peak)
     resampler = None
     if rate != target_sampling_rate:
@@ -115,6 +119,19 @@ def stream_audio(
         out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)  # the filter's tail
         if out.size:
             yield np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _warn_low_rate(rate: float, target_sampling_rate: int, first_path: str | None) -> None:
+    # Once per rate and process (a folder of such files would repeat it for every file): the first one is named.
+    if (rate, target_sampling_rate) in _LOW_RATES_WARNED:
+        return
+    _LOW_RATES_WARNED.add((rate, target_sampling_rate))
+    logger.warning(
+        "%sAudio sampled at %g Hz, below the %g Hz the model reads, holds nothing above %g Hz, which the training "
+        "audio did: predictions are less accurate (README: Low sampling rates). Pass recordings at %g Hz or more "
+        "where there are some. (Said once for inputs at this rate.)",
+        f"{first_path}: " if first_path else "", rate, target_sampling_rate, rate / 2, target_sampling_rate,
+    )  # fmt: skip
 
 
 def level_gain(blocks, min_peak: float) -> float:

@@ -66,10 +66,32 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
     """
     Copies of the audio files of a folder (extensions of `emopia.AUDIO_EXTENSIONS`) with every sample scaled by
     `gain_db`, as float WAV at the file's own rate named `<stem>.wav`, so no level is lost to quantisation or clipped
-    by a codec. Each copy takes its source's modification time: a copy whose source has another (re-rendered, or
-    replaced by an older file) is written again, the others are kept (resumable), and a copy whose source is gone
-    is removed. Returns `destination_dir`.
+    by a codec. Resumable as [`write_resampled_copies`]. Returns `destination_dir`.
     """
+    gain = np.float32(10.0 ** (gain_db / 20.0))
+    return _write_copies(source_dir, destination_dir, lambda waveform, rate: (waveform * gain, rate),
+                         f"Scaling {Path(source_dir).name} by {gain_db:g} dB")  # fmt: skip
+
+
+def write_resampled_copies(source_dir, destination_dir, sampling_rate: int) -> Path:
+    """
+    Copies of the audio files of a folder resampled to `sampling_rate` (soxr, high quality), as float WAV named
+    `<stem>.wav`: what a recording made or stored at that rate holds (nothing above `sampling_rate / 2`). Each copy
+    takes its source's modification time: a copy whose source has another (re-rendered, or replaced by an older
+    file) is written again, the others are kept (resumable), and a copy whose source is gone is removed. Returns
+    `destination_dir`.
+    """
+    import soxr
+
+    def resample(waveform, rate):
+        return (waveform if rate == sampling_rate else soxr.resample(waveform, rate, sampling_rate, quality="HQ")), sampling_rate
+
+    return _write_copies(source_dir, destination_dir, resample, f"Resampling {Path(source_dir).name} to {sampling_rate} Hz")
+
+
+def _write_copies(source_dir, destination_dir, transform, description: str) -> Path:
+    """Writes `transform(waveform (samples, channels) float32, rate) -> (waveform, rate)` of each audio file of
+    `source_dir` to `destination_dir/<stem>.wav` (float WAV), resumable by the sources' modification times."""
     import soundfile
     from tqdm.auto import tqdm
 
@@ -86,14 +108,13 @@ def write_scaled_copies(source_dir, destination_dir, gain_db: float) -> Path:
     for orphan in destination_dir.glob("*.wav"):
         if orphan.stem not in stems:
             orphan.unlink()
-    gain = np.float32(10.0 ** (gain_db / 20.0))
-    for source in tqdm(sources, desc=f"Scaling {source_dir.name} by {gain_db:g} dB"):
+    for source in tqdm(sources, desc=description):
         destination = destination_dir / f"{source.stem}.wav"
         stamp = source.stat()
         if destination.exists() and destination.stat().st_mtime_ns == stamp.st_mtime_ns:
             continue
-        waveform, rate = soundfile.read(source, dtype="float32", always_2d=True)
-        write_atomic(destination, lambda file: soundfile.write(file, waveform * gain, rate, subtype="FLOAT", format="WAV"))
+        waveform, rate = transform(*soundfile.read(source, dtype="float32", always_2d=True))
+        write_atomic(destination, lambda file: soundfile.write(file, waveform, rate, subtype="FLOAT", format="WAV"))
         os.utime(destination, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     return destination_dir
 
@@ -169,4 +190,13 @@ def shown_path(path, root) -> str:
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
-__all__ = ["clip_predictions", "metrics_table", "read_section", "replace_section", "shown_path", "write_report"]
+__all__ = [
+    "clip_predictions",
+    "metrics_table",
+    "read_section",
+    "replace_section",
+    "shown_path",
+    "write_report",
+    "write_resampled_copies",
+    "write_scaled_copies",
+]

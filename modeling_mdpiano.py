@@ -297,8 +297,10 @@ class MDPianoAttention(nn.Module):
     L_q, L_kv).
     """
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float):
+    def __init__(self, config: MDPianoConfig, num_heads: int):
         super().__init__()
+        self.config = config  # its `_attn_implementation` ("sdpa" or "eager") is read at each call
+        d_model, dropout = config.d_model, config.attention_dropout
         self.num_heads = num_heads
         self.head_dim = d_model // num_heads
         self.dropout = dropout
@@ -319,7 +321,8 @@ class MDPianoAttention(nn.Module):
         key_mask = key_mask[:, None, None, :].bool()
         dropout = self.dropout if self.training else 0.0
         weights = None
-        if output_attentions:  # the fused kernel keeps its weights to itself: the same computation, written out
+        # The fused kernel keeps its weights to itself: for them, or as asked ("eager"), the same computation written out.
+        if output_attentions or self.config._attn_implementation == "eager":
             scores = query @ key.transpose(-1, -2) / math.sqrt(self.head_dim)
             weights = scores.masked_fill(~key_mask, float("-inf")).softmax(dim=-1)
             attended = nn.functional.dropout(weights, dropout, self.training) @ value
@@ -334,7 +337,7 @@ class MDPianoEncoderLayer(nn.Module):
     def __init__(self, config: MDPianoConfig):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.d_model)
-        self.attention = MDPianoAttention(config.d_model, config.num_attention_heads, config.attention_dropout)
+        self.attention = MDPianoAttention(config, config.num_attention_heads)
         self.feed_forward_norm = nn.LayerNorm(config.d_model)
         self.feed_forward = nn.Sequential(
             nn.Linear(config.d_model, config.intermediate_size),
@@ -407,8 +410,8 @@ class MDPianoCrossDomainAttention(nn.Module):
 
     def __init__(self, config: MDPianoConfig):
         super().__init__()
-        self.acoustic_to_symbolic = MDPianoAttention(config.d_model, config.cda_num_heads, config.attention_dropout)
-        self.symbolic_to_acoustic = MDPianoAttention(config.d_model, config.cda_num_heads, config.attention_dropout)
+        self.acoustic_to_symbolic = MDPianoAttention(config, config.cda_num_heads)
+        self.symbolic_to_acoustic = MDPianoAttention(config, config.cda_num_heads)
         self.acoustic_norm = nn.LayerNorm(config.d_model)
         self.symbolic_norm = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)
@@ -427,6 +430,10 @@ class MDPianoPreTrainedModel(PreTrainedModel):
     base_model_prefix = "mdpiano"
     main_input_name = "input_features"
     input_modalities = ("audio",)
+    _supports_sdpa = True  # torch's scaled_dot_product_attention, the default; "eager" writes it out
+    # The attention layers read `config._attn_implementation` at each call, so `set_attn_implementation` may switch it
+    # (transformers infers this only for layers built on its attention interface).
+    _can_set_attn_implementation_cached_value = True
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from datasets import Dataset
 
-from mdpiano.evaluation import metrics_table, replace_section, write_report, write_scaled_copies
+from mdpiano.evaluation import metrics_table, replace_section, write_report, write_resampled_copies, write_scaled_copies
 
 
 @pytest.fixture
@@ -120,3 +120,19 @@ def test_scaled_copies_are_exact_float_wav_of_the_audio_files(tmp_path):
     assert sorted(path.name for path in quiet.iterdir()) == ["a.wav"]
     halved, _ = soundfile.read(source / "a.flac", dtype="float32")
     np.testing.assert_allclose(soundfile.read(quiet / "a.wav", dtype="float32")[0], halved * 0.1, rtol=1e-6)
+
+
+def test_resampled_copies_hold_only_the_band_below_half_their_rate(tmp_path):
+    import soundfile
+
+    source = tmp_path / "source"
+    source.mkdir()
+    seconds = np.arange(22050) / 22050
+    low, high = np.sin(2 * np.pi * 1000 * seconds), np.sin(2 * np.pi * 9000 * seconds)
+    soundfile.write(source / "a.wav", (0.4 * (low + high)).astype(np.float32), 22050, subtype="FLOAT")
+    copies = write_resampled_copies(source, tmp_path / "16k", 16000)
+    copy, rate = soundfile.read(copies / "a.wav", dtype="float32")
+    assert rate == 16000 and len(copy) == 16000 and soundfile.info(copies / "a.wav").subtype == "FLOAT"
+    spectrum = np.abs(np.fft.rfft(copy))  # 1-Hz bins: the 1-kHz tone stays, the 9-kHz one (above 8 kHz) is gone
+    assert spectrum[1000] > 1000 and spectrum[1000] > 100 * spectrum[7000:].max()
+    assert (copies / "a.wav").stat().st_mtime_ns == (source / "a.wav").stat().st_mtime_ns  # resumable like the scaled

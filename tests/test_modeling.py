@@ -344,6 +344,27 @@ def test_inference_folds_batch_norm_into_the_convolution(in_channels, kernel_siz
         assert output.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_attention_implementation_is_sdpa_or_eager_as_asked(tmp_path, tiny_config, batch):
+    from unittest import mock
+
+    torch.manual_seed(0)
+    MDPianoForAudioClassification(tiny_config).save_pretrained(tmp_path)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = {}
+    for implementation, kernel_calls in (("sdpa", True), ("eager", False)):
+        model = MDPianoForAudioClassification.from_pretrained(tmp_path, attn_implementation=implementation).eval()
+        assert model.config._attn_implementation == implementation
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        with mock.patch("torch.nn.functional.scaled_dot_product_attention", wraps=sdpa) as kernel, torch.no_grad():
+            logits[implementation] = model(**inputs).logits
+        assert kernel.called == kernel_calls
+    torch.testing.assert_close(logits["eager"], logits["sdpa"], atol=1e-5, rtol=1e-5)
+    model.set_attn_implementation("sdpa")  # switched on a loaded model too
+    with mock.patch("torch.nn.functional.scaled_dot_product_attention", wraps=sdpa) as kernel, torch.no_grad():
+        model(**inputs)
+    assert kernel.called
+
+
 def test_save_and_load_give_identical_logits(tmp_path, tiny_config, batch):
     torch.manual_seed(0)
     model = MDPianoForAudioClassification(tiny_config).eval()
@@ -476,7 +497,9 @@ def test_attentions_and_hidden_states_on_request(tiny_config, batch):
     assert symbolic_to_acoustic.shape == (rows, config.cda_num_heads, tokens, steps)
     torch.testing.assert_close(symbolic_to_acoustic.sum(-1), torch.ones(symbolic_to_acoustic.shape[:-1]))
 
-    # The config's defaults, as in transformers; the tuple form keeps every returned field.
+    # The config's defaults, as in transformers (which asks for the written-out attention for them); the tuple form
+    # keeps every returned field.
+    model.set_attn_implementation("eager")
     model.config.output_attentions = True
     with torch.no_grad():
         as_tuple = model(**inputs, return_dict=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from mdpiano import MDPianoConfig
 from mdpiano.note_statistics import NOTE_STATISTICS
@@ -433,6 +434,24 @@ def test_level_robustness_compares_the_floor_on_quieter_copies(tiny_emopia, tmp_
     assert "| -30 dB |" in run_script.stdout
     status, error = run_script("level_robustness.py", "--cache-dir", cache, "--audio-set", "bogus")
     assert status == 2 and "Cannot tell the EMOPIA split" in error
+
+
+def test_rate_robustness_evaluates_copies_at_lower_rates(tiny_emopia, tmp_path, model_dir, run_script):
+    data, cache = tiny_emopia
+    output = tmp_path / "rates.json"
+    status, error = run_script("rate_robustness.py", "--model", model_dir, "--data", data, "--cache-dir", cache,
+                               "--audio-set", "test-clean", "--sampling-rates", "11025", "--num-proc", "1",
+                               "--output", output, "--no-readme")  # fmt: skip
+    assert status == 0, error[-3000:]
+    results = json.loads(output.read_text())
+    assert results["clips"] == 2 and [row["sampling_rate"] for row in results["rows"]] == [None, 11025]
+    assert results["rows"][0]["same_prediction"] == 1.0 and results["model_sampling_rate"] == 22050
+    copies = sorted((cache / "audio" / "test-clean-11025Hz").glob("*.wav"))
+    assert len(copies) == 2 and all(soundfile.info(path).samplerate == 11025 for path in copies)
+    assert "| 11025 Hz | 5.51 kHz |" in run_script.stdout
+    shutil.rmtree(cache / "audio" / "test-clean-11025Hz")  # the module's other tests share the cache
+    status, error = run_script("rate_robustness.py", "--cache-dir", cache, "--sampling-rates", "16")
+    assert status == 2 and "in Hz, 1000 or more" in error
 
 
 def test_scripts_name_bad_inputs_without_a_traceback(run_script, tmp_path):
