@@ -260,6 +260,8 @@ class MDPianoConfig(PreTrainedConfig):
         if {index: label for label, index in self.label2id.items()} != self.id2label:
             raise ValueError(f"label2id ({self.label2id}) must be the inverse of id2label ({self.id2label}).")
         vocabulary = self.default_vocab_size()
+        if isinstance(self.vocab_size, numbers.Integral) and not isinstance(self.vocab_size, bool):
+            self.vocab_size = int(self.vocab_size)
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < vocabulary:
             raise ValueError(f"`vocab_size` must be an integer of at least {vocabulary} (the tokens of these settings), "
                              f"got {self.vocab_size!r}.")  # fmt: skip
@@ -272,19 +274,28 @@ class MDPianoConfig(PreTrainedConfig):
             "time_shift_resolution_ms", "max_time_shift_ms", "velocity_bins", "max_harmonic", "d_model",
             "num_encoder_layers", "num_attention_heads", "intermediate_size", "cda_num_heads",
         )  # fmt: skip
+        real_numbers = ("dropout", "attention_dropout", "classifier_dropout", "arousal_loss_weight", "valence_loss_weight",
+                        "initializer_range", "chunk_length_s")  # fmt: skip
+        # numpy scalars (from a sweep tool, say) become Python numbers, which the saved JSON holds.
+        for name, kind in [*((name, numbers.Integral) for name in positive_ints), *((name, numbers.Real) for name in real_numbers)]:
+            value = getattr(self, name)
+            if isinstance(value, kind) and not isinstance(value, bool):
+                setattr(self, name, int(value) if kind is numbers.Integral else float(value))
+        if isinstance(self.conv_channels, (list, tuple)):
+            self.conv_channels = [int(c) if isinstance(c, numbers.Integral) and not isinstance(c, bool) else c for c in self.conv_channels]
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         for name in ("dropout", "attention_dropout", "classifier_dropout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            if not isinstance(value, float) or not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
         for name in ("arousal_loss_weight", "valence_loss_weight", "initializer_range"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"`{name}` must be a non-negative number, got {value!r}.")
-        if not isinstance(self.chunk_length_s, (int, float)) or not 0 < self.chunk_length_s <= 600:
+            if not isinstance(value, float) or not 0 <= value < math.inf:  # NaN fails both comparisons
+                raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}.")
+        if not isinstance(self.chunk_length_s, float) or not 0 < self.chunk_length_s <= 600:
             raise ValueError(f"`chunk_length_s` must be in (0, 600] seconds, got {self.chunk_length_s!r}.")
         if self.hop_length > self.n_fft:
             raise ValueError(f"`hop_length` ({self.hop_length}) must not exceed `n_fft` ({self.n_fft}).")
@@ -321,6 +332,11 @@ class MDPianoConfig(PreTrainedConfig):
                 raise ValueError(
                     f"`d_model` ({self.d_model}) must be divisible by `{heads_name}` ({getattr(self, heads_name)})."
                 )
+        window_frames = 1 + int(self.chunk_length_s * self.sampling_rate) // self.hop_length
+        if self.domains != "symbolic" and window_frames < self.min_acoustic_frames:
+            raise ValueError(f"`chunk_length_s` {self.chunk_length_s:g} gives windows of {window_frames} acoustic frames, "
+                             f"fewer than the {self.min_acoustic_frames} the ConvNet's {len(self.conv_channels)} poolings "
+                             "need: no input could be classified.")  # fmt: skip
         if self.max_symbolic_length < 3:
             raise ValueError(f"`max_symbolic_length` must leave room for <s> and </s>, got {self.max_symbolic_length}.")
 

@@ -381,7 +381,8 @@ class MDPianoSymbolicEncoder(nn.Module):
         if length > self.position_embeddings.num_embeddings:
             raise ValueError(
                 f"{length} symbolic tokens exceed `max_symbolic_length` ({self.position_embeddings.num_embeddings}); "
-                "tokenize with truncation (the processor does)."
+                "the model reads at most that many. Tokenize with truncation (the processor's default, unless "
+                "`truncation=False`), or classify a long recording through the pipeline, which cuts it into windows."
             )
         if input_ids.max() >= self.token_embeddings.num_embeddings or input_ids.min() < 0:
             raise ValueError(f"Token ids must lie in [0, {self.token_embeddings.num_embeddings}); check the tokenizer.")

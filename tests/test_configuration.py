@@ -53,6 +53,9 @@ def test_velocity_bins_are_distinct_velocities(bins):
         ("velocity_bins", 200),
         ("use_auxiliary_losses", "yes"),
         ("arousal_loss_weight", -1.0),
+        ("valence_loss_weight", float("nan")),  # `--set valence_loss_weight=NaN` parses; the loss would be NaN
+        ("initializer_range", float("inf")),
+        ("chunk_length_s", 0.1),  # 5 frames: fewer than the ConvNet's three poolings need
         ("fmax", 20000.0),
         ("fmin", 15000.0),
         ("conv_kernel_size", 4),
@@ -62,6 +65,17 @@ def test_velocity_bins_are_distinct_velocities(bins):
 def test_invalid_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         MDPianoConfig(**{field: value})
+
+
+def test_numpy_numbers_are_taken_as_python_numbers(tmp_path):
+    import numpy as np
+
+    config = MDPianoConfig(d_model=np.int64(128), dropout=np.float32(0.25), conv_channels=[np.int64(8), 16, 32],
+                           chunk_length_s=np.float64(6.0))  # fmt: skip
+    assert (config.d_model, config.dropout, config.conv_channels, config.chunk_length_s) == (128, 0.25, [8, 16, 32], 6.0)
+    assert type(config.d_model) is int and type(config.dropout) is float and type(config.conv_channels[0]) is int
+    config.save_pretrained(tmp_path)  # JSON holds Python numbers only
+    assert MDPianoConfig.from_pretrained(tmp_path).d_model == 128
 
 
 def test_id2label_must_name_the_quadrants():
