@@ -16,17 +16,14 @@ import sys
 # This folder holds evaluate.py; keep it from shadowing the `evaluate` library that computes the metrics.
 sys.path = [p for p in sys.path if os.path.realpath(p or ".") != os.path.dirname(os.path.realpath(__file__))]
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit  # noqa: E402
 from mdpiano.cli import exit_on_input_errors  # noqa: E402
-from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set  # noqa: E402
-from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report, write_scaled_copies  # noqa: E402
+from mdpiano.evaluation import shown_path, write_scaled_copies  # noqa: E402
+from mdpiano.robustness import STUDY_METRICS, evaluate_copy, model_option, study_parser, study_setup, write_study  # noqa: E402
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -55,47 +52,27 @@ def table(results: dict) -> str:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    parser.add_argument("--data", default=str(DEFAULT_DATA_DIR), help="folder holding emopia/ (default: %(default)s)")
-    parser.add_argument("--cache-dir", required=True, help="holds audio/<set> and the caches")
-    parser.add_argument("--audio-set", default="test-new-piano")
+    parser = study_parser(__doc__, "level_robustness")
     parser.add_argument("--gains-db", type=float, nargs="+", default=[0.0, -10.0, -20.0, -30.0, -40.0])
-    parser.add_argument("--num-proc", type=int, default=2)
-    parser.add_argument("--output", help="default: results/level_robustness-<audio-set>.json")
-    parser.add_argument("--no-readme", action="store_true", help="do not write README's table")
     args = parser.parse_args()
     if any(gain > 0 for gain in args.gains_db):
         parser.error("--gains-db are attenuations (0 or below): louder copies would clip")
-    try:
-        split = split_of_audio_set(args.audio_set)
-    except ValueError as error:
-        parser.error(str(error))
-
-    cache_dir = Path(args.cache_dir)
-    source = cache_dir / "audio" / args.audio_set
-    if not source.is_dir():
-        raise FileNotFoundError(f"{source} does not exist: render it first (scripts/render_emopia.py --sets {args.audio_set}).")
-    model, processor = load_model_or_exit(args.model)
-    model.eval()
+    split, source, model, processor = study_setup(args, parser)
     floor = processor.min_peak
     if floor is None:
         raise ValueError(f"The processor of {args.model} has no level floor (min_peak is None): nothing to compare.")
+    cache_dir = Path(args.cache_dir)
     rows, clips, reference = [], None, {}
     for gain_db in args.gains_db:
         set_name = f"{args.audio_set}-gain{gain_db:g}dB"
         folder = write_scaled_copies(source, cache_dir / "audio" / set_name, gain_db)
-        splits, report = load_emopia(Path(args.data) / "emopia", audio_dir=folder, splits=[split], return_report=True)
-        if report.left_out(split):
-            print(f"{set_name}: left out {len(report.left_out(split))} clips (see load_emopia's report)")
-        dataset, clips = splits[split], len(splits[split])
         row = {"gain_db": gain_db, "median_peak": median_peak(folder)}
         for key, min_peak in (("with_floor", floor), ("without_floor", None)):
             processor.min_peak = min_peak
-            predictions = clip_predictions(model, processor, dataset, cache_dir, set_name, num_proc=args.num_proc)
-            output_dir = cache_dir / "level-robustness" / f"{set_name}-{key}"
-            metrics = write_report(predictions, dataset, output_dir, f"{Path(args.model).name} on {set_name}, {key}")
-            row[key] = {name: metrics[name] for name in ("accuracy", "arousal_accuracy", "valence_accuracy", "macro_f1")}
+            report_dir = cache_dir / "level-robustness" / f"{set_name}-{key}"
+            dataset, predictions, metrics = evaluate_copy(args, model, processor, split, folder, set_name, report_dir)
+            clips = len(dataset)
+            row[key] = {name: metrics[name] for name in STUDY_METRICS}
             # How many clips keep the quadrant they get at the first (loudest) gain: what a user sees change.
             predicted = np.argmax(predictions["probabilities"], axis=1)
             reference.setdefault(key, predicted)
@@ -105,17 +82,10 @@ def main():
         rows.append(row)
     gains = " ".join(f"{gain:g}" for gain in args.gains_db)
     command = (f"python scripts/level_robustness.py --cache-dir <cache-dir> --audio-set {args.audio_set} "
-               f"--gains-db {gains}" + ("" if Path(args.model) == Path(DEFAULT_MODEL_DIR) else f" --model {args.model}"))  # fmt: skip
+               f"--gains-db {gains}{model_option(args)}")  # fmt: skip
     results = {"model": shown_path(args.model, REPOSITORY), "audio_set": args.audio_set, "split": split, "clips": clips,
                "min_peak": floor, "rows": rows, "command": command}  # fmt: skip
-    output = Path(args.output or REPOSITORY / "results" / f"level_robustness-{args.audio_set}.json")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=1) + "\n")
-    text = table(results)
-    print(text)
-    if not args.no_readme:
-        replace_section(REPOSITORY / "README.md", f"level-robustness-{args.audio_set}", text)
-    print(f"wrote {output}" + ("" if args.no_readme else f" and README's table for {args.audio_set}"))
+    write_study(results, table(results), args, "level_robustness", REPOSITORY)
 
 
 if __name__ == "__main__":
