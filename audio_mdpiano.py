@@ -303,10 +303,11 @@ def _decode(audio, sampling_rate):
         return _decode_file(os.fspath(audio))
     if isinstance(audio, (bytes, bytearray)):
         return _decode_encoded(bytes(audio), "the given bytes")
-    if isinstance(audio, io.IOBase):
-        if isinstance(audio, io.TextIOBase):
+    if hasattr(audio, "read"):  # a file object: open(), io.BytesIO, tempfile's wrappers
+        data = audio.read() if not isinstance(audio, io.TextIOBase) else None
+        if not isinstance(data, (bytes, bytearray)):
             raise ValueError("An audio file object must be open for binary reading: open(path, \"rb\"), or pass the path.")
-        return _decode_encoded(bytes(audio.read()), str(getattr(audio, "name", "the given file object")))
+        return _decode_encoded(bytes(data), str(getattr(audio, "name", "the given file object")))
     if isinstance(audio, dict):
         if audio.get("array") is not None:
             rate = audio.get("sampling_rate")

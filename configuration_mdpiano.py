@@ -260,8 +260,10 @@ class MDPianoConfig(PreTrainedConfig):
         if {index: label for label, index in self.label2id.items()} != self.id2label:
             raise ValueError(f"label2id ({self.label2id}) must be the inverse of id2label ({self.id2label}).")
         vocabulary = self.default_vocab_size()
-        if isinstance(self.vocab_size, numbers.Integral) and not isinstance(self.vocab_size, bool):
-            self.vocab_size = int(self.vocab_size)
+        for name in ("vocab_size", "pad_token_id"):
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, name, int(value))
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < vocabulary:
             raise ValueError(f"`vocab_size` must be an integer of at least {vocabulary} (the tokens of these settings), "
                              f"got {self.vocab_size!r}.")  # fmt: skip
@@ -281,8 +283,17 @@ class MDPianoConfig(PreTrainedConfig):
             value = getattr(self, name)
             if isinstance(value, kind) and not isinstance(value, bool):
                 setattr(self, name, int(value) if kind is numbers.Integral else float(value))
+        for name in ("fmin", "fmax"):  # None (fmax: half the sampling rate) stays
+            value = getattr(self, name)
+            if isinstance(value, numbers.Real) and not isinstance(value, bool):
+                setattr(self, name, float(value))
         if isinstance(self.conv_channels, (list, tuple)):
             self.conv_channels = [int(c) if isinstance(c, numbers.Integral) and not isinstance(c, bool) else c for c in self.conv_channels]
+        if isinstance(self.quadrant_logit_bias, (list, tuple)):
+            self.quadrant_logit_bias = [float(b) if isinstance(b, numbers.Real) and not isinstance(b, bool) else b
+                                        for b in self.quadrant_logit_bias]  # fmt: skip
+        if getattr(getattr(self.use_auxiliary_losses, "dtype", None), "kind", None) == "b":  # numpy's bool
+            self.use_auxiliary_losses = bool(self.use_auxiliary_losses)
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -339,6 +350,19 @@ class MDPianoConfig(PreTrainedConfig):
                              "need: no input could be classified.")  # fmt: skip
         if self.max_symbolic_length < 3:
             raise ValueError(f"`max_symbolic_length` must leave room for <s> and </s>, got {self.max_symbolic_length}.")
+
+    # The attention layers write their weights out whenever they are asked for, under "sdpa" as under "eager", so the
+    # config's `output_attentions` need not wait for "eager" (transformers' default rule for sdpa models).
+    @property
+    def output_attentions(self) -> bool:
+        return self._output_attentions
+
+    @output_attentions.setter
+    def output_attentions(self, value: bool):
+        self._output_attentions = value
+
+    def validate_output_attentions(self):
+        """Any attention implementation returns the weights (see `output_attentions`)."""
 
     @property
     def quadrant_names(self) -> dict:

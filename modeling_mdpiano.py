@@ -198,14 +198,14 @@ class MDPianoConvBlock(nn.Module):
         return self.activation(self.pool(hidden_states.contiguous(memory_format=torch.channels_last)))
 
     def _masked_batch_norm(self, hidden_states: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """Training-mode batch normalisation whose statistics, running ones included, come from real frames only."""
+        """Training-mode batch normalisation whose statistics, running ones included, come from real frames only.
+        The statistics are summed in float32; the activations keep their dtype, and no full-size copy is kept."""
         norm = self.norm
-        values = hidden_states.float()
-        weights = frame_mask[:, None, :, None].to(values.dtype)
-        count = weights.sum() * values.shape[3]
-        mean = (values * weights).sum(dim=(0, 2, 3)) / count
-        centred = values - mean[:, None, None]
-        variance = (centred.square() * weights).sum(dim=(0, 2, 3)) / count
+        weights = frame_mask[:, None, :, None].to(hidden_states.dtype)
+        count = frame_mask.sum().float() * hidden_states.shape[3]
+        mean = (hidden_states * weights).sum(dim=(0, 2, 3), dtype=torch.float32) / count
+        mean_square = (hidden_states.square() * weights).sum(dim=(0, 2, 3), dtype=torch.float32) / count
+        variance = (mean_square - mean.square()).clamp(min=0.0)
         if norm.track_running_stats:
             with torch.no_grad():
                 norm.num_batches_tracked += 1
@@ -213,8 +213,10 @@ class MDPianoConvBlock(nn.Module):
                 norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
                 unbiased = variance * count / (count - 1).clamp(min=1)  # as nn.BatchNorm2d keeps it
                 norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
-        normalized = centred * torch.rsqrt(variance + norm.eps)[:, None, None]
-        return (normalized * norm.weight[:, None, None] + norm.bias[:, None, None]).to(hidden_states.dtype)
+        scale = norm.weight.float() * torch.rsqrt(variance + norm.eps)
+        shift = norm.bias.float() - mean * scale
+        dtype = hidden_states.dtype
+        return hidden_states * scale.to(dtype)[:, None, None] + shift.to(dtype)[:, None, None]
 
     def _single_channel_inference(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """
@@ -672,6 +674,7 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
         inputs = (input_features, feature_attention_mask, input_ids, attention_mask)
         if any(value is not None and not isinstance(value, torch.Tensor) for value in inputs):
             raise TypeError("The model takes tensors: call the processor with `return_tensors=\"pt\"`.")
+        check_auxiliary_targets(labels, arousal_targets=arousal_targets, valence_targets=valence_targets)
         if output_attentions is None:
             output_attentions = self.config.output_attentions
         if output_hidden_states is None:
@@ -699,7 +702,6 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
             arousal_logits = self.arousal_head(acoustic if acoustic is not None else symbolic).squeeze(-1)
             valence_logits = self.valence_head(symbolic if symbolic is not None else acoustic).squeeze(-1)
 
-        check_auxiliary_targets(labels, arousal_targets=arousal_targets, valence_targets=valence_targets)
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
@@ -713,6 +715,8 @@ class MDPianoForAudioClassification(MDPianoPreTrainedModel):
 
                 def bce(logits, targets):
                     kept = labelled & (targets != IGNORE_INDEX)
+                    if not bool(kept.any()):  # no item with a target: no term (the mean over none would be NaN)
+                        return logits.sum() * 0.0
                     return nn.functional.binary_cross_entropy_with_logits(logits[kept], targets[kept].to(logits.dtype))
 
                 loss = (

@@ -1,6 +1,5 @@
 """The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
 
-import io
 import numbers
 import os
 from collections.abc import Iterator, Sequence
@@ -143,8 +142,9 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if isinstance(inputs, list) and is_single_audio(inputs):  # samples, which the base class would take for a batch
             inputs = np.asarray(inputs)
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (list, tuple, str, bytes, bytearray)):
-            inputs = list(inputs)  # e.g. a `datasets` column: a batch, as a list is
-        elif isinstance(inputs, Iterator) and not isinstance(inputs, (GeneratorType, io.IOBase)):
+            inputs = list(inputs)  # e.g. a `datasets` column: a batch, as a list is; `array.array` samples: one input
+            inputs = np.asarray(inputs) if is_single_audio(inputs) else inputs
+        elif isinstance(inputs, Iterator) and not isinstance(inputs, GeneratorType) and not hasattr(inputs, "read"):
             inputs = (item for item in inputs)  # e.g. `iter(paths)` or `map(...)`: streamed, as a generator is
         return super().__call__(inputs, **kwargs)
 

@@ -302,7 +302,8 @@ class MDPianoProcessor(ProcessorMixin):
         """
         if truncation:
             note_sets = [window_notes(n, 0.0, self.feature_extractor.chunk_length_s) for n in note_sets]
-        symbolic = self.tokenizer.encode_notes(note_sets, padding="longest", truncation=truncation, return_attention_mask=True)
+        symbolic = self.tokenizer.encode_notes(note_sets, padding="longest", truncation=truncation, return_attention_mask=True,
+                                               warn_truncation=False)  # fmt: skip
         return {"input_ids": symbolic["input_ids"], "attention_mask": symbolic["attention_mask"]}
 
     def window_inputs(self, windows: list, padding: bool | str = "max_length", return_tensors: str | None = "pt") -> BatchFeature:

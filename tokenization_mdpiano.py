@@ -277,6 +277,7 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         max_length: int | None = None,
         return_tensors: str | None = None,
         return_attention_mask: bool = True,
+        warn_truncation: bool = True,
     ) -> BatchEncoding:
         """
         Tokenizes one set of notes or a batch of them.
@@ -288,6 +289,8 @@ class MDPianoTokenizer(PreTrainedTokenizer):
             truncation: keep at most `max_length` tokens (the beginning; a warning says when notes are left out).
             max_length: defaults to `model_max_length`.
             return_tensors: `"pt"`, `"np"` or `None`.
+            warn_truncation: warn when truncation leaves notes (or note ends) out. The processor turns it off: it
+                tokenizes analysis windows, whose token limit is the model's own.
 
         Returns:
             [`BatchEncoding`] with `input_ids` and `attention_mask`, batched when `notes` is a batch.
@@ -300,11 +303,12 @@ class MDPianoTokenizer(PreTrainedTokenizer):
         sequences = [self.notes_to_ids(n, max_tokens=None if kept is None else kept + 1).tolist()
                      for n in (notes if batched else [notes])]  # fmt: skip
         if kept is not None and any(len(ids) > kept for ids in sequences):
-            logger.warning_once(
-                f"A note sequence longer than {max_length} tokens was cut to its first {max_length}: the later notes are "
-                "left out. Pass truncation=False to keep them all (a model reads at most `max_symbolic_length` tokens; "
-                "the pipeline cuts long recordings into windows)."
-            )
+            if warn_truncation:
+                logger.warning_once(
+                    f"A note sequence longer than {max_length} tokens was cut to its first {max_length}: its later notes, "
+                    "or their ends, are left out. truncation=False keeps them all (a model reads at most "
+                    "`max_symbolic_length` tokens; the pipeline cuts long recordings into windows)."
+                )
             sequences = [ids[:kept] for ids in sequences]
         encoded = [
             self.prepare_for_model(

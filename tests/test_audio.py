@@ -240,3 +240,19 @@ def test_a_quiet_recording_is_raised_to_min_peak(tmp_path, tone, as_file):
     faint = tone * np.float32(2e-5)  # -100 dB: raised by 30 dB only
     np.testing.assert_allclose(load(faint), faint * np.float32(10**1.5), rtol=1e-5)
     np.testing.assert_array_equal(load_audio(quiet, SR, SR), quiet)  # without min_peak, the level is kept
+
+
+def test_audio_below_the_model_rate_warns_once_per_rate(tmp_path, caplog, monkeypatch):
+    from mdpiano import audio_mdpiano
+
+    monkeypatch.setattr(audio_mdpiano, "_LOW_RATES_WARNED", set())
+    seconds = np.arange(16000) / 16000
+    for name in ("a.wav", "b.wav"):
+        soundfile.write(tmp_path / name, (0.3 * np.sin(2 * np.pi * 440 * seconds)).astype(np.float32), 16000)
+    with caplog.at_level("WARNING"):
+        load_audio(tmp_path / "a.wav")
+        load_audio(tmp_path / "b.wav")  # the same rate: not said again
+        load_audio(np.zeros(44100, np.float32) + 0.1, sampling_rate=44100)  # above the model's rate: nothing to say
+    warnings = [record.getMessage() for record in caplog.records if "below the 22050 Hz the model reads" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{tmp_path / 'a.wav'}: Audio sampled at 16000 Hz")
+    assert "nothing above 8000 Hz" in warnings[0]

@@ -71,7 +71,8 @@ def test_numpy_numbers_are_taken_as_python_numbers(tmp_path):
     import numpy as np
 
     config = MDPianoConfig(d_model=np.int64(128), dropout=np.float32(0.25), conv_channels=[np.int64(8), 16, 32],
-                           chunk_length_s=np.float64(6.0))  # fmt: skip
+                           chunk_length_s=np.float64(6.0), fmax=np.float32(8000.0), use_auxiliary_losses=np.bool_(True),
+                           quadrant_logit_bias=list(np.zeros(4, np.float32)), pad_token_id=np.int64(0))  # fmt: skip
     assert (config.d_model, config.dropout, config.conv_channels, config.chunk_length_s) == (128, 0.25, [8, 16, 32], 6.0)
     assert type(config.d_model) is int and type(config.dropout) is float and type(config.conv_channels[0]) is int
     config.save_pretrained(tmp_path)  # JSON holds Python numbers only

@@ -114,6 +114,14 @@ def test_auxiliary_targets_ignore_value_and_bad_targets(tiny_config, batch):
             model(**batch, valence_targets=targets)
     with pytest.raises(ValueError, match="pass `labels` too"):
         model(**inputs, arousal_targets=arousal)
+    with pytest.raises(ValueError, match="pass `labels` too"):  # a batch the CPU classifies in slices too
+        model(**{key: value.repeat(2, *([1] * (value.dim() - 1))) for key, value in inputs.items()},
+              arousal_targets=arousal.repeat(2))  # fmt: skip
+    # No item with an arousal target: that term is 0, not the NaN of a mean over nothing.
+    unknown = torch.full((4,), -100.0)
+    expected = (torch.nn.functional.cross_entropy(outputs.logits, batch["labels"])
+                + tiny_config.valence_loss_weight * bce(outputs.valence_logits, valence))  # fmt: skip
+    torch.testing.assert_close(model(**batch, arousal_targets=unknown, valence_targets=valence).loss, expected)
 
 
 def test_trainer_evaluation_finds_the_labels(tiny_config, batch, tmp_path):
@@ -497,9 +505,9 @@ def test_attentions_and_hidden_states_on_request(tiny_config, batch):
     assert symbolic_to_acoustic.shape == (rows, config.cda_num_heads, tokens, steps)
     torch.testing.assert_close(symbolic_to_acoustic.sum(-1), torch.ones(symbolic_to_acoustic.shape[:-1]))
 
-    # The config's defaults, as in transformers (which asks for the written-out attention for them); the tuple form
-    # keeps every returned field.
-    model.set_attn_implementation("eager")
+    # The config's defaults, as in transformers (under sdpa too: the weights are written out when asked for); the
+    # tuple form keeps every returned field.
+    assert model.config._attn_implementation == "sdpa"
     model.config.output_attentions = True
     with torch.no_grad():
         as_tuple = model(**inputs, return_dict=False)

@@ -76,6 +76,15 @@ def test_every_input_form_gives_the_same_scores(pipe, rendered_clip, tmp_path):
     assert pipe(io.BytesIO(path.read_bytes())) == reference
     with open(path) as text_file, pytest.raises(ValueError, match="open for binary reading"):
         pipe(text_file)
+    import array
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as copy:  # a file object that is no io.IOBase
+        copy.write(path.read_bytes())
+        copy.seek(0)
+        assert pipe(copy) == reference
+    samples = pipe(array.array("f", waveform), sampling_rate=SR)  # a sequence of samples: one input, not a batch
+    assert [r["label"] for r in samples] == [r["label"] for r in reference]
     from datasets import Audio, Dataset
 
     dataset = Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", Audio())

@@ -169,11 +169,12 @@ def test_truncation_warns_only_when_notes_are_left_out(tokenizer, clip_notes):
     from mdpiano import tokenization_mdpiano
 
     length = len(tokenizer.encode_notes(clip_notes, truncation=False)["input_ids"])
-    for max_length, warned in ((length, False), (length - 1, True)):
+    # the processor's windows do not warn: their limit is the model's
+    for max_length, warned, warn in ((length, False, True), (length - 1, True, True), (length - 1, False, False)):
         std_logging.Logger.warning_once.cache_clear()  # each case may warn anew
         with CaptureLogger(tokenization_mdpiano.logger) as captured:
-            tokenizer.encode_notes(clip_notes, max_length=max_length)
-        assert ("the later notes are left out" in captured.out) == warned, (max_length, captured.out)
+            tokenizer.encode_notes(clip_notes, max_length=max_length, warn_truncation=warn)
+        assert ("its later notes, or their ends, are left out" in captured.out) == warned, (max_length, captured.out)
 
 
 def test_truncation_builds_only_the_kept_tokens(tokenizer, clip_notes, monkeypatch):
