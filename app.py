@@ -58,38 +58,42 @@ def minutes(seconds: float) -> str:
     return f"{round(seconds / 60, 1):g} min" if seconds >= 60 else f"{round(seconds, 1):g} s"
 
 
-def audio_duration(path: str) -> float | None:
+def audio_info(path: str) -> tuple[float | None, float | None]:
     """
-    The duration of an audio file without decoding it: libsndfile's formats from their header, others through
-    torchcodec (ffmpeg): the header's duration, else the container's (WebM announces none in its header). None when
-    neither can tell.
+    The duration and sampling rate of an audio file without decoding it: libsndfile's formats from their header,
+    others through torchcodec (ffmpeg): the header's duration, else the container's (WebM announces none in its
+    header). None for what neither can tell.
     """
     try:
-        return soundfile.info(path).duration
+        info = soundfile.info(path)
+        return info.duration, info.samplerate
     except RuntimeError:  # not a format libsndfile reads (m4a, aac, webm, ...)
         pass
     try:
         from torchcodec.decoders import AudioDecoder
 
         metadata = AudioDecoder(path).metadata
-        return metadata.duration_seconds_from_header or metadata.duration_seconds
+        return metadata.duration_seconds_from_header or metadata.duration_seconds, metadata.sample_rate
     except Exception:  # no torchcodec, or not audio at all
-        return None
+        return None, None
 
 
-def check_limits(path: str) -> None:
-    """Refuses uploads over the size or duration limit, before any decoding beyond the header."""
+def check_limits(path: str) -> float | None:
+    """Refuses uploads over the size or duration limit, before any decoding beyond the header; returns an audio
+    file's sampling rate (None for MIDI, or when the header does not say)."""
     megabytes = os.path.getsize(path) / 1e6
     if megabytes > MAX_MEGABYTES:
         raise gr.Error(f"The file is {megabytes:.1f} MB; this demo takes up to {MAX_MEGABYTES:g} MB.")
+    rate = None
     if path.lower().endswith(MIDI_SUFFIXES):
         duration = rendered_duration(path)  # to its last event, as rendered: a late controller change counts
     else:
-        duration = audio_duration(path)
+        duration, rate = audio_info(path)
         if duration is None:  # a few MB of a low-bitrate codec can hold hours: nothing is decoded without a length
             raise gr.Error("The length of this file cannot be read (is it audio?): upload WAV, FLAC, MP3 or Ogg.")
     if duration > MAX_SECONDS:
         raise gr.Error(f"The recording lasts {minutes(duration)}; this demo takes up to {minutes(MAX_SECONDS)}.")
+    return rate
 
 
 def classify(audio_path, midi_path):
@@ -98,7 +102,7 @@ def classify(audio_path, midi_path):
     if not path:
         raise gr.Error("Upload or record piano audio, or upload a MIDI file.")
     try:
-        check_limits(path)
+        rate = check_limits(path)
         result = classifier(path, return_timeline=True, return_notes=True)
     except gr.Error:  # a ValueError itself, already worded for the user
         raise
@@ -114,6 +118,11 @@ def classify(audio_path, midi_path):
         messages.append("This model reads the audio alone (no notes): there is no transcription to show.")
     elif not notes:
         messages.append("No notes were found: the symbolic branch saw an empty transcription.")
+    model_rate = classifier.processor.sampling_rate
+    if rate is not None and rate < model_rate:
+        messages.append(f"This recording is sampled at {rate:g} Hz, below the {model_rate:g} Hz the model reads: it "
+                        f"holds nothing above {rate / 2:g} Hz, and the model is less accurate on such audio (mostly "
+                        "arousal). Upload the recording at a higher rate if there is one.")  # fmt: skip
     message = " ".join(messages)
     piano_roll = figure_piano_roll(notes) if notes is not None else None
     return label, figure_valence_arousal_point(scores), piano_roll, timeline, midi_file, message

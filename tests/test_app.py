@@ -136,8 +136,15 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
     unknown.write_text("not audio")
     with pytest.raises(gr.Error, match="length of this file cannot be read"):
         app.classify(str(unknown), None)
-    _, _, _, _, midi, _ = app.classify(str(sorted((REPOSITORY / "examples").glob("*.mp3"))[0]), None)
+    example = sorted((REPOSITORY / "examples").glob("*.mp3"))[0]
+    _, _, _, _, midi, message = app.classify(str(example), None)
     assert Path(midi).parent == app.TRANSCRIPTION_DIR and Path(midi).stat().st_size > 0
+    assert "sampled at" not in message
+    # Audio below the model's rate is classified, and the demo says what that costs (m4a: a rate from ffmpeg's header).
+    low = tmp_path / "low.m4a"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(example), "-t", "10", "-ar", "16000", str(low)], check=True)
+    _, _, _, _, _, message = app.classify(str(low), None)
+    assert "sampled at 16000 Hz, below the 22050 Hz the model reads: it holds nothing above 8000 Hz" in message
     # A MIDI file lasts as long as it renders: to its last event, a controller change long after the notes included.
     import pretty_midi
 
