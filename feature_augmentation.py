@@ -27,6 +27,9 @@ class FeatureAugmentation:
         noise_probability, min_snr_db: chance of a stationary noise floor, and its loudest level below the clip's
             mean power (its colour is drawn from white to brown).
         gain_db: largest overall level change.
+        band_limit_probability, min_band_limit_hz: chance that the band above a random cutoff (from
+            `min_band_limit_hz` to the top band) is emptied, as in a recording stored at a lower sampling rate (16 kHz
+            keeps up to 8 kHz). 0 by default: the shipped recipe does not band-limit, and then draws nothing for it.
     """
 
     feature_extractor: object
@@ -36,6 +39,8 @@ class FeatureAugmentation:
     noise_probability: float = 0.5
     min_snr_db: float = 15.0
     gain_db: float = 10.0
+    band_limit_probability: float = 0.0
+    min_band_limit_hz: float = 4000.0
 
     def __post_init__(self):
         import librosa
@@ -77,6 +82,9 @@ class FeatureAugmentation:
             shape = 10.0 ** (colour_db / 10.0)
             level = augmented.mean() * 10.0 ** (-rng.uniform(self.min_snr_db, 40.0) / 10.0)
             augmented = augmented + level * shape / shape.mean()
+        if self.band_limit_probability > 0 and rng.random() < self.band_limit_probability:
+            cutoff_hz = rng.uniform(self.min_band_limit_hz, self.band_hz[-1])
+            augmented = np.where(self.band_hz > cutoff_hz, 0.0, augmented)  # the floor of power_to_db, as resampled
         augmented = augmented * 10.0 ** (rng.uniform(-1, 1) * self.gain_db / 10.0)
 
         result = features_32.copy()

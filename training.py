@@ -222,6 +222,7 @@ class TrainingArguments:
     mixed_precision: str | None = None  # "no", "fp16", "bf16"; None: `accelerate launch`'s setting, else "no"
     num_workers: int = 0
     augment_features: bool = False
+    band_limit_probability: float = 0.0  # with augment_features: chance of a band-limited chain (FeatureAugmentation)
     resume: bool = False
     log_every: int = 10
 
@@ -411,7 +412,8 @@ def train(
     set_seed(args.seed)
     use_acoustic = model.config.domains in ("both", "acoustic")
     batcher = WindowBatcher(processor, use_acoustic)
-    augment = FeatureAugmentation(processor.feature_extractor) if args.augment_features and use_acoustic else None
+    augment = (FeatureAugmentation(processor.feature_extractor, band_limit_probability=args.band_limit_probability)
+               if args.augment_features and use_acoustic else None)  # fmt: skip
     windows = RandomWindows(train_clips, batcher.window_s, args.seed, augment)
     loader = torch.utils.data.DataLoader(
         windows,

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="default: accelerate launch's setting, else no")  # fmt: skip
     parser.add_argument("--augment-features", action="store_true",
                         help="pass training features through random recording chains (reverb, EQ, noise, gain)")
+    parser.add_argument("--band-limit-probability", type=float, default=0.0,
+                        help="with --augment-features: chance that a chain empties the band above a random cutoff "
+                        "(4 kHz and up), as audio stored at a low sampling rate (default: 0)")  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from <output-dir>/checkpoint")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for transcription and features")
     return parser
@@ -86,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 RUN_DEFINING_ARGUMENTS = (
     "data", "split_scheme", "clips", "train_sets", "validation_set", "train_data", "validation_data",
     "validation_fraction", "config", "set", "symbolic_pretrained", "init_from", "batch_size", "learning_rate",
-    "weight_decay", "seed", "gradient_accumulation_steps", "augment_features",
+    "weight_decay", "seed", "gradient_accumulation_steps", "augment_features", "band_limit_probability",
 )  # fmt: skip
 PATH_ARGUMENTS = ("data", "clips", "train_data", "validation_data", "config", "symbolic_pretrained", "init_from")
 
@@ -175,6 +178,10 @@ def main():
         parser.error("--init-from starts from that model's weights, symbolic encoder included: not with --symbolic-pretrained")
     if args.validation_data and not args.train_data:
         parser.error("--validation-data goes with --train-data; EMOPIA's validation split is read from --validation-set")
+    if not 0 <= args.band_limit_probability <= 1:
+        parser.error(f"--band-limit-probability is a chance, from 0 to 1; got {args.band_limit_probability:g}")
+    if args.band_limit_probability and not args.augment_features:
+        parser.error("--band-limit-probability acts on the chains of --augment-features: give both")
     if args.train_data:  # the user's audio replaces EMOPIA's sets: naming those would be ignored
         named = [flag for flag, name in (("--train-sets", "train_sets"), ("--validation-set", "validation_set"))
                  if getattr(args, name) != parser.get_default(name)]  # fmt: skip
@@ -249,6 +256,7 @@ def main():
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         augment_features=args.augment_features,
+        band_limit_probability=args.band_limit_probability,
         resume=args.resume,
     )
     # The launcher's rank, read without initialising Accelerate's state: `train` sets that up (gloo on CPUs).

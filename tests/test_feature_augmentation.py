@@ -62,3 +62,20 @@ def test_stft_features_are_augmented_in_every_bin(extractor_and_features, render
     # Every STFT bin is a band of its own: the gain, tilt and EQ reach all of them, the top bins as the lowest.
     changed = (np.abs(augmented - features) > 1e-3).any(axis=0)
     assert changed.all(), f"{(~changed).sum()} of {len(changed)} bins left as they were"
+
+
+def test_a_band_limit_empties_the_bands_above_its_cutoff(extractor_and_features):
+    extractor, features = extractor_and_features
+    band_limit_only = FeatureAugmentation(extractor, reverb_probability=0.0, noise_probability=0.0, eq_db=0.0,
+                                          gain_db=0.0, band_limit_probability=1.0)  # fmt: skip
+    augmented = band_limit_only(features, np.random.default_rng(2)).astype(np.float32)
+    original = features.astype(np.float32)
+    log_mel = augmented[:, : extractor.n_mels]
+    emptied = (log_mel == np.float32(np.float16(-100.0))).all(axis=0)  # the floor of power_to_db (1e-10)
+    kept = np.abs(log_mel - original[:, : extractor.n_mels]).max(axis=0) < 0.05
+    assert emptied.any() and kept.any() and (emptied | kept).all()
+    assert np.flatnonzero(emptied).min() > np.flatnonzero(kept).max()  # the top bands, above one cutoff
+    assert band_limit_only.band_hz[emptied].min() >= band_limit_only.min_band_limit_hz
+    centroid = extractor.n_mels + extractor.n_mfcc
+    assert (augmented[:, centroid] <= original[:, centroid] + 5e-3).all()  # less energy up high
+    assert FeatureAugmentation(extractor).band_limit_probability == 0.0  # the shipped recipe's chains are full-band
