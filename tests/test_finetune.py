@@ -276,6 +276,8 @@ def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_
         (["--set", "d_model"], "The setting 'd_model' is not KEY=VALUE"),
         (["--set", "d_model=abc"], "`d_model` must be a positive integer, got 'abc'"),
         (["--config", tmp_path / "broken.json"], "broken.json is not valid JSON"),
+        (["--band-limit-probability", "0.3"], "acts on the chains of --augment-features: give both"),
+        (["--augment-features", "--band-limit-probability", "1.5"], "is a chance, from 0 to 1; got 1.5"),
     ):
         status, error = run_script("train.py", *base, *arguments)
         assert status == 2 and message in error, (arguments, error[-2000:])
