@@ -49,6 +49,16 @@ def check_quadrant_bias(bias) -> None:
         raise ValueError(f"`quadrant_logit_bias` must be {len(QUADRANT_NAMES)} finite numbers (Q1-Q4) or None, got {bias!r}.")
 
 
+def _python_value(value):
+    """numpy scalars (from a sweep tool, say), also inside lists, as the Python values the saved JSON holds; any other
+    value as it is."""
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        return value.item()
+    if isinstance(value, list) and any(type(item).__module__ == "numpy" for item in value):
+        return [_python_value(item) for item in value]
+    return value
+
+
 def acoustic_feature_size(acoustic_input: str, n_fft: int, n_mels: int, n_mfcc: int) -> int:
     """Features per frame: the log STFT's bins, or log-mel bands + MFCCs + spectral centroid + RMS."""
     return n_fft // 2 + 1 if acoustic_input == "stft" else n_mels + n_mfcc + 2
@@ -260,10 +270,6 @@ class MDPianoConfig(PreTrainedConfig):
         if {index: label for label, index in self.label2id.items()} != self.id2label:
             raise ValueError(f"label2id ({self.label2id}) must be the inverse of id2label ({self.id2label}).")
         vocabulary = self.default_vocab_size()
-        for name in ("vocab_size", "pad_token_id"):
-            value = getattr(self, name)
-            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-                setattr(self, name, int(value))
         if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < vocabulary:
             raise ValueError(f"`vocab_size` must be an integer of at least {vocabulary} (the tokens of these settings), "
                              f"got {self.vocab_size!r}.")  # fmt: skip
@@ -276,37 +282,23 @@ class MDPianoConfig(PreTrainedConfig):
             "time_shift_resolution_ms", "max_time_shift_ms", "velocity_bins", "max_harmonic", "d_model",
             "num_encoder_layers", "num_attention_heads", "intermediate_size", "cda_num_heads",
         )  # fmt: skip
-        real_numbers = ("dropout", "attention_dropout", "classifier_dropout", "arousal_loss_weight", "valence_loss_weight",
-                        "initializer_range", "chunk_length_s")  # fmt: skip
-        # numpy scalars (from a sweep tool, say) become Python numbers, which the saved JSON holds.
-        for name, kind in [*((name, numbers.Integral) for name in positive_ints), *((name, numbers.Real) for name in real_numbers)]:
-            value = getattr(self, name)
-            if isinstance(value, kind) and not isinstance(value, bool):
-                setattr(self, name, int(value) if kind is numbers.Integral else float(value))
-        for name in ("fmin", "fmax"):  # None (fmax: half the sampling rate) stays
-            value = getattr(self, name)
-            if isinstance(value, numbers.Real) and not isinstance(value, bool):
-                setattr(self, name, float(value))
-        if isinstance(self.conv_channels, (list, tuple)):
-            self.conv_channels = [int(c) if isinstance(c, numbers.Integral) and not isinstance(c, bool) else c for c in self.conv_channels]
-        if isinstance(self.quadrant_logit_bias, (list, tuple)):
-            self.quadrant_logit_bias = [float(b) if isinstance(b, numbers.Real) and not isinstance(b, bool) else b
-                                        for b in self.quadrant_logit_bias]  # fmt: skip
-        if getattr(getattr(self.use_auxiliary_losses, "dtype", None), "kind", None) == "b":  # numpy's bool
-            self.use_auxiliary_losses = bool(self.use_auxiliary_losses)
+        for name, value in list(vars(self).items()):
+            plain = _python_value(value)
+            if plain is not value:
+                setattr(self, name, plain)
         for name in positive_ints:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
         for name in ("dropout", "attention_dropout", "classifier_dropout"):
             value = getattr(self, name)
-            if not isinstance(value, float) or not 0.0 <= value < 1.0:
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be a probability in [0, 1), got {value!r}.")
         for name in ("arousal_loss_weight", "valence_loss_weight", "initializer_range"):
             value = getattr(self, name)
-            if not isinstance(value, float) or not 0 <= value < math.inf:  # NaN fails both comparisons
+            if not isinstance(value, (int, float)) or not 0 <= value < math.inf:  # NaN fails both comparisons
                 raise ValueError(f"`{name}` must be a finite non-negative number, got {value!r}.")
-        if not isinstance(self.chunk_length_s, float) or not 0 < self.chunk_length_s <= 600:
+        if not isinstance(self.chunk_length_s, (int, float)) or not 0 < self.chunk_length_s <= 600:
             raise ValueError(f"`chunk_length_s` must be in (0, 600] seconds, got {self.chunk_length_s!r}.")
         if self.hop_length > self.n_fft:
             raise ValueError(f"`hop_length` ({self.hop_length}) must not exceed `n_fft` ({self.n_fft}).")
