@@ -62,13 +62,27 @@ def load_audio(
     return np.concatenate(list(stream_audio(audio, sampling_rate, target_sampling_rate, min_peak=min_peak)))
 
 
+class AudioStream:
+    """
+    The blocks of one audio input from [`stream_audio`], iterated once, with the rate the input came at:
+    `source_sampling_rate` (Hz). Audio that came below the target rate holds nothing above half its own rate.
+    """
+
+    def __init__(self, blocks, source_sampling_rate: float):
+        self._blocks = blocks
+        self.source_sampling_rate = source_sampling_rate
+
+    def __iter__(self):
+        return self._blocks
+
+
 def stream_audio(
     audio,
     sampling_rate: int | None = None,
     target_sampling_rate: int = 22050,
     block_seconds: float = 10.0,
     min_peak: float | None = None,
-):
+) -> AudioStream:
     """
     The waveform of one audio input (anything [`load_audio`] accepts) as consecutive mono float32 blocks of
     `block_seconds` at `target_sampling_rate`. Files are decoded block by block (by libsndfile, or by the `ffmpeg`
@@ -76,13 +90,23 @@ def stream_audio(
     one-shot resampling), so a long recording never sits in memory whole. Blocks are short: the pipeline holds a block's buffers while it transcribes, extracts notes and
     classifies windows, so their size adds to a long recording's peak memory. With `min_peak` (see [`load_audio`]),
     a file streamed block by block is read twice: its peak first.
-    Raises as [`load_audio`] does; an empty or non-finite input raises before or while its blocks are produced.
+
+    Returns:
+        An [`AudioStream`] of the blocks, which also says the input's own rate (`source_sampling_rate`).
+
+    Raises as [`load_audio`] does: a missing file, an undecodable input or an unusable rate when called; an empty or
+    non-finite input before or while its blocks are produced.
     """
     read_blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
     _check_rate(rate)
     if rate < target_sampling_rate:
         source = file_input(audio)
         _warn_low_rate(rate, target_sampling_rate, os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
+    return AudioStream(_resampled_blocks(audio, read_blocks, rate, target_sampling_rate, min_peak), rate)
+
+
+def _resampled_blocks(audio, read_blocks, rate: float, target_sampling_rate: int, min_peak: float | None):
+    """The blocks of [`stream_audio`]: checked, raised to `min_peak` and resampled as they are read."""
     gain = 1.0 if min_peak is None else level_gain(read_blocks(quiet=True), min_peak)
     resampler = None
     if rate != target_sampling_rate:
@@ -119,6 +143,16 @@ def stream_audio(
         out = resampler.resample_chunk(np.zeros(0, np.float32), last=True)  # the filter's tail
         if out.size:
             yield np.ascontiguousarray(out, dtype=np.float32)
+
+
+def source_sampling_rate(path) -> float:
+    """
+    The sampling rate of an audio file, from its header where libsndfile or ffprobe reads one (else the file is
+    decoded). Raises as [`load_audio`] does for a file that cannot be used.
+    """
+    rate = _mono_blocks(path, None, 1.0)[1]
+    _check_rate(rate)
+    return rate
 
 
 def _warn_low_rate(rate: float, target_sampling_rate: int, first_path: str | None) -> None:
@@ -450,4 +484,4 @@ def _scale_pcm(samples: np.ndarray, pcm_type: np.dtype) -> np.ndarray:
     return samples
 
 
-__all__ = ["AudioDecodeError", "file_input", "is_single_audio", "level_gain", "load_audio", "stream_audio"]
+__all__ = ["AudioDecodeError", "AudioStream", "file_input", "is_single_audio", "level_gain", "load_audio", "source_sampling_rate", "stream_audio"]

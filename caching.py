@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_mdpiano import AudioDecodeError, load_audio
+from .audio_mdpiano import AudioDecodeError, load_audio, source_sampling_rate
 from .transcription_mdpiano import TRANSCRIPTION_VERSION, MDPianoTranscriber, transcription_model_identity
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
@@ -97,9 +97,9 @@ def is_current(entry_path: Path, stamp: dict[str, int | str]) -> bool:
 
 def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, with_features: bool = True):
     """
-    Adds `notes_path` (an `.npz` with the whole clip's `notes` and `duration`) and, with `with_features`,
-    `features_path` (an `.npz` with its unnormalised (frames, F) float16 `features`) to every row of a dataset with an
-    `audio` column. Entries not on disk yet, or computed from an audio file of another size or modification time,
+    Adds `notes_path` (an `.npz` with the whole clip's `notes` and `duration`), `source_sampling_rate` (the audio
+    file's own rate, from its header) and, with `with_features`, `features_path` (an `.npz` with its unnormalised
+    (frames, F) float16 `features`) to every row of a dataset with an `audio` column. Entries not on disk yet, or computed from an audio file of another size or modification time,
     are computed (`datasets.map` over `num_proc` processes, each running the transcriber on one thread); each audio
     file is decoded once.
 
@@ -127,13 +127,15 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
         stamp = source_stamp(path)
         need_notes = not is_current(notes_path, stamp)
         need_features = with_features and not is_current(features_path, stamp)
-        if need_notes or need_features:
-            try:
+        try:
+            rate = source_sampling_rate(path)
+            if need_notes or need_features:
                 waveform = load_audio(path, target_sampling_rate=processor.sampling_rate, min_peak=processor.min_peak)
-            except ValueError as error:  # reported with the others once the whole set is done
-                # A decode error names the file; one about the decoded audio (no samples, NaN) does not.
-                message = str(error) if isinstance(error, AudioDecodeError) else f"{path}: {error}"
-                return {"notes_path": "", "features_path": "", "error": message}
+        except ValueError as error:  # reported with the others once the whole set is done
+            # A decode error names the file; one about the decoded audio (no samples, NaN) does not.
+            message = str(error) if isinstance(error, AudioDecodeError) else f"{path}: {error}"
+            return {"notes_path": "", "features_path": "", "source_sampling_rate": 0.0, "error": message}
+        if need_notes or need_features:
             if need_notes:
                 notes = np.array(transcriber(waveform, processor.sampling_rate), dtype=np.float32).reshape(-1, 4)
                 duration = len(waveform) / processor.sampling_rate
@@ -142,7 +144,8 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
                 features = processor.feature_extractor.extract(waveform, normalize=False).astype(np.float16)
                 write_atomic(features_path, lambda f: np.savez(f, features=features, **stamp))
                 features_path.with_suffix(".npy").unlink(missing_ok=True)  # the entry's form before it had a stamp
-        return {"notes_path": str(notes_path), "features_path": str(features_path) if with_features else "", "error": ""}
+        return {"notes_path": str(notes_path), "features_path": str(features_path) if with_features else "",
+                "source_sampling_rate": float(rate), "error": ""}  # fmt: skip
 
     undecoded = dataset.cast_column("audio", Audio(decode=False))
     cached = undecoded.map(add_entry, num_proc=num_proc if num_proc > 1 else None, desc=f"Caching {name}",

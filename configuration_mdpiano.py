@@ -145,7 +145,9 @@ class MDPianoConfig(PreTrainedConfig):
         note_statistics_fusion (`dict`, *optional*):
             A note-statistics classifier whose probabilities a recording's (calibrated) quadrant probabilities are
             fused with, and the network's weight in that fusion (`mdpiano.statistics_fusion.fusion_settings`;
-            `scripts/baseline.py --save-fusion`). Needs the symbolic domain's transcription. `None`: no fusion.
+            `scripts/baseline.py --save-fusion`), and optionally its weight for recordings sampled below
+            `sampling_rate` (`band_limited_network_weight`; `--band-limited-rate`). Needs the symbolic domain's
+            transcription. `None`: no fusion.
         midi_note_statistics_fusion (`dict`, *optional*):
             The same for MIDI input (the symbolic domain reads the file's own notes): a classifier fitted on MIDI
             notes, whose velocities and note counts differ from a transcription's (`scripts/baseline.py

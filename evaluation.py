@@ -1,5 +1,6 @@
 """Evaluation of an mdpiano model on an EMOPIA split: clip-level predictions, metrics, figures and a JSON report."""
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,7 +11,7 @@ from .caching import cache_dataset, write_atomic
 from .notes_mdpiano import notes_to_array, read_midi_notes
 from .pipeline_mdpiano import check_stride
 from .plots import plot_confusion_matrix, plot_valence_arousal
-from .training import Clip, WindowBatcher, check_clip_lengths, load_clips, predict_clips, quadrant_metrics
+from .training import WindowBatcher, check_clip_lengths, load_clips, predict_clips, quadrant_metrics
 
 
 def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cached", symbolic_source="transcription",
@@ -53,7 +54,7 @@ def clip_predictions(model, processor, dataset, cache_dir, set_name, mode="cache
     check_clip_lengths(model.config, [clips])  # named together, before any prediction
     if symbolic_source == "midi":
         clips = [
-            Clip(clip.clip_id, clip.label, notes_to_array(read_midi_notes(path)).astype(np.float32), clip.features, clip.duration)
+            dataclasses.replace(clip, notes=notes_to_array(read_midi_notes(path)).astype(np.float32))
             for clip, path in zip(clips, dataset["midi_path"])
         ]
     elif symbolic_source != "transcription":

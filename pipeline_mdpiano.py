@@ -13,7 +13,7 @@ from transformers.utils import logging
 from .audio_mdpiano import file_input, is_single_audio
 from .configuration_mdpiano import check_quadrant_bias
 from .notes_mdpiano import array_to_notes, load_midi, notes_to_array, read_midi_notes
-from .processing_mdpiano import MDPianoProcessor
+from .processing_mdpiano import AnalysisStep, MDPianoProcessor
 from .statistics_fusion import fuse_recording, fusion_for_source
 from .windowing import WindowCutter, voting_windows
 
@@ -204,10 +204,11 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         fusion = source if fusion_for_source(self.model.config, source) is not None else None
         keep_notes = return_notes or fusion is not None
         cutter = WindowCutter(self.processor, stride_s, self.uses_acoustic, self.uses_symbolic, keep_notes)
-        seconds = 0.0
-        for features, notes, seconds, notes_final_s in self._stream(inputs, sampling_rate, soundfont):
-            cutter.add(features, notes)
-            for start in cutter.ready(seconds, notes_final_s):
+        seconds, source_rate = 0.0, self.processor.sampling_rate
+        for step in self._stream(inputs, sampling_rate, soundfont):
+            seconds, source_rate = step.seconds, step.source_sampling_rate
+            cutter.add(step.frames, step.notes)
+            for start in cutter.ready(seconds, step.notes_final_s):
                 yield self._window_item(cutter, start, start + window_s)
         frames = cutter.first_frame + len(cutter.features) if cutter.features is not None else None
         if frames is not None and frames < self.model.config.min_acoustic_frames:
@@ -217,17 +218,23 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                 f"{self.model.config.min_acoustic_frames / cutter.frames_per_second:.2f} s of audio."
             )
         starts = cutter.remaining(seconds)
+        # Sampled below the model's rate, the recording lacks the top of the band the network hears: the fusion may
+        # weigh the network less for it (`statistics_fusion.recording_network_weight`).
+        band_limited = source_rate < self.processor.sampling_rate
         for index, start in enumerate(starts):
             end = min(start + window_s, seconds) if seconds > 0 else window_s
-            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1, fusion=fusion)
+            yield self._window_item(cutter, start, end, is_last=index == len(starts) - 1, fusion=fusion,
+                                    band_limited=band_limited)  # fmt: skip
 
-    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False, fusion: str | None = None) -> dict:
+    def _window_item(self, cutter: WindowCutter, start: float, end: float, is_last: bool = False,
+                     fusion: str | None = None, band_limited: bool = False) -> dict:  # fmt: skip
         model_inputs, num_notes = cutter.cut(start)
         notes = cutter.all_notes() if is_last else None
         return {
             **model_inputs,
             "is_last": is_last,
             "fusion": fusion if is_last else None,  # the symbolic source whose fusion applies
+            "band_limited": band_limited if is_last else None,
             # The input's note count, and its notes when asked for, travel with its last window (every item
             # carries the keys, for batching).
             "total_notes": cutter.total_notes if is_last and cutter.notes is not None else None,
@@ -238,10 +245,10 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
 
     def _stream(self, inputs, sampling_rate, soundfont):
         """
-        Yields `(new final frames, new final notes, seconds so far, time before which notes are final)` as one input
-        streams block by block through decoding and resampling, the STFT and the transcriber (for the domains the
-        model reads; `None` for the others), so a long recording is never held whole. MIDI input comes in one piece:
-        its notes, and the features of its rendering.
+        Yields [`AnalysisStep`]s (new final frames and notes, seconds so far, time before which notes are final, the
+        input's own sampling rate) as one input streams block by block through decoding and resampling, the STFT and
+        the transcriber (for the domains the model reads; `None` for the others), so a long recording is never held
+        whole. MIDI input comes in one piece: its notes, and the features of its rendering (at the model's rate).
         """
         rate = self.processor.sampling_rate
         inputs = file_input(inputs)  # a `datasets` value holding only a MIDI path is read as MIDI
@@ -265,7 +272,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                 waveform = render_midi(midi, soundfont=soundfont, sampling_rate=rate)
                 features = self.feature_extractor.extract(waveform, normalize=False)
                 duration = len(waveform) / rate
-            yield features, notes_to_array(notes) if self.uses_symbolic else None, duration, float("inf")
+            yield AnalysisStep(features, notes_to_array(notes) if self.uses_symbolic else None, duration, float("inf"), rate)
             return
         if isinstance(inputs, dict) and "raw" in inputs:
             inputs = {"array": inputs["raw"], "sampling_rate": inputs.get("sampling_rate")}
@@ -274,13 +281,14 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def _forward(self, model_inputs):
         is_last = model_inputs.pop("is_last")
         fusion = model_inputs.pop("fusion")
+        band_limited = model_inputs.pop("band_limited")
         notes = model_inputs.pop("notes")
         window = model_inputs.pop("window")
         num_notes = model_inputs.pop("num_notes")
         total_notes = model_inputs.pop("total_notes")
         outputs = self.model(**model_inputs)
         return {"logits": outputs.logits, "is_last": is_last, "window": window, "num_notes": num_notes, "notes": notes,
-                "total_notes": total_notes, "fusion": fusion}  # fmt: skip
+                "total_notes": total_notes, "fusion": fusion, "band_limited": band_limited}  # fmt: skip
 
     def postprocess(self, model_outputs, top_k=None, return_timeline=False, return_notes=False):
         id2label = self.model.config.id2label
@@ -294,7 +302,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
         if fusion is not None:  # the timeline's windows stay the network's own
             notes_array = np.reshape(notes, (-1, 4)) if notes is not None else np.zeros((0, 4))
             settings = fusion_for_source(self.model.config, fusion)
-            recording = torch.from_numpy(fuse_recording(recording.numpy(), notes_array, settings)).float()
+            band_limited = bool(model_outputs[-1]["band_limited"])
+            recording = torch.from_numpy(fuse_recording(recording.numpy(), notes_array, settings, band_limited)).float()
         labels = self._ranked(recording, id2label, top_k)
         probabilities = apply_quadrant_bias(probabilities, bias)
         if not (return_timeline or return_notes):

@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from transformers import BatchFeature, ProcessorMixin
@@ -28,6 +29,16 @@ PROCESSOR_CONFIG_FIELDS = (
     "sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "acoustic_input", "chunk_length_s",
     "time_shift_resolution_ms", "max_time_shift_ms", "velocity_bins", "max_harmonic", "max_symbolic_length",
 )  # fmt: skip
+
+
+class AnalysisStep(NamedTuple):
+    """What [`MDPianoProcessor.analysis_stream`] has computed of a recording after one more block of its audio."""
+
+    frames: np.ndarray | None  # new final (frames, feature_size) unnormalised features; None without acoustic domain
+    notes: np.ndarray | None  # new final (N, 4) notes; None without symbolic domain
+    seconds: float  # audio read so far
+    notes_final_s: float  # time before which the notes are final
+    source_sampling_rate: float  # the recording's own rate (Hz), before resampling to the processor's
 
 
 class MDPianoProcessor(ProcessorMixin):
@@ -233,9 +244,10 @@ class MDPianoProcessor(ProcessorMixin):
     def analysis_stream(self, audio, sampling_rate: int | None = None, acoustic: bool = True, symbolic: bool = True):
         """
         Streams one recording block by block through decoding and resampling, one STFT and the transcriber, so a
-        long recording is never held whole. Yields `(new final frames (unnormalised), new final notes (N, 4),
-        seconds so far, time before which notes are final)`, `None` for a domain not asked for. Closing the
-        generator early stops the transcriber's threads.
+        long recording is never held whole. Yields an [`AnalysisStep`] per block: the new final frames
+        (unnormalised) and notes (N, 4), `None` for a domain not asked for, the seconds read so far, the time before
+        which notes are final, and the recording's own sampling rate. Closing the generator early stops the
+        transcriber's threads.
         """
         features = self.feature_extractor.stream() if acoustic else None
         transcription = self.transcriber.stream() if symbolic else None
@@ -247,26 +259,29 @@ class MDPianoProcessor(ProcessorMixin):
             to_transcriber = soxr.ResampleStream(self.sampling_rate, BASIC_PITCH_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
         samples = 0
         try:
-            for block in stream_audio(audio, sampling_rate, self.sampling_rate, min_peak=self.min_peak):
+            blocks = stream_audio(audio, sampling_rate, self.sampling_rate, min_peak=self.min_peak)
+            for block in blocks:
                 samples += len(block)
                 # The transcriber first: its runs go on in its threads while this one computes the block's features.
                 if transcription is not None:
                     transcription.feed(block if to_transcriber is None else to_transcriber.resample_chunk(block))
                 if features is not None:
                     features.feed(block)
-                yield (
+                yield AnalysisStep(
                     None if features is None else features.pop_frames(),
                     None if transcription is None else transcription.pop_notes(),
                     samples / self.sampling_rate,
                     float("inf") if transcription is None else transcription.final_until_s(),
+                    blocks.source_sampling_rate,
                 )
             if to_transcriber is not None:
                 transcription.feed(to_transcriber.resample_chunk(np.zeros(0, np.float32), last=True))
-            yield (
+            yield AnalysisStep(
                 None if features is None else features.finish(normalize=False),
                 None if transcription is None else transcription.close().pop_notes(),
                 samples / self.sampling_rate,
                 float("inf"),
+                blocks.source_sampling_rate,
             )
         finally:
             if transcription is not None:
@@ -283,9 +298,9 @@ class MDPianoProcessor(ProcessorMixin):
         cutter = WindowCutter(self, window_s, use_acoustic=True, use_symbolic=symbolic)
         stream = self.analysis_stream(audio, sampling_rate, symbolic=symbolic)
         with contextlib.closing(stream):
-            for features, notes, seconds, notes_final_s in stream:
-                cutter.add(features, notes)
-                if cutter.ready(seconds, notes_final_s):
+            for step in stream:
+                cutter.add(step.frames, step.notes)
+                if cutter.ready(step.seconds, step.notes_final_s):
                     break
         return cutter.crop(0.0)
 
@@ -345,4 +360,4 @@ class MDPianoProcessor(ProcessorMixin):
         return ["input_features", "feature_attention_mask", "input_ids", "attention_mask"]
 
 
-__all__ = ["MDPianoProcessor", "PROCESSOR_CONFIG_FIELDS"]
+__all__ = ["AnalysisStep", "MDPianoProcessor", "PROCESSOR_CONFIG_FIELDS"]

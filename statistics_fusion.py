@@ -7,6 +7,10 @@ with the network weight `w` chosen on validation audio, never on the test split.
 its config holds `note_statistics_fusion` ([`fusion_settings`]), and ground-truth MIDI notes (MIDI input) when it holds
 `midi_note_statistics_fusion`: a classifier of its own, since MIDI's velocities and note counts are not a
 transcription's. Both are plain numbers, applied here with numpy alone, so the fusion also runs as Hub remote code.
+
+A recording sampled below the model's rate lacks the top of the band the network hears (training audio always had
+it), while its transcription, and so its note statistics, hardly change: the fusion may hold a network weight of
+its own for such recordings, `band_limited_network_weight`, chosen on validation audio resampled to a lower rate.
 """
 
 import numpy as np
@@ -55,10 +59,13 @@ def fuse(network: np.ndarray, statistics: np.ndarray, network_weight: float) -> 
     return fused / fused.sum(axis=1, keepdims=True)
 
 
-def fusion_settings(classifier, network_weight: float, **provenance) -> dict:
-    """The `config.note_statistics_fusion` of a fitted [`fit_statistics_classifier`] and a network weight, plus
-    `provenance` (e.g. `trained_on`, `weight_chosen_on`) to say where they came from."""
+def fusion_settings(classifier, network_weight: float, band_limited_network_weight: float | None = None,
+                    **provenance) -> dict:  # fmt: skip
+    """The `config.note_statistics_fusion` of a fitted [`fit_statistics_classifier`] and a network weight (and one
+    for recordings sampled below the model's rate, if given), plus `provenance` (e.g. `trained_on`,
+    `weight_chosen_on`) to say where they came from."""
     scaler, regression = classifier[0], classifier[-1]
+    band_limited = {} if band_limited_network_weight is None else {"band_limited_network_weight": float(band_limited_network_weight)}
     return {
         "statistics": list(NOTE_STATISTICS),
         "mean": scaler.mean_.tolist(),
@@ -67,6 +74,7 @@ def fusion_settings(classifier, network_weight: float, **provenance) -> dict:
         "coef": regression.coef_.tolist(),
         "intercept": regression.intercept_.tolist(),
         "network_weight": float(network_weight),
+        **band_limited,
         **provenance,
     }
 
@@ -97,8 +105,16 @@ def check_fusion_settings(settings: dict, num_labels: int = 4, field: str = "not
     if not shapes_agree or not set(classes) <= set(range(num_labels)) or len(set(classes)) < 2:
         raise ValueError(f"`{field}` has inconsistent shapes or classes: mean and scale need one value per "
                          "statistic, coef one row per class, classes two or more label ids.")  # fmt: skip
-    if not 0.0 <= settings["network_weight"] <= 1.0:
-        raise ValueError(f"`{field}['network_weight']` must lie in [0, 1], got {settings['network_weight']}.")
+    for key in ("network_weight", "band_limited_network_weight"):
+        weight = settings.get(key, 0.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"`{field}['{key}']` must lie in [0, 1], got {weight!r}.")
+
+
+def recording_network_weight(settings: dict, band_limited: bool = False) -> float:
+    """The network's weight in the fusion of `settings` for a recording; `band_limited`: one sampled below the
+    model's rate, which takes `band_limited_network_weight` where the settings hold one."""
+    return settings.get("band_limited_network_weight", settings["network_weight"]) if band_limited else settings["network_weight"]
 
 
 def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.ndarray:
@@ -119,9 +135,10 @@ def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.nda
     return probabilities
 
 
-def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
+def fuse_recording(network: np.ndarray, notes, settings: dict, band_limited: bool = False) -> np.ndarray:
     """
-    (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes. A
+    (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes, with
+    the network weight for recordings sampled below the model's rate when `band_limited` ([`recording_network_weight`]). A
     recording with fewer than `MIN_FUSION_NOTES` notes, or notes spanning less than `MIN_FUSION_SPAN_S`, keeps the
     network's: the classifier was fitted on clips of 18 s or more with 40 notes or more, and a few notes (silence or
     noise with a stray note) give rates and durations far from any it saw, where it is confidently arbitrary (one
@@ -131,7 +148,7 @@ def fuse_recording(network: np.ndarray, notes, settings: dict) -> np.ndarray:
     if len(notes) < MIN_FUSION_NOTES or notes[:, 1].max() - notes[:, 0].min() < MIN_FUSION_SPAN_S:
         return np.asarray(network)
     statistics = settings_probabilities(settings, notes, len(network))
-    return fuse(np.asarray(network)[None], statistics[None], settings["network_weight"])[0]
+    return fuse(np.asarray(network)[None], statistics[None], recording_network_weight(settings, band_limited))[0]
 
 
 def choose_network_weight(sets: list[tuple[np.ndarray, np.ndarray, np.ndarray]], candidates=NETWORK_WEIGHTS):
@@ -166,6 +183,7 @@ __all__ = [
     "fusion_for_source",
     "fuse_recording",
     "fusion_settings",
+    "recording_network_weight",
     "settings_probabilities",
     "statistics_probabilities",
 ]

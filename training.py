@@ -1,5 +1,6 @@
 """Training and evaluation of mdpiano on cached clips: windows cut from whole-clip features and transcriptions."""
 
+import dataclasses
 import json
 import math
 import os
@@ -22,23 +23,28 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
 
 @dataclass
 class Clip:
-    """One cached audio clip: its label, whole-clip notes (N, 4) and unnormalised features (frames, F)."""
+    """One cached audio clip: its label, whole-clip notes (N, 4) and unnormalised features (frames, F), and the
+    audio file's own sampling rate (`None`: not known)."""
 
     clip_id: str
     label: int
     notes: np.ndarray
     features: np.ndarray | None
     duration: float
+    source_sampling_rate: float | None = None
 
 
 def load_clips(dataset) -> list[Clip]:
     """Clips of a dataset with `clip_id`, `label`, `notes_path` and optionally `features_path` columns (see
     `caching.cache_dataset`)."""
-    features_paths = dataset["features_path"] if "features_path" in dataset.column_names else [None] * len(dataset)
+    def column(name):
+        return dataset[name] if name in dataset.column_names else [None] * len(dataset)
+
     clips = []
-    for clip_id, label, notes_path, features_path in zip(dataset["clip_id"], dataset["label"], dataset["notes_path"], features_paths):
+    rows = zip(dataset["clip_id"], dataset["label"], dataset["notes_path"], column("features_path"), column("source_sampling_rate"))
+    for clip_id, label, notes_path, features_path, rate in rows:
         entry = load_entry(notes_path, features_path)
-        clips.append(Clip(clip_id, int(label), entry["notes"], entry.get("features"), entry["duration"]))
+        clips.append(Clip(clip_id, int(label), entry["notes"], entry.get("features"), entry["duration"], rate))
     return clips
 
 
@@ -85,7 +91,7 @@ class RandomWindows(torch.utils.data.Dataset):
             window = slice(first, first + fe.nb_max_frames)
             features = clip.features.copy()
             features[window] = self.augment(clip.features[window], np.random.default_rng([self.seed, self.epoch, index, 2]))
-            clip = Clip(clip.clip_id, clip.label, clip.notes, features, clip.duration)
+            clip = dataclasses.replace(clip, features=features)
         return clip, start
 
     def note_counts(self) -> np.ndarray:
@@ -149,7 +155,7 @@ def predict_clips(
     then weighted by `config.quadrant_logit_bias`, and, with
     `fuse`, fused with the note statistics of the clip's notes by the config's fusion for notes from
     `symbolic_source`: `note_statistics_fusion` for transcriptions, `midi_note_statistics_fusion` for ground-truth
-    MIDI, if set).
+    MIDI, if set; with its weight for audio sampled below the model's rate for such clips).
 
     Returns:
         dict of numpy arrays: `probabilities` (clips, 4), and `arousal` / `valence` (clips,) head probabilities when
@@ -183,7 +189,11 @@ def predict_clips(
     results = {"probabilities": apply_quadrant_bias(averaged, getattr(model.config, "quadrant_logit_bias", None)).numpy()}
     fusion = fusion_for_source(model.config, symbolic_source) if fuse else None
     if fusion is not None:
-        results["probabilities"] = np.stack([fuse_recording(p, clip.notes, fusion) for p, clip in zip(results["probabilities"], clips)])
+        rate = batcher.processor.sampling_rate
+        results["probabilities"] = np.stack([
+            fuse_recording(p, clip.notes, fusion, band_limited=(clip.source_sampling_rate or rate) < rate)
+            for p, clip in zip(results["probabilities"], clips)
+        ])  # fmt: skip
     if getattr(model.config, "use_auxiliary_losses", False):
         results["arousal"] = sums["arousal"] / counts
         results["valence"] = sums["valence"] / counts

@@ -7,6 +7,7 @@ audio.
     python scripts/baseline.py --cache-dir ~/.cache/mdpiano --train-on midi train-0   # ... and on transcriptions of train-0
     python scripts/baseline.py ... --eval-sets test-new-piano test-unseen test-clean validation-unseen
     python scripts/baseline.py ... --train-on train-0 --fusion-choose-on validation-unseen validation-new-piano
+    python scripts/baseline.py ... --fusion-choose-on validation-unseen validation-new-piano --band-limited-rate 16000
     python scripts/baseline.py ... --train-on train-0+train-1     # one classifier on the transcriptions of both
 
 The transcriptions are the shipped model's (its processor's settings), cached like evaluate.py's, so the two
@@ -20,6 +21,11 @@ With `midi` in --train-on, the train MIDI's classifier is fused likewise with th
 (its MIDI input; results/baseline/fusion/<evaluation set>-midi/). --save-fusion writes them into the model's
 config.json (`note_statistics_fusion`, `midi_note_statistics_fusion`): from then on the pipeline and the evaluation
 scripts fuse.
+
+With --band-limited-rate R, each fusion also gets a network weight of its own for recordings sampled below the
+model's rate (`band_limited_network_weight`), chosen on copies of the --fusion-choose-on sets resampled to R Hz
+(<cache-dir>/audio/<set>-<R>Hz, as scripts/rate_robustness.py writes them); a clip of --eval-sets whose file is
+sampled below the model's rate is fused with it.
 """
 
 import os
@@ -33,7 +39,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from datasets import concatenate_datasets
+from datasets import Audio, concatenate_datasets
 from tqdm.auto import tqdm
 
 from mdpiano import MDPianoConfig
@@ -41,7 +47,8 @@ from mdpiano.caching import cache_dataset
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
-from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report
+from mdpiano.audio_mdpiano import source_sampling_rate
+from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report, write_resampled_copies
 from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics, statistics_shift
 from mdpiano.notes_mdpiano import read_midi_notes
 from mdpiano.statistics_fusion import (
@@ -117,9 +124,21 @@ def shift_section(evaluations: dict, output_dir: Path) -> str | None:
     ])  # fmt: skip
 
 
+def band_limited_set_name(source: str, rate: int) -> str:
+    """The audio set of `source`'s files resampled to `rate` Hz (`scripts/rate_robustness.py` names them alike)."""
+    return f"{source}-{rate}Hz"
+
+
+def band_limited(clips, model_rate: int) -> np.ndarray:
+    """(clips,) whether each clip's audio file is sampled below the model's rate (its header says)."""
+    files = clips.cast_column("audio", Audio(decode=False))["audio"]
+    return np.array([source_sampling_rate(file["path"]) < model_rate for file in files], dtype=bool)
+
+
 def fusion_section(args, processor, model, classifier, trained_on: str, evaluations: dict, symbolic_source: str):
     """
-    Chooses the network weight on --fusion-choose-on, evaluates the fused model on --eval-sets, writes the reports,
+    Chooses the network weight on --fusion-choose-on (and, with --band-limited-rate, the one for recordings sampled
+    below the model's rate on those sets resampled), evaluates the fused model on --eval-sets, writes the reports,
     and returns the documents' table and the fusion's settings. `symbolic_source` "transcription" fuses the network
     as it hears audio with `classifier` on the transcriptions; "midi" fuses the network reading each clip's
     ground-truth MIDI as its symbolic input, with the set's audio, with `classifier` on that MIDI.
@@ -139,8 +158,15 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
     choice_sets = {source: evaluations.get(source) or clip_statistics(args, processor, split_of_audio_set(source), source)
                    for source in args.fusion_choose_on}  # fmt: skip
     weight, scores = choose_network_weight([probabilities(source, *choice_sets[source][:2]) for source in choice_sets])
-    provenance = "train MIDI" if trained_on == "midi" else f"transcriptions of {trained_on}"
-    settings = fusion_settings(classifier, weight, trained_on=provenance, weight_chosen_on=list(choice_sets))
+    provenance = {"trained_on": "train MIDI" if trained_on == "midi" else f"transcriptions of {trained_on}",
+                  "weight_chosen_on": list(choice_sets)}  # fmt: skip
+    limited_weight, limited_scores = None, {}
+    if args.band_limited_rate:
+        limited_sets = {name: clip_statistics(args, processor, "validation", name)
+                        for name in (band_limited_set_name(source, args.band_limited_rate) for source in choice_sets)}  # fmt: skip
+        limited_weight, limited_scores = choose_network_weight([probabilities(name, *limited_sets[name][:2]) for name in limited_sets])
+        provenance["band_limited_weight_chosen_on"] = list(limited_sets)
+    settings = fusion_settings(classifier, weight, limited_weight, **provenance)
     with_midi = " with MIDI" if midi else ""
     rows = [f"| evaluated on{with_midi} | model 4Q | note statistics 4Q | fused 4Q | fused arousal | fused valence | fused macro-F1 |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -149,9 +175,11 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
             continue
         network, stats, labels = probabilities(source, clips, statistics)
         fused = fuse(network, stats, weight)
+        if limited_weight is not None:  # clips sampled below the model's rate take their own weight
+            fused = np.where(band_limited(clips, processor.sampling_rate)[:, None], fuse(network, stats, limited_weight), fused)
         # every weight's accuracy here too, for the record: the choice above never reads it
         by_weight = {f"{w:g}": float((fuse(network, stats, w).argmax(1) == labels).mean()) for w in scores}
-        extra = {"network_weight": weight, "weight_chosen_on": list(choice_sets), "statistics_trained_on": trained_on,
+        extra = {"network_weight": weight, "band_limited_network_weight": limited_weight, **provenance, "statistics_trained_on": trained_on,
                  "symbolic_source": symbolic_source, "accuracy_by_weight": by_weight, "clips_skipped": left_out}  # fmt: skip
         title = f"mdpiano-emopia fused with note statistics on EMOPIA {split_of_audio_set(source)}, {source}{with_midi}"
         report_dir = Path(args.output_dir) / "fusion" / (f"{source}-midi" if midi else source)
@@ -162,6 +190,14 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
                     f"{metrics['accuracy']:.3f} | {metrics['arousal_accuracy']:.3f} | {metrics['valence_accuracy']:.3f} | "
                     f"{metrics['macro_f1']:.3f} |")  # fmt: skip
     tried = ", ".join(f"{w:g}: {score:.3f}" for w, score in scores.items())
+    limited = "" if limited_weight is None else (
+        f" Recordings sampled below the model's {processor.sampling_rate} Hz lack the top of the band the network "
+        f"hears, so they take a weight of their own, w = {limited_weight:g}, chosen likewise on those validation "
+        f"renderings resampled to {args.band_limited_rate} Hz "
+        f"({' and '.join(f'`{name}`' for name in provenance['band_limited_weight_chosen_on'])}; tried: "
+        f"{', '.join(f'{w:g}: {score:.3f}' for w, score in limited_scores.items())}); in the rows below it applies "
+        "to the clips sampled below that rate, if any."
+    )  # fmt: skip
     inputs = ("each clip's audio in the set named with its ground-truth MIDI as the symbolic input (the pipeline's MIDI "
               "input reads a MIDI file's notes so, but hears the file as it renders it: with FluidR3_GM unless told "
               "otherwise, as `test-clean` is rendered), fused with the note-statistics classifier trained on the train "
@@ -172,8 +208,8 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
         f"included) on {inputs}: p ∝ p_model^w · p_statistics^(1−w). The weight w = {weight:g} has the best 4Q accuracy averaged over "
         f"the validation split rendered as {' and '.join(f'`{s}`' for s in choice_sets)} (weights tried, with that "
         f"accuracy: {tried}); the test split's figures do not enter the choice, but the rule was fixed after an "
-        "exploratory run had shown them for every weight (see below). Arousal and valence accuracy are read off "
-        "the fused quadrant.",
+        f"exploratory run had shown them for every weight (see below).{limited} Arousal and valence accuracy are "
+        "read off the fused quadrant.",
         "",
         *rows,
     ])  # fmt: skip
@@ -200,6 +236,9 @@ def main():
     parser.add_argument("--save-fusion", action="store_true",
                         help="with --fusion-choose-on: save the fusions chosen into --model's config.json, so the model "
                         "fuses (a fusion this run did not choose is removed)")  # fmt: skip
+    parser.add_argument("--band-limited-rate", type=int, metavar="HZ",
+                        help="with --fusion-choose-on: also choose a network weight for recordings sampled below the "
+                        "model's rate, on those sets resampled to this rate (e.g. 16000)")  # fmt: skip
     parser.add_argument("--no-docs", action="store_true", help="do not write the tables into README.md and model_card.md")
     args = parser.parse_args()
     try:
@@ -216,6 +255,8 @@ def main():
                 raise ValueError(f"--fusion-choose-on takes validation audio sets (validation-unseen, ...), got {name!r}.")
         if args.save_fusion and not args.fusion_choose_on:
             raise ValueError("--save-fusion saves the fusion that --fusion-choose-on chooses: give both.")
+        if args.band_limited_rate is not None and not args.fusion_choose_on:
+            raise ValueError("--band-limited-rate resamples the sets of --fusion-choose-on: give both.")
     except ValueError as error:
         parser.error(str(error))
     sources = [*args.train_on, *args.eval_sets, *(args.fusion_choose_on or [])]
@@ -226,6 +267,13 @@ def main():
                  f"(scripts/render_emopia.py --cache-dir {args.cache_dir} --sets {' '.join(unrendered)}).")  # fmt: skip
 
     model, processor = load_model_or_exit(args.model)
+    if args.band_limited_rate is not None:
+        if not 1000 <= args.band_limited_rate < processor.sampling_rate:
+            sys.exit(f"error: --band-limited-rate must be at least 1000 Hz and below the model's {processor.sampling_rate} Hz, "
+                     f"got {args.band_limited_rate}.")  # fmt: skip
+        for source in args.fusion_choose_on:  # resumable: copies already written are kept
+            audio = Path(args.cache_dir) / "audio"
+            write_resampled_copies(audio / source, audio / band_limited_set_name(source, args.band_limited_rate), args.band_limited_rate)
     try:
         trains = {source: clip_statistics(args, processor, "train", source) for source in dict.fromkeys(args.train_on)}
         evaluations = {"midi": clip_statistics(args, processor, "test", "midi")}
@@ -256,6 +304,7 @@ def main():
     options += "" if args.eval_sets == parser.get_default("eval_sets") else " --eval-sets" + "".join(f" {s}" for s in args.eval_sets)
     options += "" if args.model == parser.get_default("model") else f" --model {args.model}"
     options += " --fusion-choose-on " + " ".join(args.fusion_choose_on) if args.fusion_choose_on else ""
+    options += f" --band-limited-rate {args.band_limited_rate}" if args.band_limited_rate else ""
     options += " --save-fusion" if args.save_fusion else ""
     produced = f"Produced by `python scripts/baseline.py --cache-dir <cache-dir>{options}`"
     pooled = "; sets joined by + pool their transcriptions, each clip once per set" if any("+" in s for s in args.train_on) else ""

@@ -42,10 +42,26 @@ def test_streamed_blocks_equal_one_resampling_of_the_whole(tmp_path, channels):
     audio = np.random.default_rng(channels).uniform(-0.5, 0.5, (int(3.3 * rate), channels)).astype(np.float32)
     path = tmp_path / "noise.wav"
     soundfile.write(path, audio, rate, subtype="FLOAT")
-    blocks = list(stream_audio(str(path), None, SR, block_seconds=0.7))
+    stream = stream_audio(str(path), None, SR, block_seconds=0.7)
+    assert stream.source_sampling_rate == rate  # the file's own rate, known before any block is read
+    blocks = list(stream)
     assert len(blocks) >= 5
     expected = soxr.resample(audio.mean(axis=1), rate, SR, quality="HQ")
     np.testing.assert_array_equal(np.concatenate(blocks), expected)
+
+
+def test_the_source_rate_of_every_input_form_is_known(tmp_path, tone):
+    from mdpiano.audio_mdpiano import source_sampling_rate, stream_audio
+
+    path = tmp_path / "tone.flac"
+    soundfile.write(path, tone, SR)
+    assert source_sampling_rate(path) == SR
+    for audio, rate in (((tone, 16000), None), (tone, 8000), ({"array": tone, "sampling_rate": 11025}, None),
+                        (path.read_bytes(), None)):  # fmt: skip
+        expected = rate or (SR if isinstance(audio, bytes) else audio[1] if isinstance(audio, tuple) else audio["sampling_rate"])
+        assert stream_audio(audio, rate, SR).source_sampling_rate == expected
+    with pytest.raises(FileNotFoundError):
+        source_sampling_rate(tmp_path / "missing.wav")
 
 
 @pytest.mark.parametrize("dtype, scale, step", [(np.int16, 32767, 2**-15), (np.int32, 2**31 - 1, 2**-31), (np.uint8, 127, 2**-7)])

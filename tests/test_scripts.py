@@ -255,15 +255,28 @@ def test_baseline_trains_on_midi_and_transcriptions(tiny_emopia, tmp_path, run_s
     assert config.note_statistics_fusion["trained_on"] == "transcriptions of train-0"
     assert config.midi_note_statistics_fusion["trained_on"] == "train MIDI"
     assert "| `test-clean` (2 clips) |" in run_script.stdout and "| evaluated on with MIDI |" in run_script.stdout
-    # a run that chooses only the transcriptions' fusion leaves the config with that one alone
+    assert "band_limited_network_weight" not in config.note_statistics_fusion
+    # a run that chooses only the transcriptions' fusion leaves the config with that one alone; with
+    # --band-limited-rate it also chooses a weight for audio sampled below the model's rate, on resampled copies
     status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, "--train-on", "train-0",
                                "--eval-sets", "test-clean", "--fusion-choose-on", "validation", "--save-fusion",
-                               "--model", model_copy, "--num-proc", "1", "--output-dir", output, "--no-docs")  # fmt: skip
+                               "--band-limited-rate", "16000", "--model", model_copy, "--num-proc", "1",
+                               "--output-dir", output, "--no-docs")  # fmt: skip
     assert status == 0, error[-3000:]
+    resampled = cache / "audio" / "validation-16000Hz"
+    assert sorted(soundfile.info(path).samplerate for path in resampled.iterdir()) == [16000, 16000]
+    shutil.rmtree(resampled)  # the cache is shared by this module's tests
     config = MDPianoConfig.from_pretrained(model_copy)
     assert config.note_statistics_fusion is not None and config.midi_note_statistics_fusion is None
+    fusion = config.note_statistics_fusion
+    assert fusion["band_limited_weight_chosen_on"] == ["validation-16000Hz"] and 0 <= fusion["band_limited_network_weight"] <= 1
+    report = json.loads((output / "fusion" / "test-clean" / "results.json").read_text())
+    assert report["band_limited_network_weight"] == fusion["band_limited_network_weight"]
+    assert f"take a weight of their own, w = {fusion['band_limited_network_weight']:g}" in run_script.stdout
+    assert "--fusion-choose-on validation --band-limited-rate 16000 --save-fusion`" in run_script.stdout
     for arguments, expected in ((["--fusion-choose-on", "test-clean"], "takes validation audio sets"),
-                                (["--train-on", "train-0", "--save-fusion"], "give both")):  # fmt: skip
+                                (["--train-on", "train-0", "--save-fusion"], "give both"),
+                                (["--train-on", "train-0", "--band-limited-rate", "16000"], "give both")):  # fmt: skip
         status, error = run_script("baseline.py", "--data", data, "--cache-dir", cache, *arguments)
         assert status == 2 and expected in error
     for train_on in ("test-clean", "train-0+test-clean"):

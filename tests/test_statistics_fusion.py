@@ -11,6 +11,7 @@ from mdpiano.statistics_fusion import (
     fuse,
     fuse_recording,
     fusion_settings,
+    recording_network_weight,
     settings_probabilities,
     statistics_probabilities,
 )
@@ -80,14 +81,15 @@ def test_classifier_probabilities_cover_every_quadrant():
     assert (probabilities[:, [1, 3]] == 0).all() and (probabilities.argmax(1) == np.repeat([0, 2], 20)).mean() > 0.9
 
 
-def fitted_settings(network_weight: float, classes=(0, 1, 2, 3)) -> dict:
+def fitted_settings(network_weight: float, classes=(0, 1, 2, 3), band_limited_network_weight=None) -> dict:
     from mdpiano.note_statistics import NOTE_STATISTICS
 
     rng = np.random.default_rng(1)
     statistics = rng.normal(size=(80, len(NOTE_STATISTICS))) * 10 + 50
     labels = np.resize(np.array(classes), 80)
     classifier = fit_statistics_classifier(statistics, labels)
-    return fusion_settings(classifier, network_weight, trained_on="random numbers"), classifier, statistics
+    settings = fusion_settings(classifier, network_weight, band_limited_network_weight, trained_on="random numbers")
+    return settings, classifier, statistics
 
 
 @pytest.mark.parametrize("classes", [(0, 1, 2, 3), (0, 2)])
@@ -132,6 +134,22 @@ def test_bad_fusion_settings_are_refused_by_the_config():
         MDPianoConfig(domains="acoustic", midi_note_statistics_fusion=settings)
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         MDPianoConfig(note_statistics_fusion={**settings, "network_weight": -0.1})
+    for weight in (1.5, float("nan"), "0.5", None, True):
+        with pytest.raises(ValueError, match=r"\['band_limited_network_weight'\]` must lie in \[0, 1\]"):
+            MDPianoConfig(note_statistics_fusion={**settings, "band_limited_network_weight": weight})
+
+
+def test_band_limited_recordings_take_their_own_network_weight():
+    settings, _, _ = fitted_settings(0.7, band_limited_network_weight=0.2)
+    assert settings["band_limited_network_weight"] == 0.2 and "band_limited_network_weight" not in fitted_settings(0.7)[0]
+    assert recording_network_weight(settings) == 0.7 and recording_network_weight(settings, band_limited=True) == 0.2
+    without, _, _ = fitted_settings(0.7)  # a fusion chosen without band-limited audio keeps one weight for all
+    assert recording_network_weight(without, band_limited=True) == 0.7
+    notes = np.stack([np.arange(30.0) * 0.5, np.arange(30.0) * 0.5 + 0.4, 60 + np.arange(30) % 12, np.full(30, 70)], axis=1)
+    statistics = settings_probabilities(settings, notes)
+    for band_limited, weight in ((False, 0.7), (True, 0.2)):
+        np.testing.assert_allclose(fuse_recording(NETWORK[1], notes, settings, band_limited),
+                                   fuse(NETWORK[1][None], statistics[None], weight)[0], atol=1e-9)  # fmt: skip
 
 
 def test_pipeline_and_clip_predictions_fuse_alike(tiny_config, rendered_clip, clip_notes, tmp_path):
@@ -214,3 +232,51 @@ def test_clip_predictions_fuse_by_symbolic_source(tiny_config, clip_notes):
         np.testing.assert_allclose(predict_clips(fused_model, batcher, [clip], symbolic_source=source)["probabilities"][0],
                                    fuse_recording(network, notes, expected), atol=1e-6)  # fmt: skip
     np.testing.assert_allclose(predict_clips(fused_model, batcher, [clip], fuse=False)["probabilities"][0], network, atol=1e-6)
+
+
+def test_pipeline_and_clip_predictions_fuse_band_limited_audio_with_its_weight(tiny_config, rendered_clip, tmp_path):
+    """A recording sampled below the model's rate takes `band_limited_network_weight` (here: the statistics alone), in
+    the pipeline and in the cached evaluation (by the audio file's rate); at the model's rate, the usual weight (here:
+    the network alone)."""
+    import soundfile
+    import soxr
+    from datasets import Audio, Dataset
+
+    from mdpiano.caching import cache_dataset
+    from mdpiano.training import load_clips
+
+    path, waveform = rendered_clip
+    low = tmp_path / "low.wav"
+    soundfile.write(low, soxr.resample(waveform, tiny_config.sampling_rate, 16000), 16000, subtype="FLOAT")
+    settings, _, _ = fitted_settings(1.0, band_limited_network_weight=0.0)
+    torch.manual_seed(0)
+    plain = MDPianoForAudioClassification(tiny_config).eval()
+    fused_model = MDPianoForAudioClassification(MDPianoConfig(**{**tiny_config.to_dict(), "note_statistics_fusion": settings}))
+    fused_model.load_state_dict(plain.state_dict())
+    fused_model.eval()
+    processor = MDPianoProcessor.from_config(tiny_config)
+
+    def scores(model, audio, **kwargs):
+        output = pipeline("audio-classification", model=model, processor=processor)(audio, **kwargs)
+        labels = output["labels"] if kwargs else output
+        return np.array([next(r["score"] for r in labels if r["label"] == q) for q in ("Q1", "Q2", "Q3", "Q4")]), output
+
+    network, _ = scores(plain, str(low))
+    fused, output = scores(fused_model, str(low), return_notes=True)
+    statistics = settings_probabilities(settings, output["notes"])
+    np.testing.assert_allclose(fused, statistics, atol=1e-5)
+    assert not np.allclose(fused, network, atol=1e-3)  # the statistics replace the network's scores
+    as_array, _ = scores(fused_model, {"array": soundfile.read(low, dtype="float32")[0], "sampling_rate": 16000})
+    np.testing.assert_allclose(as_array, fused, atol=1e-5)
+    np.testing.assert_allclose(scores(fused_model, str(path))[0], scores(plain, str(path))[0], atol=1e-5)
+
+    dataset = Dataset.from_dict({"clip_id": ["full", "low"], "label": [0, 0], "audio": [str(path), str(low)]})
+    cached = cache_dataset(dataset.cast_column("audio", Audio(decode=False)), processor, tmp_path / "cache", "rates")
+    assert cached["source_sampling_rate"] == [tiny_config.sampling_rate, 16000]
+    clips = load_clips(cached)
+    assert [clip.source_sampling_rate for clip in clips] == [tiny_config.sampling_rate, 16000]
+    batcher = WindowBatcher(processor, True)
+    network = predict_clips(plain, batcher, clips)["probabilities"]
+    fused = predict_clips(fused_model, batcher, clips)["probabilities"]
+    np.testing.assert_allclose(fused[0], network[0], atol=1e-6)
+    np.testing.assert_allclose(fused[1], settings_probabilities(settings, clips[1].notes), atol=1e-6)
