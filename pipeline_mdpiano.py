@@ -2,6 +2,7 @@
 
 import numbers
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from types import GeneratorType
 
@@ -63,6 +64,32 @@ def check_stride(stride_s, feature_extractor, name: str = "`stride_length_s`") -
                          "frames, so several would start on the same frame and count twice in the average.")  # fmt: skip
 
 
+def dataset_audio(table):
+    """
+    The inputs a whole `datasets` Dataset or IterableDataset stands for: its column of `Audio` feature (or, without
+    one, its `audio` column), one recording per row; `None` for anything else.
+
+    Raises:
+        ValueError: a dataset with several audio columns, or none, naming its columns.
+    """
+    datasets = sys.modules.get("datasets")  # not imported: `table` cannot be one of its datasets
+    if datasets is None or not isinstance(table, (datasets.Dataset, datasets.IterableDataset)):
+        return None
+    features = table.features or {}
+    columns = [name for name, feature in features.items() if isinstance(feature, datasets.Audio)]
+    if not columns and "audio" in (table.column_names or []):
+        columns = ["audio"]
+    if len(columns) != 1:
+        raise ValueError(
+            f"The dataset has {'several audio columns' if columns else 'no audio column'} (columns: "
+            f"{table.column_names}): pass the column holding the recordings or MIDI paths, e.g. "
+            f"`dataset[{(columns or table.column_names or ['audio'])[0]!r}]`."
+        )
+    if isinstance(table, datasets.Dataset):
+        return table[columns[0]]  # a column: a batch, as a list is
+    return (row[columns[0]] for row in table.select_columns(columns))  # streamed, as a generator is
+
+
 def _input_name(inputs) -> str:
     """How an error names an input: its path where it has one."""
     path = inputs.get("path") if isinstance(inputs, dict) else inputs
@@ -82,7 +109,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     Inputs: a path to an audio file or a MIDI file (`.mid`, `.midi`: its notes replace the transcription, and it is
     rendered with FluidSynth for the acoustic domain), encoded audio bytes, a dict `{"array": ..., "sampling_rate":
     ...}` (a `datasets` Audio value) or `{"raw": ..., "sampling_rate": ...}`, a torchcodec `AudioDecoder`, a tuple
-    `(array, sampling_rate)`, or an array with `sampling_rate=` given; or a list of those.
+    `(array, sampling_rate)`, or an array with `sampling_rate=` given; or a list of those, a `datasets` column
+    (`dataset["audio"]`), or a whole `datasets` Dataset or IterableDataset (its `Audio` column, row by row).
 
     Call arguments:
         top_k (`int`, *optional*): number of labels returned (all four by default).
@@ -139,6 +167,8 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
     def __call__(self, inputs, **kwargs):
         if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
             raise ValueError("No inputs: pass a recording (path, array, ...) or a non-empty list of them.")
+        if (rows := dataset_audio(inputs)) is not None:  # a whole `datasets` dataset: its recordings, row by row
+            inputs = rows
         if isinstance(inputs, list) and is_single_audio(inputs):  # samples, which the base class would take for a batch
             inputs = np.asarray(inputs)
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (list, tuple, str, bytes, bytearray)):

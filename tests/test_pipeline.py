@@ -188,13 +188,29 @@ def test_collections_and_iterators_are_batches(pipe, quadrant_clips):
     dataset = Dataset.from_dict({"audio": paths}).cast_column("audio", Audio())
     column = dataset["audio"]  # a datasets column: a sequence, not a list
     assert not isinstance(column, list)
-    for inputs in (column, iter(paths), map(str, paths)):
+    # whole datasets, whose rows hold other columns too: their audio column is read
+    labelled = dataset.add_column("label", [0, 1]).add_column("clip_id", ["a", "b"])
+    for inputs in (column, labelled, labelled.to_iterable_dataset(), iter(paths), map(str, paths)):
         results = pipe(inputs)
         results = results if isinstance(results, list) else list(results)  # iterators stream their results
         assert len(results) == 2
         for got, expected in zip(results, reference):
             assert [r["label"] for r in got] == [r["label"] for r in expected]
             np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in expected], atol=1e-3)
+
+
+def test_a_dataset_without_one_audio_column_is_refused_with_its_columns(pipe, quadrant_clips):
+    from datasets import Audio, Dataset
+
+    paths = [str(quadrant_clips[0][1])]
+    with pytest.raises(ValueError, match=r"no audio column \(columns: \['midi_path', 'label'\]\).*dataset\['midi_path'\]"):
+        pipe(Dataset.from_dict({"midi_path": paths, "label": [0]}))
+    two = Dataset.from_dict({"left": paths, "right": paths}).cast_column("left", Audio()).cast_column("right", Audio())
+    with pytest.raises(ValueError, match=r"several audio columns \(columns: \['left', 'right'\]\)"):
+        pipe(two)
+    # one `Audio` column, whatever its name, is the one read
+    named = Dataset.from_dict({"recording": paths}).cast_column("recording", Audio())
+    assert pipe(named)[0] == pipe(paths[0])
 
 
 def test_an_input_too_short_for_the_model_is_named_in_a_batch(pipe, quadrant_clips, tmp_path):

@@ -497,6 +497,9 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     summary = publish["fusion_summary"](MDPianoConfig(note_statistics_fusion=fusion, midi_note_statistics_fusion=fusion))
     assert "; for MIDI input, each file's" in summary and "(`midi_note_statistics_fusion`)" in summary
     assert "not fused" not in summary and publish["fusion_summary"](MDPianoConfig()) == ""
+    limited = {**fusion, "band_limited_network_weight": 0.2, "band_limited_weight_chosen_on": ["validation-unseen-16000Hz"]}
+    summary = publish["fusion_summary"](MDPianoConfig(note_statistics_fusion=limited))
+    assert "(0.2 and 0.8 for a recording sampled below the model's rate, chosen on `validation-unseen-16000Hz`)" in summary
     status, error = run_script("publish_model.py", "--model", tmp_path, "--cache-dir", tmp_path, "--calibrate-on", "x")
     assert status == 2 and "use it with --run" in error
     status, error = run_script("publish_model.py", "--model", tmp_path, "--run", tmp_path, "--cache-dir", tmp_path)
