@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import numbers
 import os
 import shutil
 import subprocess
@@ -64,8 +65,9 @@ def load_audio(
 
 class AudioStream:
     """
-    The blocks of one audio input from [`stream_audio`], iterated once, with the rate the input came at:
-    `source_sampling_rate` (Hz). Audio that came below the target rate holds nothing above half its own rate.
+    The blocks of one audio input from [`stream_audio`]: an iterator, as a generator is (`next`, `close`), that also
+    says the rate the input was stored at, `source_sampling_rate` (Hz). Audio stored below the target rate holds
+    nothing above half its own rate.
     """
 
     def __init__(self, blocks, source_sampling_rate: float):
@@ -73,7 +75,13 @@ class AudioStream:
         self.source_sampling_rate = source_sampling_rate
 
     def __iter__(self):
-        return self._blocks
+        return self
+
+    def __next__(self) -> np.ndarray:
+        return next(self._blocks)
+
+    def close(self) -> None:
+        self._blocks.close()
 
 
 def stream_audio(
@@ -99,10 +107,18 @@ def stream_audio(
     """
     read_blocks, rate = _mono_blocks(audio, sampling_rate, block_seconds)
     _check_rate(rate)
-    if rate < target_sampling_rate:
+    recorded_rate = _recorded_rate(audio, rate)
+    if recorded_rate < target_sampling_rate:
         source = file_input(audio)
-        _warn_low_rate(rate, target_sampling_rate, os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
-    return AudioStream(_resampled_blocks(audio, read_blocks, rate, target_sampling_rate, min_peak), rate)
+        _warn_low_rate(recorded_rate, target_sampling_rate, os.fspath(source) if isinstance(source, (str, os.PathLike)) else None)
+    return AudioStream(_resampled_blocks(audio, read_blocks, rate, target_sampling_rate, min_peak), recorded_rate)
+
+
+def _recorded_rate(audio, rate: float) -> float:
+    """The rate `audio`, decoded at `rate`, was stored at: a torchcodec decoder that resamples on the way (`datasets`'
+    `Audio(sampling_rate=...)`) gives its file's rate in its metadata; other inputs come at their own rate."""
+    stored = getattr(getattr(audio, "metadata", None), "sample_rate", None)
+    return min(rate, stored) if isinstance(stored, numbers.Real) and stored > 0 else rate
 
 
 def _resampled_blocks(audio, read_blocks, rate: float, target_sampling_rate: int, min_peak: float | None):

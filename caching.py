@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio_mdpiano import AudioDecodeError, load_audio, source_sampling_rate
+from .audio_mdpiano import AudioDecodeError, source_sampling_rate, stream_audio
 from .transcription_mdpiano import TRANSCRIPTION_VERSION, MDPianoTranscriber, transcription_model_identity
 
 FEATURE_SETTINGS = ("sampling_rate", "n_fft", "hop_length", "n_mels", "n_mfcc", "fmin", "fmax", "feature_type")
@@ -64,6 +64,12 @@ def load_entry(notes_path, features_path=None) -> dict:
     return entry
 
 
+def recorded_rate(notes_path) -> float | None:
+    """The audio file's own sampling rate as a transcription entry records it (`None` in entries made before)."""
+    with np.load(notes_path) as entry:
+        return float(entry["source_sampling_rate"]) if "source_sampling_rate" in entry.files else None
+
+
 def source_stamp(path) -> dict[str, int | str]:
     """
     What an entry records of its audio file, and is checked against: its name, size and modification time. Any
@@ -97,8 +103,8 @@ def is_current(entry_path: Path, stamp: dict[str, int | str]) -> bool:
 
 def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, with_features: bool = True):
     """
-    Adds `notes_path` (an `.npz` with the whole clip's `notes` and `duration`), `source_sampling_rate` (the audio
-    file's own rate, from its header) and, with `with_features`, `features_path` (an `.npz` with its unnormalised
+    Adds `notes_path` (an `.npz` with the whole clip's `notes`, `duration` and the audio file's own sampling rate),
+    `source_sampling_rate` (that rate) and, with `with_features`, `features_path` (an `.npz` with its unnormalised
     (frames, F) float16 `features`) to every row of a dataset with an `audio` column. Entries not on disk yet, or computed from an audio file of another size or modification time,
     are computed (`datasets.map` over `num_proc` processes, each running the transcriber on one thread); each audio
     file is decoded once.
@@ -128,9 +134,11 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
         need_notes = not is_current(notes_path, stamp)
         need_features = with_features and not is_current(features_path, stamp)
         try:
-            rate = source_sampling_rate(path)
             if need_notes or need_features:
-                waveform = load_audio(path, target_sampling_rate=processor.sampling_rate, min_peak=processor.min_peak)
+                stream = stream_audio(path, None, processor.sampling_rate, min_peak=processor.min_peak)
+                waveform, rate = np.concatenate(list(stream)), stream.source_sampling_rate
+            else:  # recorded in the entry; entries written before it was are asked of the file's header
+                rate = recorded_rate(notes_path) or source_sampling_rate(path)
         except ValueError as error:  # reported with the others once the whole set is done
             # A decode error names the file; one about the decoded audio (no samples, NaN) does not.
             message = str(error) if isinstance(error, AudioDecodeError) else f"{path}: {error}"
@@ -139,7 +147,7 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
             if need_notes:
                 notes = np.array(transcriber(waveform, processor.sampling_rate), dtype=np.float32).reshape(-1, 4)
                 duration = len(waveform) / processor.sampling_rate
-                write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=duration, **stamp))
+                write_atomic(notes_path, lambda f: np.savez(f, notes=notes, duration=duration, source_sampling_rate=rate, **stamp))
             if need_features:
                 features = processor.feature_extractor.extract(waveform, normalize=False).astype(np.float16)
                 write_atomic(features_path, lambda f: np.savez(f, features=features, **stamp))

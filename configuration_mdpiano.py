@@ -50,12 +50,16 @@ def check_quadrant_bias(bias) -> None:
 
 
 def _python_value(value):
-    """numpy scalars (from a sweep tool, say), also inside lists, as the Python values the saved JSON holds; any other
-    value as it is."""
+    """numpy scalars (from a sweep tool, say), also inside lists and dicts (a fusion's weights), as the Python values
+    the saved JSON holds; any other value, and a container without numpy scalars, as it is."""
     if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
         return value.item()
-    if isinstance(value, list) and any(type(item).__module__ == "numpy" for item in value):
-        return [_python_value(item) for item in value]
+    if isinstance(value, (list, dict)):
+        items = list(value.items() if isinstance(value, dict) else enumerate(value))
+        converted = [(key, _python_value(item)) for key, item in items]
+        if all(new is old for (_, new), (_, old) in zip(converted, items)):
+            return value
+        return dict(converted) if isinstance(value, dict) else [item for _, item in converted]
     return value
 
 

@@ -13,6 +13,8 @@ it), while its transcription, and so its note statistics, hardly change: the fus
 its own for such recordings, `band_limited_network_weight`, chosen on validation audio resampled to a lower rate.
 """
 
+import numbers
+
 import numpy as np
 
 from .note_statistics import NOTE_STATISTICS, note_statistics
@@ -107,7 +109,7 @@ def check_fusion_settings(settings: dict, num_labels: int = 4, field: str = "not
                          "statistic, coef one row per class, classes two or more label ids.")  # fmt: skip
     for key in ("network_weight", "band_limited_network_weight"):
         weight = settings.get(key, 0.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+        if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) or not 0.0 <= weight <= 1.0:
             raise ValueError(f"`{field}['{key}']` must lie in [0, 1], got {weight!r}.")
 
 

@@ -22,8 +22,8 @@ With `midi` in --train-on, the train MIDI's classifier is fused likewise with th
 config.json (`note_statistics_fusion`, `midi_note_statistics_fusion`): from then on the pipeline and the evaluation
 scripts fuse.
 
-With --band-limited-rate R, each fusion also gets a network weight of its own for recordings sampled below the
-model's rate (`band_limited_network_weight`), chosen on copies of the --fusion-choose-on sets resampled to R Hz
+With --band-limited-rate R, the transcriptions' fusion also gets a network weight of its own for recordings sampled
+below the model's rate (`band_limited_network_weight`), chosen on copies of the --fusion-choose-on sets resampled to R Hz
 (<cache-dir>/audio/<set>-<R>Hz, as scripts/rate_robustness.py writes them); a clip of --eval-sets whose file is
 sampled below the model's rate is fused with it.
 """
@@ -161,7 +161,7 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
     provenance = {"trained_on": "train MIDI" if trained_on == "midi" else f"transcriptions of {trained_on}",
                   "weight_chosen_on": list(choice_sets)}  # fmt: skip
     limited_weight, limited_scores = None, {}
-    if args.band_limited_rate:
+    if args.band_limited_rate and not midi:  # MIDI input is rendered at the model's rate: never band-limited
         limited_sets = {name: clip_statistics(args, processor, "validation", name)
                         for name in (band_limited_set_name(source, args.band_limited_rate) for source in choice_sets)}  # fmt: skip
         limited_weight, limited_scores = choose_network_weight([probabilities(name, *limited_sets[name][:2]) for name in limited_sets])

@@ -62,6 +62,18 @@ def test_the_source_rate_of_every_input_form_is_known(tmp_path, tone):
         assert stream_audio(audio, rate, SR).source_sampling_rate == expected
     with pytest.raises(FileNotFoundError):
         source_sampling_rate(tmp_path / "missing.wav")
+    # `datasets`' Audio(sampling_rate=...) decodes through a resampling torchcodec decoder: the file's rate counts
+    from datasets import Audio, Dataset
+
+    low = tmp_path / "low.wav"
+    soundfile.write(low, tone[:16000], 16000)
+    decoder = Dataset.from_dict({"audio": [str(low)]}).cast_column("audio", Audio(sampling_rate=SR))[0]["audio"]
+    stream = stream_audio(decoder, None, SR)
+    assert stream.source_sampling_rate == 16000
+    # an iterator, as the generator it replaced: next() and close() work
+    assert next(stream).dtype == np.float32
+    stream.close()
+    assert list(stream) == []
 
 
 @pytest.mark.parametrize("dtype, scale, step", [(np.int16, 32767, 2**-15), (np.int32, 2**31 - 1, 2**-31), (np.uint8, 127, 2**-7)])

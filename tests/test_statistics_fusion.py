@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -139,6 +141,17 @@ def test_bad_fusion_settings_are_refused_by_the_config():
             MDPianoConfig(note_statistics_fusion={**settings, "band_limited_network_weight": weight})
 
 
+def test_numpy_weights_are_taken_as_python_numbers(tmp_path):
+    settings, _, _ = fitted_settings(0.5)
+    check_fusion_settings({**settings, "network_weight": np.float32(0.5), "band_limited_network_weight": np.int64(0)})
+    config = MDPianoConfig(note_statistics_fusion={**settings, "network_weight": np.float32(0.5),
+                                                   "band_limited_network_weight": np.float64(0.2)})  # fmt: skip
+    fusion = config.note_statistics_fusion
+    assert type(fusion["network_weight"]) is float and type(fusion["band_limited_network_weight"]) is float
+    config.save_pretrained(tmp_path)  # JSON holds Python numbers only
+    assert MDPianoConfig.from_pretrained(tmp_path).note_statistics_fusion["band_limited_network_weight"] == 0.2
+
+
 def test_band_limited_recordings_take_their_own_network_weight():
     settings, _, _ = fitted_settings(0.7, band_limited_network_weight=0.2)
     assert settings["band_limited_network_weight"] == 0.2 and "band_limited_network_weight" not in fitted_settings(0.7)[0]
@@ -273,6 +286,14 @@ def test_pipeline_and_clip_predictions_fuse_band_limited_audio_with_its_weight(t
     dataset = Dataset.from_dict({"clip_id": ["full", "low"], "label": [0, 0], "audio": [str(path), str(low)]})
     cached = cache_dataset(dataset.cast_column("audio", Audio(decode=False)), processor, tmp_path / "cache", "rates")
     assert cached["source_sampling_rate"] == [tiny_config.sampling_rate, 16000]
+    # an entry written before entries recorded the rate: the file's header says it, and nothing is computed again
+    entry = cached["notes_path"][1]
+    with np.load(entry) as data:
+        older = {key: data[key] for key in data.files if key != "source_sampling_rate"}
+    np.savez(entry, **older)
+    written = Path(entry).stat().st_mtime_ns
+    cached = cache_dataset(dataset.cast_column("audio", Audio(decode=False)), processor, tmp_path / "cache", "rates")
+    assert cached["source_sampling_rate"] == [tiny_config.sampling_rate, 16000] and Path(entry).stat().st_mtime_ns == written
     clips = load_clips(cached)
     assert [clip.source_sampling_rate for clip in clips] == [tiny_config.sampling_rate, 16000]
     batcher = WindowBatcher(processor, True)
