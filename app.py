@@ -122,10 +122,22 @@ def classify(audio_path, midi_path):
     if rate is not None and rate < model_rate:
         messages.append(f"This recording is sampled at {rate:g} Hz, below the {model_rate:g} Hz the model reads: it "
                         f"holds nothing above {rate / 2:g} Hz, and the model is less accurate on such audio (mostly "
-                        "arousal). Upload the recording at a higher rate if there is one.")  # fmt: skip
+                        f"arousal){band_limited_clause(classifier.model.config)}. Upload the recording at a higher "
+                        "rate if there is one.")  # fmt: skip
     message = " ".join(messages)
     piano_roll = figure_piano_roll(notes) if notes is not None else None
     return label, figure_valence_arousal_point(scores), piano_roll, timeline, midi_file, message
+
+
+def band_limited_clause(config) -> str:
+    """What the model's fusion does for audio sampled below its rate, if it has a weight for such audio."""
+    fusion = config.note_statistics_fusion
+    if fusion is None or "band_limited_network_weight" not in fusion:
+        return ""
+    weight = fusion["band_limited_network_weight"]
+    if weight == 0:
+        return "; its answer for such audio comes from the statistics of the transcribed notes alone"
+    return f"; for such audio it weighs the network {weight:g} against the statistics of the transcribed notes"
 
 
 def transcription_file(notes) -> str:

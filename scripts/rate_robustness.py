@@ -30,12 +30,22 @@ from mdpiano.robustness import STUDY_METRICS, evaluate_copy, model_option, study
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
+def band_limited_clause(results: dict) -> str:
+    """What the caption says of the fusion's weight for recordings below the model's rate, if the model has one."""
+    weight = results.get("band_limited_network_weight")
+    if weight is None:
+        return ""
+    return (f", and fuses a recording stored below that rate with the network weighted {weight:g} against the note "
+            f"statistics (`band_limited_network_weight`), {results['network_weight']:g} otherwise")
+
+
 def table(results: dict) -> str:
     lines = [
         f"EMOPIA {results['split']} split ({results['clips']} clips) rendered as `{results['audio_set']}` (files at "
         f"{results['source_rates']}), and the same files resampled to each rate; `{results['model']}` as shipped "
         "(calibrated and fused), which resamples every input to its own rate, "
-        f"{results['model_sampling_rate']} Hz. Kept: the share of clips predicted as on the set as rendered.",
+        f"{results['model_sampling_rate']} Hz{band_limited_clause(results)}. Kept: the share of clips predicted as on "
+        "the set as rendered.",
         "",
         "| sampling rate | highest frequency | 4Q accuracy | arousal | valence | macro-F1 | kept |",
         "|---|---|---|---|---|---|---|",
@@ -78,6 +88,9 @@ def main():
     results = {"model": shown_path(args.model, REPOSITORY), "audio_set": args.audio_set, "split": split,
                "clips": len(dataset), "source_rates": rates, "model_sampling_rate": processor.sampling_rate,
                "rows": rows, "command": command}  # fmt: skip
+    fusion = model.config.note_statistics_fusion
+    if fusion is not None and "band_limited_network_weight" in fusion:
+        results.update(network_weight=fusion["network_weight"], band_limited_network_weight=fusion["band_limited_network_weight"])
     write_study(results, table(results), args, "rate_robustness", REPOSITORY)
 
 

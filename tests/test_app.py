@@ -145,6 +145,15 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
     subprocess.run(["ffmpeg", "-loglevel", "error", "-i", str(example), "-t", "10", "-ar", "16000", str(low)], check=True)
     _, _, _, _, _, message = app.classify(str(low), None)
     assert "sampled at 16000 Hz, below the 22050 Hz the model reads: it holds nothing above 8000 Hz" in message
+    from mdpiano import MDPianoConfig
+
+    assert f"(mostly arousal){app.band_limited_clause(app.classifier.model.config)}. Upload" in message
+    fusion = app.classifier.model.config.note_statistics_fusion
+    assert app.band_limited_clause(MDPianoConfig(note_statistics_fusion={**fusion, "band_limited_network_weight": 0.0})) == (
+        "; its answer for such audio comes from the statistics of the transcribed notes alone")
+    assert "weighs the network 0.3 against" in app.band_limited_clause(
+        MDPianoConfig(note_statistics_fusion={**fusion, "band_limited_network_weight": 0.3}))
+    assert app.band_limited_clause(MDPianoConfig()) == ""
     # A MIDI file lasts as long as it renders: to its last event, a controller change long after the notes included.
     import pretty_midi
 

@@ -462,6 +462,7 @@ def test_rate_robustness_evaluates_copies_at_lower_rates(tiny_emopia, tmp_path, 
     copies = sorted((cache / "audio" / "test-clean-11025Hz").glob("*.wav"))
     assert len(copies) == 2 and all(soundfile.info(path).samplerate == 11025 for path in copies)
     assert "| 11025 Hz | 5.51 kHz |" in run_script.stdout
+    assert "band_limited_network_weight" not in results and "band_limited" not in run_script.stdout  # no such fusion
     shutil.rmtree(cache / "audio" / "test-clean-11025Hz")  # the module's other tests share the cache
     status, error = run_script("rate_robustness.py", "--cache-dir", cache, "--sampling-rates", "16")
     assert status == 2 and "in Hz, 1000 or more" in error
