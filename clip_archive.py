@@ -89,6 +89,9 @@ def _pack(clips: list[Clip], feature_extractor) -> dict[str, np.ndarray]:
         "clip_id": np.array([clip.clip_id for clip in clips]),
         "label": np.array([clip.label for clip in clips], dtype=np.int64),
         "duration": np.array([clip.duration for clip in clips], dtype=np.float64),
+        # the audio files' own rates (NaN: not known), for the fusion's weight for band-limited recordings
+        "source_sampling_rate": np.array([np.nan if clip.source_sampling_rate is None else clip.source_sampling_rate
+                                          for clip in clips], dtype=np.float64),  # fmt: skip
         "note_offsets": np.cumsum([0] + [len(clip.notes) for clip in clips]),
         "notes": np.concatenate([clip.notes.reshape(-1, 4) for clip in clips]).astype(np.float32),
     }
@@ -113,10 +116,13 @@ def _unpack(arrays, feature_extractor) -> list[Clip]:
                 channels = np.concatenate([log_mel, mfcc, channels[feature_extractor.n_mels :]])
             features.append(channels.T.astype(np.float16))
     note_offsets = arrays["note_offsets"]
+    # archives written before they held the rates: not known
+    rates = arrays.get("source_sampling_rate", np.full(len(arrays["clip_id"]), np.nan))
     return [
-        Clip(str(clip_id), int(label), arrays["notes"][first:last], clip_features, float(duration))
-        for clip_id, label, duration, first, last, clip_features in zip(
-            arrays["clip_id"], arrays["label"], arrays["duration"], note_offsets[:-1], note_offsets[1:], features
+        Clip(str(clip_id), int(label), arrays["notes"][first:last], clip_features, float(duration),
+             None if np.isnan(rate) else float(rate))  # fmt: skip
+        for clip_id, label, duration, first, last, clip_features, rate in zip(
+            arrays["clip_id"], arrays["label"], arrays["duration"], note_offsets[:-1], note_offsets[1:], features, rates
         )
     ]
 

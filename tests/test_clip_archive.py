@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mdpiano import MDPianoFeatureExtractor
-from mdpiano.clip_archive import read_clip_archive, write_clip_archive
+from mdpiano.clip_archive import read_clip_archive, read_npz_xz, write_clip_archive, write_npz_xz
 from mdpiano.training import Clip
 
 
@@ -19,7 +19,8 @@ def clips_and_extractor(rendered_clip):
     for index, length in enumerate((len(waveform), len(waveform) // 3, len(waveform) // 2)):
         features = extractor.extract(waveform[:length], normalize=False).astype(np.float16)
         notes = np.array([[0.1 * index, 0.5, 60 + index, 80]] * (index + 1), dtype=np.float32)
-        clips.append(Clip(f"Q{index + 1}_clip_{index}", index, notes, features, length / sampling_rate))
+        rate = (None, 16000.0, 44100.0)[index]  # the audio file's own rate, where known
+        clips.append(Clip(f"Q{index + 1}_clip_{index}", index, notes, features, length / sampling_rate, rate))
     return clips, extractor
 
 
@@ -31,6 +32,7 @@ def test_round_trip(clips_and_extractor, tmp_path):
     assert [c.clip_id for c in restored] == [c.clip_id for c in clips]
     for original, copy in zip(clips, restored):
         assert copy.label == original.label and copy.duration == pytest.approx(original.duration)
+        assert copy.source_sampling_rate == original.source_sampling_rate
         np.testing.assert_array_equal(copy.notes, original.notes)
         assert copy.features.shape == original.features.shape and copy.features.dtype == np.float16
         n_mels, n_mfcc = extractor.n_mels, extractor.n_mfcc
@@ -40,6 +42,11 @@ def test_round_trip(clips_and_extractor, tmp_path):
         mfcc, expected = copy.features[:, n_mels : n_mels + n_mfcc].astype(np.float32), original.features[:, n_mels : n_mels + n_mfcc].astype(np.float32)
         np.testing.assert_allclose(mfcc, expected, rtol=2e-3, atol=0.05)
     assert len(read_clip_archive(tmp_path, "test", extractor)) == 1
+    # an archive written before archives held the rates: not known
+    older = read_npz_xz(tmp_path / "test-000.npz.xz")
+    del older["source_sampling_rate"]
+    write_npz_xz(tmp_path / "test-000.npz.xz", older)
+    assert read_clip_archive(tmp_path, "test", extractor)[0].source_sampling_rate is None
     write_clip_archive(tmp_path, {"validation": clips[1:]}, extractor)  # added: the other sets stay
     assert len(read_clip_archive(tmp_path, "validation", extractor)) == 2 and len(read_clip_archive(tmp_path, "train-0", extractor)) == 3
     with pytest.raises(ValueError, match="other feature settings"):
