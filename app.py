@@ -25,6 +25,7 @@ from mdpiano.configuration_mdpiano import QUADRANT_NAMES
 from mdpiano.notes_mdpiano import notes_to_midi
 from mdpiano.plots import figure_piano_roll, figure_timeline, figure_valence_arousal_point
 from mdpiano.rendering_mdpiano import rendered_duration
+from mdpiano.statistics_fusion import MIN_FUSION_NOTES
 
 
 def positive_setting(name: str, default: float) -> float:
@@ -136,7 +137,8 @@ def band_limited_clause(config) -> str:
         return ""
     weight = fusion["band_limited_network_weight"]
     if weight == 0:
-        return "; its answer for such audio comes from the statistics of the transcribed notes alone"
+        return (f"; its answer for such audio comes from the statistics of the transcribed notes alone (given "
+                f"{MIN_FUSION_NOTES} notes or more)")
     return f"; for such audio it weighs the network {weight:g} against the statistics of the transcribed notes"
 
 

@@ -196,7 +196,7 @@ def fusion_section(args, processor, model, classifier, trained_on: str, evaluati
         f"renderings resampled to {args.band_limited_rate} Hz "
         f"({' and '.join(f'`{name}`' for name in provenance['band_limited_weight_chosen_on'])}; tried: "
         f"{', '.join(f'{w:g}: {score:.3f}' for w, score in limited_scores.items())}); in the rows below it applies "
-        "to the clips sampled below that rate, if any."
+        f"to the clips sampled below the model's {processor.sampling_rate} Hz, if any."
     )  # fmt: skip
     inputs = ("each clip's audio in the set named with its ground-truth MIDI as the symbolic input (the pipeline's MIDI "
               "input reads a MIDI file's notes so, but hears the file as it renders it: with FluidR3_GM unless told "

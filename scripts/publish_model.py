@@ -169,12 +169,13 @@ def fusion_summary(config) -> str:
         if "band_limited_network_weight" in fusion:
             limited_weight = fusion["band_limited_network_weight"]
             limited_on = " and ".join(f"`{name}`" for name in fusion.get("band_limited_weight_chosen_on", [])) or "resampled validation audio"
-            limited = (f" ({limited_weight:g} and {1 - limited_weight:g} for a recording sampled below the model's rate, "
-                       f"chosen on {limited_on})")  # fmt: skip
+            limited = (f" ({limited_weight:g} and {1 - limited_weight:g} for a recording sampled below the model's "
+                       f"{config.sampling_rate} Hz, chosen on {limited_on})")  # fmt: skip
         sentences.append(
             f"{inputs} quadrant probabilities (calibrated) are multiplied with those of a logistic regression on its "
             f"notes' statistics (trained on {fusion.get('trained_on', 'the train split')}), raised to {weight:g} and "
-            f"{1 - weight:g}, a weight chosen on the validation split rendered as {chosen_on}{limited} (`{field}`)"
+            f"{1 - weight:g}{limited}, {'weights' if limited else 'a weight'} chosen on the validation split rendered "
+            f"as {chosen_on} (`{field}`)"
         )
     if not sentences:
         return ""

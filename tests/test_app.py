@@ -150,7 +150,7 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
     assert f"(mostly arousal){app.band_limited_clause(app.classifier.model.config)}. Upload" in message
     fusion = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia").note_statistics_fusion
     assert app.band_limited_clause(MDPianoConfig(note_statistics_fusion={**fusion, "band_limited_network_weight": 0.0})) == (
-        "; its answer for such audio comes from the statistics of the transcribed notes alone")
+        "; its answer for such audio comes from the statistics of the transcribed notes alone (given 20 notes or more)")
     assert "weighs the network 0.3 against" in app.band_limited_clause(
         MDPianoConfig(note_statistics_fusion={**fusion, "band_limited_network_weight": 0.3}))
     assert app.band_limited_clause(MDPianoConfig()) == ""

@@ -500,7 +500,8 @@ def test_publish_model_remeasures_a_published_model_from_the_readme(run_script, 
     assert "not fused" not in summary and publish["fusion_summary"](MDPianoConfig()) == ""
     limited = {**fusion, "band_limited_network_weight": 0.2, "band_limited_weight_chosen_on": ["validation-unseen-16000Hz"]}
     summary = publish["fusion_summary"](MDPianoConfig(note_statistics_fusion=limited))
-    assert "(0.2 and 0.8 for a recording sampled below the model's rate, chosen on `validation-unseen-16000Hz`)" in summary
+    assert ("raised to 0.5 and 0.5 (0.2 and 0.8 for a recording sampled below the model's 22050 Hz, chosen on "
+            "`validation-unseen-16000Hz`), weights chosen on the validation split") in summary
     status, error = run_script("publish_model.py", "--model", tmp_path, "--cache-dir", tmp_path, "--calibrate-on", "x")
     assert status == 2 and "use it with --run" in error
     status, error = run_script("publish_model.py", "--model", tmp_path, "--run", tmp_path, "--cache-dir", tmp_path)
