@@ -105,9 +105,9 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
     """
     Adds `notes_path` (an `.npz` with the whole clip's `notes`, `duration` and the audio file's own sampling rate),
     `source_sampling_rate` (that rate) and, with `with_features`, `features_path` (an `.npz` with its unnormalised
-    (frames, F) float16 `features`) to every row of a dataset with an `audio` column. Entries not on disk yet, or computed from an audio file of another size or modification time,
-    are computed (`datasets.map` over `num_proc` processes, each running the transcriber on one thread); each audio
-    file is decoded once.
+    (frames, F) float16 `features`) to every row of a dataset with an `audio` column. Entries not on disk yet, or
+    computed from an audio file of another size or modification time, are computed (`datasets.map` over `num_proc`
+    processes, each running the transcriber on one thread); each audio file is decoded once.
 
     Raises:
         AudioDecodeError: naming every file that could not be decoded or holds unusable audio (no samples, NaN), and

@@ -140,8 +140,8 @@ def settings_probabilities(settings: dict, notes, num_labels: int = 4) -> np.nda
 def fuse_recording(network: np.ndarray, notes, settings: dict, band_limited: bool = False) -> np.ndarray:
     """
     (num_labels,) network probabilities of one recording fused with the classifier of `settings` on its notes, with
-    the network weight for recordings sampled below the model's rate when `band_limited` ([`recording_network_weight`]). A
-    recording with fewer than `MIN_FUSION_NOTES` notes, or notes spanning less than `MIN_FUSION_SPAN_S`, keeps the
+    the network weight for recordings sampled below the model's rate when `band_limited`
+    ([`recording_network_weight`]). A recording with fewer than `MIN_FUSION_NOTES` notes, or notes spanning less than `MIN_FUSION_SPAN_S`, keeps the
     network's: the classifier was fitted on clips of 18 s or more with 40 notes or more, and a few notes (silence or
     noise with a stray note) give rates and durations far from any it saw, where it is confidently arbitrary (one
     0.1-s note read as 8 notes a second).

@@ -23,9 +23,9 @@ config.json (`note_statistics_fusion`, `midi_note_statistics_fusion`): from then
 scripts fuse.
 
 With --band-limited-rate R, the transcriptions' fusion also gets a network weight of its own for recordings sampled
-below the model's rate (`band_limited_network_weight`), chosen on copies of the --fusion-choose-on sets resampled to R Hz
-(<cache-dir>/audio/<set>-<R>Hz, as scripts/rate_robustness.py writes them); a clip of --eval-sets whose file is
-sampled below the model's rate is fused with it.
+below the model's rate (`band_limited_network_weight`), chosen on copies of the --fusion-choose-on sets resampled to
+R Hz (<cache-dir>/audio/<set>-<R>Hz, as scripts/rate_robustness.py writes them); a clip of --eval-sets whose file
+is sampled below the model's rate is fused with it.
 """
 
 import os
@@ -43,11 +43,11 @@ from datasets import Audio, concatenate_datasets
 from tqdm.auto import tqdm
 
 from mdpiano import MDPianoConfig
+from mdpiano.audio_mdpiano import source_sampling_rate
 from mdpiano.caching import cache_dataset
 from mdpiano.checkpoints import DEFAULT_MODEL_DIR, load_model_or_exit, save_for_package
 from mdpiano.cli import exit_on_input_errors
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia, split_of_audio_set
-from mdpiano.audio_mdpiano import source_sampling_rate
 from mdpiano.evaluation import clip_predictions, replace_section, shown_path, write_report, write_resampled_copies
 from mdpiano.note_statistics import NOTE_STATISTICS, note_statistics, statistics_shift
 from mdpiano.notes_mdpiano import read_midi_notes
