@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import weakref
 
 import numpy as np
 
@@ -208,23 +209,86 @@ def _mono_blocks(audio, sampling_rate, block_seconds):
     start each call (a file is read again; `quiet` leaves out the warnings about a damaged one).
     """
     audio = file_input(audio)
+    if (spilled := _spill_encoded(audio)) is not None:
+        return _spilled_blocks(*spilled, block_seconds)
     if isinstance(audio, (str, os.PathLike)):
         path = os.fspath(audio)
         _check_file(path)
         stream = _soundfile_blocks(path, block_seconds) or _ffmpeg_blocks(path, block_seconds)
         if stream is not None:
             return stream
-    waveform, rate = _decode(audio, sampling_rate)
+    return _array_blocks(*_decode(audio, sampling_rate), block_seconds)
+
+
+def _array_blocks(waveform, rate, block_seconds):
+    """(reader, rate) of a waveform decoded whole ([`_mono_blocks`])."""
     if np.asarray(waveform).size == 0:
         raise ValueError("The audio is empty (0 samples): pass a recording with at least one sample.")
-    waveform = _to_mono_float32(waveform)
+    waveform = mono_float32(waveform)
     size = max(1, int(block_seconds * rate))
     return lambda quiet=False: (waveform[start : start + size] for start in range(0, len(waveform), size)), rate
 
 
-def _soundfile_blocks(path: str, block_seconds: float):
+# Bytes copied at a time from a file object into its temporary file.
+_SPILL_CHUNK_BYTES = 1 << 20
+_BINARY_FILE_OBJECT = 'An audio file object must be open for binary reading: open(path, "rb"), or pass the path.'
+
+
+def _spill_encoded(audio) -> tuple[str, str] | None:
+    """
+    (path, name) of a temporary file holding encoded audio given as bytes, as a file object (read from where it
+    stands) or as a `datasets` value with `bytes`, so that it is read as a file is: block by block, and up to the
+    damage in a damaged one. None for other inputs. `name` says what the input was, for messages; the caller
+    removes the file.
+    """
+    if isinstance(audio, (bytes, bytearray)):
+        chunks, name = [audio], "the given bytes"
+    elif isinstance(audio, dict) and audio.get("array") is None and audio.get("bytes") is not None:
+        chunks, name = [audio["bytes"]], str(audio.get("path") or "the given bytes")
+    elif hasattr(audio, "read") and not hasattr(audio, "get_all_samples"):  # open(), io.BytesIO, tempfile's wrappers
+        if isinstance(audio, io.TextIOBase):  # reading it would decode the audio's bytes as text
+            raise ValueError(_BINARY_FILE_OBJECT)
+        chunks, name = iter(lambda: audio.read(_SPILL_CHUNK_BYTES), b""), str(getattr(audio, "name", "the given file object"))
+    else:
+        return None
+    suffix = os.path.splitext(name)[1]  # the format's usual extension, where the input's name has one
+    descriptor, path = tempfile.mkstemp(prefix="mdpiano-", suffix=suffix if suffix[1:].isalnum() else "")
+    try:
+        with os.fdopen(descriptor, "wb") as spill:
+            for chunk in chunks:
+                if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                    raise ValueError(_BINARY_FILE_OBJECT)
+                if spill.tell() == 0 and bytes(chunk[:4]) == b"MThd":  # a Standard MIDI File's header
+                    raise ValueError(f"MIDI data, not audio, in {name}: save it as a .mid file and pass its path (MIDI input).")
+                spill.write(chunk)
+            if spill.tell() == 0:
+                raise AudioDecodeError(f"No audio in {name}: it holds 0 bytes.")
+    except BaseException:
+        os.remove(path)
+        raise
+    return path, name
+
+
+def _spilled_blocks(path: str, name: str, block_seconds: float):
+    """(reader, rate) of the temporary file of [`_spill_encoded`], removed once the reader is no longer referenced
+    (at once, where it cannot be streamed and is decoded whole)."""
+    try:
+        stream = _soundfile_blocks(path, block_seconds, name) or _ffmpeg_blocks(path, block_seconds, name)
+    except BaseException:
+        os.remove(path)
+        raise
+    if stream is None:  # neither libsndfile nor ffprobe opens it: torchcodec decodes it whole, or says why it cannot
+        try:
+            return _array_blocks(*_decode_encoded(path, name), block_seconds)
+        finally:
+            os.remove(path)
+    weakref.finalize(stream[0], os.remove, path)
+    return stream
+
+
+def _soundfile_blocks(path: str, block_seconds: float, name: str | None = None):
     """(block reader, rate) of a file libsndfile can open ([`_mono_blocks`]), or None (the caller then decodes the
-    whole file otherwise)."""
+    whole file otherwise). `name` stands for the file in warnings and errors (the path by default)."""
     import soundfile
 
     try:
@@ -235,7 +299,7 @@ def _soundfile_blocks(path: str, block_seconds: float):
 
     def blocks(quiet=False):
         with soundfile.SoundFile(path) as file:
-            for block in _readable_blocks(file, max(1, int(block_seconds * rate)), path, quiet):
+            for block in _readable_blocks(file, max(1, int(block_seconds * rate)), path, quiet, name or path):
                 mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
                 del block  # a stereo block is not held while the caller works on the mono one
                 yield mono
@@ -243,13 +307,14 @@ def _soundfile_blocks(path: str, block_seconds: float):
     return blocks, rate
 
 
-def _ffmpeg_blocks(path: str, block_seconds: float):
+def _ffmpeg_blocks(path: str, block_seconds: float, name: str | None = None):
     """
     (block reader, rate) of a file libsndfile cannot read (m4a, aac, wma, ...) through the ffmpeg command, which
     decodes it to 32-bit float PCM at its own rate into a pipe read block by block, so a long recording is never held
     whole; None without ffmpeg and ffprobe, or when ffprobe finds no audio stream (the caller then decodes the file
-    whole, or says why it cannot).
+    whole, or says why it cannot). `name` stands for the file in warnings and errors (the path by default).
     """
+    name = name or path
     ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
     if ffmpeg is None or ffprobe is None:
         return None
@@ -288,9 +353,9 @@ def _ffmpeg_blocks(path: str, block_seconds: float):
             return
         reason = message[-1] if message else f"exit status {status}"
         if frames == 0:
-            raise AudioDecodeError(f"Could not decode {path} as audio (ffmpeg: {reason}).")
+            raise AudioDecodeError(f"Could not decode {name} as audio (ffmpeg: {reason}).")
         if not quiet:
-            logger.warning("%s: ffmpeg reported damage (%s); using the %.1f s it decoded.", path, reason, frames / rate)
+            logger.warning("%s: ffmpeg reported damage (%s); using the %.1f s it decoded.", name, reason, frames / rate)
 
     return blocks, rate
 
@@ -299,12 +364,13 @@ def _ffmpeg_blocks(path: str, block_seconds: float):
 _SALVAGE_FRAMES = 4096
 
 
-def _readable_blocks(file, size: int, path: str, quiet: bool = False):
+def _readable_blocks(file, size: int, path: str, quiet: bool = False, name: str | None = None):
     """
-    (frames, channels) blocks of an open SoundFile. A truncated or corrupt file makes libsndfile fail on the block
-    holding the damage and drop all of it: that block is read again in small pieces, and what precedes the damage is
-    kept, with a warning (unless `quiet`).
+    (frames, channels) blocks of an open SoundFile of `path`. A truncated or corrupt file makes libsndfile fail on
+    the block holding the damage and drop all of it: that block is read again in small pieces, and what precedes
+    the damage is kept, with a warning (unless `quiet`) naming the file as `name` (the path by default).
     """
+    name = name or path
     import soundfile
 
     position = 0
@@ -316,7 +382,7 @@ def _readable_blocks(file, size: int, path: str, quiet: bool = False):
         # (an estimate for MP3, hence the tolerance).
         if not quiet and file.frames - position > max(0.01 * file.frames, 0.5 * file.samplerate):
             logger.warning("%s: decoding stopped after %.1f s of the %.1f s the file announces; it may be damaged: "
-                           "using the audio up to there.", path, position / file.samplerate, file.frames / file.samplerate)  # fmt: skip
+                           "using the audio up to there.", name, position / file.samplerate, file.frames / file.samplerate)  # fmt: skip
         return
     except (soundfile.LibsndfileError, RuntimeError) as error:
         damage = error
@@ -329,9 +395,9 @@ def _readable_blocks(file, size: int, path: str, quiet: bool = False):
         except (soundfile.LibsndfileError, RuntimeError):
             pass  # the piece holding the damage
     if position == 0:
-        raise AudioDecodeError(f"Could not decode {path} as audio ({damage}).")
+        raise AudioDecodeError(f"Could not decode {name} as audio ({damage}).")
     if not quiet:
-        logger.warning("%s: decoding stopped after %.1f s (%s); using the audio up to there.", path,
+        logger.warning("%s: decoding stopped after %.1f s (%s); using the audio up to there.", name,
                        position / file.samplerate, damage)  # fmt: skip
 
 
@@ -351,13 +417,6 @@ def is_single_audio(audio) -> bool:
 def _decode(audio, sampling_rate):
     if isinstance(audio, (str, os.PathLike)):
         return _decode_file(os.fspath(audio))
-    if isinstance(audio, (bytes, bytearray)):
-        return _decode_encoded(bytes(audio), "the given bytes")
-    if hasattr(audio, "read"):  # a file object: open(), io.BytesIO, tempfile's wrappers
-        data = audio.read() if not isinstance(audio, io.TextIOBase) else None
-        if not isinstance(data, (bytes, bytearray)):
-            raise ValueError("An audio file object must be open for binary reading: open(path, \"rb\"), or pass the path.")
-        return _decode_encoded(bytes(data), str(getattr(audio, "name", "the given file object")))
     if isinstance(audio, dict):
         if audio.get("array") is not None:
             rate = audio.get("sampling_rate")
@@ -365,8 +424,6 @@ def _decode(audio, sampling_rate):
                 raise ValueError("An audio dict with `array` needs its sampling rate: a `sampling_rate` key (in Hz), "
                                  "or `sampling_rate=`.")  # fmt: skip
             return _decode_array(audio["array"], sampling_rate if rate is None else rate)
-        if audio.get("bytes") is not None:
-            return _decode_encoded(bytes(audio["bytes"]), audio.get("path") or "the given bytes")
         if audio.get("path") is not None:
             return _decode_file(audio["path"])
         raise ValueError(f"An audio dict needs `array` and `sampling_rate`, `bytes` or `path`; got keys {list(audio)}.")
@@ -379,6 +436,9 @@ def _decode(audio, sampling_rate):
         if len(audio) == 2 and isinstance(audio[1], (int, float, np.number)):
             return _decode_array(audio[0], audio[1])  # (array, rate) with a rate that is no whole number: says so
         raise ValueError("A tuple is read as one input, (array, sampling_rate); pass several inputs as a list.")
+    if np.ndim(audio) == 0:  # None, a number, an object of no known form: no samples to read
+        raise ValueError(f"Expected a recording: a path, encoded bytes, a file object, or samples with their sampling "
+                         f"rate; got {type(audio).__name__}.")  # fmt: skip
     return _decode_array(audio, sampling_rate)
 
 
@@ -405,7 +465,11 @@ def _decode_array(array, sampling_rate):
     if type(array).__module__.startswith("torch"):
         tensor = array.detach().cpu()
         array = (tensor.float() if tensor.is_floating_point() else tensor).numpy()  # numpy has no bfloat16
-    return np.asarray(array), int(sampling_rate)
+    array = np.asarray(array)
+    if array.ndim == 2 and 2 < min(array.shape) <= MAX_CHANNELS:  # rarely channels: more often clips stacked as a batch
+        logger.warning("An audio array of shape %s is read as one recording of %d channels, averaged into one; to "
+                       "classify several recordings, pass them as a list of 1-D arrays.", array.shape, min(array.shape))  # fmt: skip
+    return array, int(sampling_rate)
 
 
 def _check_file(path):
@@ -425,20 +489,20 @@ def _decode_file(path):
     return _decode_encoded(path, path)
 
 
-def _decode_encoded(source: str | bytes, name: str):
-    """Decodes a path or encoded bytes with libsndfile, falling back to ffmpeg (through torchcodec)."""
+def _decode_encoded(path: str, name: str):
+    """Decodes a file whole with libsndfile, falling back to ffmpeg (through torchcodec); `name` stands for it in
+    errors."""
     import soundfile
 
     try:
-        stream = io.BytesIO(source) if isinstance(source, bytes) else source
-        waveform, rate = soundfile.read(stream, dtype="float32", always_2d=True)
+        waveform, rate = soundfile.read(path, dtype="float32", always_2d=True)
         return waveform.T, int(rate)
     except (soundfile.LibsndfileError, RuntimeError, TypeError) as soundfile_error:
         first_error = soundfile_error
     try:  # formats libsndfile lacks (m4a, aac, wma, ...)
         from torchcodec.decoders import AudioDecoder
 
-        samples = AudioDecoder(source).get_all_samples()
+        samples = AudioDecoder(path).get_all_samples()
         return samples.data.numpy(), int(samples.sample_rate)
     except Exception as ffmpeg_error:
         remedy = (
@@ -459,7 +523,17 @@ def _check_rate(rate):
         )
 
 
-def _to_mono_float32(waveform: np.ndarray) -> np.ndarray:
+def mono_float32(waveform) -> np.ndarray:
+    """
+    Samples as a mono float32 waveform in [-1, 1]: channels averaged ((channels, samples) or (samples, channels), at
+    most `MAX_CHANNELS`), integer PCM (8 to 32 bits, signed or unsigned) scaled by its full scale.
+
+    Returns:
+        `np.ndarray` of shape (samples,), float32.
+
+    Raises:
+        ValueError: samples that are not real numbers, 64-bit integers, or an unusable shape.
+    """
     waveform = np.asarray(waveform)
     if waveform.dtype == np.bool_ or not np.issubdtype(waveform.dtype, np.number):
         raise ValueError(f"Audio samples must be numbers, got dtype {waveform.dtype}.")
@@ -500,4 +574,14 @@ def _scale_pcm(samples: np.ndarray, pcm_type: np.dtype) -> np.ndarray:
     return samples
 
 
-__all__ = ["AudioDecodeError", "AudioStream", "file_input", "is_single_audio", "level_gain", "load_audio", "source_sampling_rate", "stream_audio"]
+__all__ = [
+    "AudioDecodeError",
+    "AudioStream",
+    "file_input",
+    "is_single_audio",
+    "level_gain",
+    "load_audio",
+    "mono_float32",
+    "source_sampling_rate",
+    "stream_audio",
+]

@@ -9,6 +9,7 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from transformers.audio_utils import mel_filter_bank, power_to_db
 from transformers.utils import logging
 
+from .audio_mdpiano import MAX_CHANNELS, mono_float32
 from .configuration_mdpiano import ACOUSTIC_INPUTS, acoustic_feature_size, check_mel_settings
 
 logger = logging.get_logger(__name__)
@@ -161,9 +162,9 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
         Featurises one waveform or a batch.
 
         Args:
-            raw_audio: a mono waveform (`np.ndarray` of shape (samples,) or list of floats), a batch as a list of
-                such waveforms, or a 2-D array (batch, samples). Multi-channel audio must be downmixed first
-                ([`MDPianoProcessor`] does).
+            raw_audio: a mono waveform (`np.ndarray` of shape (samples,) or list of floats; integer PCM is scaled
+                to [-1, 1]), a batch as a list of such waveforms, or a 2-D array (batch, samples). Multi-channel
+                audio must be downmixed first ([`MDPianoProcessor`] does).
             sampling_rate: rate of `raw_audio` in Hz; must equal `self.sampling_rate`.
             padding: `"max_length"` (default) pads every item to one window (to the longest item, if one is longer:
                 `truncation=False`), `"longest"` (or `True`) to the longest item of the batch, `False` /
@@ -221,20 +222,28 @@ class MDPianoFeatureExtractor(SequenceFeatureExtractor):
     @staticmethod
     def _as_batch(raw_audio) -> list[np.ndarray]:
         if hasattr(raw_audio, "numpy"):  # a tensor: (samples,) or (batch, samples) like an array
-            raw_audio = raw_audio.detach().cpu().float().numpy()
+            tensor = raw_audio.detach().cpu()
+            raw_audio = (tensor.float() if tensor.is_floating_point() else tensor).numpy()  # integer PCM keeps its type
         if isinstance(raw_audio, np.ndarray) and raw_audio.ndim > 2:
             raise ValueError(f"Only mono audio is supported: expected (samples,) or (batch, samples), got {raw_audio.shape}.")
+        if isinstance(raw_audio, np.ndarray) and raw_audio.ndim == 2 and raw_audio.shape[1] <= MAX_CHANNELS < raw_audio.shape[0]:
+            raise ValueError(
+                f"A 2-D array is a batch (batch, samples); shape {raw_audio.shape} looks like one (samples, channels) "
+                "recording. Average its channels first (`audio.mean(axis=1)`), or pass it through MDPianoProcessor, "
+                "which downmixes."
+            )
         is_batched = (isinstance(raw_audio, np.ndarray) and raw_audio.ndim == 2) or (
             isinstance(raw_audio, (list, tuple)) and len(raw_audio) > 0 and isinstance(raw_audio[0], (np.ndarray, list, tuple))
         )
         items = list(raw_audio) if is_batched else [raw_audio]
         waveforms = []
         for index, item in enumerate(items):
-            waveform = np.asarray(item, dtype=np.float32)
+            waveform = np.asarray(item)
             if waveform.ndim != 1:
                 raise ValueError(f"Only mono audio is supported: item {index} has shape {waveform.shape}.")
             if waveform.size == 0:
                 raise ValueError(f"Item {index} of the audio batch is empty (0 samples).")
+            waveform = mono_float32(waveform)  # integer PCM scaled to [-1, 1], as the processor reads it
             if not np.isfinite(waveform).all():
                 raise ValueError(f"Item {index} of the audio batch contains NaN or infinite samples.")
             waveforms.append(waveform)

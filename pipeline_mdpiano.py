@@ -1,5 +1,6 @@
 """The audio-classification pipeline of mdpiano: recordings or MIDI in, emotion quadrant scores out."""
 
+import array
 import numbers
 import os
 import sys
@@ -171,8 +172,10 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             inputs = rows
         if isinstance(inputs, list) and is_single_audio(inputs):  # samples, which the base class would take for a batch
             inputs = np.asarray(inputs)
+        elif isinstance(inputs, (array.array, memoryview)):  # samples whose buffer says their type (int16, ...)
+            inputs = np.asarray(inputs)
         elif isinstance(inputs, Sequence) and not isinstance(inputs, (list, tuple, str, bytes, bytearray)):
-            inputs = list(inputs)  # e.g. a `datasets` column: a batch, as a list is; `array.array` samples: one input
+            inputs = list(inputs)  # e.g. a `datasets` column: a batch, as a list is
             inputs = np.asarray(inputs) if is_single_audio(inputs) else inputs
         elif isinstance(inputs, Iterator) and not isinstance(inputs, GeneratorType) and not hasattr(inputs, "read"):
             inputs = (item for item in inputs)  # e.g. `iter(paths)` or `map(...)`: streamed, as a generator is
@@ -245,7 +248,7 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
             # Named here, before the batch forward that would fail on it among other inputs' windows.
             raise ValueError(
                 f"{_input_name(inputs)} lasts {seconds:.2f} s, too short to analyse: the model needs at least "
-                f"{self.model.config.min_acoustic_frames / cutter.frames_per_second:.2f} s of audio."
+                f"{(self.model.config.min_acoustic_frames - 1) / cutter.frames_per_second:.3f} s of audio."  # frames: 1 + samples // hop
             )
         starts = cutter.remaining(seconds)
         # Sampled below the model's rate, the recording lacks the top of the band the network hears: the fusion may

@@ -80,6 +80,11 @@ def _timidity() -> str:
     return timidity
 
 
+def _midi_name(midi) -> str:
+    """How messages name a MIDI input: its path, where it has one."""
+    return f"The MIDI file {os.fspath(midi)}" if isinstance(midi, (str, os.PathLike)) else "The MIDI file"
+
+
 def render_midi(
     midi,
     soundfont: str | None = None,
@@ -108,6 +113,7 @@ def render_midi(
     """
     import pretty_midi
 
+    source = midi
     if not isinstance(midi, pretty_midi.PrettyMIDI):
         midi = load_midi(midi)
     if max_duration_s is not None:
@@ -115,7 +121,7 @@ def render_midi(
     # Drums are no piano notes: `read_midi_notes` leaves them out of the symbolic domain, and so does the audio.
     midi.instruments = [instrument for instrument in midi.instruments if not instrument.is_drum and instrument.notes]
     if not midi.instruments:
-        raise ValueError("The MIDI file has no piano notes to render (none at all, or drums only).")
+        raise ValueError(f"{_midi_name(source)} has no piano notes to render (none at all, or drums only).")
     if program is not None:
         for instrument in midi.instruments:
             instrument.program = program
@@ -127,7 +133,7 @@ def render_midi(
     # Normalised to the peak, as pretty_midi does; a rendering of (almost) nothing would be its 16-bit dither made loud.
     loudest = np.abs(audio).max(initial=0.0)
     if loudest < SILENT_PEAK:
-        raise ValueError(f"The MIDI file renders silent with {os.path.basename(soundfont)} (its loudest sample is "
+        raise ValueError(f"{_midi_name(source)} renders silent with {os.path.basename(soundfont)} (its loudest sample is "
                          f"{loudest * 32768:.0f} of 32768): its notes are too soft, or outside the instrument's range.")  # fmt: skip
     audio = audio / loudest
     if max_duration_s is not None:

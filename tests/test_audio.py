@@ -1,4 +1,6 @@
+import io
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +87,10 @@ def test_integer_pcm_is_scaled(tone, dtype, scale, step):
 def test_pcm_full_scale_is_exact():
     from mdpiano import audio_mdpiano
 
-    np.testing.assert_array_equal(audio_mdpiano._to_mono_float32(np.array([-32768, 0, 16384], np.int16)), [-1.0, 0.0, 0.5])
-    np.testing.assert_array_equal(audio_mdpiano._to_mono_float32(np.array([0, 128, 192], np.uint8)), [-1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(audio_mdpiano.mono_float32(np.array([-32768, 0, 16384], np.int16)), [-1.0, 0.0, 0.5])
+    np.testing.assert_array_equal(audio_mdpiano.mono_float32(np.array([0, 128, 192], np.uint8)), [-1.0, 0.0, 0.5])
     stereo = np.array([[-32768, 0], [16384, 16384], [0, 0]], np.int16)  # (samples, channels)
-    np.testing.assert_array_equal(audio_mdpiano._to_mono_float32(stereo), [-0.5, 0.5, 0.0])
+    np.testing.assert_array_equal(audio_mdpiano.mono_float32(stereo), [-0.5, 0.5, 0.0])
 
 
 def test_stereo_pcm_is_mixed_down_without_float_copies_of_its_channels(tone):
@@ -100,7 +102,7 @@ def test_stereo_pcm_is_mixed_down_without_float_copies_of_its_channels(tone):
     pcm = np.round(np.stack([np.tile(tone, 20)] * 2, axis=1) * 32767).astype(np.int16)  # (samples, 2)
     tracemalloc.start()
     try:
-        mono = audio_mdpiano._to_mono_float32(pcm)
+        mono = audio_mdpiano.mono_float32(pcm)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -179,7 +181,7 @@ def test_formats_libsndfile_lacks_stream_through_ffmpeg(tmp_path, monkeypatch, c
     path = tmp_path / "take.m4a"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(example), "-ac", "2", "-ar", "44100", "-c:a", "aac", "-movflags", "+faststart", str(path)],
                    check=True)  # fmt: skip
-    whole = audio_mdpiano._to_mono_float32(audio_mdpiano._decode_encoded(str(path), "take")[0])
+    whole = audio_mdpiano.mono_float32(audio_mdpiano._decode_encoded(str(path), "take")[0])
     monkeypatch.setattr(audio_mdpiano, "_decode", lambda *args: pytest.fail("the file was decoded whole"))
     read_blocks, rate = audio_mdpiano._mono_blocks(str(path), None, block_seconds=2.0)
     blocks = list(read_blocks())
@@ -215,6 +217,59 @@ def test_truncated_file_gives_what_is_there(tmp_path, tone, suffix, caplog):
         assert "decoding stopped after" in caplog.text
 
 
+@pytest.mark.parametrize("form", ["bytes", "file object", "datasets value"])
+def test_encoded_audio_in_memory_streams_as_a_file_does(tmp_path, tone, form, monkeypatch, caplog):
+    """Bytes, a file object and a `datasets` {"bytes": ...} value are read as their file is: block by block (never
+    decoded whole), a cut one up to the cut, with a warning naming the input; the temporary copy is then removed."""
+    from mdpiano import audio_mdpiano
+
+    long_tone = np.tile(tone, 20)
+    path = tmp_path / "full.flac"
+    soundfile.write(path, long_tone, SR, subtype="PCM_16")
+    cut = path.read_bytes()[: path.stat().st_size // 2]
+    as_input = {"bytes": lambda data: data, "file object": io.BytesIO,
+                "datasets value": lambda data: {"bytes": data, "path": "take.flac"}}[form]  # fmt: skip
+    name = {"bytes": "the given bytes", "file object": "the given file object", "datasets value": "take.flac"}[form]
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_dir))
+    monkeypatch.setattr(audio_mdpiano, "_decode", lambda *args: pytest.fail("the input was decoded whole"))
+    np.testing.assert_array_equal(load_audio(as_input(path.read_bytes()), target_sampling_rate=SR), load_audio(path, target_sampling_rate=SR))
+    with caplog.at_level("WARNING"):
+        out = load_audio(as_input(cut), target_sampling_rate=SR)
+    assert SR < len(out) < len(long_tone)
+    np.testing.assert_allclose(out, long_tone[: len(out)], atol=1e-3)
+    assert f"{name}: decoding stopped after" in caplog.text
+    assert not list(spill_dir.iterdir())
+
+
+def test_bad_encoded_audio_in_memory_is_a_clear_error_and_leaves_no_file(tmp_path, monkeypatch):
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill_dir))
+    with pytest.raises(AudioDecodeError, match="No audio in the given bytes: it holds 0 bytes"):
+        load_audio(b"")
+    with pytest.raises(AudioDecodeError, match="Could not decode the given bytes as audio"):
+        load_audio(b"hello, not audio")
+    with pytest.raises(ValueError, match="open for binary reading"):
+        load_audio(io.StringIO("hello"))
+    with pytest.raises(ValueError, match="MIDI data, not audio, in the given bytes: save it as a .mid file"):
+        load_audio(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0")
+    assert not list(spill_dir.iterdir())
+
+
+@pytest.mark.parametrize("shape", [(3, 2000), (2000, 5)])
+def test_an_array_of_several_channels_is_averaged_with_a_warning(shape, caplog):
+    """More than two rows (or columns) are more often clips stacked as a batch than channels: said, not silent."""
+    with caplog.at_level("WARNING"):
+        out = load_audio(np.full(shape, 0.1, np.float32), SR, SR)
+    assert len(out) == 2000 and "pass them as a list of 1-D arrays" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_audio(np.full((2, 2000), 0.1, np.float32), SR, SR)  # stereo
+    assert "list of 1-D arrays" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "audio, rate, message",
     [
@@ -229,6 +284,8 @@ def test_truncated_file_gives_what_is_there(tmp_path, tone, suffix, caplog):
         # Sample values as Python ints: read as 64-bit PCM they would be silence.
         ([0, 12000, -12000, 3000], SR, "no PCM format holds 64-bit integers"),
         (np.array([0, 12000], np.int64), SR, "np.asarray.samples, np.int16."),
+        (None, SR, "Expected a recording: a path, .* got NoneType"),
+        (5, None, "Expected a recording: a path, .* got int"),
     ],
 )
 def test_bad_arrays_are_clear_errors(audio, rate, message):

@@ -97,11 +97,23 @@ def test_wrong_sampling_rate_is_a_clear_error(extractor):
         (np.zeros((2, 3, 100), np.float32), "mono"),
         (np.zeros(0, np.float32), "empty"),
         (np.array([0.0, np.nan, 0.1], np.float32), "NaN"),
+        (np.zeros((SR, 2), np.float32), r"looks like one \(samples, channels\) recording"),  # not a batch of 2-sample clips
+        (np.array([0, 12000], np.int64), "no PCM format holds 64-bit integers"),
     ],
 )
 def test_bad_input_is_a_clear_error(extractor, audio, message):
     with pytest.raises(ValueError, match=message):
         extractor(audio, sampling_rate=SR)
+
+
+def test_integer_pcm_is_scaled_as_the_processor_scales_it(extractor, rendered_clip):
+    import torch
+
+    _, waveform = rendered_clip
+    pcm = np.round(np.clip(waveform[: 3 * SR], -1, 1) * 32767).astype(np.int16)
+    expected = extractor(pcm.astype(np.float32) / 32768, sampling_rate=SR, return_tensors="np")["input_features"]
+    for audio in (pcm, torch.from_numpy(pcm), [pcm]):
+        np.testing.assert_array_equal(extractor(audio, sampling_rate=SR, return_tensors="np")["input_features"], expected)
 
 
 def test_silence_and_tiny_input_give_finite_features(extractor):

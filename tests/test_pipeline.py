@@ -85,6 +85,8 @@ def test_every_input_form_gives_the_same_scores(pipe, rendered_clip, tmp_path):
         assert pipe(copy) == reference
     samples = pipe(array.array("f", waveform), sampling_rate=SR)  # a sequence of samples: one input, not a batch
     assert [r["label"] for r in samples] == [r["label"] for r in reference]
+    pcm = np.round(waveform * 32767).astype(np.int16)  # typed samples keep their type: 16-bit PCM, scaled as such
+    assert pipe(array.array("h", pcm.tobytes()), sampling_rate=SR) == pipe(pcm, sampling_rate=SR) == pipe(memoryview(pcm), sampling_rate=SR)
     from datasets import Audio, Dataset
 
     dataset = Dataset.from_dict({"audio": [str(path)]}).cast_column("audio", Audio())

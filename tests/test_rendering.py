@@ -101,13 +101,16 @@ def test_midi_without_piano_notes_is_an_error():
             render_midi(midi, piano, 22050)
 
 
-def test_midi_that_renders_silent_is_an_error():
+def test_midi_that_renders_silent_is_an_error(tmp_path):
     """Notes too soft (or outside the instrument) to sound leave only 16-bit dither, which normalising to the peak
-    would turn into full-scale noise: an error instead."""
+    would turn into full-scale noise: an error instead, naming the file."""
     whisper = pretty_midi.PrettyMIDI()
     whisper.instruments.append(pretty_midi.Instrument(0))
     whisper.instruments[0].notes.append(pretty_midi.Note(1, 60, 0.0, 0.5))
     with pytest.raises(ValueError, match="renders silent with FluidR3_GM.sf2"):
         render_midi(whisper, "FluidR3_GM", RATE)
+    whisper.write(str(tmp_path / "whisper.mid"))
+    with pytest.raises(ValueError, match=f"The MIDI file {tmp_path / 'whisper.mid'} renders silent"):
+        render_midi(tmp_path / "whisper.mid", "FluidR3_GM", RATE)
     whisper.instruments[0].notes[0].velocity = 80  # the same note, played: music, peaking where asked
     assert np.abs(render_midi(whisper, "FluidR3_GM", RATE)).max() == pytest.approx(0.9, abs=1e-6)

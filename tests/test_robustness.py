@@ -1,6 +1,7 @@
 """Every bad or unusual input, through the processor, the pipeline and the command line: a correct result or a clear
 error. README's "Robustness" table lists these cases; keep the two in step."""
 
+import io
 import json
 
 import numpy as np
@@ -182,6 +183,26 @@ def test_integer_and_multichannel_arrays(classifier):
     int16 = (tone(2.0) * 32767).astype(np.int16)
     check_scores(classifier(int16, sampling_rate=SR))
     check_scores(classifier(np.stack([tone(2.0)] * 6).astype(np.float32), sampling_rate=48000))
+
+
+def test_encoded_inputs_in_memory(classifier, processor, tmp_path):
+    """The rows of README's table for bytes and file objects (the command line reads files only)."""
+    cut = truncated(tmp_path).read_bytes()
+    for audio in (cut, io.BytesIO(cut)):
+        check_scores(classifier(audio))
+    assert torch.isfinite(processor(audio=cut, return_tensors="pt")["input_features"]).all()
+    midi = write_piano_on_several_tracks(tmp_path)[0].read_bytes()
+    for run in (classifier, lambda audio: processor(audio=audio)):
+        with pytest.raises(ValueError, match="save it as a .mid file and pass its path"):
+            run(midi)
+
+
+def test_clips_stacked_in_one_array_are_averaged_with_a_warning(classifier, processor, caplog):
+    stack = np.stack([tone(2.0), tone(2.0)[::-1], np.zeros(2 * SR)]).astype(np.float32)
+    with caplog.at_level("WARNING"):
+        check_scores(classifier(stack, sampling_rate=SR))
+        processor(audio=stack, sampling_rate=SR)
+    assert caplog.text.count("pass them as a list of 1-D arrays") == 2
 
 
 def test_missing_and_corrupt_checkpoints(model_dir, tmp_path):
