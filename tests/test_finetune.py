@@ -343,3 +343,24 @@ def test_evaluation_names_a_clip_too_short_for_the_model(quadrant_clips, model_d
         last = error.strip().splitlines()[-1]
         assert status == 1 and last.startswith("error: ") and "blip" in last and message in last, error[-2000:]
         assert "Traceback" not in error
+
+
+def test_csv_cells_unread_columns_and_broken_links_are_named(tmp_path, caplog):
+    """A link to a missing file, a CSV's columns that are not read (a split column would train on its test rows),
+    and empty path or label cells were skipped without a word or named misleadingly."""
+    folder = write_clips(tmp_path / "mine", {"Q1": 2})
+    (folder / "Q1" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    with caplog.at_level(logging.WARNING):
+        assert load_labelled_audio(folder)["clip_id"] == ["Q1__clip0", "Q1__clip1"]
+    assert f"{folder / 'Q1' / 'gone.wav'} (no such file: a link to {tmp_path / 'nowhere.wav'}" in caplog.text
+    (tmp_path / "split.csv").write_text("path,label,split,composer\nmine/Q1/clip0.wav,Q1,train,X\n"
+                                        "mine/Q1/clip1.wav,Q1,test,Y\n,Q2,train,Z\n")  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert len(load_labelled_audio(tmp_path / "split.csv")) == 2
+    assert "the columns split, composer are ignored" in caplog.text and "a split column splits nothing" in caplog.text
+    assert f"{tmp_path / 'split.csv'} (line 4: the path cell is empty)" in caplog.text
+    for rows in ("mine/Q1/clip0.wav,\n", "mine/Q1/clip0.wav\n"):  # a blank label, and a row short of it
+        (tmp_path / "unlabelled.csv").write_text(f"path,label\n{rows}")
+        with pytest.raises(EmopiaFormatError, match="unlabelled.csv, line 2: the label cell is empty"):
+            load_labelled_audio(tmp_path / "unlabelled.csv")
