@@ -127,22 +127,26 @@ def build_model_and_processor(args, overrides: dict):
                      f"{', '.join(fixed)} cannot be changed by --config or --set when fine-tuning (train a new model "
                      "without --init-from for other features, windows or tokens).")  # fmt: skip
         check_model_folder_or_exit("--init-from", args.init_from)
+        saved = load_or_exit("--init-from", args.init_from, lambda: MDPianoConfig.from_pretrained(args.init_from))
+        # Fitted to the old network's decisions, not the new one's. Dropped in the same call as the overrides apply,
+        # so that they are checked against a config without them (a fusion refuses `domains=acoustic`).
+        dropped = {}
+        for field, refit in [("quadrant_logit_bias", "calibrate anew (scripts/evaluate.py --fit-calibration)"),
+                             *((field, "refit it (scripts/baseline.py --save-fusion)") for field in FUSION_FIELDS.values())]:  # fmt: skip
+            if getattr(saved, field) is not None:
+                print(f"dropping {args.init_from}'s {field}: {refit}")
+                dropped[field] = None
 
         def load():
             try:
-                return MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides)
+                return MDPianoForAudioClassification.from_pretrained(args.init_from, **{**overrides, **dropped})
             except RuntimeError as error:  # tensors of other sizes
                 sys.exit(f"error: --init-from {args.init_from}: the --config or --set values change its layer sizes "
                          f"({str(error).splitlines()[0]}); fine-tuning keeps them: leave those values out.")  # fmt: skip
+            except ValueError as error:  # values that do not fit the model's others
+                sys.exit(f"error: --init-from {args.init_from}: {error} Change the --config or --set values.")
 
-        model = load_or_exit("--init-from", args.init_from, load)
-        # Fitted to the old network's decisions, not the new one's.
-        for field, refit in [("quadrant_logit_bias", "calibrate anew (scripts/evaluate.py --fit-calibration)"),
-                             *((field, "refit it (scripts/baseline.py --save-fusion)") for field in FUSION_FIELDS.values())]:  # fmt: skip
-            if getattr(model.config, field) is not None:
-                print(f"dropping {args.init_from}'s {field}: {refit}")
-                setattr(model.config, field, None)
-        return model, MDPianoProcessor.from_pretrained(args.init_from)
+        return load_or_exit("--init-from", args.init_from, load), MDPianoProcessor.from_pretrained(args.init_from)
     config = MDPianoConfig(**overrides)
     if args.symbolic_pretrained:
         model = with_pretrained_symbolic_encoder(args.symbolic_pretrained, config)

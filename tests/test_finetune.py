@@ -364,3 +364,31 @@ def test_csv_cells_unread_columns_and_broken_links_are_named(tmp_path, caplog):
         (tmp_path / "unlabelled.csv").write_text(f"path,label\n{rows}")
         with pytest.raises(EmopiaFormatError, match="unlabelled.csv, line 2: the label cell is empty"):
             load_labelled_audio(tmp_path / "unlabelled.csv")
+
+
+def test_fine_tuning_settings_apply_to_the_model_without_its_fusions(tiny_config, tmp_path, capsys):
+    """--set domains=acoustic from a model with a note-statistics fusion failed in the config's checks (a traceback),
+    though the fusion is dropped anyway: it is now judged as from a model without one."""
+    import copy
+
+    shipped = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia")
+    train_script = load_train_script()
+
+    def start_from(folder, fusion, settings):
+        model = MDPianoForAudioClassification(copy.deepcopy(tiny_config))
+        model.config.note_statistics_fusion = fusion
+        model.save_pretrained(folder)
+        MDPianoProcessor.from_config(tiny_config).save_pretrained(folder)
+        args = train_script.build_parser().parse_args(["--init-from", str(folder), "--cache-dir", str(tmp_path),
+                                                       "--output-dir", str(tmp_path / "run")])  # fmt: skip
+        return train_script.build_model_and_processor(args, config_values(None, settings))[0]
+
+    for fusion in (None, shipped.note_statistics_fusion):  # an acoustic-only model has a smaller classifier
+        with pytest.raises(SystemExit, match="the --config or --set values change its layer sizes"):
+            start_from(tmp_path / "hub", fusion, ["domains=acoustic"])
+    tuned = start_from(tmp_path / "hub", shipped.note_statistics_fusion, ["dropout=0.2"])
+    assert tuned.config.dropout == 0.2 and tuned.config.note_statistics_fusion is None
+    assert "note_statistics_fusion: refit it" in capsys.readouterr().out
+    # A value that does not fit the model's others (its d_model of 64): one error line.
+    with pytest.raises(SystemExit, match=r"--init-from .*hub: `d_model` \(64\) must be divisible by `cda_num_heads` \(128\)"):
+        start_from(tmp_path / "hub", None, ["cda_num_heads=128"])
