@@ -185,6 +185,37 @@ def check_disjoint(train, validation, train_source, validation_source) -> None:
                          "--validation-data to hold out a share of the training data).")  # fmt: skip
 
 
+def recorded_split(split: dict, train, validation=None, recorded_in="the run's clips.json") -> tuple:
+    """
+    The `(train, validation)` clips of a run's recorded `split` (its `clips.json`: the clip ids of each side), from
+    the labelled clips of `train` and `validation` (given apart; without it, both sides are drawn from `train`), so
+    that a resumed run goes on with the clips it started with, whatever was added to the data since: new clips are
+    left out (a new split would make clips trained on validation clips) and named in a warning.
+
+    Raises:
+        ValueError: naming the recorded clips that the data no longer holds.
+    """
+    sides = {"train": train, "validation": train if validation is None else validation}
+    held = {side: list(dataset["clip_id"]) for side, dataset in sides.items()}
+    recorded = {side: set(split[side]) for side in sides}
+    present = {side: set(clip_ids) for side, clip_ids in held.items()}
+    if gone := [clip_id for side in sides for clip_id in split[side] if clip_id not in present[side]]:
+        shown = ", ".join(gone[:20]) + (f" and {len(gone) - 20} more" if len(gone) > 20 else "")
+        raise ValueError(f"{len(gone)} clip(s) of the split recorded in {recorded_in} are no longer in the data: "
+                         f"{shown}. Put them back to resume the run, or start a new run in another folder.")  # fmt: skip
+    if validation is None:
+        known = recorded["train"] | recorded["validation"]
+        new = [clip_id for clip_id in held["train"] if clip_id not in known]
+    else:
+        new = [clip_id for side in sides for clip_id in held[side] if clip_id not in recorded[side]]
+    if new:
+        shown = ", ".join(new[:20]) + (f" and {len(new) - 20} more" if len(new) > 20 else "")
+        logger.warning("%d clip(s) are not in the split recorded in %s, which the resumed run keeps: left out: %s. "
+                       "Start a new run to train on them.", len(new), recorded_in, shown)  # fmt: skip
+    return tuple(dataset.select([i for i, clip_id in enumerate(held[side]) if clip_id in recorded[side]])
+                 for side, dataset in sides.items())  # fmt: skip
+
+
 def split_validation(dataset, fraction: float, seed: int):
     """
     Splits labelled clips into `(train, validation)` with `fraction` of them (rounded up) for validation, stratified
@@ -235,4 +266,4 @@ def _validation_shares(counts: dict[str, int], size: int) -> dict[str, int]:
     return shares
 
 
-__all__ = ["check_disjoint", "load_labelled_audio", "split_validation"]
+__all__ = ["check_disjoint", "load_labelled_audio", "recorded_split", "split_validation"]
