@@ -54,6 +54,27 @@ def source_cache_name(prefix: str, source) -> str:
     return f"{prefix}-" + hashlib.sha1(str(Path(source).resolve()).encode()).hexdigest()[:10]
 
 
+# File names hold at most 255 bytes on common file systems; an entry's name (an id, then ".npz") is kept within that.
+MAX_ENTRY_STEM_BYTES = 255 - len(".npz")
+
+
+def entry_name(clip_id: str) -> str:
+    """
+    The file name of a clip's cache entry: `<clip_id>.npz`, or, for an id too long for a file name (a clip id built
+    from a deep path, or given in a CSV), the start of the id and a hash of the whole, so each id keeps a file of its
+    own. Ids short enough keep the names their entries always had.
+    """
+    if len(clip_id.encode()) <= MAX_ENTRY_STEM_BYTES:
+        return f"{clip_id}.npz"
+    digest = hashlib.sha1(clip_id.encode()).hexdigest()[:16]
+    return f"{_cut(clip_id, MAX_ENTRY_STEM_BYTES - len(digest) - 1)}-{digest}.npz"
+
+
+def _cut(text: str, size: int) -> str:
+    """`text` cut to at most `size` bytes of UTF-8, never inside a character."""
+    return text.encode()[:size].decode(errors="ignore")
+
+
 def load_entry(notes_path, features_path=None) -> dict:
     """`notes` (N, 4) float32 and `duration` from a transcription file, and `features` (frames, F) float16."""
     with np.load(notes_path) as data:
@@ -128,8 +149,8 @@ def cache_dataset(dataset, processor, cache_dir, name: str, num_proc: int = 1, w
 
     def add_entry(row):
         path = row["audio"]["path"]
-        notes_path = notes_dir / f"{row['clip_id']}.npz"
-        features_path = features_dir / f"{row['clip_id']}.npz"
+        notes_path = notes_dir / entry_name(row["clip_id"])
+        features_path = features_dir / entry_name(row["clip_id"])
         stamp = source_stamp(path)
         need_notes = not is_current(notes_path, stamp)
         need_features = with_features and not is_current(features_path, stamp)
@@ -173,9 +194,10 @@ def write_atomic(path: Path, write) -> None:
     """
     Writes through a temporary file of this writer's own, so an interrupted run never leaves a truncated entry behind
     and two runs caching the same set at once (e.g. ablation variants started side by side) never write into one
-    file: each replaces the entry whole, with the same content.
+    file: each replaces the entry whole, with the same content. The temporary name starts with (at most 200 bytes of)
+    the entry's, so it stays a valid file name for any entry's.
     """
-    partial = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
+    partial = path.with_name(f"{_cut(path.name, 200)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial")
     try:
         with open(partial, "xb") as file:
             write(file)
@@ -185,4 +207,4 @@ def write_atomic(path: Path, write) -> None:
         raise
 
 
-__all__ = ["cache_dataset", "cache_folders", "is_current", "load_entry", "source_cache_name", "source_stamp", "write_atomic"]
+__all__ = ["cache_dataset", "cache_folders", "entry_name", "is_current", "load_entry", "source_cache_name", "source_stamp", "write_atomic"]

@@ -14,11 +14,14 @@ from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE
 logger = logging.getLogger(__name__)
 # Besides Q1..Q4, a folder or label may use the quadrant's emotion word.
 LABEL_ALIASES = {"q1": "Q1", "happy": "Q1", "q2": "Q2", "tense": "Q2", "q3": "Q3", "sad": "Q3", "q4": "Q4", "calm": "Q4"}
+CSV_COLUMNS = ("path", "label", "clip_id")
 _EXPECTED = ("give a folder with sub-folders Q1 ... Q4 (or happy, tense, sad, calm) holding the audio, or a CSV file "
              "with columns path,label (saved as UTF-8).")
 
 
-def _quadrant(label: str, where: str) -> str:
+def _quadrant(label: str | None, where: str) -> str:
+    if not (label or "").strip():  # a CSV row short of its label, or with the cell left blank
+        raise EmopiaFormatError(f"{where}: the label cell is empty; give each row a label Q1-Q4 (or happy, tense, sad, calm).")
     quadrant = LABEL_ALIASES.get(str(label).strip().lower())
     if quadrant is None:
         raise EmopiaFormatError(f"{where}: unknown label {label!r}; use Q1-Q4 (or happy, tense, sad, calm).")
@@ -34,7 +37,7 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def _files_below(folder: Path):
     """Every file below a folder, at any depth, through links to other folders too (each real folder once, so a link
-    to a folder above cannot loop)."""
+    to a folder above cannot loop), and every link to a file that is not there."""
     visited = set()
     for root, folders, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(root)
@@ -42,7 +45,7 @@ def _files_below(folder: Path):
             folders.clear()
             continue
         visited.add(real)
-        yield from (Path(root) / name for name in files if (Path(root) / name).is_file())
+        yield from (Path(root) / name for name in files if (Path(root) / name).is_file() or (Path(root) / name).is_symlink())
 
 
 def _folder_entries(source: Path) -> tuple[list, list]:
@@ -56,7 +59,9 @@ def _folder_entries(source: Path) -> tuple[list, list]:
         quadrant = _quadrant(path.name, str(path))
         for file in sorted(f for f in _files_below(path) if not _hidden(f, source)):
             relative = file.relative_to(source)
-            if file.suffix.lower() in AUDIO_EXTENSIONS:
+            if not file.exists():
+                left_out.append(f"{file} (no such file: a link to {os.readlink(file)}, which is not there)")
+            elif file.suffix.lower() in AUDIO_EXTENSIONS:
                 entries.append((str(relative.with_suffix("")), quadrant, str(file), str(relative)))
             else:
                 left_out.append(f"{file} (not an audio file: {', '.join(AUDIO_EXTENSIONS)})")
@@ -65,7 +70,8 @@ def _folder_entries(source: Path) -> tuple[list, list]:
 
 def _csv_entries(source: Path) -> tuple[list, list]:
     """(clip id, quadrant, path, name in messages) of each row of a `path,label` CSV (header names in any case,
-    values quoted or not, spaces after the commas allowed), and the rows left out: a missing file, or not audio."""
+    values quoted or not, spaces after the commas allowed), and the rows left out: no path, a missing file, or not
+    audio. Other columns than `path`, `label` and `clip_id` are named in a warning: none is read."""
     if source.suffix.lower() in AUDIO_EXTENSIONS:
         raise EmopiaFormatError(f"{source} is an audio file: {_EXPECTED}")
     entries, left_out = [], []
@@ -75,7 +81,16 @@ def _csv_entries(source: Path) -> tuple[list, list]:
             reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
             if not {"path", "label"} <= set(reader.fieldnames):
                 raise EmopiaFormatError(f"{source} needs the columns path and label; its header is {reader.fieldnames}.")
+            if ignored := [name for name in reader.fieldnames if name and name not in CSV_COLUMNS]:
+                # A split column would otherwise put the test rows in the training data without a word.
+                split = (", whatever its split: give each split's rows in a CSV of its own (a split column splits "
+                         "nothing)" if "split" in ignored else "")  # fmt: skip
+                logger.warning("%s: the columns %s are ignored (only path, label and clip_id are read); every row is "
+                               "used%s.", source, ", ".join(ignored), split)  # fmt: skip
             for line, row in enumerate(reader, start=2):
+                if not (row["path"] or "").strip():
+                    left_out.append(f"{source} (line {line}: the path cell is empty)")
+                    continue
                 relative = Path(row["path"].strip())
                 path = relative if relative.is_absolute() else source.parent / relative
                 if not path.is_file():
@@ -104,10 +119,11 @@ def load_labelled_audio(source, sampling_rate: int | None = None, return_left_ou
         sampling_rate: decode audio at this rate.
         return_left_out: also return the files left out, each as `"<path> (<why>)"`.
 
-    Files left out are named in a warning: CSV rows whose file is missing, files outside the label folders, files
-    that are not audio, by their extension (hidden files and folders, and a `__MACOSX` folder, are skipped). A
-    quadrant without clips is named in a warning. Unknown labels, duplicate clip ids and a source that is neither a
-    folder nor a CSV file are errors.
+    Files left out are named in a warning: CSV rows without a path or whose file is missing, links to files that are
+    not there, files outside the label folders, files that are not audio, by their extension (hidden files and
+    folders, and a `__MACOSX` folder, are skipped). A quadrant without clips, and CSV columns that are not read (a
+    `split` column among them), are named in a warning. Unknown or empty labels, duplicate clip ids and a source
+    that is neither a folder nor a CSV file are errors.
     """
     from datasets import ClassLabel, Value
 
@@ -169,6 +185,37 @@ def check_disjoint(train, validation, train_source, validation_source) -> None:
                          "--validation-data to hold out a share of the training data).")  # fmt: skip
 
 
+def recorded_split(split: dict, train, validation=None, recorded_in="the run's clips.json") -> tuple:
+    """
+    The `(train, validation)` clips of a run's recorded `split` (its `clips.json`: the clip ids of each side), from
+    the labelled clips of `train` and `validation` (given apart; without it, both sides are drawn from `train`), so
+    that a resumed run goes on with the clips it started with, whatever was added to the data since: new clips are
+    left out (a new split would make clips trained on validation clips) and named in a warning.
+
+    Raises:
+        ValueError: naming the recorded clips that the data no longer holds.
+    """
+    sides = {"train": train, "validation": train if validation is None else validation}
+    held = {side: list(dataset["clip_id"]) for side, dataset in sides.items()}
+    recorded = {side: set(split[side]) for side in sides}
+    present = {side: set(clip_ids) for side, clip_ids in held.items()}
+    if gone := [clip_id for side in sides for clip_id in split[side] if clip_id not in present[side]]:
+        shown = ", ".join(gone[:20]) + (f" and {len(gone) - 20} more" if len(gone) > 20 else "")
+        raise ValueError(f"{len(gone)} clip(s) of the split recorded in {recorded_in} are no longer in the data: "
+                         f"{shown}. Put them back to resume the run, or start a new run in another folder.")  # fmt: skip
+    if validation is None:
+        known = recorded["train"] | recorded["validation"]
+        new = [clip_id for clip_id in held["train"] if clip_id not in known]
+    else:
+        new = [clip_id for side in sides for clip_id in held[side] if clip_id not in recorded[side]]
+    if new:
+        shown = ", ".join(new[:20]) + (f" and {len(new) - 20} more" if len(new) > 20 else "")
+        logger.warning("%d clip(s) are not in the split recorded in %s, which the resumed run keeps: left out: %s. "
+                       "Start a new run to train on them.", len(new), recorded_in, shown)  # fmt: skip
+    return tuple(dataset.select([i for i, clip_id in enumerate(held[side]) if clip_id in recorded[side]])
+                 for side, dataset in sides.items())  # fmt: skip
+
+
 def split_validation(dataset, fraction: float, seed: int):
     """
     Splits labelled clips into `(train, validation)` with `fraction` of them (rounded up) for validation, stratified
@@ -219,4 +266,4 @@ def _validation_shares(counts: dict[str, int], size: int) -> dict[str, int]:
     return shares
 
 
-__all__ = ["check_disjoint", "load_labelled_audio", "split_validation"]
+__all__ = ["check_disjoint", "load_labelled_audio", "recorded_split", "split_validation"]

@@ -23,8 +23,9 @@ METRICS_DIR = Path(__file__).resolve().parent / "metrics" / "quadrant_metrics"
 
 @dataclass
 class Clip:
-    """One cached audio clip: its label, whole-clip notes (N, 4) and unnormalised features (frames, F), and the
-    audio file's own sampling rate (`None`: not known)."""
+    """One cached audio clip: its label, whole-clip notes (N, 4) and unnormalised features (frames, F), the audio
+    file's own sampling rate (`None`: not known), and the file (`None`: not known, as in a clip archive), which
+    messages name."""
 
     clip_id: str
     label: int
@@ -32,19 +33,25 @@ class Clip:
     features: np.ndarray | None
     duration: float
     source_sampling_rate: float | None = None
+    path: str | None = None
 
 
 def load_clips(dataset) -> list[Clip]:
-    """Clips of a dataset with `clip_id`, `label`, `notes_path` and optionally `features_path` columns (see
-    `caching.cache_dataset`)."""
+    """Clips of a dataset with `clip_id`, `label`, `notes_path` and optionally `features_path`,
+    `source_sampling_rate` and `audio` (whose paths name the clips' files) columns (see `caching.cache_dataset`)."""
     def column(name):
         return dataset[name] if name in dataset.column_names else [None] * len(dataset)
 
+    paths = [None] * len(dataset)
+    if "audio" in dataset.column_names:  # undecoded: only the paths are read
+        from datasets import Audio
+
+        paths = [audio["path"] for audio in dataset.cast_column("audio", Audio(decode=False))["audio"]]
     clips = []
-    rows = zip(dataset["clip_id"], dataset["label"], dataset["notes_path"], column("features_path"), column("source_sampling_rate"))
-    for clip_id, label, notes_path, features_path, rate in rows:
+    rows = zip(dataset["clip_id"], dataset["label"], dataset["notes_path"], column("features_path"), column("source_sampling_rate"), paths)
+    for clip_id, label, notes_path, features_path, rate, path in rows:
         entry = load_entry(notes_path, features_path)
-        clips.append(Clip(clip_id, int(label), entry["notes"], entry.get("features"), entry["duration"], rate))
+        clips.append(Clip(clip_id, int(label), entry["notes"], entry.get("features"), entry["duration"], rate, path))
     return clips
 
 
@@ -337,16 +344,34 @@ def restore_checkpoint(checkpoint: Path, log_path: Path) -> None:
         log_path.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["epoch"] <= saved_epoch))
 
 
+def accelerator_available() -> bool:
+    """Whether Accelerate finds a GPU (CUDA, XPU or Apple's MPS) to train on."""
+    from accelerate.utils import is_xpu_available
+
+    return torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available()
+
+
+def check_mixed_precision(mixed_precision: str | None) -> None:
+    """
+    Raises:
+        ValueError: for fp16 mixed precision, set or left to `accelerate launch` (its environment variable), on a
+            machine without a GPU, where Accelerate would train in float32 while saying fp16.
+    """
+    if (mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")) == "fp16" and not accelerator_available():
+        raise ValueError("fp16 mixed precision needs a GPU: on a CPU, Accelerate would train in float32 while saying "
+                         "fp16. Use bf16 (CPU autocast) or no.")  # fmt: skip
+
+
 def check_clip_lengths(config, clip_sets: list[list[Clip]]) -> None:
     """
     Raises:
-        ValueError: naming every clip with fewer acoustic frames than the model takes (`config.min_acoustic_frames`),
-            which would otherwise stop training at the batch that draws it.
+        ValueError: naming (by its file, where known) every clip with fewer acoustic frames than the model takes
+            (`config.min_acoustic_frames`), which would otherwise stop training at the batch that draws it.
     """
     if config.domains == "symbolic":
         return
     frame_s = config.hop_length / config.sampling_rate
-    short = {clip.clip_id: len(clip.features) * frame_s for clips in clip_sets for clip in clips
+    short = {clip.path or clip.clip_id: len(clip.features) * frame_s for clips in clip_sets for clip in clips
              if len(clip.features) < config.min_acoustic_frames}  # fmt: skip
     if short:
         names = ", ".join(f"{name} ({seconds:.2f} s)" for name, seconds in list(short.items())[:20])
@@ -399,7 +424,7 @@ def train(
         ValueError: naming the clips too short for the model (before anything is trained), or for fp16 on a CPU.
     """
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, is_xpu_available, set_seed
+    from accelerate.utils import broadcast_object_list, set_seed
     from tqdm.auto import tqdm
 
     validation_sets = validation_clips if isinstance(validation_clips, dict) else {"validation": validation_clips}
@@ -408,11 +433,8 @@ def train(
     check_clip_lengths(model.config, [train_clips, *validation_sets.values()])
     output_dir = Path(args.output_dir)
     check_output_dir(output_dir, args.resume)
-    on_cpu = not (torch.cuda.is_available() or is_xpu_available() or torch.backends.mps.is_available())
-    # The setting or `accelerate launch`'s (its environment variable), checked before Accelerate's state exists.
-    if on_cpu and (args.mixed_precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")) == "fp16":
-        raise ValueError("fp16 mixed precision needs a GPU: on a CPU, Accelerate would train in float32 while saying "
-                         "fp16. Use bf16 (CPU autocast) or no.")  # fmt: skip
+    on_cpu = not accelerator_available()
+    check_mixed_precision(args.mixed_precision)
     # Without an accelerator, Accelerate runs DDP over CPU processes (gloo) only when told it is on CPU.
     accelerator = Accelerator(
         cpu=on_cpu, mixed_precision=args.mixed_precision, gradient_accumulation_steps=args.gradient_accumulation_steps
@@ -508,4 +530,4 @@ def train(
     return state["best"]
 
 
-__all__ = ["Clip", "LengthGroupedBatches", "check_clip_lengths", "check_output_dir", "clips_without_notes", "fit_feature_normalization", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "recorded_validation_sets", "train", "validation_scores"]
+__all__ = ["Clip", "LengthGroupedBatches", "accelerator_available", "check_clip_lengths", "check_mixed_precision", "check_output_dir", "clips_without_notes", "fit_feature_normalization", "device_description", "RandomWindows", "TrainingArguments", "WindowBatcher", "load_clips", "predict_clips", "quadrant_metrics", "recorded_validation_sets", "train", "validation_scores"]

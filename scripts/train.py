@@ -23,6 +23,7 @@ import argparse  # noqa: E402
 import json
 from pathlib import Path
 
+from datasets import concatenate_datasets
 from transformers import set_seed
 
 from mdpiano import MDPianoConfig, MDPianoForAudioClassification, MDPianoProcessor
@@ -34,10 +35,12 @@ from mdpiano.cli import exit_on_input_errors
 from mdpiano.clip_archive import clip_source, read_clip_archive
 from mdpiano.configuration_mdpiano import config_values
 from mdpiano.emopia import DEFAULT_DATA_DIR, load_emopia
-from mdpiano.labelled_audio import check_disjoint, load_labelled_audio, split_validation
+from mdpiano.labelled_audio import check_disjoint, load_labelled_audio, recorded_split, split_validation
 from mdpiano.statistics_fusion import FUSION_FIELDS
 from mdpiano.training import (
     TrainingArguments,
+    check_clip_lengths,
+    check_mixed_precision,
     check_output_dir,
     check_resumed_arguments,
     clips_without_notes,
@@ -127,22 +130,26 @@ def build_model_and_processor(args, overrides: dict):
                      f"{', '.join(fixed)} cannot be changed by --config or --set when fine-tuning (train a new model "
                      "without --init-from for other features, windows or tokens).")  # fmt: skip
         check_model_folder_or_exit("--init-from", args.init_from)
+        saved = load_or_exit("--init-from", args.init_from, lambda: MDPianoConfig.from_pretrained(args.init_from))
+        # Fitted to the old network's decisions, not the new one's. Dropped in the same call as the overrides apply,
+        # so that they are checked against a config without them (a fusion refuses `domains=acoustic`).
+        dropped = {}
+        for field, refit in [("quadrant_logit_bias", "calibrate anew (scripts/evaluate.py --fit-calibration)"),
+                             *((field, "refit it (scripts/baseline.py --save-fusion)") for field in FUSION_FIELDS.values())]:  # fmt: skip
+            if getattr(saved, field) is not None:
+                print(f"dropping {args.init_from}'s {field}: {refit}")
+                dropped[field] = None
 
         def load():
             try:
-                return MDPianoForAudioClassification.from_pretrained(args.init_from, **overrides)
+                return MDPianoForAudioClassification.from_pretrained(args.init_from, **{**overrides, **dropped})
             except RuntimeError as error:  # tensors of other sizes
                 sys.exit(f"error: --init-from {args.init_from}: the --config or --set values change its layer sizes "
                          f"({str(error).splitlines()[0]}); fine-tuning keeps them: leave those values out.")  # fmt: skip
+            except ValueError as error:  # values that do not fit the model's others
+                sys.exit(f"error: --init-from {args.init_from}: {error} Change the --config or --set values.")
 
-        model = load_or_exit("--init-from", args.init_from, load)
-        # Fitted to the old network's decisions, not the new one's.
-        for field, refit in [("quadrant_logit_bias", "calibrate anew (scripts/evaluate.py --fit-calibration)"),
-                             *((field, "refit it (scripts/baseline.py --save-fusion)") for field in FUSION_FIELDS.values())]:  # fmt: skip
-            if getattr(model.config, field) is not None:
-                print(f"dropping {args.init_from}'s {field}: {refit}")
-                setattr(model.config, field, None)
-        return model, MDPianoProcessor.from_pretrained(args.init_from)
+        return load_or_exit("--init-from", args.init_from, load), MDPianoProcessor.from_pretrained(args.init_from)
     config = MDPianoConfig(**overrides)
     if args.symbolic_pretrained:
         model = with_pretrained_symbolic_encoder(args.symbolic_pretrained, config)
@@ -151,15 +158,26 @@ def build_model_and_processor(args, overrides: dict):
     return model, MDPianoProcessor.from_config(config)
 
 
-def labelled_data(args) -> tuple:
-    """The user's labelled audio as (train, validation) datasets, and the cache folder name of each."""
+def labelled_data(args, recorded: dict | None = None) -> tuple:
+    """
+    The user's labelled audio as (train, validation) datasets, and the cache folder name of each: --validation-data,
+    or a stratified --validation-fraction of --train-data; a resumed run's split `recorded` in its clips.json
+    instead (clips added to the data since are left out and named, clips gone from it refused), so that no clip it
+    trained on becomes a validation clip.
+    """
     train, train_name = load_labelled_audio(args.train_data), source_cache_name("user", args.train_data)
+    recorded_in = Path(args.output_dir) / "clips.json"
     if args.validation_data:
         validation = load_labelled_audio(args.validation_data)
         check_disjoint(train, validation, args.train_data, args.validation_data)
+        if recorded is not None:
+            train, validation = recorded_split(recorded, train, validation, recorded_in=recorded_in)
         return (train, train_name), (validation, source_cache_name("user", args.validation_data))
-    fraction = 0.2 if args.validation_fraction is None else args.validation_fraction
-    train, validation = split_validation(train, fraction, args.seed)
+    if recorded is not None:
+        train, validation = recorded_split(recorded, train, recorded_in=recorded_in)
+    else:
+        fraction = 0.2 if args.validation_fraction is None else args.validation_fraction
+        train, validation = split_validation(train, fraction, args.seed)
     # Both halves are cached under the whole collection's name: a new fraction or seed reuses the same files.
     return (train, train_name), (validation, train_name)
 
@@ -195,30 +213,47 @@ def main():
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be above 0, got {args.learning_rate:g}")
     try:
+        check_mixed_precision(args.mixed_precision)
         overrides = config_values(args.config, args.set)
-    except ValueError as error:  # the message names the file, setting or field
+    except ValueError as error:  # the message names the setting, file or field
         parser.error(str(error))
     try:
         check_output_dir(args.output_dir, args.resume)
         if args.resume:  # --train-data is recorded as the run's train set: compare it, not the EMOPIA default
             defining = [name for name in RUN_DEFINING_ARGUMENTS if not (args.train_data and name == "train_sets")]
             check_resumed_arguments(args.output_dir, vars(args), tuple(defining), PATH_ARGUMENTS)
-        user_data = labelled_data(args) if args.train_data else None
+        clips_path = Path(args.output_dir) / "clips.json"
+        recorded = json.loads(clips_path.read_text()) if args.resume and clips_path.is_file() else None
+        user_data = labelled_data(args, recorded) if args.train_data else None
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
         sys.exit(f"error: {error}")
     model, processor = build_model_and_processor(args, overrides)
     emopia_dir = Path(args.data) / "emopia"
     use_acoustic = model.config.domains in ("both", "acoustic")
 
+    unusable = []
+
     def cached(dataset, name):
+        """The dataset with its cache entries, or `None` where some of its files are unusable: those are named with
+        every other set's, once all are cached (see `loaded_clips`)."""
         try:
-            return load_clips(cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc, with_features=use_acoustic))
+            return cache_dataset(dataset, processor, args.cache_dir, name, args.num_proc, with_features=use_acoustic)
         except AudioDecodeError as error:
-            sys.exit(f"error: {error}")
+            unusable.append(str(error))
+
+    def loaded_clips(dataset):
+        if unusable:
+            sys.exit("error: " + "\n".join(unusable))
+        return load_clips(dataset)
 
     if args.train_data:
-        train_clips, validation = (cached(dataset, name) for dataset, name in user_data)
-        validation_clips = {"validation": validation}
+        (train_rows, train_name), (validation_rows, validation_name) = user_data
+        if validation_name == train_name:  # both shares of one collection: cached as one set, so counted together
+            both = loaded_clips(cached(concatenate_datasets([train_rows, validation_rows]), train_name))
+            train_clips, validation_clips = both[: len(train_rows)], {"validation": both[len(train_rows) :]}
+        else:
+            train_rows, validation_rows = cached(train_rows, train_name), cached(validation_rows, validation_name)
+            train_clips, validation_clips = loaded_clips(train_rows), {"validation": loaded_clips(validation_rows)}
         args.train_sets = [args.train_data]
     elif args.clips:
         def archived(audio_set):
@@ -227,12 +262,18 @@ def main():
         train_clips = [clip for audio_set in args.train_sets for clip in archived(audio_set)]
         validation_clips = {audio_set: archived(audio_set) for audio_set in args.validation_set}
     else:
-        def emopia_clips(split, audio_set):
+        def emopia_set(split, audio_set):
             audio_dir = Path(args.cache_dir) / "audio" / audio_set
             return cached(load_emopia(emopia_dir, args.split_scheme, audio_dir=audio_dir, splits=[split])[split], audio_set)
 
-        train_clips = [clip for audio_set in args.train_sets for clip in emopia_clips("train", audio_set)]
-        validation_clips = {audio_set: emopia_clips("validation", audio_set) for audio_set in args.validation_set}
+        train_sets = [emopia_set("train", audio_set) for audio_set in args.train_sets]
+        validation_sets = {audio_set: emopia_set("validation", audio_set) for audio_set in args.validation_set}
+        train_clips = [clip for dataset in train_sets for clip in loaded_clips(dataset)]
+        validation_clips = {audio_set: loaded_clips(dataset) for audio_set, dataset in validation_sets.items()}
+    try:  # before anything is written: a clip too short would stop training at the batch that draws it
+        check_clip_lengths(model.config, [train_clips, *validation_clips.values()])
+    except ValueError as error:
+        sys.exit(f"error: {error}")
     if model.config.domains != "acoustic":
         for name, clips in (("training", train_clips), *((f"validation ({n})", c) for n, c in validation_clips.items())):
             if empty := clips_without_notes(clips):
@@ -264,12 +305,13 @@ def main():
     if main_process:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_dir) / "arguments.json").write_text(json.dumps(vars(args), indent=1))
-    best = train(model, processor, train_clips, validation_clips, training_args)
-    if main_process:
-        best["trained_on"] = device_description()
+        # Written before training, so that a resumed run, even of a run cut short, keeps this split.
         validated = dict.fromkeys(clip.clip_id for clips in validation_clips.values() for clip in clips)
         split = {"train": [clip.clip_id for clip in train_clips], "validation": list(validated)}
         (Path(args.output_dir) / "clips.json").write_text(json.dumps(split, indent=1))
+    best = train(model, processor, train_clips, validation_clips, training_args)
+    if main_process:
+        best["trained_on"] = device_description()
         (Path(args.output_dir) / "best_validation.json").write_text(json.dumps(best, indent=1))
         print(json.dumps(best, indent=1))
 

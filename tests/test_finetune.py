@@ -103,15 +103,17 @@ def test_split_validation(user_folder):
         split_validation(dataset.select(range(7)), 0.5, seed=0)
 
 
-def write_clips(root: Path, counts: dict[str, int]) -> Path:
-    """A labelled folder of short sine-tone WAV files: `counts` clips in each named sub-folder (none: left empty)."""
+def write_clips(root: Path, counts: dict[str, int], seconds: float = 0.1) -> Path:
+    """A labelled folder of sine-tone WAV files of `seconds` each: `counts` clips in each named sub-folder (none: left
+    empty; one that exists gets more)."""
     import numpy as np
     import soundfile
 
     for folder, count in counts.items():
-        (root / folder).mkdir(parents=True)
-        for index in range(count):
-            tone = 0.1 * np.sin(2 * np.pi * (220 + 20 * index) * np.arange(2205) / 22050)
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        first = len(list((root / folder).glob("clip*.wav")))
+        for index in range(first, first + count):
+            tone = 0.1 * np.sin(2 * np.pi * (220 + 20 * index) * np.arange(round(seconds * 22050)) / 22050)
             soundfile.write(root / folder / f"clip{index}.wav", tone.astype(np.float32), 22050)
     return root
 
@@ -260,7 +262,7 @@ def load_train_script():
     return train_script
 
 
-def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_script):
+def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_script, monkeypatch):
     """Settings that would crash after the caching, or be ignored without a word, are refused first, by name."""
     (tmp_path / "broken.json").write_text('{"d_model": 64,}')
     base = ["--cache-dir", tmp_path / "cache", "--output-dir", tmp_path / "run"]
@@ -281,6 +283,15 @@ def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_
     ):
         status, error = run_script("train.py", *base, *arguments)
         assert status == 2 and message in error, (arguments, error[-2000:])
+    from mdpiano.training import accelerator_available
+
+    if not accelerator_available():  # fp16 on a CPU ended in a traceback after the caching
+        status, error = run_script("train.py", *base, "--mixed-precision", "fp16")
+        assert status == 2 and "fp16 mixed precision needs a GPU" in error, error[-2000:]
+        monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # as `accelerate launch --mixed_precision fp16` sets it
+        status, error = run_script("train.py", *base)
+        assert status == 2 and "fp16 mixed precision needs a GPU" in error, error[-2000:]
+        monkeypatch.delenv("ACCELERATE_MIXED_PRECISION")
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
     # Fine-tuning keeps the model's layer sizes: a config that changes them is named before any caching.
     status, error = run_script("train.py", *base, *user, "--init-from", REPOSITORY / "models" / "mdpiano-emopia",
@@ -343,3 +354,117 @@ def test_evaluation_names_a_clip_too_short_for_the_model(quadrant_clips, model_d
         last = error.strip().splitlines()[-1]
         assert status == 1 and last.startswith("error: ") and "blip" in last and message in last, error[-2000:]
         assert "Traceback" not in error
+
+
+def test_csv_cells_unread_columns_and_broken_links_are_named(tmp_path, caplog):
+    """A link to a missing file, a CSV's columns that are not read (a split column would train on its test rows),
+    and empty path or label cells were skipped without a word or named misleadingly."""
+    folder = write_clips(tmp_path / "mine", {"Q1": 2})
+    (folder / "Q1" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    with caplog.at_level(logging.WARNING):
+        assert load_labelled_audio(folder)["clip_id"] == ["Q1__clip0", "Q1__clip1"]
+    assert f"{folder / 'Q1' / 'gone.wav'} (no such file: a link to {tmp_path / 'nowhere.wav'}" in caplog.text
+    (tmp_path / "split.csv").write_text("path,label,split,composer\nmine/Q1/clip0.wav,Q1,train,X\n"
+                                        "mine/Q1/clip1.wav,Q1,test,Y\n,Q2,train,Z\n")  # fmt: skip
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert len(load_labelled_audio(tmp_path / "split.csv")) == 2
+    assert "the columns split, composer are ignored" in caplog.text and "a split column splits nothing" in caplog.text
+    assert f"{tmp_path / 'split.csv'} (line 4: the path cell is empty)" in caplog.text
+    for rows in ("mine/Q1/clip0.wav,\n", "mine/Q1/clip0.wav\n"):  # a blank label, and a row short of it
+        (tmp_path / "unlabelled.csv").write_text(f"path,label\n{rows}")
+        with pytest.raises(EmopiaFormatError, match="unlabelled.csv, line 2: the label cell is empty"):
+            load_labelled_audio(tmp_path / "unlabelled.csv")
+
+
+def test_fine_tuning_settings_apply_to_the_model_without_its_fusions(tiny_config, tmp_path, capsys):
+    """--set domains=acoustic from a model with a note-statistics fusion failed in the config's checks (a traceback),
+    though the fusion is dropped anyway: it is now judged as from a model without one."""
+    import copy
+
+    shipped = MDPianoConfig.from_pretrained(REPOSITORY / "models" / "mdpiano-emopia")
+    train_script = load_train_script()
+
+    def start_from(folder, fusion, settings):
+        model = MDPianoForAudioClassification(copy.deepcopy(tiny_config))
+        model.config.note_statistics_fusion = fusion
+        model.save_pretrained(folder)
+        MDPianoProcessor.from_config(tiny_config).save_pretrained(folder)
+        args = train_script.build_parser().parse_args(["--init-from", str(folder), "--cache-dir", str(tmp_path),
+                                                       "--output-dir", str(tmp_path / "run")])  # fmt: skip
+        return train_script.build_model_and_processor(args, config_values(None, settings))[0]
+
+    for fusion in (None, shipped.note_statistics_fusion):  # an acoustic-only model has a smaller classifier
+        with pytest.raises(SystemExit, match="the --config or --set values change its layer sizes"):
+            start_from(tmp_path / "hub", fusion, ["domains=acoustic"])
+    tuned = start_from(tmp_path / "hub", shipped.note_statistics_fusion, ["dropout=0.2"])
+    assert tuned.config.dropout == 0.2 and tuned.config.note_statistics_fusion is None
+    assert "note_statistics_fusion: refit it" in capsys.readouterr().out
+    # A value that does not fit the model's others (its d_model of 64): one error line.
+    with pytest.raises(SystemExit, match=r"--init-from .*hub: `d_model` \(64\) must be divisible by `cda_num_heads` \(128\)"):
+        start_from(tmp_path / "hub", None, ["cda_num_heads=128"])
+
+
+@pytest.fixture
+def tiny_config_file(tiny_config, tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(tiny_config.to_diff_dict()))
+    return path
+
+
+QUADRANT_FOLDERS = ("Q1", "Q2", "Q3", "Q4")
+
+
+def test_resuming_keeps_the_recorded_split(tiny_config_file, tmp_path, run_script, monkeypatch, caplog):
+    """Clips added to --train-data before a resume were drawn into a new split, so clips trained on became validation
+    clips; the resumed run keeps the split it recorded before training, naming the clips it leaves out."""
+    import mdpiano.training
+
+    data = write_clips(tmp_path / "mine", dict.fromkeys(QUADRANT_FOLDERS, 3), seconds=1.0)
+    output = tmp_path / "run"
+    command = ["--train-data", data, "--validation-fraction", "0.5", "--config", tiny_config_file, "--cache-dir",
+               tmp_path / "cache", "--output-dir", output, "--epochs", "1", "--batch-size", "4", "--num-proc", "1"]  # fmt: skip
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # a run cut short in its first epoch
+        patch.setattr(mdpiano.training, "train", interrupted)
+        status, error = run_script("train.py", *command)
+    assert status == 130, error[-2000:]
+    split = json.loads((output / "clips.json").read_text())
+    assert len(split["train"]) == len(split["validation"]) == 6
+    write_clips(data, dict.fromkeys(QUADRANT_FOLDERS, 1), seconds=1.0)  # clip3 in each
+    with caplog.at_level(logging.WARNING):
+        status, error = run_script("train.py", *command, "--resume")
+    assert status == 0, error[-2000:]
+    assert "6 training clips" in run_script.stdout and json.loads((output / "clips.json").read_text()) == split
+    assert "4 clip(s) are not in the split recorded in" in caplog.text
+    assert "left out: Q1__clip3, Q2__clip3, Q3__clip3, Q4__clip3" in caplog.text
+    (data / "Q2" / "clip0.wav").unlink()
+    status, error = run_script("train.py", *command, "--resume")
+    assert status == 1 and "1 clip(s) of the split recorded in" in error and "no longer in the data: Q2__clip0." in error, error[-2000:]
+
+
+def test_unusable_and_too_short_files_are_all_named_before_training(tiny_config_file, tmp_path, run_script):
+    """A damaged file in the validation share was found only once the training share's were fixed (and counted
+    among those); a clip too short for the model ended in a traceback naming its id, with arguments.json written."""
+    data = write_clips(tmp_path / "mine", dict.fromkeys(QUADRANT_FOLDERS, 3), seconds=1.0)
+    held_out = write_clips(tmp_path / "held-out", dict.fromkeys(QUADRANT_FOLDERS, 1), seconds=1.0)
+    for damaged in (data / "Q1" / "junk.wav", data / "Q3" / "junk.wav", held_out / "Q2" / "junk.wav"):
+        damaged.write_bytes(b"not audio at all")
+    base = ["--config", tiny_config_file, "--cache-dir", tmp_path / "cache", "--output-dir", tmp_path / "run", "--num-proc", "1"]
+    for validation, counts in ((["--validation-fraction", "0.5"], [f"2 of 14 audio files in {data}"]),
+                               (["--validation-data", held_out], [f"2 of 14 audio files in {data}", f"1 of 5 audio files in {held_out}"])):  # fmt: skip
+        status, error = run_script("train.py", "--train-data", data, *validation, *base)
+        assert status == 1 and all(count in error for count in counts) and "Traceback" not in error, error[-2000:]
+        assert error.count("error: ") == 1 and f"error: {counts[0]}" in error
+        assert str(data / "Q1" / "junk.wav") in error and str(data / "Q3" / "junk.wav") in error
+    for damaged in (data / "Q1" / "junk.wav", data / "Q3" / "junk.wav"):
+        damaged.unlink()
+    write_clips(data, {"Q2": 1})  # 0.1 s: Q2/clip3.wav
+    status, error = run_script("train.py", "--train-data", data, "--validation-fraction", "0.5", *base)
+    last = error.strip().splitlines()[-1]
+    assert status == 1 and last.startswith("error: 1 clip(s) are shorter than the model's shortest input"), error[-2000:]
+    assert f"{data / 'Q2' / 'clip3.wav'} (0.12 s)" in last and "Traceback" not in error
+    assert not (tmp_path / "run").exists()

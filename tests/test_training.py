@@ -215,6 +215,25 @@ def test_two_runs_caching_one_entry_at_once_both_leave_it_whole(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["clip.npy"]  # no temporary file left behind
 
 
+def test_clip_ids_too_long_for_a_file_name_get_entries_of_their_own(quadrant_clips, processor, tmp_path):
+    """Ids built from a deep path (or given in a CSV's clip_id column) longer than a file name allows stopped the
+    caching with `File name too long`; ids that fit keep their entries' names, so existing caches stay valid."""
+    path = str(quadrant_clips[0][1])
+    clip_ids = ["short", "x" * 300 + "a", "x" * 300 + "b", "\u00e9" * 200]  # the last: 400 bytes of UTF-8
+    rows = {"clip_id": clip_ids, "label": [0] * 4, "audio": [path] * 4}
+    dataset = Dataset.from_dict(rows).cast_column("audio", Audio())
+    cached = cache_dataset(dataset, processor, tmp_path, "long")
+    entries = [Path(p) for p in list(cached["notes_path"]) + list(cached["features_path"])]
+    assert entries[0].name == "short.npz" and len(set(entries)) == 8
+    assert all(len(entry.name.encode()) <= 255 and entry.is_file() for entry in entries)
+    assert entries[1].name.startswith("x" * 200) and entries[3].name.startswith("\u00e9" * 100)
+    times = [entry.stat().st_mtime_ns for entry in entries]
+    again = cache_dataset(dataset, processor, tmp_path, "long")  # found again, not computed again
+    assert [Path(p) for p in list(again["notes_path"]) + list(again["features_path"])] == entries
+    assert [entry.stat().st_mtime_ns for entry in entries] == times
+    assert [(clip.clip_id, clip.path) for clip in load_clips(again)] == [(clip_id, path) for clip_id in clip_ids]
+
+
 def test_a_new_run_refuses_an_earlier_runs_folder(tmp_path, tiny_config, processor, clips):
     run_training(tiny_config, processor, clips, tmp_path, epochs=1)
     with pytest.raises(FileExistsError, match="holds an earlier run"):
@@ -312,13 +331,15 @@ def test_clips_too_short_for_the_model_and_fp16_on_a_cpu_are_refused_before_trai
     """A clip shorter than the model's shortest input stopped training at the batch that drew it, naming no file."""
     import dataclasses
 
-    short = dataclasses.replace(clips[1], clip_id="Q2/too_short", features=clips[1].features[:3])
+    short = dataclasses.replace(clips[1], clip_id="Q2/too_short", features=clips[1].features[:3], path=None)
     model = MDPianoForAudioClassification(tiny_config)
     args = TrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, epochs=1)
     with pytest.raises(ValueError, match=r"1 clip\(s\) are shorter than the model's shortest input \(0\.19 s\): Q2/too_short \(0\.07 s\)"):
         train(model, processor, [*clips, short], clips, args)
     with pytest.raises(ValueError, match=r"Q2/too_short"):  # validation clips too
         train(model, processor, clips, {"validation": [short]}, args)
+    with pytest.raises(ValueError, match=r": /audio/too_short\.wav \(0\.07 s\)"):  # named by its file where known
+        train(model, processor, clips, {"validation": [dataclasses.replace(short, path="/audio/too_short.wav")]}, args)
     with pytest.raises(ValueError, match="fp16 mixed precision needs a GPU"):
         train(model, processor, clips, clips, dataclasses.replace(args, mixed_precision="fp16"))
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")  # as `accelerate launch --mixed_precision fp16` sets it
