@@ -5,6 +5,7 @@ import json
 import logging
 import numbers
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -510,9 +511,15 @@ def _decode_encoded(path: str, name: str):
             if isinstance(ffmpeg_error, ImportError)
             else "Pass an audio file (wav, flac, mp3, ogg, opus, aiff, m4a, ...), or a waveform array with its sampling rate."
         )
-        raise AudioDecodeError(
-            f"Could not decode {name} as audio (soundfile: {first_error}; ffmpeg: {ffmpeg_error}). {remedy}"
-        ) from ffmpeg_error
+        reasons = f"soundfile: {_decoder_reason(first_error, path)}; ffmpeg: {_decoder_reason(ffmpeg_error, path)}"
+        raise AudioDecodeError(f"Could not decode {name} as audio ({reasons}). {remedy}") from ffmpeg_error
+
+
+def _decoder_reason(error: Exception, path: str) -> str:
+    """A decoder's complaint about `path` without the path (the message names the input; for bytes it is a
+    temporary copy) and without the decoder's own source locations (torchcodec's `File.cpp:52, `)."""
+    text = str(error).replace(f"Error opening {path!r}: ", "").replace(f"Could not open input file: {path} ", "")
+    return re.sub(r"\w+, \S+\.cpp:\d+, ", "", text).strip()
 
 
 def _check_rate(rate):

@@ -370,14 +370,14 @@ def check_clip_lengths(config, clip_sets: list[list[Clip]]) -> None:
     """
     if config.domains == "symbolic":
         return
-    frame_s = config.hop_length / config.sampling_rate
-    short = {clip.path or clip.clip_id: len(clip.features) * frame_s for clips in clip_sets for clip in clips
+    frame_s = config.hop_length / config.sampling_rate  # a clip of n frames lasts (n - 1) hops or more
+    short = {clip.path or clip.clip_id: (len(clip.features) - 1) * frame_s for clips in clip_sets for clip in clips
              if len(clip.features) < config.min_acoustic_frames}  # fmt: skip
     if short:
-        names = ", ".join(f"{name} ({seconds:.2f} s)" for name, seconds in list(short.items())[:20])
+        names = ", ".join(f"{name} ({seconds:.3f} s)" for name, seconds in list(short.items())[:20])
         more = f" and {len(short) - 20} more" if len(short) > 20 else ""
         raise ValueError(f"{len(short)} clip(s) are shorter than the model's shortest input "
-                         f"({config.min_acoustic_frames * frame_s:.2f} s): {names}{more}. Remove them from the data.")  # fmt: skip
+                         f"({(config.min_acoustic_frames - 1) * frame_s:.3f} s): {names}{more}. Remove them from the data.")  # fmt: skip
 
 
 def clips_without_notes(clips: list[Clip]) -> list[str]:
