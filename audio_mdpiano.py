@@ -44,7 +44,7 @@ def load_audio(
             - an array (`np.ndarray`, `torch.Tensor` or list of floats) of shape (samples,), (channels, samples)
               or (samples, channels), float or integer PCM (8 to 32 bits), with `sampling_rate` given;
             - a tuple `(array, sampling_rate)`;
-            - a `datasets` Audio value: a dict with `array` and `sampling_rate` (or `path` / `bytes`), or a
+            - a `datasets` Audio value: a dict with `array` (or `raw`) and `sampling_rate` (or `path` / `bytes`), or a
               torchcodec `AudioDecoder`.
         sampling_rate: rate of an array input in Hz (also of a dict `array` without a `sampling_rate` key). Ignored
             for inputs that carry their own rate.
@@ -419,12 +419,13 @@ def _decode(audio, sampling_rate):
     if isinstance(audio, (str, os.PathLike)):
         return _decode_file(os.fspath(audio))
     if isinstance(audio, dict):
-        if audio.get("array") is not None:
+        samples = audio["array"] if audio.get("array") is not None else audio.get("raw")  # `raw`: transformers' pipelines' key
+        if samples is not None:
             rate = audio.get("sampling_rate")
             if rate is None and sampling_rate is None:
                 raise ValueError("An audio dict with `array` needs its sampling rate: a `sampling_rate` key (in Hz), "
                                  "or `sampling_rate=`.")  # fmt: skip
-            return _decode_array(audio["array"], sampling_rate if rate is None else rate)
+            return _decode_array(samples, sampling_rate if rate is None else rate)
         if audio.get("path") is not None:
             return _decode_file(audio["path"])
         raise ValueError(f"An audio dict needs `array` and `sampling_rate`, `bytes` or `path`; got keys {list(audio)}.")
@@ -433,7 +434,7 @@ def _decode(audio, sampling_rate):
         return samples.data.numpy(), int(samples.sample_rate)
     if _is_array_and_rate(audio):
         return _decode_array(audio[0], audio[1])
-    if isinstance(audio, tuple):
+    if isinstance(audio, tuple) and not all(isinstance(value, (numbers.Real, np.number)) for value in audio):  # numbers: samples
         if len(audio) == 2 and isinstance(audio[1], (int, float, np.number)):
             return _decode_array(audio[0], audio[1])  # (array, rate) with a rate that is no whole number: says so
         raise ValueError("A tuple is read as one input, (array, sampling_rate); pass several inputs as a list.")

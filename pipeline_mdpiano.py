@@ -307,8 +307,6 @@ class MDPianoAudioClassificationPipeline(ChunkPipeline):
                 duration = len(waveform) / rate
             yield AnalysisStep(features, notes_to_array(notes) if self.uses_symbolic else None, duration, float("inf"), rate)
             return
-        if isinstance(inputs, dict) and "raw" in inputs:
-            inputs = {"array": inputs["raw"], "sampling_rate": inputs.get("sampling_rate")}
         yield from self.processor.analysis_stream(inputs, sampling_rate, self.uses_acoustic, self.uses_symbolic)
 
     def _forward(self, model_inputs):

@@ -123,6 +123,10 @@ def test_tensor_tuple_and_dict_inputs(tone):
     np.testing.assert_allclose(load_audio(torch.from_numpy(tone).bfloat16(), SR, SR), tone, atol=4e-3)
     np.testing.assert_array_equal(load_audio((tone, SR), target_sampling_rate=SR), tone)
     np.testing.assert_array_equal(load_audio({"array": tone, "sampling_rate": SR}, target_sampling_rate=SR), tone)
+    np.testing.assert_array_equal(load_audio({"raw": tone, "sampling_rate": SR}, target_sampling_rate=SR), tone)  # pipelines' key
+    np.testing.assert_array_equal(load_audio(tuple(tone[:2000].tolist()), SR, SR), tone[:2000])  # samples, as a list is
+    with pytest.raises(ValueError, match="A tuple is read as one input"):
+        load_audio((tone, tone, SR), target_sampling_rate=SR)
     # Rates read from files or computed often arrive as floats.
     for rate in (float(SR), np.float64(SR)):
         np.testing.assert_array_equal(load_audio((tone, rate), target_sampling_rate=SR), tone)
