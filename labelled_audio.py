@@ -152,7 +152,8 @@ def load_labelled_audio(source, sampling_rate: int | None = None, return_left_ou
     if repeated := {clip_id: names for clip_id, names in named.items() if len(names) > 1}:
         shown = "; ".join(f"{clip_id} is the id of {' and '.join(names)}" for clip_id, names in list(repeated.items())[:10])
         remedy = ("rename one of each (a clip's id is its path without the extension)" if source.is_dir()
-                  else "remove repeated rows, or name the clips in a clip_id column")  # fmt: skip
+                  else "remove repeated rows, or give each clip an id of its own in a clip_id column ('/' in an id "
+                  "reads as '__')")  # fmt: skip
         raise ValueError(f"{source}: clip ids must be unique, but {shown}: {remedy}.")
     features = {"clip_id": Value("string"), "label": ClassLabel(names=QUADRANTS), "arousal": Value("int8"),
                 "valence": Value("int8")}  # fmt: skip

@@ -85,6 +85,9 @@ def fit_calibration(model, predictions: dict, dataset, model_dir, fusions: dict)
     return {**predictions, "probabilities": probabilities}
 
 
+EMOPIA_ARGUMENTS = ("data", "split_scheme", "split", "audio_set", "audio_dir")  # what --labelled-data replaces
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model folder (default: %(default)s)")
@@ -169,7 +172,9 @@ def main():
     precision += ", the network alone (no note-statistics fusion)" if fuses and (args.unfused or args.fit_calibration) else ""
     precision += f", windows every {args.stride_s:g} s" if args.stride_s else ""
     title = f"{Path(args.model).name} on {source} ({args.mode}, symbols: {args.symbolic_source}{precision})"
-    extra = {"arguments": vars(args), "clips_evaluated": len(dataset), "clips_skipped": skipped}
+    # With --labelled-data, the EMOPIA arguments (at their defaults) were not read: not recorded as if they were.
+    arguments = {name: value for name, value in vars(args).items() if not (args.labelled_data and name in EMOPIA_ARGUMENTS)}
+    extra = {"arguments": arguments, "clips_evaluated": len(dataset), "clips_skipped": skipped}
     metrics = write_report(predictions, dataset, output_dir, title, extra=extra)
     if skipped:
         print(f"Left out: {len(skipped)} (see clips_skipped in results.json)")

@@ -95,6 +95,7 @@ RUN_DEFINING_ARGUMENTS = (
     "weight_decay", "seed", "gradient_accumulation_steps", "augment_features", "band_limit_probability",
 )  # fmt: skip
 PATH_ARGUMENTS = ("data", "clips", "train_data", "validation_data", "config", "symbolic_pretrained", "init_from")
+EMOPIA_ARGUMENTS = ("data", "split_scheme", "clips", "validation_set")  # what a run on --train-data does not read
 
 
 def load_or_exit(flag: str, location: str, load):
@@ -125,12 +126,13 @@ def build_model_and_processor(args, overrides: dict):
     `overrides` ([`config_values`] of `--config` and `--set`)."""
     set_seed(args.seed)
     if args.init_from:
-        if fixed := [name for name in overrides if name in PROCESSOR_CONFIG_FIELDS]:
+        check_model_folder_or_exit("--init-from", args.init_from)
+        saved = load_or_exit("--init-from", args.init_from, lambda: MDPianoConfig.from_pretrained(args.init_from))
+        # Values equal to the model's own (its config file given whole, say) change nothing.
+        if fixed := [name for name in overrides if name in PROCESSOR_CONFIG_FIELDS and overrides[name] != getattr(saved, name)]:
             sys.exit(f"error: --init-from {args.init_from} keeps its processor, so its inputs stay as they are: "
                      f"{', '.join(fixed)} cannot be changed by --config or --set when fine-tuning (train a new model "
                      "without --init-from for other features, windows or tokens).")  # fmt: skip
-        check_model_folder_or_exit("--init-from", args.init_from)
-        saved = load_or_exit("--init-from", args.init_from, lambda: MDPianoConfig.from_pretrained(args.init_from))
         # Fitted to the old network's decisions, not the new one's. Dropped in the same call as the overrides apply,
         # so that they are checked against a config without them (a fusion refuses `domains=acoustic`).
         dropped = {}
@@ -219,11 +221,15 @@ def main():
         parser.error(str(error))
     try:
         check_output_dir(args.output_dir, args.resume)
-        if args.resume:  # --train-data is recorded as the run's train set: compare it, not the EMOPIA default
-            defining = [name for name in RUN_DEFINING_ARGUMENTS if not (args.train_data and name == "train_sets")]
-            check_resumed_arguments(args.output_dir, vars(args), tuple(defining), PATH_ARGUMENTS)
         clips_path = Path(args.output_dir) / "clips.json"
         recorded = json.loads(clips_path.read_text()) if args.resume and clips_path.is_file() else None
+        if args.resume:
+            # A run on --train-data reads none of the EMOPIA arguments (its data is recorded as its train set), and
+            # a recorded split makes the fraction that drew it moot.
+            unread = {*EMOPIA_ARGUMENTS, "train_sets"} if args.train_data else set()
+            unread |= {"validation_fraction"} if recorded is not None else set()
+            defining = tuple(name for name in RUN_DEFINING_ARGUMENTS if name not in unread)
+            check_resumed_arguments(args.output_dir, vars(args), defining, PATH_ARGUMENTS)
         user_data = labelled_data(args, recorded) if args.train_data else None
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # the message says what to change
         sys.exit(f"error: {error}")
@@ -278,7 +284,7 @@ def main():
         for name, clips in (("training", train_clips), *((f"validation ({n})", c) for n, c in validation_clips.items())):
             if empty := clips_without_notes(clips):
                 print(f"warning: the transcriber found no notes in {len(empty)} {name} clip(s) (silence, noise, or not "
-                      f"a piano?); they train on an empty symbolic input: {', '.join(empty[:20])}"
+                      f"a piano?); their symbolic input is empty: {', '.join(empty[:20])}"
                       + (" ..." if len(empty) > 20 else ""))  # fmt: skip
     if use_acoustic and processor.feature_extractor.feature_mean is None:
         if silent := fit_feature_normalization(processor.feature_extractor, train_clips):

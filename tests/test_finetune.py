@@ -208,6 +208,7 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     report = json.loads((tmp_path / "evaluation" / "results.json").read_text())
     assert report["clips_evaluated"] == 8 and len(report["clips"]) == 8 and (tmp_path / "evaluation" / "confusion_matrix.png").is_file()
     assert report["clips_skipped"] == [f"{tmp_path / 'nowhere.wav'} (line 10: no such file)"]
+    assert "labelled_data" in report["arguments"] and not {"audio_set", "split", "data"} & set(report["arguments"])  # unread
     bias = MDPianoForAudioClassification.from_pretrained(output / "best").config.quadrant_logit_bias
     assert len(bias) == 4 and bias[0] == 0 and f"quadrant_logit_bias {bias} saved" in evaluated.stdout
     # A second run into the same folder must say --resume; a split that cannot hold every quadrant says what to change.
@@ -301,6 +302,9 @@ def test_train_arguments_are_checked_before_any_work(user_folder, tmp_path, run_
     status, error = run_script("train.py", *base, *user, "--init-from", REPOSITORY / "models" / "mdpiano-emopia",
                                "--set", "hop_length=512", "--set", "chunk_length_s=5")  # fmt: skip
     assert status == 1 and "hop_length, chunk_length_s cannot be changed by --config or --set" in error, error[-2000:]
+    status, error = run_script("train.py", *base, *user, "--init-from", REPOSITORY / "models" / "mdpiano-emopia",
+                               "--set", "hop_length=1024", "--set", "chunk_length_s=5")  # the model's own hop changes nothing
+    assert status == 1 and ": chunk_length_s cannot be changed by --config or --set" in error, error[-2000:]
     assert not (tmp_path / "cache").exists()
 
 
@@ -435,8 +439,11 @@ def test_resuming_keeps_the_recorded_split(tiny_config_file, tmp_path, run_scrip
     split = json.loads((output / "clips.json").read_text())
     assert len(split["train"]) == len(split["validation"]) == 6
     write_clips(data, dict.fromkeys(QUADRANT_FOLDERS, 1), seconds=1.0)  # clip3 in each
+    # The recorded split makes the fraction that drew it moot, and a run on --train-data reads no EMOPIA folder:
+    # neither blocks the resume.
+    other_fraction = [*command[:3], "0.2", *command[4:], "--data", tmp_path / "moved"]
     with caplog.at_level(logging.WARNING):
-        status, error = run_script("train.py", *command, "--resume")
+        status, error = run_script("train.py", *other_fraction, "--resume")
     assert status == 0, error[-2000:]
     assert "6 training clips" in run_script.stdout and json.loads((output / "clips.json").read_text()) == split
     assert "4 clip(s) are not in the split recorded in" in caplog.text
