@@ -94,7 +94,7 @@ def _csv_entries(source: Path) -> tuple[list, list]:
                 relative = Path(row["path"].strip())
                 path = relative if relative.is_absolute() else source.parent / relative
                 if not path.is_file():
-                    left_out.append(f"{path} (line {line}: no such file)")
+                    left_out.append(f"{path} (line {line}: {'a folder, not a file' if path.is_dir() else 'no such file'})")
                     continue
                 if path.suffix.lower() not in AUDIO_EXTENSIONS:
                     left_out.append(f"{path} (line {line}: not an audio file: {', '.join(AUDIO_EXTENSIONS)})")

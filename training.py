@@ -371,7 +371,7 @@ def check_clip_lengths(config, clip_sets: list[list[Clip]]) -> None:
     if config.domains == "symbolic":
         return
     frame_s = config.hop_length / config.sampling_rate  # a clip of n frames lasts (n - 1) hops or more
-    short = {clip.path or clip.clip_id: (len(clip.features) - 1) * frame_s for clips in clip_sets for clip in clips
+    short = {clip.path or clip.clip_id: clip.duration for clips in clip_sets for clip in clips
              if len(clip.features) < config.min_acoustic_frames}  # fmt: skip
     if short:
         names = ", ".join(f"{name} ({seconds:.3f} s)" for name, seconds in list(short.items())[:20])

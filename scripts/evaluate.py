@@ -66,18 +66,27 @@ def evaluation_data(args) -> tuple:
                                  return_report=True)  # fmt: skip
     dataset = splits[args.split]
     if len(dataset) == 0:
+        names = {path.stem for path in audio_dir.iterdir()} if audio_dir.is_dir() else set()
+        other_splits = [split for split in ("train", "validation", "test") if split != args.split and
+                        names & set(load_emopia(Path(args.data) / "emopia", args.split_scheme, splits=[split])[split]["clip_id"])]  # fmt: skip
+        hint = f"it holds {' and '.join(other_splits)} clips: add --split {other_splits[0]}" if other_splits else (
+            "for your own labelled audio use --labelled-data")  # fmt: skip
         raise ValueError(f"None of the EMOPIA {args.split} clips has audio in {audio_dir} (files named <clip_id>.<ext>); "
-                         "for your own labelled audio use --labelled-data.")  # fmt: skip
+                         f"{hint}.")  # fmt: skip
     return dataset, set_name, f"{set_name}-{args.split}", f"EMOPIA {args.split} ({audio_dir.name})", report.left_out(args.split)
 
 
-def fit_calibration(model, predictions: dict, dataset, model_dir, fusions: dict) -> dict:
-    """Fits and saves `quadrant_logit_bias` on uncalibrated, unfused clip predictions (the offsets apply before any
-    fusion), keeping the model's `fusions` (config field: settings); returns the calibrated predictions."""
+def fit_calibration(predictions: dict, dataset, model_dir) -> dict:
+    """
+    Fits `quadrant_logit_bias` on uncalibrated, unfused clip predictions (the offsets apply before any fusion) and
+    writes it into the model folder's config.json, whose other fields stay as they are (its fusions; a Hub folder's
+    `auto_map`, which `save_pretrained` would rewrite, with module copies beside it); returns the calibrated predictions.
+    """
     bias, scores = calibrate(predictions["probabilities"], np.array(dataset["label"]))
-    model.config.quadrant_logit_bias = bias
-    model.config.update(fusions)
-    model.config.save_pretrained(model_dir)
+    config_path = Path(model_dir) / "config.json"
+    config = json.loads(config_path.read_text())
+    config["quadrant_logit_bias"] = [float(offset) for offset in bias]
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (f1_before, f1_after), (accuracy_before, accuracy_after) = scores["macro_f1"], scores["accuracy"]
     print(f"quadrant_logit_bias {bias} saved in {Path(model_dir) / 'config.json'}: on these {len(dataset)} clips, "
           f"macro-F1 {f1_before:.3f} -> {f1_after:.3f}, 4Q accuracy {accuracy_before:.3f} -> {accuracy_after:.3f}")  # fmt: skip
@@ -159,7 +168,7 @@ def main():
     except ValueError as error:  # undecodable audio (AudioDecodeError), clips too short for the model
         sys.exit(f"error: {error}")
     if args.fit_calibration:
-        predictions = fit_calibration(model, predictions, dataset, args.model, fusions)
+        predictions = fit_calibration(predictions, dataset, args.model)
     suffix = ("-midi" if args.symbolic_source == "midi" else "") + ("" if args.dtype == "float32" else f"-{args.dtype}")
     suffix += "-uncalibrated" if args.uncalibrated else "-calibration-fit" if args.fit_calibration else ""
     fuses = fusions[FUSION_FIELDS[args.symbolic_source]] is not None  # the fusion for this source's notes

@@ -200,6 +200,7 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     # Calibrated and evaluated on labelled audio listed in a CSV; a row without its file is reported.
     rows = ["path,label"] + [f"{p},{p.parent.name}" for p in sorted(user_folder.rglob("*.wav"))] + ["nowhere.wav,Q2"]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    files_before, config_before = sorted(p.name for p in (output / "best").iterdir()), json.loads((output / "best" / "config.json").read_text())
     evaluated = subprocess.run([sys.executable, str(REPOSITORY / "scripts" / "evaluate.py"), "--model", str(output / "best"),
                                 "--labelled-data", str(tmp_path / "labels.csv"), "--cache-dir", str(tmp_path / "cache"), "--num-proc", "1",
                                 "--output-dir", str(tmp_path / "evaluation"), "--fit-calibration"],
@@ -211,6 +212,11 @@ def test_fine_tune_from_a_hub_folder(user_folder, tiny_config, tmp_path, run_scr
     assert "labelled_data" in report["arguments"] and not {"audio_set", "split", "data"} & set(report["arguments"])  # unread
     bias = MDPianoForAudioClassification.from_pretrained(output / "best").config.quadrant_logit_bias
     assert len(bias) == 4 and bias[0] == 0 and f"quadrant_logit_bias {bias} saved" in evaluated.stdout
+    # Only the offsets are written (save_pretrained rewrote auto_map and dropped the custom pipeline of a Hub-ready folder).
+    config_after = json.loads((output / "best" / "config.json").read_text())
+    config_before.pop("quadrant_logit_bias", None)
+    assert config_after.pop("quadrant_logit_bias") == bias and config_after == config_before
+    assert sorted(p.name for p in (output / "best").iterdir()) == files_before
     # A second run into the same folder must say --resume; a split that cannot hold every quadrant says what to change.
     # Resuming with other run settings, or from a model folder that is not there, is refused before any work.
     resumed_otherwise = [*train_command(output), "--resume", "--seed", "1"]
@@ -369,12 +375,13 @@ def test_csv_cells_unread_columns_and_broken_links_are_named(tmp_path, caplog):
         assert load_labelled_audio(folder)["clip_id"] == ["Q1__clip0", "Q1__clip1"]
     assert f"{folder / 'Q1' / 'gone.wav'} (no such file: a link to {tmp_path / 'nowhere.wav'}" in caplog.text
     (tmp_path / "split.csv").write_text("path,label,split,composer\nmine/Q1/clip0.wav,Q1,train,X\n"
-                                        "mine/Q1/clip1.wav,Q1,test,Y\n,Q2,train,Z\n")  # fmt: skip
+                                        "mine/Q1/clip1.wav,Q1,test,Y\n,Q2,train,Z\nmine/Q1,Q1,train,Z\n")  # fmt: skip
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         assert len(load_labelled_audio(tmp_path / "split.csv")) == 2
     assert "the columns split, composer are ignored" in caplog.text and "a split column splits nothing" in caplog.text
     assert f"{tmp_path / 'split.csv'} (line 4: the path cell is empty)" in caplog.text
+    assert f"{tmp_path / 'mine' / 'Q1'} (line 5: a folder, not a file)" in caplog.text
     for rows in ("mine/Q1/clip0.wav,\n", "mine/Q1/clip0.wav\n"):  # a blank label, and a row short of it
         (tmp_path / "unlabelled.csv").write_text(f"path,label\n{rows}")
         with pytest.raises(EmopiaFormatError, match="unlabelled.csv, line 2: the label cell is empty"):
@@ -473,5 +480,5 @@ def test_unusable_and_too_short_files_are_all_named_before_training(tiny_config_
     status, error = run_script("train.py", "--train-data", data, "--validation-fraction", "0.5", *base)
     last = error.strip().splitlines()[-1]
     assert status == 1 and last.startswith("error: 1 clip(s) are shorter than the model's shortest input"), error[-2000:]
-    assert f"{data / 'Q2' / 'clip3.wav'} (0.093 s)" in last and "Traceback" not in error
+    assert f"{data / 'Q2' / 'clip3.wav'} (0.100 s)" in last and "Traceback" not in error
     assert not (tmp_path / "run").exists()

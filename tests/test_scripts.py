@@ -94,6 +94,10 @@ def test_render_train_evaluate(tiny_emopia, tmp_path, model_dir, run_script, mon
     status, error = run_script("evaluate.py", "--model", output / "best", "--cache-dir", cache, "--mode", "pipeline",
                                "--symbolic-source", "midi")  # fmt: skip
     assert status == 2 and "--symbolic-source midi needs --mode cached" in error
+    # A folder of another split's clips says which split it holds.
+    status, error = run_script("evaluate.py", "--model", output / "best", "--data", data, "--cache-dir", cache,
+                               "--audio-dir", cache / "audio" / "train-0")  # fmt: skip
+    assert status == 1 and "None of the EMOPIA test clips has audio in" in error and "it holds train clips: add --split train" in error
 
 
 def test_training_validates_on_several_renderings(tiny_emopia, tmp_path, run_script, monkeypatch):

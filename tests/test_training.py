@@ -331,14 +331,14 @@ def test_clips_too_short_for_the_model_and_fp16_on_a_cpu_are_refused_before_trai
     """A clip shorter than the model's shortest input stopped training at the batch that drew it, naming no file."""
     import dataclasses
 
-    short = dataclasses.replace(clips[1], clip_id="Q2/too_short", features=clips[1].features[:3], path=None)
+    short = dataclasses.replace(clips[1], clip_id="Q2/too_short", features=clips[1].features[:3], duration=0.05, path=None)
     model = MDPianoForAudioClassification(tiny_config)
     args = TrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, epochs=1)
-    with pytest.raises(ValueError, match=r"1 clip\(s\) are shorter than the model's shortest input \(0\.163 s\): Q2/too_short \(0\.046 s\)"):
+    with pytest.raises(ValueError, match=r"1 clip\(s\) are shorter than the model's shortest input \(0\.163 s\): Q2/too_short \(0\.050 s\)"):
         train(model, processor, [*clips, short], clips, args)
     with pytest.raises(ValueError, match=r"Q2/too_short"):  # validation clips too
         train(model, processor, clips, {"validation": [short]}, args)
-    with pytest.raises(ValueError, match=r": /audio/too_short\.wav \(0\.046 s\)"):  # named by its file where known
+    with pytest.raises(ValueError, match=r": /audio/too_short\.wav \(0\.050 s\)"):  # named by its file where known
         train(model, processor, clips, {"validation": [dataclasses.replace(short, path="/audio/too_short.wav")]}, args)
     with pytest.raises(ValueError, match="fp16 mixed precision needs a GPU"):
         train(model, processor, clips, clips, dataclasses.replace(args, mixed_precision="fp16"))
