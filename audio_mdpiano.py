@@ -1,5 +1,6 @@
 """Audio input: every accepted form is decoded, checked, downmixed and resampled here, once."""
 
+import contextlib
 import io
 import json
 import logging
@@ -265,7 +266,7 @@ def _spill_encoded(audio) -> tuple[str, str] | None:
             if spill.tell() == 0:
                 raise AudioDecodeError(f"No audio in {name}: it holds 0 bytes.")
     except BaseException:
-        os.remove(path)
+        _remove(path)
         raise
     return path, name
 
@@ -276,15 +277,21 @@ def _spilled_blocks(path: str, name: str, block_seconds: float):
     try:
         stream = _soundfile_blocks(path, block_seconds, name) or _ffmpeg_blocks(path, block_seconds, name)
     except BaseException:
-        os.remove(path)
+        _remove(path)
         raise
     if stream is None:  # neither libsndfile nor ffprobe opens it: torchcodec decodes it whole, or says why it cannot
         try:
             return _array_blocks(*_decode_encoded(path, name), block_seconds)
         finally:
-            os.remove(path)
-    weakref.finalize(stream[0], os.remove, path)
+            _remove(path)
+    weakref.finalize(stream[0], _remove, path)
     return stream
+
+
+def _remove(path: str) -> None:
+    """Removes a temporary file of this module's, if it is still there (a temporary folder may have been cleaned)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
 
 
 def _soundfile_blocks(path: str, block_seconds: float, name: str | None = None):
@@ -371,9 +378,9 @@ def _readable_blocks(file, size: int, path: str, quiet: bool = False, name: str 
     the block holding the damage and drop all of it: that block is read again in small pieces, and what precedes
     the damage is kept, with a warning (unless `quiet`) naming the file as `name` (the path by default).
     """
-    name = name or path
     import soundfile
 
+    name = name or path
     position = 0
     try:
         while len(block := file.read(size, dtype="float32", always_2d=True)):
@@ -438,7 +445,7 @@ def _decode(audio, sampling_rate):
         if len(audio) == 2 and isinstance(audio[1], (int, float, np.number)):
             return _decode_array(audio[0], audio[1])  # (array, rate) with a rate that is no whole number: says so
         raise ValueError("A tuple is read as one input, (array, sampling_rate); pass several inputs as a list.")
-    if np.ndim(audio) == 0:  # None, a number, an object of no known form: no samples to read
+    if audio is None or isinstance(audio, numbers.Number) or not (hasattr(audio, "__len__") or hasattr(audio, "__array__")):
         raise ValueError(f"Expected a recording: a path, encoded bytes, a file object, or samples with their sampling "
                          f"rate; got {type(audio).__name__}.")  # fmt: skip
     return _decode_array(audio, sampling_rate)
