@@ -108,7 +108,8 @@ def classify(audio_path, midi_path):
     except gr.Error:  # a ValueError itself, already worded for the user
         raise
     except (ValueError, OSError, ImportError) as error:  # bad files, missing FluidSynth for MIDI: say what
-        raise gr.Error(str(error)) from error
+        # named as the user's file, not by the server's upload folder
+        raise gr.Error(str(error).replace(os.path.join(os.path.dirname(path), ""), "")) from error
     scores = {entry["label"]: entry["score"] for entry in result["labels"]}
     label = {f"{quadrant} {QUADRANT_NAMES[quadrant].split(' ')[0]}": score for quadrant, score in scores.items()}
     notes = result["notes"]  # None: the model reads no notes

@@ -120,6 +120,8 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
     import subprocess
 
     import gradio as gr
+    import numpy as np
+    import soundfile
 
     monkeypatch.setenv("MDPIANO_MODEL", str(model_dir))
     monkeypatch.setenv("MDPIANO_MAX_SECONDS", "20")
@@ -136,6 +138,11 @@ def test_limits_hold_for_every_format_and_say_so_plainly(model_dir, monkeypatch,
     unknown.write_text("not audio")
     with pytest.raises(gr.Error, match="length of this file cannot be read"):
         app.classify(str(unknown), None)
+    blip = tmp_path / "blip.wav"  # named as the user's file, not by the server's upload folder
+    soundfile.write(blip, np.zeros(2205, np.float32), 22050)
+    with pytest.raises(gr.Error) as error:
+        app.classify(str(blip), None)
+    assert error.value.message.startswith("The recording blip.wav lasts 0.10 s, too short to analyse")
     example = sorted((REPOSITORY / "examples").glob("*.mp3"))[0]
     _, _, _, _, midi, message = app.classify(str(example), None)
     assert Path(midi).parent == app.TRANSCRIPTION_DIR and Path(midi).stat().st_size > 0
