@@ -127,8 +127,9 @@ def _undecoded():
 
 
 def write_report(predictions: dict, dataset, output_dir, title: str, extra: dict | None = None) -> dict:
-    """Metrics (the repository's `evaluate` module), `results.json`, `confusion_matrix.png` and
-    `valence_arousal.png` in `output_dir`; returns the metrics."""
+    """Metrics (the repository's `evaluate` module), `results.json` (with each clip's probabilities, and its
+    auxiliary heads' where `predictions` holds them), `confusion_matrix.png` and `valence_arousal.png` in
+    `output_dir`; returns the metrics."""
     from .emopia import QUADRANTS
 
     output_dir = Path(output_dir)
@@ -140,6 +141,9 @@ def write_report(predictions: dict, dataset, output_dir, title: str, extra: dict
          "probabilities": dict(zip(QUADRANTS, np.round(p, 4).tolist()))}  # fmt: skip
         for clip_id, label, p in zip(dataset["clip_id"], labels, predictions["probabilities"])
     ]
+    for head in ("arousal", "valence"):  # the auxiliary heads' P(high arousal), P(positive valence): their accuracies' inputs
+        for entry, probability in zip(per_clip, predictions.get(head, [])):
+            entry[f"{head}_head"] = round(float(probability), 4)
     report = {"title": title, **(extra or {}), "metrics": metrics, "clips": per_clip}
     (output_dir / "results.json").write_text(json.dumps(report, indent=1))
     plot_confusion_matrix(metrics["confusion_matrix"], QUADRANTS, output_dir / "confusion_matrix.png",

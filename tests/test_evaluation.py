@@ -27,7 +27,10 @@ def test_write_report(tmp_path, predictions, dataset):
     assert metrics["confusion_matrix"][3] == [0, 0, 1, 0]
     report = json.loads((tmp_path / "results.json").read_text())
     assert report["clips"][3] == {"clip_id": "d", "label": "Q4", "prediction": "Q3",
-                                  "probabilities": {"Q1": 0.1, "Q2": 0.1, "Q3": 0.6, "Q4": 0.2}}  # fmt: skip
+                                  "probabilities": {"Q1": 0.1, "Q2": 0.1, "Q3": 0.6, "Q4": 0.2},
+                                  "arousal_head": 0.6, "valence_head": 0.3}  # fmt: skip
+    write_report({"probabilities": predictions["probabilities"]}, dataset, tmp_path / "no heads", "test report")
+    assert "arousal_head" not in json.loads((tmp_path / "no heads" / "results.json").read_text())["clips"][0]
     for figure in ("confusion_matrix.png", "valence_arousal.png"):
         assert (tmp_path / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = metrics_table(metrics)
