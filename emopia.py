@@ -64,7 +64,7 @@ class EmopiaReport:
         return sorted(name for _, group in self._groups() for name in group.get(split, []))
 
     def __str__(self) -> str:
-        lines = [f"{split}: {_count(len(names), 'clip')} skipped, {what}: {_shown(names)}"
+        lines = [f"{split}: {_count(len(names), 'clip')} skipped, {what}: {shown_names(names)}"
                  for what, group in self._groups() for split, names in group.items() if names]  # fmt: skip
         return "\n".join(lines) if lines else "every listed clip was found"
 
@@ -73,7 +73,8 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def _shown(names: list[str], limit: int = 10) -> str:
+def shown_names(names: list[str], limit: int = 10) -> str:
+    """The first `limit` names, joined for a message, and how many more there are."""
     return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
@@ -95,7 +96,7 @@ def _check_listed_once(path: Path, lines: dict[str, list[int]]) -> None:
     repeated = [f"{clip_id} (lines {', '.join(map(str, rows))})" for clip_id, rows in lines.items() if len(rows) > 1]
     if repeated:
         raise EmopiaFormatError(
-            f"{path} lists {_count(len(repeated), 'clip')} more than once: {_shown(repeated)}. Keep one row per clip."
+            f"{path} lists {_count(len(repeated), 'clip')} more than once: {shown_names(repeated)}. Keep one row per clip."
         )
 
 
@@ -162,14 +163,14 @@ def read_split(
     leaked = [f"{clip_id} ({' and '.join(names)})" for clip_id, names in files_of.items() if len(names) > 1]
     if leaked:
         raise EmopiaFormatError(f"{split_dir}: {_count(len(leaked), 'clip')} in more than one split file: "
-                                f"{_shown(leaked)}. Keep each clip in one split.")  # fmt: skip
+                                f"{shown_names(leaked)}. Keep each clip in one split.")  # fmt: skip
     songs = {split: {song_id(clip_id) for clip_id in clip_ids} for split, clip_ids in listed.items()}
     shared = sorted(set().union(*(songs[a] & songs[b] for a, b in itertools.combinations(songs, 2))))
     if shared:
         shown = [f"{song}: {', '.join(split for split in songs if song in songs[split])}" for song in shared]
         logger.warning("%s: clips of %s are in more than one split (%s), though the official %r splits are "
                        "song-disjoint (were the split files edited?); scores on a split sharing songs with training "
-                       "are optimistic.", split_dir, _count(len(shared), "song"), _shown(shown), scheme)  # fmt: skip
+                       "are optimistic.", split_dir, _count(len(shared), "song"), shown_names(shown), scheme)  # fmt: skip
     return listed
 
 
@@ -222,7 +223,7 @@ def _check_one_audio_file(audio_dir: str | os.PathLike, files: dict[str, list[st
                if len(paths) > 1]  # fmt: skip
     if several:
         raise EmopiaFormatError(f"{audio_dir} holds several audio files for {_count(len(several), 'clip')}: "
-                                f"{_shown(several)}. Keep one file per clip.")  # fmt: skip
+                                f"{shown_names(several)}. Keep one file per clip.")  # fmt: skip
 
 
 def find_audio(audio_dir: str | os.PathLike, clip_id: str) -> str | None:
@@ -347,4 +348,4 @@ def load_emopia(
 
 
 __all__ = ["EmopiaFormatError", "EmopiaReport", "dataset_with_audio_paths", "find_audio", "load_emopia", "read_labels",
-           "read_split", "song_id", "split_of_audio_set"]
+           "read_split", "shown_names", "song_id", "split_of_audio_set"]

@@ -8,7 +8,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from .emopia import AUDIO_EXTENSIONS, QUADRANTS, EmopiaFormatError, dataset_with_audio_paths
+from .emopia import AUDIO_EXTENSIONS, QUADRANTS, EmopiaFormatError, dataset_with_audio_paths, shown_names
 from .configuration_mdpiano import QUADRANT_AROUSAL, QUADRANT_VALENCE
 
 logger = logging.getLogger(__name__)
@@ -201,18 +201,16 @@ def recorded_split(split: dict, train, validation=None, recorded_in="the run's c
     recorded = {side: set(split[side]) for side in sides}
     present = {side: set(clip_ids) for side, clip_ids in held.items()}
     if gone := [clip_id for side in sides for clip_id in split[side] if clip_id not in present[side]]:
-        shown = ", ".join(gone[:20]) + (f" and {len(gone) - 20} more" if len(gone) > 20 else "")
         raise ValueError(f"{len(gone)} clip(s) of the split recorded in {recorded_in} are no longer in the data: "
-                         f"{shown}. Put them back to resume the run, or start a new run in another folder.")  # fmt: skip
+                         f"{shown_names(gone, 20)}. Put them back to resume the run, or start a new run in another folder.")  # fmt: skip
     if validation is None:
         known = recorded["train"] | recorded["validation"]
         new = [clip_id for clip_id in held["train"] if clip_id not in known]
     else:
         new = [clip_id for side in sides for clip_id in held[side] if clip_id not in recorded[side]]
     if new:
-        shown = ", ".join(new[:20]) + (f" and {len(new) - 20} more" if len(new) > 20 else "")
         logger.warning("%d clip(s) are not in the split recorded in %s, which the resumed run keeps: left out: %s. "
-                       "Start a new run to train on them.", len(new), recorded_in, shown)  # fmt: skip
+                       "Start a new run to train on them.", len(new), recorded_in, shown_names(new, 20))  # fmt: skip
     return tuple(dataset.select([i for i, clip_id in enumerate(held[side]) if clip_id in recorded[side]])
                  for side, dataset in sides.items())  # fmt: skip
 
